@@ -1,0 +1,25 @@
+//! Generates the gRPC code from `proto/` with a pure-Rust protobuf compiler: no system `protoc`.
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/paraph/v1/common.proto",
+        "proto/paraph/v1/admin.proto",
+        "proto/paraph/v1/circuit.proto",
+        "proto/paraph/v1/document.proto",
+    ];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("paraph_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

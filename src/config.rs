@@ -1,0 +1,140 @@
+//! Settings: an optional TOML file, overridden by `PARAPH__…` environment variables, overridden
+//! by command-line flags. Paths to secrets (TLS keys) are settings; secret contents never are,
+//! and the `Debug` output of settings holds no secret.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The sled data directory.
+    pub data: PathBuf,
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: u64,
+    /// Tenant created on the first start.
+    pub first_tenant: String,
+    /// Optional TLS; with `client_ca`, clients must present a certificate it issued (mTLS).
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data: PathBuf::from("./data"),
+            max_document_bytes: 64 * 1024 * 1024,
+            first_tenant: "default".to_owned(),
+            tls: None,
+        }
+    }
+}
+
+/// Parses an environment value as a TOML value when it is one (numbers, booleans), else as a
+/// string.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+impl Settings {
+    /// Loads `file` (when given, or `./paraph.toml` when it exists), then applies the
+    /// `PARAPH__SECTION__KEY=value` variables found in `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let default_file = Path::new("paraph.toml");
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_file.exists() => Some(default_file.to_path_buf()),
+            None => None,
+        };
+        let mut table = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("PARAPH__") else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let mut t = &mut table;
+            for (i, part) in path.iter().enumerate() {
+                if i + 1 == path.len() {
+                    t.insert(part.clone(), env_value(&v));
+                } else {
+                    let entry = t
+                        .entry(part.clone())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                    t = entry.as_table_mut().ok_or_else(|| {
+                        ConfigError::Invalid(format!("{k}: '{part}' is not a section"))
+                    })?;
+                }
+            }
+        }
+        Settings::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:1\"\nmax_document_bytes = 10\n").unwrap();
+        let s = Settings::load(
+            Some(&f),
+            [
+                ("PARAPH__MAX_DOCUMENT_BYTES".to_string(), "20".to_string()),
+                ("PARAPH__TLS__CERT".to_string(), "c.pem".to_string()),
+                ("PARAPH__TLS__KEY".to_string(), "k.pem".to_string()),
+                ("OTHER".to_string(), "x".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(s.max_document_bytes, 20);
+        assert_eq!(s.tls.unwrap().cert, PathBuf::from("c.pem"));
+        std::fs::write(&f, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let e = Settings::load(Some(&f), []).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Circuit templates: ordered steps with actors, modes, conditions, levels and deadlines.
+//!
+//! A circuit version is immutable once created; "editing" a circuit creates the next version.
+
+use super::{CircuitName, Condition, DomainError, Role, Timestamp, UserName};
+use serde::{Deserialize, Serialize};
+
+/// At most this many steps in a circuit, and actors in a step.
+pub const MAX_STEPS: usize = 50;
+pub const MAX_ACTORS: usize = 100;
+/// A deadline longer than a year is certainly a mistake.
+pub const MAX_DEADLINE_SECS: u64 = 366 * 24 * 3600;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Approval without a certificate signature.
+    Visa,
+    /// An officer's certificate signature.
+    Signature,
+    /// The organisation's server seal, applied automatically.
+    Seal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    All,
+    Any,
+    Quorum(u32),
+}
+
+/// RGS certificate level: `*`, `**` or `***`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RgsLevel(u8);
+
+impl RgsLevel {
+    pub fn new(level: u32) -> Result<RgsLevel, DomainError> {
+        match level {
+            1..=3 => Ok(RgsLevel(level as u8)),
+            _ => Err(DomainError::invalid(
+                "level",
+                "must be 1, 2 or 3 (RGS *, **, ***)",
+            )),
+        }
+    }
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// Who may act on a step: a named user, or every officer holding a role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorRef {
+    User(UserName),
+    Role(Role),
+}
+
+impl ActorRef {
+    /// `m.durand` or `role:officer`.
+    pub fn parse(s: &str) -> Result<ActorRef, DomainError> {
+        match s.strip_prefix("role:") {
+            Some(role) => Ok(ActorRef::Role(Role::parse(role)?)),
+            None => Ok(ActorRef::User(UserName::parse(s).map_err(|_| {
+                DomainError::invalid(
+                    "actors",
+                    format!("'{s}' is neither a user name nor role:NAME"),
+                )
+            })?)),
+        }
+    }
+}
+
+impl std::fmt::Display for ActorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActorRef::User(u) => write!(f, "{u}"),
+            ActorRef::Role(r) => write!(f, "role:{}", r.as_str()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDef {
+    pub kind: StepKind,
+    pub actors: Vec<ActorRef>,
+    pub mode: Mode,
+    pub condition: Option<Condition>,
+    pub level: Option<RgsLevel>,
+    pub deadline_secs: Option<u64>,
+    pub fallback: Option<UserName>,
+}
+
+/// An unchecked circuit definition, as parsed from the wire or a TOML file.
+#[derive(Clone, Debug)]
+pub struct CircuitSpec {
+    pub name: CircuitName,
+    pub fallback: Option<UserName>,
+    pub steps: Vec<StepDef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Circuit {
+    pub name: CircuitName,
+    pub version: u32,
+    pub fallback: Option<UserName>,
+    pub steps: Vec<StepDef>,
+    pub created_at: Timestamp,
+    pub created_by: UserName,
+}
+
+impl Circuit {
+    /// Checks a definition and makes it version `version`. `user_roles` answers the roles of a
+    /// user of the tenant (`None` when no such user exists).
+    pub fn define(
+        spec: CircuitSpec,
+        version: u32,
+        user_roles: &dyn Fn(&UserName) -> Option<Vec<Role>>,
+        created_by: UserName,
+        now: Timestamp,
+    ) -> Result<Circuit, DomainError> {
+        if spec.steps.is_empty() || spec.steps.len() > MAX_STEPS {
+            return Err(DomainError::invalid(
+                "steps",
+                format!("a circuit has 1 to {MAX_STEPS} steps"),
+            ));
+        }
+        let known = |u: &UserName, what: &str| -> Result<Vec<Role>, DomainError> {
+            user_roles(u).ok_or_else(|| DomainError::invalid(what, format!("unknown user '{u}'")))
+        };
+        if let Some(f) = &spec.fallback {
+            known(f, "fallback")?;
+        }
+        for (i, step) in spec.steps.iter().enumerate() {
+            let field = |f: &str| format!("steps[{i}].{f}");
+            if let Some(f) = &step.fallback {
+                known(f, &field("fallback"))?;
+            }
+            if let Some(d) = step.deadline_secs {
+                if d == 0 || d > MAX_DEADLINE_SECS {
+                    return Err(DomainError::invalid(
+                        field("deadline"),
+                        "must be between 1 second and 366 days",
+                    ));
+                }
+            }
+            match step.kind {
+                StepKind::Seal => {
+                    if !step.actors.is_empty() {
+                        return Err(DomainError::invalid(
+                            field("actors"),
+                            "a seal step is applied by the server and has no actors",
+                        ));
+                    }
+                    continue;
+                }
+                StepKind::Visa => {
+                    if step.level.is_some() {
+                        return Err(DomainError::invalid(
+                            field("level"),
+                            "only signature and seal steps have an RGS level",
+                        ));
+                    }
+                }
+                StepKind::Signature => {}
+            }
+            if step.actors.is_empty() || step.actors.len() > MAX_ACTORS {
+                return Err(DomainError::invalid(
+                    field("actors"),
+                    format!("a step has 1 to {MAX_ACTORS} actors"),
+                ));
+            }
+            for (j, a) in step.actors.iter().enumerate() {
+                if step.actors[..j].contains(a) {
+                    return Err(DomainError::invalid(
+                        field("actors"),
+                        format!("'{a}' is listed twice"),
+                    ));
+                }
+                if let ActorRef::User(u) = a {
+                    if !known(u, &field("actors"))?.contains(&Role::Officer) {
+                        return Err(DomainError::invalid(
+                            field("actors"),
+                            format!("'{u}' is not an officer"),
+                        ));
+                    }
+                }
+            }
+            if let Mode::Quorum(k) = step.mode {
+                let only_users = step.actors.iter().all(|a| matches!(a, ActorRef::User(_)));
+                if k == 0 || (only_users && k as usize > step.actors.len()) {
+                    return Err(DomainError::invalid(
+                        field("quorum"),
+                        format!(
+                            "quorum {k} must be between 1 and the number of actors ({})",
+                            step.actors.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Circuit {
+            name: spec.name,
+            version,
+            fallback: spec.fallback,
+            steps: spec.steps,
+            created_at: now,
+            created_by,
+        })
+    }
+}
+
+/// Parses a deadline such as `48h`, `30m`, `2d`, `90s` or `1d12h` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, DomainError> {
+    let bad = || {
+        DomainError::invalid(
+            "deadline",
+            format!("'{s}' is not a duration like 48h, 2d or 1d12h"),
+        )
+    };
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in s.trim().chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(bad)?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(bad()),
+        };
+        let n = num.take().ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if num.is_some() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Renders seconds the way [`parse_duration`] reads them.
+pub fn format_duration(mut secs: u64) -> String {
+    let mut out = String::new();
+    for (unit, name) in [(86400, 'd'), (3600, 'h'), (60, 'm'), (1, 's')] {
+        if secs >= unit {
+            out.push_str(&format!("{}{}", secs / unit, name));
+            secs %= unit;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("48h").unwrap(), 48 * 3600);
+        assert_eq!(parse_duration("1d12h").unwrap(), 36 * 3600);
+        assert_eq!(parse_duration("90s").unwrap(), 90);
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("12").is_err());
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert_eq!(format_duration(36 * 3600), "1d12h");
+        assert_eq!(parse_duration(&format_duration(93784)).unwrap(), 93784);
+    }
+
+    #[test]
+    fn actor_refs() {
+        assert_eq!(
+            ActorRef::parse("role:officer").unwrap(),
+            ActorRef::Role(Role::Officer)
+        );
+        assert!(ActorRef::parse("role:boss").is_err());
+        assert!(ActorRef::parse("Bad Name").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The gRPC edge: tonic services for package `paraph.v1`.
+//!
+//! Owns proto <-> domain conversion (parse, don't validate: requests become checked domain
+//! values before the service sees them), bearer-token extraction, and [`to_status`], the ONE
+//! place where errors become `tonic::Status`. Internal causes are logged here and never sent to
+//! clients. It holds no business rule.
+
+mod admin;
+mod circuits;
+mod convert;
+mod documents;
+
+pub use admin::AdminApi;
+pub use circuits::CircuitApi;
+pub use documents::DocumentApi;
+
+use crate::domain::{DomainError, IdempotencyKey};
+use crate::service::{Idem, Paraph, Principal, ServiceError};
+use std::sync::Arc;
+use tonic::{Request, Status};
+
+/// Metadata naming the tenant the platform operator acts in.
+pub const TENANT_HEADER: &str = "x-paraph-tenant";
+
+/// Maps every service error to a status. Internal failures are logged with their cause and
+/// reported to the client without it.
+pub fn to_status(e: ServiceError) -> Status {
+    match e {
+        ServiceError::Domain(d) => match d {
+            DomainError::InvalidField { .. } => Status::invalid_argument(d.to_string()),
+            DomainError::NotFound(_) => Status::not_found(d.to_string()),
+            DomainError::Forbidden(_) => Status::permission_denied(d.to_string()),
+            DomainError::WrongState(_) => Status::failed_precondition(d.to_string()),
+            DomainError::AlreadyExists(_) => Status::already_exists(d.to_string()),
+        },
+        ServiceError::Unauthenticated => Status::unauthenticated(e.to_string()),
+        ServiceError::TooLarge(_) => Status::resource_exhausted(e.to_string()),
+        ServiceError::IdempotencyMismatch => Status::invalid_argument(e.to_string()),
+        ServiceError::Store(_) | ServiceError::Internal(_) => {
+            tracing::error!(error = %e, "internal failure");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// Converts a domain error met while parsing a request.
+pub(crate) fn invalid(e: DomainError) -> Status {
+    to_status(ServiceError::Domain(e))
+}
+
+/// Authenticates a request from its `authorization: Bearer …` and tenant metadata.
+pub(crate) async fn principal<T>(svc: &Paraph, req: &Request<T>) -> Result<Principal, Status> {
+    let md = req.metadata();
+    let token = md
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Status::unauthenticated("missing 'authorization: Bearer <token>' metadata")
+        })?;
+    let tenant = match md.get(TENANT_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| Status::invalid_argument("invalid x-paraph-tenant metadata"))?,
+        ),
+        None => None,
+    };
+    svc.authenticate(token.trim(), tenant)
+        .await
+        .map_err(to_status)
+}
+
+/// The caller acting in a tenant.
+pub(crate) async fn caller<T>(
+    svc: &Paraph,
+    req: &Request<T>,
+) -> Result<crate::service::Caller, Status> {
+    principal(svc, req).await?.in_tenant().map_err(to_status)
+}
+
+/// The idempotency key of a request, fingerprinted over the whole encoded request.
+pub(crate) fn idem<M: prost::Message>(key: &str, msg: &M) -> Result<Option<Idem>, Status> {
+    let key = IdempotencyKey::parse(key).map_err(invalid)?;
+    Ok(Idem::new(key, &msg.encode_to_vec()))
+}
+
+/// Shared state of the services.
+#[derive(Clone)]
+pub struct Api {
+    pub svc: Arc<Paraph>,
+    /// Turns true when the server shuts down; open watch streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}

@@ -1,0 +1,31 @@
+//! paraph: electronic signature circuits for local administrations.
+//!
+//! Architecture map (each layer only depends on the ones above it):
+//!
+//! - [`domain`]: pure, synchronous model and workflow state machine. No I/O, no clock, no async.
+//! - [`store`]: persistence of domain records in sled, one transaction per mutation, flushed
+//!   before a reply.
+//! - [`service`]: application layer: authorisation, load, domain transition, store, notify.
+//! - [`grpc`]: tonic services, proto <-> domain conversion, the one map from errors to `Status`.
+//! - [`server`]: process wiring: settings, listener, TLS, health, reflection, graceful shutdown.
+//! - [`client`]: the command-line client (officers, admins, auditors) over the generated stubs.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod server;
+pub mod service;
+pub mod store;
+
+/// Generated protobuf and gRPC code for package `paraph.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("paraph.v1");
+
+    /// Encoded file descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/paraph_descriptor.bin"));
+}

@@ -1,0 +1,201 @@
+//! Process wiring: opens the store, bootstraps it, serves the gRPC services (with health and
+//! reflection, optional TLS and mTLS) and shuts down gracefully: stop accepting, let in-flight
+//! calls finish, end watch streams, flush the store.
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::grpc::Api;
+use crate::proto::{
+    admin_service_server::AdminServiceServer, circuit_service_server::CircuitServiceServer,
+    document_service_server::DocumentServiceServer,
+};
+use crate::service::{tenancy::Bootstrap, Limits, Paraph};
+use crate::store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Store {
+        path: std::path::PathBuf,
+        source: crate::store::StoreError,
+    },
+    #[error("bootstrap failed: {0}")]
+    Bootstrap(crate::service::ServiceError),
+    #[error("cannot read {what} {path}: {source}")]
+    Tls {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("storage: {0}")]
+    Flush(#[from] crate::store::StoreError),
+}
+
+/// Opens the store in `settings.data` and initialises it on first use. Returns the service and,
+/// on the very first start only, the bootstrap secrets to print once.
+pub fn open(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Paraph>, Option<Bootstrap>), ServerError> {
+    let store = Store::open(&settings.data).map_err(|source| ServerError::Store {
+        path: settings.data.clone(),
+        source,
+    })?;
+    let svc = Arc::new(Paraph::new(
+        Arc::new(store),
+        clock,
+        Limits {
+            max_document_bytes: settings.max_document_bytes,
+        },
+    ));
+    let boot = svc
+        .bootstrap_blocking(&settings.first_tenant)
+        .map_err(ServerError::Bootstrap)?;
+    Ok((svc, boot))
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::Tls {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains and flushes.
+pub async fn serve(
+    svc: Arc<Paraph>,
+    settings: &Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = &settings.tls {
+        let identity = Identity::from_pem(
+            read("TLS certificate", &tls.cert)?,
+            read("TLS key", &tls.key)?,
+        );
+        let mut cfg = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            cfg = cfg.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+        }
+        builder = builder.tls_config(cfg)?;
+    }
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<AdminServiceServer<Api>>().await;
+    reporter.set_serving::<CircuitServiceServer<Api>>().await;
+    reporter.set_serving::<DocumentServiceServer<Api>>().await;
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let api = Api {
+        svc: svc.clone(),
+        stopping: stop_rx,
+    };
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls, finishing in-flight ones");
+        let _ = stop_tx.send(true);
+    };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(AdminServiceServer::new(api.clone()))
+        .add_service(CircuitServiceServer::new(api.clone()))
+        .add_service(DocumentServiceServer::new(api))
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await?;
+    svc.store().flush().await?;
+    tracing::info!("store flushed, stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// `paraph serve`: open, print the bootstrap secrets on first start, serve until a signal.
+pub async fn run(settings: Settings, json: bool) -> Result<(), ServerError> {
+    let (svc, boot) = open(&settings, Arc::new(crate::clock::SystemClock))?;
+    if let Some(b) = boot {
+        print_bootstrap(&b, json);
+    }
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    tracing::info!(%addr, data = %settings.data.display(), tls = settings.tls.is_some(), "paraph listening");
+    serve(svc, &settings, listener, shutdown_signal()).await
+}
+
+/// Prints the first-start secrets, once.
+pub fn print_bootstrap(b: &Bootstrap, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "token": b.token, "tenant": b.tenant })
+        );
+    } else {
+        println!("paraph initialised. Platform operator token (shown once, store it safely):");
+        println!("  {}", b.token);
+        println!("First tenant: {}", b.tenant);
+    }
+}
+
+/// `paraph admin init`: initialise a data directory without serving.
+pub fn admin_init(settings: &Settings, json: bool) -> Result<bool, ServerError> {
+    let (_svc, boot) = open(settings, Arc::new(crate::clock::SystemClock))?;
+    match boot {
+        Some(b) => {
+            print_bootstrap(&b, json);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}

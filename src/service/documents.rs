@@ -1,0 +1,363 @@
+//! Documents: submission, reading, the inbox index, visas, rejection and withdrawal.
+
+use super::{append_log, random16, Caller, Idem, Notice, Paraph, Result, ServiceError};
+use crate::domain::{
+    CircuitName, ContentRef, Document, DocumentId, DocumentType, DomainError, NewDocument, Role,
+    TenantId, Transition, User, UserName,
+};
+use crate::store::{Store, Tx};
+use std::collections::BTreeMap;
+
+/// A submission as received at the edge, content already in memory and measured.
+#[derive(Debug)]
+pub struct Submission {
+    pub doc_type: DocumentType,
+    pub title: String,
+    pub circuit: CircuitName,
+    pub metadata: BTreeMap<String, String>,
+    pub file_name: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// One line of an inbox.
+#[derive(Debug, Clone)]
+pub struct InboxItem {
+    pub document: Document,
+    pub step: usize,
+    pub on_behalf_of: Option<UserName>,
+}
+
+fn doc_key(tenant: &TenantId, id: &DocumentId) -> String {
+    format!("doc/{tenant}/{id}")
+}
+
+fn inbox_key(doc: &Document, user: &UserName) -> Option<String> {
+    let step = doc.active_step()?;
+    let since = doc.steps[step].activated_at?.0;
+    Some(format!(
+        "inbox/{}/{}/{since:020}/{}",
+        doc.tenant, user, doc.id
+    ))
+}
+
+/// Stores a transition: the document, its inbox entries, its log entries; returns notices.
+fn record(tx: &mut Tx<'_>, before: Option<&Document>, t: &Transition) -> Result<Vec<Notice>> {
+    let doc = &t.document;
+    if let Some(b) = before {
+        for u in b.waiting_for() {
+            if let Some(k) = inbox_key(b, &u) {
+                tx.remove(&k)?;
+            }
+        }
+    }
+    for u in doc.waiting_for() {
+        if let Some(k) = inbox_key(doc, &u) {
+            tx.put_raw(&k, b"")?;
+        }
+    }
+    tx.put(&doc_key(&doc.tenant, &doc.id), doc)?;
+    let concerned = doc.concerned();
+    let mut notices = Vec::with_capacity(t.events.len());
+    for ev in &t.events {
+        let actor = ev.actor.as_ref().map(UserName::as_str).unwrap_or("_system");
+        let detail = match ev.step {
+            Some(s) => format!("step {s}: {}", ev.detail),
+            None => ev.detail.clone(),
+        };
+        append_log(
+            tx,
+            &doc.tenant,
+            ev.at,
+            actor,
+            format!("document/{}", doc.id),
+            ev.kind.as_str(),
+            detail,
+        )?;
+        notices.push(Notice {
+            tenant: doc.tenant.clone(),
+            concerned: concerned.clone(),
+            document: doc.id.clone(),
+            title: doc.title.clone(),
+            state: doc.state,
+            event: ev.clone(),
+        });
+    }
+    Ok(notices)
+}
+
+/// Loads a document of the caller's tenant; another tenant's is simply not found.
+fn load(tx_or_store: Either<'_, '_>, tenant: &TenantId, id: &DocumentId) -> Result<Document> {
+    let key = doc_key(tenant, id);
+    let doc = match tx_or_store {
+        Either::Tx(tx) => tx.get(&key)?,
+        Either::Store(s) => s.get(&key)?,
+    };
+    doc.ok_or_else(|| DomainError::NotFound(format!("document '{id}'")).into())
+}
+
+enum Either<'a, 'b> {
+    Tx(&'a Tx<'b>),
+    Store(&'a Store),
+}
+
+/// Readers of a document: people it concerns, admins and auditors.
+fn may_read(caller: &Caller, doc: &Document) -> Result<()> {
+    if caller.oversees() || doc.concerned().contains(&caller.name) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!(
+            "'{}' is not concerned by this document",
+            caller.name
+        ))
+        .into())
+    }
+}
+
+impl Paraph {
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        sub: Submission,
+        idem: Option<Idem>,
+    ) -> Result<Document> {
+        caller.require(Role::Submitter)?;
+        if sub.content.len() as u64 > self.limits.max_document_bytes {
+            return Err(ServiceError::TooLarge(format!(
+                "document exceeds {} bytes",
+                self.limits.max_document_bytes
+            )));
+        }
+        if sub.content.is_empty() {
+            return Err(DomainError::invalid("content", "the document is empty").into());
+        }
+        if let Some(f) = &sub.file_name {
+            if f.len() > 255 || f.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+                return Err(DomainError::invalid(
+                    "file_name",
+                    "at most 255 bytes, no path separators or control characters",
+                )
+                .into());
+            }
+        }
+        let now = self.clock.now();
+        let id = DocumentId::from_random(random16()?);
+        let sha = super::sha256_hex(&sub.content);
+        let tenant = caller.tenant.clone();
+        let submitter = caller.name.clone();
+        let content = std::sync::Arc::new(sub.content);
+        let new = NewDocument {
+            id,
+            tenant: tenant.clone(),
+            doc_type: sub.doc_type,
+            title: sub.title,
+            metadata: sub.metadata,
+            content: ContentRef {
+                sha256: sha.clone(),
+                size: content.len() as u64,
+                file_name: sub.file_name.filter(|f| !f.is_empty()),
+            },
+            submitter: submitter.clone(),
+        };
+        let circuit_name = sub.circuit;
+        self.mutate(
+            format!("{tenant}/{submitter}"),
+            "SubmitDocument",
+            idem,
+            move |tx| {
+                let circuit = {
+                    // Circuits are immutable once written: reading outside the transaction is safe.
+                    let latest: Option<u32> =
+                        tx.get(&format!("circuitlatest/{tenant}/{circuit_name}"))?;
+                    let version = latest.ok_or_else(|| {
+                        DomainError::NotFound(format!("circuit '{circuit_name}'"))
+                    })?;
+                    tx.get::<crate::domain::Circuit>(&format!(
+                        "circuit/{tenant}/{circuit_name}/{version:010}"
+                    ))?
+                    .ok_or_else(|| DomainError::NotFound(format!("circuit '{circuit_name}'")))?
+                };
+                let officers = officers_by_role(tx, &tenant)?;
+                let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
+                let t = Document::submit(new.clone(), &circuit, &members, now)?;
+                let blob = format!("blob/{tenant}/{sha}");
+                if !tx.exists(&blob)? {
+                    tx.put_raw(&blob, &content)?;
+                }
+                let notices = record(tx, None, &t)?;
+                Ok((t.document, notices))
+            },
+        )
+        .await
+    }
+
+    pub async fn get_document(&self, caller: &Caller, id: DocumentId) -> Result<Document> {
+        let c = caller.clone();
+        self.blocking(move |s| {
+            let doc = load(Either::Store(s), &c.tenant, &id)?;
+            may_read(&c, &doc)?;
+            Ok(doc)
+        })
+        .await
+    }
+
+    /// The document's content (checked against its recorded digest before it is served).
+    pub async fn get_content(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+    ) -> Result<(Document, sled::IVec)> {
+        let c = caller.clone();
+        self.blocking(move |s| {
+            let doc = load(Either::Store(s), &c.tenant, &id)?;
+            may_read(&c, &doc)?;
+            let bytes = s
+                .get_raw(&format!("blob/{}/{}", c.tenant, doc.content.sha256))?
+                .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
+            if super::sha256_hex(&bytes) != doc.content.sha256 {
+                return Err(ServiceError::Internal(format!(
+                    "content of {id} does not match its digest"
+                )));
+            }
+            Ok((doc, bytes))
+        })
+        .await
+    }
+
+    /// Documents waiting for the caller, oldest first; `after` is the previous page's token.
+    pub async fn inbox(
+        &self,
+        caller: &Caller,
+        page_size: usize,
+        after: Option<String>,
+    ) -> Result<(Vec<InboxItem>, Option<String>)> {
+        let c = caller.clone();
+        if let Some(a) = &after {
+            let ok = a.len() == 53
+                && a.as_bytes()[20] == b'/'
+                && a[..20].bytes().all(|b| b.is_ascii_digit())
+                && DocumentId::parse(&a[21..]).is_ok();
+            if !ok {
+                return Err(DomainError::invalid(
+                    "page_token",
+                    "not a token returned by ListInbox",
+                )
+                .into());
+            }
+        }
+        self.blocking(move |s| {
+            let prefix = format!("inbox/{}/{}/", c.tenant, c.name);
+            let keys = s.scan_keys(&prefix, after.as_deref(), page_size + 1)?;
+            let more = keys.len() > page_size;
+            let mut items = Vec::new();
+            for k in keys.iter().take(page_size) {
+                let Some(id) = k.rsplit('/').next() else {
+                    continue;
+                };
+                let id = DocumentId::parse(id)
+                    .map_err(|_| ServiceError::Internal(format!("bad inbox key {k}")))?;
+                let doc = load(Either::Store(s), &c.tenant, &id)?;
+                if let Some(step) = doc.active_step() {
+                    items.push(InboxItem {
+                        document: doc,
+                        step,
+                        on_behalf_of: None,
+                    });
+                }
+            }
+            let next = if more {
+                keys.get(page_size - 1).cloned()
+            } else {
+                None
+            };
+            Ok((items, next))
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        caller: &Caller,
+        method: &'static str,
+        id: DocumentId,
+        idem: Option<Idem>,
+        f: impl Fn(
+                Document,
+                &UserName,
+                crate::domain::Timestamp,
+            ) -> std::result::Result<Transition, DomainError>
+            + Send
+            + 'static,
+    ) -> Result<Document> {
+        let now = self.clock.now();
+        let c = caller.clone();
+        self.mutate(
+            format!("{}/{}", caller.tenant, caller.name),
+            method,
+            idem,
+            move |tx| {
+                let before = load(Either::Tx(&*tx), &c.tenant, &id)?;
+                let t = f(before.clone(), &c.name, now)?;
+                let notices = record(tx, Some(&before), &t)?;
+                Ok((t.document, notices))
+            },
+        )
+        .await
+    }
+
+    pub async fn approve(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        step: Option<u32>,
+        comment: Option<String>,
+        idem: Option<Idem>,
+    ) -> Result<Document> {
+        caller.require(Role::Officer)?;
+        self.transition(caller, "Approve", id, idem, move |d, who, now| {
+            d.approve(who, step, comment.clone(), now)
+        })
+        .await
+    }
+
+    pub async fn reject(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        step: Option<u32>,
+        reason: String,
+        idem: Option<Idem>,
+    ) -> Result<Document> {
+        caller.require(Role::Officer)?;
+        self.transition(caller, "Reject", id, idem, move |d, who, now| {
+            d.reject(who, step, &reason, now)
+        })
+        .await
+    }
+
+    pub async fn withdraw(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        reason: String,
+        idem: Option<Idem>,
+    ) -> Result<Document> {
+        caller.require(Role::Submitter)?;
+        self.transition(caller, "Withdraw", id, idem, move |d, who, now| {
+            d.withdraw(who, &reason, now)
+        })
+        .await
+    }
+}
+
+/// Officers of the tenant grouped by each role they hold (for `role:NAME` actors).
+fn officers_by_role(tx: &Tx<'_>, tenant: &TenantId) -> Result<BTreeMap<Role, Vec<UserName>>> {
+    // Transactions cannot scan; the user list is kept under one key for this purpose.
+    let users: Vec<User> = tx.get(&format!("userlist/{tenant}"))?.unwrap_or_default();
+    let mut out: BTreeMap<Role, Vec<UserName>> = BTreeMap::new();
+    for u in users.into_iter().filter(|u| u.has(Role::Officer)) {
+        for r in &u.roles {
+            out.entry(*r).or_default().push(u.name.clone());
+        }
+    }
+    Ok(out)
+}
