@@ -171,6 +171,8 @@ pub async fn run(settings: Settings, json: bool) -> Result<(), ServerError> {
         source,
     })?;
     tracing::info!(%addr, data = %settings.data.display(), tls = settings.tls.is_some(), "paraph listening");
+    // A stable line for scripts and tests (the port may have been chosen by the system).
+    println!("paraph listening on {addr}");
     serve(svc, &settings, listener, shutdown_signal()).await
 }
 
