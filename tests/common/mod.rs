@@ -1,0 +1,388 @@
+//! Test harness: a real paraph server on 127.0.0.1:0 over a temporary sled directory, driven by
+//! the generated gRPC clients. The clock is a `ManualClock` the tests set.
+#![allow(dead_code)]
+
+use paraph::clock::ManualClock;
+use paraph::config::Settings;
+use paraph::domain::Timestamp;
+use paraph::proto::{
+    self, admin_service_client::AdminServiceClient, circuit_service_client::CircuitServiceClient,
+    document_service_client::DocumentServiceClient,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+pub const T0: Timestamp = Timestamp(1_767_225_600); // 2026-01-01T00:00:00Z
+
+#[derive(Clone)]
+pub struct Auth {
+    token: MetadataValue<tonic::metadata::Ascii>,
+    tenant: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        req.metadata_mut()
+            .insert("authorization", self.token.clone());
+        if let Some(t) = &self.tenant {
+            req.metadata_mut().insert("x-paraph-tenant", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Auth>>;
+pub type Circuits = CircuitServiceClient<InterceptedService<Channel, Auth>>;
+pub type Docs = DocumentServiceClient<InterceptedService<Channel, Auth>>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub operator: String,
+    pub clock: ManualClock,
+    pub dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), paraph::server::ServerError>>>,
+    channel: Channel,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(tempfile::tempdir().unwrap(), None, |_| {}).await
+    }
+
+    /// Starts on `dir`; `operator` is the token from an earlier start of the same directory.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        operator: Option<String>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestServer {
+        let mut settings = Settings {
+            data: dir.path().join("data"),
+            ..Settings::default()
+        };
+        tweak(&mut settings);
+        let clock = ManualClock::new(T0);
+        let (svc, boot) = paraph::server::open(&settings, Arc::new(clock.clone())).unwrap();
+        let operator = match (boot, operator) {
+            (Some(b), None) => b.token,
+            (None, Some(t)) => t,
+            (b, o) => panic!(
+                "bootstrap {:?} with operator {:?}",
+                b.is_some(),
+                o.is_some()
+            ),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            paraph::server::serve(svc, &settings, listener, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        TestServer {
+            addr,
+            operator,
+            clock,
+            dir: Some(dir),
+            stop: Some(stop),
+            handle: Some(handle),
+            channel,
+        }
+    }
+
+    /// Graceful stop; returns the data directory for a restart.
+    pub async fn stop(mut self) -> (tempfile::TempDir, String) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        (self.dir.take().unwrap(), self.operator.clone())
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn auth(token: &str, tenant: Option<&str>) -> Auth {
+        Auth {
+            token: format!("Bearer {token}").parse().unwrap(),
+            tenant: tenant.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    pub fn admin(&self, token: &str, tenant: Option<&str>) -> Admin {
+        AdminServiceClient::with_interceptor(self.channel(), Self::auth(token, tenant))
+    }
+    pub fn circuits(&self, token: &str, tenant: Option<&str>) -> Circuits {
+        CircuitServiceClient::with_interceptor(self.channel(), Self::auth(token, tenant))
+    }
+    pub fn docs(&self, token: &str, tenant: Option<&str>) -> Docs {
+        DocumentServiceClient::with_interceptor(self.channel(), Self::auth(token, tenant))
+    }
+}
+
+/// A tenant with named users and their tokens.
+pub struct Org {
+    pub tenant: String,
+    pub tokens: HashMap<String, String>,
+}
+
+pub fn role(r: proto::Role) -> i32 {
+    r as i32
+}
+
+impl Org {
+    /// Creates tenant `tenant` (unless it is the bootstrap tenant) with: admin `boss`, officers
+    /// alice, bob, carol, dave, submitter `finance`, auditor `audit`, and a user `erin` who is
+    /// both submitter and officer.
+    pub async fn create(srv: &TestServer, tenant: &str) -> Org {
+        let op = srv.admin(&srv.operator, None);
+        let mut tokens = HashMap::new();
+        if tenant != "default" {
+            let r = op
+                .clone()
+                .create_tenant(proto::CreateTenantRequest {
+                    id: tenant.into(),
+                    display_name: format!("Commune {tenant}"),
+                    admin_user: "boss".into(),
+                    idempotency_key: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            tokens.insert("boss".to_string(), r.admin_token.unwrap().token);
+        } else {
+            let mut a = srv.admin(&srv.operator, Some(tenant));
+            a.create_user(proto::CreateUserRequest {
+                name: "boss".into(),
+                display_name: String::new(),
+                roles: vec![role(proto::Role::Admin)],
+                idempotency_key: String::new(),
+            })
+            .await
+            .unwrap();
+            let t = a
+                .issue_token(proto::IssueTokenRequest {
+                    user: "boss".into(),
+                    idempotency_key: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            tokens.insert("boss".to_string(), t.token.unwrap().token);
+        }
+        let mut admin = srv.admin(&tokens["boss"], None);
+        let users: &[(&str, &[proto::Role])] = &[
+            ("alice", &[proto::Role::Officer]),
+            ("bob", &[proto::Role::Officer]),
+            ("carol", &[proto::Role::Officer]),
+            ("dave", &[proto::Role::Officer]),
+            ("finance", &[proto::Role::Submitter]),
+            ("audit", &[proto::Role::Auditor]),
+            ("erin", &[proto::Role::Submitter, proto::Role::Officer]),
+        ];
+        for (name, roles) in users {
+            admin
+                .create_user(proto::CreateUserRequest {
+                    name: (*name).into(),
+                    display_name: format!("{name} display"),
+                    roles: roles.iter().map(|r| role(*r)).collect(),
+                    idempotency_key: String::new(),
+                })
+                .await
+                .unwrap();
+            let t = admin
+                .issue_token(proto::IssueTokenRequest {
+                    user: (*name).into(),
+                    idempotency_key: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            tokens.insert(name.to_string(), t.token.unwrap().token);
+        }
+        Org {
+            tenant: tenant.into(),
+            tokens,
+        }
+    }
+
+    pub fn token(&self, user: &str) -> &str {
+        &self.tokens[user]
+    }
+}
+
+pub fn step(
+    kind: proto::StepKind,
+    actors: &[&str],
+    mode: proto::StepMode,
+    quorum: u32,
+) -> proto::StepDefinition {
+    proto::StepDefinition {
+        kind: kind as i32,
+        actors: actors.iter().map(|a| a.to_string()).collect(),
+        mode: mode as i32,
+        quorum,
+        ..Default::default()
+    }
+}
+
+pub fn visa(actors: &[&str]) -> proto::StepDefinition {
+    step(proto::StepKind::Visa, actors, proto::StepMode::All, 0)
+}
+
+pub async fn create_circuit(
+    srv: &TestServer,
+    org: &Org,
+    name: &str,
+    steps: Vec<proto::StepDefinition>,
+) -> proto::Circuit {
+    srv.circuits(org.token("boss"), None)
+        .create_circuit(proto::CreateCircuitRequest {
+            name: name.into(),
+            fallback: String::new(),
+            steps,
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub fn header(circuit: &str, title: &str, meta: &[(&str, &str)]) -> proto::SubmitHeader {
+    proto::SubmitHeader {
+        r#type: proto::DocumentType::Mandate as i32,
+        title: title.into(),
+        circuit: circuit.into(),
+        metadata: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        file_name: "mandat.pdf".into(),
+        idempotency_key: String::new(),
+    }
+}
+
+/// Submits `content` in chunks of `chunk` bytes.
+pub async fn submit_raw(
+    docs: &mut Docs,
+    header: proto::SubmitHeader,
+    content: &[u8],
+    chunk: usize,
+) -> Result<proto::Document, Status> {
+    use proto::submit_document_request::Part;
+    let mut msgs = vec![proto::SubmitDocumentRequest {
+        part: Some(Part::Header(header)),
+    }];
+    for c in content.chunks(chunk.max(1)) {
+        msgs.push(proto::SubmitDocumentRequest {
+            part: Some(Part::Chunk(c.to_vec())),
+        });
+    }
+    docs.submit_document(tokio_stream::iter(msgs))
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn submit(
+    srv: &TestServer,
+    org: &Org,
+    circuit: &str,
+    meta: &[(&str, &str)],
+) -> proto::Document {
+    let mut d = srv.docs(org.token("finance"), None);
+    submit_raw(
+        &mut d,
+        header(circuit, "Mandat 2026-001", meta),
+        b"%PDF-1.7 test content",
+        1024,
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn approve(
+    srv: &TestServer,
+    org: &Org,
+    who: &str,
+    id: &str,
+    step: Option<u32>,
+) -> Result<proto::Document, Status> {
+    srv.docs(org.token(who), None)
+        .approve(proto::ApproveRequest {
+            id: id.into(),
+            step,
+            comment: String::new(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn get(
+    srv: &TestServer,
+    org: &Org,
+    who: &str,
+    id: &str,
+) -> Result<proto::Document, Status> {
+    srv.docs(org.token(who), None)
+        .get_document(proto::GetDocumentRequest { id: id.into() })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn inbox(srv: &TestServer, org: &Org, who: &str) -> Vec<String> {
+    srv.docs(org.token(who), None)
+        .list_inbox(proto::ListInboxRequest {
+            page_size: 500,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+pub fn state(d: &proto::Document) -> proto::DocumentState {
+    proto::DocumentState::try_from(d.state).unwrap()
+}
+
+pub fn step_status(d: &proto::Document, i: usize) -> proto::StepStatus {
+    proto::StepStatus::try_from(d.steps[i].status).unwrap()
+}
+
+pub fn history_kinds(d: &proto::Document) -> Vec<String> {
+    d.history.iter().map(|h| h.kind.clone()).collect()
+}
+
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle: &str) {
+    match r {
+        Ok(v) => panic!("expected {code:?} ({needle}), got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "message {:?} should contain {needle:?}",
+                s.message()
+            );
+        }
+    }
+}
