@@ -102,6 +102,24 @@ impl TestServer {
         }
     }
 
+    /// Connects to a server running elsewhere (another process).
+    pub async fn attach(addr: SocketAddr, operator: String) -> TestServer {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        TestServer {
+            addr,
+            operator,
+            clock: ManualClock::new(T0),
+            dir: None,
+            stop: None,
+            handle: None,
+            channel,
+        }
+    }
+
     /// Graceful stop; returns the data directory for a restart.
     pub async fn stop(mut self) -> (tempfile::TempDir, String) {
         if let Some(s) = self.stop.take() {
