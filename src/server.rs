@@ -82,7 +82,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let mut builder = Server::builder();
+    // One span per call with its method only: never metadata (tokens) nor payloads (documents).
+    let mut builder =
+        Server::builder().trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()));
     if let Some(tls) = &settings.tls {
         let identity = Identity::from_pem(
             read("TLS certificate", &tls.cert)?,

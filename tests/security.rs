@@ -527,7 +527,7 @@ async fn bad_inputs_get_precise_errors() {
         "steps[0].level",
     );
     let mut lvl = step(K::Signature, &["alice"], M::All, 0);
-    lvl.level = 4;
+    lvl.level = 4; // refused while parsing, before the configuration check
     assert_code(
         c.create_circuit(circuit("c", vec![lvl])).await,
         Code::InvalidArgument,
@@ -555,6 +555,21 @@ async fn bad_inputs_get_precise_errors() {
         .await,
         Code::NotFound,
         "circuit 'nope'",
+    );
+    // Steps that could never complete are refused (no trust settings or seal key yet).
+    let mut sig = step(K::Signature, &["alice"], M::All, 0);
+    sig.level = 2;
+    assert_code(
+        c.create_circuit(circuit("c", vec![visa(&["bob"]), sig]))
+            .await,
+        Code::FailedPrecondition,
+        "step 1: signature",
+    );
+    assert_code(
+        c.create_circuit(circuit("c", vec![step(K::Seal, &[], M::All, 0)]))
+            .await,
+        Code::FailedPrecondition,
+        "seal key",
     );
     create_circuit(&srv, &org, "one", vec![visa(&["alice"])]).await;
 

@@ -329,6 +329,21 @@ impl Paraph {
         idem: Option<Idem>,
     ) -> Result<Circuit> {
         caller.require(Role::Admin)?;
+        // Fail closed: a circuit that could never complete is refused. Signature and seal steps
+        // need the tenant's trust settings and seal key, which cannot be configured yet.
+        for (i, st) in spec.steps.iter().enumerate() {
+            let what = match st.kind {
+                crate::domain::StepKind::Visa => continue,
+                crate::domain::StepKind::Signature => {
+                    "signature steps need the tenant's trust settings"
+                }
+                crate::domain::StepKind::Seal => "seal steps need the tenant's seal key",
+            };
+            return Err(DomainError::WrongState(format!(
+                "step {i}: {what}, which are not configured"
+            ))
+            .into());
+        }
         let now = self.clock.now();
         let tenant = caller.tenant.clone();
         let by = caller.name.clone();
