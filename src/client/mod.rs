@@ -1,4 +1,515 @@
-//! The command-line client (placeholder until the CLI lands).
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line of the `paraph` binary: the server commands (`serve`, `admin init`) and the
+//! client commands (administration, circuits, documents) over the generated gRPC stubs.
+//!
+//! - [`main`] parses the command line, sets up logging (stderr, `RUST_LOG`), builds the runtime
+//!   and dispatches; it owns the mapping from errors to exit codes (see [`error`]).
+//! - `conn` connects (address, TLS, mTLS) and adds the token and tenant metadata to every call.
+//! - `circuit_file` reads circuit TOML files.
+//! - `render` turns replies into JSON (stable snake_case names) or human text.
+//! - `commands` runs each client command.
+//!
+//! Tokens are never logged; they are printed only by the commands whose purpose is to hand out a
+//! new one (`admin tenant create`, `admin token issue`).
+
+mod circuit_file;
+mod commands;
+mod conn;
+pub mod error;
+pub mod render;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use error::CliError;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// paraph: electronic signature circuits (parapheur) over gRPC.
+#[derive(Parser)]
+#[command(name = "paraph", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (sled store in ./data, 127.0.0.1:50051 by default).
+    Serve(ServeArgs),
+    /// Administration: data directory, tenants, users, tokens.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Approval circuits: create (a new version when the name exists), list, show.
+    Circuit {
+        #[command(subcommand)]
+        command: CircuitCommand,
+    },
+    /// Submit a document to a circuit (prints the new document id).
+    Submit(SubmitArgs),
+    /// List the documents waiting for you.
+    Inbox(InboxArgs),
+    /// Show a document: state, steps, actions, history.
+    Show(ShowArgs),
+    /// Approve (visa) the active step of a document.
+    Approve(ApproveArgs),
+    /// Reject a document at its active step (ends the circuit).
+    Reject(RejectArgs),
+    /// Withdraw one of your documents while it is in progress.
+    Withdraw(WithdrawArgs),
+    /// Print the events that concern you as they happen, until interrupted.
+    Watch(WatchArgs),
+    /// Download the content of a document (checked against its SHA-256).
+    Content(ContentArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:50051 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (sled).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Largest document accepted, in bytes.
+    #[arg(long, value_name = "N")]
+    pub max_document_bytes: Option<u64>,
+    /// Print the first-start secrets as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Initialise a data directory without serving: prints the operator token once.
+    Init(InitArgs),
+    /// Tenants (platform operator only).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Users of a tenant.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (sled).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Print the secrets as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options shared by every client command.
+#[derive(Args, Clone)]
+pub struct ClientOpts {
+    /// Server address: host:port, http://host:port, or https://host:port for TLS.
+    #[arg(
+        long,
+        env = "PARAPH_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "ADDR"
+    )]
+    pub addr: String,
+    /// Bearer token.
+    #[arg(
+        long,
+        env = "PARAPH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Tenant to act in (for the platform operator).
+    #[arg(long, env = "PARAPH_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// PEM file of the CA that issued the server's TLS certificate.
+    #[arg(long, env = "PARAPH_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require mTLS.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Print JSON (stable snake_case field names) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The idempotency key of a mutating command.
+#[derive(Args, Clone)]
+pub struct IdemOpts {
+    /// Idempotency key (1..=128 printable ASCII); a retry with the same key changes nothing
+    /// and returns the first answer. Default: a fresh random key.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first administrator; prints the administrator's token once.
+    /// Needs the platform operator token (any --tenant is ignored).
+    Create {
+        /// Tenant id: [a-z0-9-]{2,63}.
+        id: String,
+        /// Display name.
+        #[arg(long, value_name = "DISPLAY")]
+        name: Option<String>,
+        /// User name of the tenant's first administrator (default: admin).
+        #[arg(long, value_name = "USER")]
+        admin: Option<String>,
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Submitter,
+    Officer,
+    Admin,
+    Auditor,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user with one or more roles.
+    Create {
+        /// User name, unique in the tenant: [a-z0-9._-]{1,64}.
+        name: String,
+        /// A role (repeat for several).
+        #[arg(long, value_enum, ignore_case = true, required = true)]
+        role: Vec<RoleArg>,
+        /// Display name.
+        #[arg(long = "name", value_name = "DISPLAY")]
+        display_name: Option<String>,
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// List the users of the tenant.
+    List {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for a user. Prints the token alone on stdout (shown once), its id on stderr.
+    Issue {
+        /// User name.
+        user: String,
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The token id (not the secret).
+        token_id: String,
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CircuitCommand {
+    /// Create a circuit from a TOML file (a new version when the name exists).
+    Create {
+        /// The circuit file (see the README: name, fallback, [[steps]]).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// List the circuits (latest version of each).
+    List {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Show a circuit.
+    Show {
+        /// Circuit name.
+        name: String,
+        /// Version (default: the latest).
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DocTypeArg {
+    #[value(name = "MANDATE")]
+    Mandate,
+    #[value(name = "CONTRACT")]
+    Contract,
+    #[value(name = "OTHER")]
+    Other,
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// The document file (streamed in 1 MiB chunks).
+    pub file: PathBuf,
+    /// Document type (case-insensitive).
+    #[arg(long = "type", value_enum, ignore_case = true, value_name = "TYPE")]
+    pub doc_type: DocTypeArg,
+    /// Circuit name (its latest version is pinned).
+    #[arg(long, value_name = "NAME")]
+    pub circuit: String,
+    /// Title.
+    #[arg(long, value_name = "T")]
+    pub title: String,
+    /// Metadata entry key=value (repeat), e.g. --meta amount=1200.50.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    #[command(flatten)]
+    pub idem: IdemOpts,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct InboxArgs {
+    /// Items per page (server default 50, at most 500).
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<u32>,
+    /// Continue from a page token printed by a previous call.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Fetch every page.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// Document id.
+    pub id: String,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct ApproveArgs {
+    /// Document id.
+    pub id: String,
+    /// Comment recorded with the visa.
+    #[arg(long, value_name = "C")]
+    pub comment: Option<String>,
+    #[command(flatten)]
+    pub idem: IdemOpts,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct RejectArgs {
+    /// Document id.
+    pub id: String,
+    /// Why the document is rejected (required).
+    #[arg(long, value_name = "R")]
+    pub reason: String,
+    #[command(flatten)]
+    pub idem: IdemOpts,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct WithdrawArgs {
+    /// Document id.
+    pub id: String,
+    /// Why the document is withdrawn.
+    #[arg(long, value_name = "R")]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub idem: IdemOpts,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct ContentArgs {
+    /// Document id.
+    pub id: String,
+    /// Where to write the content (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init();
+}
+
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut b = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))
+}
+
+fn serve(a: ServeArgs) -> Result<(), CliError> {
+    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(l) = a.listen {
+        settings.listen = l;
+    }
+    if let Some(d) = a.data {
+        settings.data = d;
+    }
+    if let Some(m) = a.max_document_bytes {
+        settings.max_document_bytes = m;
+    }
+    runtime(true)?
+        .block_on(crate::server::run(settings, a.json))
+        .map_err(|e| CliError::Local(e.to_string()))
+}
+
+fn admin_init(a: InitArgs) -> Result<(), CliError> {
+    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(d) = a.data {
+        settings.data = d;
+    }
+    let fresh =
+        crate::server::admin_init(&settings, a.json).map_err(|e| CliError::Local(e.to_string()))?;
+    if !fresh {
+        eprintln!(
+            "paraph: {} is already initialised (its operator token was printed when it was \
+             initialised)",
+            settings.data.display()
+        );
+    }
+    Ok(())
+}
+
+fn dispatch(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve(a) => serve(a),
+        Command::Admin {
+            command: AdminCommand::Init(a),
+        } => admin_init(a),
+        client => runtime(false)?.block_on(commands::run(client)),
+    }
+}
+
+/// Runs the `paraph` command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Usage errors exit 2, --help and --version exit 0.
+            let code = e.exit_code();
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
+    let server_side = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Admin {
+                command: AdminCommand::Init(_)
+            }
+    );
+    init_tracing(if server_side { "info" } else { "warn" });
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => e.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn reject_needs_a_reason() {
+        let e = Cli::try_parse_from(["paraph", "reject", "abc"])
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--reason"), "{e}");
+    }
+
+    #[test]
+    fn types_and_roles_ignore_case() {
+        let cli = Cli::try_parse_from([
+            "paraph",
+            "submit",
+            "f.pdf",
+            "--type",
+            "mandate",
+            "--circuit",
+            "c",
+            "--title",
+            "t",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Submit(SubmitArgs {
+                doc_type: DocTypeArg::Mandate,
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from([
+            "paraph", "admin", "user", "create", "a", "--role", "OFFICER", "--role", "admin"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from(["paraph", "admin", "user", "create", "a"]).is_err());
+    }
 }

@@ -1,0 +1,202 @@
+//! Circuit files: the TOML form of a circuit definition, read by `paraph circuit create`.
+//!
+//! ```toml
+//! name = "expense"
+//! fallback = "dgs"                  # optional: who gets a step nobody can act on
+//!
+//! [[steps]]
+//! kind = "visa"                     # visa | signature | seal
+//! actors = ["alice", "role:officer"]
+//! mode = "quorum"                   # all (default) | any | quorum
+//! quorum = 2                        # k, for mode = "quorum"
+//! condition = "amount >= 10000 and beneficiary != 'X'"
+//! level = 2                         # RGS level 1..3, signature and seal steps only
+//! deadline = "48h"                  # s, m, h, d, w units, combined: "1d12h"
+//! fallback = "bob"                  # optional, per step
+//! ```
+//!
+//! Only the shape is checked here (unknown keys are refused with the key named; a deadline must
+//! parse); the server validates the meaning (users exist, quorum fits, condition parses) and names
+//! the field it refuses.
+
+use crate::domain::circuit::parse_duration;
+use crate::domain::DomainError;
+use crate::proto;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CircuitFile {
+    name: String,
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    steps: Vec<StepFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    kind: Kind,
+    #[serde(default)]
+    actors: Vec<String>,
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    quorum: Option<u32>,
+    #[serde(default)]
+    condition: Option<String>,
+    #[serde(default)]
+    level: Option<u32>,
+    #[serde(default)]
+    deadline: Option<String>,
+    #[serde(default)]
+    fallback: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Visa,
+    Signature,
+    Seal,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    All,
+    Any,
+    Quorum,
+}
+
+/// Parses circuit TOML text into a creation request. Errors are plain text, without the path.
+pub fn parse(text: &str) -> Result<proto::CreateCircuitRequest, String> {
+    let file: CircuitFile = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+    let mut steps = Vec::with_capacity(file.steps.len());
+    for (i, s) in file.steps.into_iter().enumerate() {
+        let deadline_seconds = match &s.deadline {
+            None => 0,
+            Some(d) => parse_duration(d).map_err(|e| match e {
+                DomainError::InvalidField { reason, .. } => {
+                    format!("steps[{i}].deadline: {reason}")
+                }
+                other => format!("steps[{i}].deadline: {other}"),
+            })?,
+        };
+        steps.push(proto::StepDefinition {
+            kind: match s.kind {
+                Kind::Visa => proto::StepKind::Visa,
+                Kind::Signature => proto::StepKind::Signature,
+                Kind::Seal => proto::StepKind::Seal,
+            } as i32,
+            actors: s.actors,
+            mode: match s.mode.unwrap_or(Mode::All) {
+                Mode::All => proto::StepMode::All,
+                Mode::Any => proto::StepMode::Any,
+                Mode::Quorum => proto::StepMode::Quorum,
+            } as i32,
+            quorum: s.quorum.unwrap_or(0),
+            condition: s.condition.unwrap_or_default(),
+            level: s.level.unwrap_or(0),
+            deadline_seconds,
+            fallback: s.fallback.unwrap_or_default(),
+        });
+    }
+    Ok(proto::CreateCircuitRequest {
+        name: file.name,
+        fallback: file.fallback.unwrap_or_default(),
+        steps,
+        idempotency_key: String::new(),
+    })
+}
+
+/// Reads and parses a circuit file; errors name the file.
+pub fn load(path: &Path) -> Result<proto::CreateCircuitRequest, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read circuit file {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("circuit file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_circuit_maps_to_the_request() {
+        let r = parse(
+            r#"
+name = "expense"
+fallback = "dgs"
+
+[[steps]]
+kind = "visa"
+actors = ["alice"]
+
+[[steps]]
+kind = "visa"
+actors = ["bob", "carol", "role:officer"]
+mode = "quorum"
+quorum = 2
+deadline = "1d12h"
+fallback = "alice"
+
+[[steps]]
+kind = "signature"
+actors = ["carol"]
+mode = "any"
+condition = "amount >= 10000 and beneficiary != 'X'"
+level = 2
+
+[[steps]]
+kind = "seal"
+level = 1
+"#,
+        )
+        .unwrap();
+        assert_eq!(r.name, "expense");
+        assert_eq!(r.fallback, "dgs");
+        assert_eq!(r.steps.len(), 4);
+        assert_eq!(r.steps[0].kind, proto::StepKind::Visa as i32);
+        assert_eq!(r.steps[0].mode, proto::StepMode::All as i32);
+        assert_eq!(r.steps[1].mode, proto::StepMode::Quorum as i32);
+        assert_eq!(r.steps[1].quorum, 2);
+        assert_eq!(r.steps[1].deadline_seconds, 36 * 3600);
+        assert_eq!(r.steps[1].fallback, "alice");
+        assert_eq!(r.steps[1].actors, ["bob", "carol", "role:officer"]);
+        assert_eq!(r.steps[2].kind, proto::StepKind::Signature as i32);
+        assert_eq!(r.steps[2].mode, proto::StepMode::Any as i32);
+        assert_eq!(
+            r.steps[2].condition,
+            "amount >= 10000 and beneficiary != 'X'"
+        );
+        assert_eq!(r.steps[2].level, 2);
+        assert_eq!(r.steps[3].kind, proto::StepKind::Seal as i32);
+        assert!(r.steps[3].actors.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse("name = \"x\"\ncolour = \"red\"\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e =
+            parse("name = \"x\"\n[[steps]]\nkind = \"visa\"\nactors = [\"a\"]\nactor = \"b\"\n")
+                .unwrap_err();
+        assert!(e.contains("actor`"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = parse("name = \"x\"\n[[steps]]\nkind = \"stamp\"\n").unwrap_err();
+        assert!(e.contains("stamp"), "{e}");
+        let e = parse("name = \"x\"\n[[steps]]\nkind = \"visa\"\nmode = \"most\"\n").unwrap_err();
+        assert!(e.contains("most"), "{e}");
+        let e =
+            parse("name = \"x\"\n[[steps]]\nkind = \"visa\"\ndeadline = \"soon\"\n").unwrap_err();
+        assert!(e.starts_with("steps[0].deadline:"), "{e}");
+        let e = parse("fallback = \"x\"\n").unwrap_err();
+        assert!(e.contains("name"), "{e}");
+    }
+}

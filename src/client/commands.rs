@@ -1,0 +1,679 @@
+//! The client commands: each builds its request, calls the server and prints the answer as text
+//! or, with `--json`, as JSON.
+//!
+//! Commands whose result is a new secret or a new id print it alone on stdout in text mode
+//! (`TOKEN=$(paraph admin token issue alice)`, `ID=$(paraph submit …)`), with a note on stderr.
+
+use super::conn::{connect, Clients, Target};
+use super::error::CliError;
+use super::render;
+use super::{
+    AdminCommand, CircuitCommand, ClientOpts, Command, DocTypeArg, IdemOpts, RoleArg,
+    TenantCommand, TokenCommand, UserCommand,
+};
+use crate::proto::{self, submit_document_request::Part};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Size of the content chunks sent by `submit`.
+const CHUNK: usize = 1024 * 1024;
+
+fn target(c: &ClientOpts) -> Target {
+    Target {
+        addr: c.addr.clone(),
+        token: c.token.clone(),
+        tenant: c.tenant.clone(),
+        ca: c.ca.clone(),
+        cert: c.cert.clone(),
+        key: c.key.clone(),
+    }
+}
+
+async fn clients(c: &ClientOpts) -> Result<Clients, CliError> {
+    connect(&target(c)).await
+}
+
+fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
+}
+
+/// The idempotency key to send: the one given, or 16 fresh random bytes in hex.
+fn idempotency_key(i: &IdemOpts) -> Result<String, CliError> {
+    match &i.idempotency_key {
+        Some(k) => Ok(k.clone()),
+        None => {
+            let mut b = [0u8; 16];
+            getrandom::getrandom(&mut b)
+                .map_err(|e| CliError::Local(format!("no randomness for a key: {e}")))?;
+            Ok(hex::encode(b))
+        }
+    }
+}
+
+/// Parses repeated `key=value` arguments.
+fn parse_meta(items: &[String]) -> Result<HashMap<String, String>, CliError> {
+    let mut out = HashMap::new();
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--meta {item:?}: expected key=value")))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(CliError::Usage(format!("--meta {item:?}: empty key")));
+        }
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(CliError::Usage(format!("--meta: key {k:?} given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn print_document(d: &proto::Document, json: bool) {
+    if json {
+        print_json(&render::document_json(d));
+    } else {
+        print!("{}", render::document_text(d));
+    }
+}
+
+/// Runs a client command.
+pub async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve(_)
+        | Command::Admin {
+            command: AdminCommand::Init(_),
+        } => unreachable!("server commands are dispatched before"),
+        Command::Admin {
+            command: AdminCommand::Tenant { command },
+        } => tenant(command).await,
+        Command::Admin {
+            command: AdminCommand::User { command },
+        } => user(command).await,
+        Command::Admin {
+            command: AdminCommand::Token { command },
+        } => token(command).await,
+        Command::Circuit { command } => circuit(command).await,
+        Command::Submit(a) => submit(a).await,
+        Command::Inbox(a) => inbox(a).await,
+        Command::Show(a) => {
+            let mut cl = clients(&a.c).await?;
+            let d = cl
+                .docs
+                .get_document(proto::GetDocumentRequest { id: a.id })
+                .await?
+                .into_inner();
+            print_document(&d, a.c.json);
+            Ok(())
+        }
+        Command::Approve(a) => {
+            let mut cl = clients(&a.c).await?;
+            let step = active_step(&mut cl, &a.id).await?;
+            let d = cl
+                .docs
+                .approve(proto::ApproveRequest {
+                    id: a.id,
+                    step: Some(step),
+                    comment: a.comment.unwrap_or_default(),
+                    idempotency_key: idempotency_key(&a.idem)?,
+                })
+                .await?
+                .into_inner();
+            acted(&d, "approved", step, a.c.json);
+            Ok(())
+        }
+        Command::Reject(a) => {
+            let mut cl = clients(&a.c).await?;
+            let step = active_step(&mut cl, &a.id).await?;
+            let d = cl
+                .docs
+                .reject(proto::RejectRequest {
+                    id: a.id,
+                    step: Some(step),
+                    reason: a.reason,
+                    idempotency_key: idempotency_key(&a.idem)?,
+                })
+                .await?
+                .into_inner();
+            acted(&d, "rejected", step, a.c.json);
+            Ok(())
+        }
+        Command::Withdraw(a) => {
+            let mut cl = clients(&a.c).await?;
+            let d = cl
+                .docs
+                .withdraw(proto::WithdrawRequest {
+                    id: a.id,
+                    reason: a.reason.unwrap_or_default(),
+                    idempotency_key: idempotency_key(&a.idem)?,
+                })
+                .await?
+                .into_inner();
+            if a.c.json {
+                print_json(&render::document_json(&d));
+            } else {
+                println!("withdrawn: {}", render::document_summary(&d));
+            }
+            Ok(())
+        }
+        Command::Watch(a) => watch(&a.c).await,
+        Command::Content(a) => content(&a.c, &a.id, &a.out).await,
+    }
+}
+
+/// The step a document is waiting on, so that an officer acts only on the step he saw.
+async fn active_step(cl: &mut Clients, id: &str) -> Result<u32, CliError> {
+    let d = cl
+        .docs
+        .get_document(proto::GetDocumentRequest { id: id.to_owned() })
+        .await?
+        .into_inner();
+    u32::try_from(d.current_step).map_err(|_| {
+        CliError::Precondition(format!(
+            "document {id} has no active step (state {})",
+            render::state(d.state)
+        ))
+    })
+}
+
+fn acted(d: &proto::Document, what: &str, step: u32, json: bool) {
+    if json {
+        print_json(&render::document_json(d));
+    } else {
+        println!("{what} step {step}: {}", render::document_summary(d));
+    }
+}
+
+async fn tenant(command: TenantCommand) -> Result<(), CliError> {
+    match command {
+        TenantCommand::Create {
+            id,
+            name,
+            admin,
+            idem,
+            c,
+        } => {
+            // Tenants are created by the platform operator outside any tenant.
+            let mut t = target(&c);
+            t.tenant = None;
+            let mut cl = connect(&t).await?;
+            let r = cl
+                .admin
+                .create_tenant(proto::CreateTenantRequest {
+                    id,
+                    display_name: name.unwrap_or_default(),
+                    admin_user: admin.unwrap_or_default(),
+                    idempotency_key: idempotency_key(&idem)?,
+                })
+                .await?
+                .into_inner();
+            let tenant = r.tenant.unwrap_or_default();
+            let admin = r.admin.unwrap_or_default();
+            let token = r.admin_token.unwrap_or_default();
+            if c.json {
+                print_json(&json!({
+                    "tenant": tenant.id,
+                    "display_name": tenant.display_name,
+                    "admin": admin.name,
+                    "token": token.token,
+                    "token_id": token.token_id,
+                }));
+            } else {
+                println!("tenant    {}", tenant.id);
+                if !tenant.display_name.is_empty() {
+                    println!("name      {}", tenant.display_name);
+                }
+                println!("admin     {}", admin.name);
+                println!("token id  {}", token.token_id);
+                println!("token     {}", token.token);
+                eprintln!("the admin token is shown once: store it safely");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn user(command: UserCommand) -> Result<(), CliError> {
+    match command {
+        UserCommand::Create {
+            name,
+            role,
+            display_name,
+            idem,
+            c,
+        } => {
+            let mut cl = clients(&c).await?;
+            let roles = role
+                .iter()
+                .map(|r| match r {
+                    RoleArg::Submitter => proto::Role::Submitter,
+                    RoleArg::Officer => proto::Role::Officer,
+                    RoleArg::Admin => proto::Role::Admin,
+                    RoleArg::Auditor => proto::Role::Auditor,
+                } as i32)
+                .collect();
+            let u = cl
+                .admin
+                .create_user(proto::CreateUserRequest {
+                    name,
+                    display_name: display_name.unwrap_or_default(),
+                    roles,
+                    idempotency_key: idempotency_key(&idem)?,
+                })
+                .await?
+                .into_inner();
+            if c.json {
+                print_json(&render::user_json(&u));
+            } else {
+                print!("created {}", render::user_text(&u));
+            }
+            Ok(())
+        }
+        UserCommand::List { c } => {
+            let mut cl = clients(&c).await?;
+            let users = cl
+                .admin
+                .list_users(proto::ListUsersRequest {})
+                .await?
+                .into_inner()
+                .users;
+            if c.json {
+                print_json(&json!({
+                    "users": users.iter().map(render::user_json).collect::<Vec<_>>()
+                }));
+            } else {
+                print!("{}", render::users_table(&users));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn token(command: TokenCommand) -> Result<(), CliError> {
+    match command {
+        TokenCommand::Issue { user, idem, c } => {
+            let mut cl = clients(&c).await?;
+            let t = cl
+                .admin
+                .issue_token(proto::IssueTokenRequest {
+                    user,
+                    idempotency_key: idempotency_key(&idem)?,
+                })
+                .await?
+                .into_inner()
+                .token
+                .unwrap_or_default();
+            if c.json {
+                print_json(&render::token_json(&t));
+            } else {
+                println!("{}", t.token);
+                eprintln!(
+                    "token id {} for {} (the token is shown once: store it safely)",
+                    t.token_id, t.user
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { token_id, idem, c } => {
+            let mut cl = clients(&c).await?;
+            let r = cl
+                .admin
+                .revoke_token(proto::RevokeTokenRequest {
+                    token_id,
+                    idempotency_key: idempotency_key(&idem)?,
+                })
+                .await?
+                .into_inner();
+            if c.json {
+                print_json(&json!({ "token_id": r.token_id, "revoked": true }));
+            } else {
+                println!("revoked token {}", r.token_id);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn circuit(command: CircuitCommand) -> Result<(), CliError> {
+    match command {
+        CircuitCommand::Create { file, idem, c } => {
+            let mut req = super::circuit_file::load(&file).map_err(CliError::Usage)?;
+            req.idempotency_key = idempotency_key(&idem)?;
+            let mut cl = clients(&c).await?;
+            let circuit = cl.circuits.create_circuit(req).await?.into_inner();
+            if c.json {
+                print_json(&render::circuit_json(&circuit));
+            } else {
+                print!("created {}", render::circuit_text(&circuit));
+            }
+            Ok(())
+        }
+        CircuitCommand::List { c } => {
+            let mut cl = clients(&c).await?;
+            let circuits = cl
+                .circuits
+                .list_circuits(proto::ListCircuitsRequest {})
+                .await?
+                .into_inner()
+                .circuits;
+            if c.json {
+                print_json(&json!({
+                    "circuits": circuits.iter().map(render::circuit_json).collect::<Vec<_>>()
+                }));
+            } else {
+                print!("{}", render::circuits_table(&circuits));
+            }
+            Ok(())
+        }
+        CircuitCommand::Show { name, version, c } => {
+            let mut cl = clients(&c).await?;
+            let circuit = cl
+                .circuits
+                .get_circuit(proto::GetCircuitRequest {
+                    name,
+                    version: version.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            if c.json {
+                print_json(&render::circuit_json(&circuit));
+            } else {
+                print!("{}", render::circuit_text(&circuit));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads `file` in chunks of [`CHUNK`] bytes into `tx`. A read error is returned (the caller
+/// then abandons the upload, so the server never stores a truncated document).
+async fn send_chunks(
+    mut file: tokio::fs::File,
+    tx: tokio::sync::mpsc::Sender<proto::SubmitDocumentRequest>,
+) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = file.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        buf.truncate(filled);
+        total += filled as u64;
+        let msg = proto::SubmitDocumentRequest {
+            part: Some(Part::Chunk(buf)),
+        };
+        if tx.send(msg).await.is_err() {
+            // The call ended (the server answered early, e.g. with an error).
+            return Ok(total);
+        }
+        if filled < CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+async fn submit(a: super::SubmitArgs) -> Result<(), CliError> {
+    let metadata = parse_meta(&a.meta)?;
+    let path = &a.file;
+    let cannot =
+        |e: std::io::Error| CliError::Usage(format!("cannot read {}: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    if !file.metadata().await.map_err(cannot)?.is_file() {
+        return Err(CliError::Usage(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let header = proto::SubmitHeader {
+        r#type: match a.doc_type {
+            DocTypeArg::Mandate => proto::DocumentType::Mandate,
+            DocTypeArg::Contract => proto::DocumentType::Contract,
+            DocTypeArg::Other => proto::DocumentType::Other,
+        } as i32,
+        title: a.title,
+        circuit: a.circuit,
+        metadata,
+        file_name,
+        idempotency_key: idempotency_key(&a.idem)?,
+    };
+    let mut cl = clients(&a.c).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(proto::SubmitDocumentRequest {
+        part: Some(Part::Header(header)),
+    })
+    .await
+    .map_err(|_| CliError::Local("internal channel closed".into()))?;
+    let mut reader = tokio::spawn(send_chunks(file, tx));
+    let call = cl
+        .docs
+        .submit_document(tokio_stream::wrappers::ReceiverStream::new(rx));
+    tokio::pin!(call);
+    let outcome = tokio::select! {
+        r = &mut call => r,
+        r = &mut reader => match r {
+            Ok(Ok(_)) => call.await,
+            // Dropping the call cancels the upload: the server stores nothing.
+            Ok(Err(e)) => return Err(cannot(e)),
+            Err(e) => return Err(CliError::Local(format!("reading task failed: {e}"))),
+        },
+    };
+    reader.abort();
+    let d = outcome?.into_inner();
+    if a.c.json {
+        print_json(&render::document_json(&d));
+    } else {
+        println!("{}", d.id);
+        eprintln!("submitted: {}", render::document_summary(&d));
+    }
+    Ok(())
+}
+
+async fn inbox(a: super::InboxArgs) -> Result<(), CliError> {
+    let mut cl = clients(&a.c).await?;
+    let mut items = Vec::new();
+    let mut page_token = a.page_token.unwrap_or_default();
+    let next = loop {
+        let page = cl
+            .docs
+            .list_inbox(proto::ListInboxRequest {
+                page_size: a.page_size.unwrap_or(0),
+                page_token: page_token.clone(),
+            })
+            .await?
+            .into_inner();
+        items.extend(page.items);
+        if !a.all || page.next_page_token.is_empty() {
+            break page.next_page_token;
+        }
+        page_token = page.next_page_token;
+    };
+    if a.c.json {
+        print_json(&json!({
+            "items": items.iter().map(render::inbox_item_json).collect::<Vec<_>>(),
+            "next_page_token": if next.is_empty() { Value::Null } else { Value::String(next) },
+        }));
+    } else {
+        print!("{}", render::inbox_table(&items));
+        if !next.is_empty() {
+            println!("more: paraph inbox --page-token {next}  (or --all)");
+        }
+    }
+    Ok(())
+}
+
+async fn watch(c: &ClientOpts) -> Result<(), CliError> {
+    let mut cl = clients(c).await?;
+    let mut stream = cl
+        .docs
+        .watch_events(proto::WatchEventsRequest {})
+        .await?
+        .into_inner();
+    // The subscription is live once the call is answered: say so (scripts may wait for it).
+    eprintln!("watching events (Ctrl-C to stop)");
+    loop {
+        let next = tokio::select! {
+            m = stream.message() => m?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(ev) = next else {
+            eprintln!("the server ended the event stream");
+            return Ok(());
+        };
+        let line = if c.json {
+            render::event_json(&ev).to_string()
+        } else {
+            render::event_text(&ev)
+        };
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            // The reader went away (e.g. `paraph watch | head`).
+            return Ok(());
+        }
+    }
+}
+
+async fn content(c: &ClientOpts, id: &str, out: &Path) -> Result<(), CliError> {
+    let mut cl = clients(c).await?;
+    let d = cl
+        .docs
+        .get_document(proto::GetDocumentRequest { id: id.to_owned() })
+        .await?
+        .into_inner();
+    let mut stream = cl
+        .docs
+        .get_content(proto::GetContentRequest { id: id.to_owned() })
+        .await?
+        .into_inner();
+    let to_stdout = out == Path::new("-");
+    let tmp = {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".paraph-part");
+        out.with_file_name(name)
+    };
+    let local = |what: &str, p: &Path, e: std::io::Error| {
+        CliError::Local(format!("cannot {what} {}: {e}", p.display()))
+    };
+    let mut file = if to_stdout {
+        None
+    } else {
+        Some(
+            tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| local("create", &tmp, e))?,
+        )
+    };
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let result: Result<(), CliError> = async {
+        while let Some(chunk) = stream.message().await? {
+            hasher.update(&chunk.data);
+            size += chunk.data.len() as u64;
+            match &mut file {
+                Some(f) => f
+                    .write_all(&chunk.data)
+                    .await
+                    .map_err(|e| local("write", &tmp, e))?,
+                None => std::io::stdout()
+                    .write_all(&chunk.data)
+                    .map_err(|e| local("write", Path::new("stdout"), e))?,
+            }
+        }
+        if let Some(f) = &mut file {
+            f.flush().await.map_err(|e| local("write", &tmp, e))?;
+            f.sync_all().await.map_err(|e| local("write", &tmp, e))?;
+        }
+        let sha = hex::encode(hasher.finalize_reset());
+        if !d.content_sha256.is_empty() && !sha.eq_ignore_ascii_case(&d.content_sha256) {
+            return Err(CliError::Local(format!(
+                "the content received has SHA-256 {sha}, the document says {}",
+                d.content_sha256
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if !to_stdout {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        return Err(e);
+    }
+    if to_stdout {
+        std::io::stdout()
+            .flush()
+            .map_err(|e| local("write", Path::new("stdout"), e))?;
+    } else {
+        drop(file);
+        tokio::fs::rename(&tmp, out)
+            .await
+            .map_err(|e| local("write", out, e))?;
+    }
+    let summary = json!({
+        "id": d.id,
+        "path": out.display().to_string(),
+        "bytes": size,
+        "sha256": d.content_sha256,
+    });
+    if c.json && !to_stdout {
+        print_json(&summary);
+    } else {
+        let text = format!(
+            "wrote {size} bytes to {} (sha256 {}, verified)",
+            out.display(),
+            d.content_sha256
+        );
+        if to_stdout {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_arguments() {
+        let m = parse_meta(&["amount=1200.50".into(), "note=a=b".into()]).unwrap();
+        assert_eq!(m["amount"], "1200.50");
+        assert_eq!(m["note"], "a=b");
+        assert!(parse_meta(&["amount".into()]).is_err());
+        assert!(parse_meta(&["=1".into()]).is_err());
+        assert!(parse_meta(&["a=1".into(), "a=2".into()]).is_err());
+    }
+
+    #[test]
+    fn idempotency_keys_are_fresh_unless_given() {
+        let none = IdemOpts {
+            idempotency_key: None,
+        };
+        let a = idempotency_key(&none).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, idempotency_key(&none).unwrap());
+        let given = IdemOpts {
+            idempotency_key: Some("k1".into()),
+        };
+        assert_eq!(idempotency_key(&given).unwrap(), "k1");
+    }
+}

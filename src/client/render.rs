@@ -1,0 +1,576 @@
+//! Output of the command line: JSON values with stable snake_case field names for scripts, and
+//! compact human-readable text. Enum values are lower-case words (`in_progress`, `visa`), times
+//! are RFC 3339 UTC strings, and a missing time or step is `null`.
+
+use crate::domain::circuit::format_duration;
+use crate::proto;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Seconds since the Unix epoch as RFC 3339 UTC, e.g. `2026-11-29T04:48:14Z`.
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn time(t: &Option<proto::Timestamp>) -> Value {
+    match t {
+        Some(t) => Value::String(rfc3339(t.seconds)),
+        None => Value::Null,
+    }
+}
+
+fn time_text(t: &Option<proto::Timestamp>) -> String {
+    t.as_ref()
+        .map(|t| rfc3339(t.seconds))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn lower(name: Option<&str>, prefix: &str) -> String {
+    match name {
+        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_ascii_lowercase(),
+        None => "unknown".to_owned(),
+    }
+}
+
+pub fn doc_type(v: i32) -> String {
+    lower(
+        proto::DocumentType::try_from(v)
+            .ok()
+            .map(|e| e.as_str_name()),
+        "DOCUMENT_TYPE_",
+    )
+}
+
+pub fn state(v: i32) -> String {
+    lower(
+        proto::DocumentState::try_from(v)
+            .ok()
+            .map(|e| e.as_str_name()),
+        "DOCUMENT_STATE_",
+    )
+}
+
+pub fn step_kind(v: i32) -> String {
+    lower(
+        proto::StepKind::try_from(v).ok().map(|e| e.as_str_name()),
+        "STEP_KIND_",
+    )
+}
+
+pub fn step_mode(v: i32) -> String {
+    match proto::StepMode::try_from(v) {
+        // Unspecified is treated as ALL by the server.
+        Ok(proto::StepMode::Unspecified) => "all".to_owned(),
+        r => lower(r.ok().map(|e| e.as_str_name()), "STEP_MODE_"),
+    }
+}
+
+pub fn step_status(v: i32) -> String {
+    lower(
+        proto::StepStatus::try_from(v).ok().map(|e| e.as_str_name()),
+        "STEP_STATUS_",
+    )
+}
+
+pub fn action_kind(v: i32) -> String {
+    lower(
+        proto::ActionKind::try_from(v).ok().map(|e| e.as_str_name()),
+        "ACTION_KIND_",
+    )
+}
+
+pub fn role(v: i32) -> String {
+    lower(
+        proto::Role::try_from(v).ok().map(|e| e.as_str_name()),
+        "ROLE_",
+    )
+}
+
+fn opt_step(i: i32) -> Value {
+    if i < 0 {
+        Value::Null
+    } else {
+        json!(i)
+    }
+}
+
+fn mode_text(mode: i32, quorum: u32) -> String {
+    let m = step_mode(mode);
+    if m == "quorum" {
+        format!("quorum {quorum}")
+    } else {
+        m
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+pub fn document_json(d: &proto::Document) -> Value {
+    let steps: Vec<Value> = d
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "index": s.index,
+                "kind": step_kind(s.kind),
+                "mode": step_mode(s.mode),
+                "quorum": s.quorum,
+                "actors": s.actors,
+                "status": step_status(s.status),
+                "condition": s.condition,
+                "level": s.level,
+                "deadline_seconds": s.deadline_seconds,
+                "activated_at": time(&s.activated_at),
+                "due_at": time(&s.due_at),
+                "actions": s.actions.iter().map(|a| json!({
+                    "actor": a.actor,
+                    "kind": action_kind(a.kind),
+                    "reason": a.reason,
+                    "at": time(&a.at),
+                    "on_behalf_of": a.on_behalf_of,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let history: Vec<Value> = d
+        .history
+        .iter()
+        .map(|h| {
+            json!({
+                "seq": h.seq,
+                "at": time(&h.at),
+                "kind": h.kind,
+                "actor": h.actor,
+                "step": opt_step(h.step),
+                "detail": h.detail,
+            })
+        })
+        .collect();
+    let metadata: serde_json::Map<String, Value> = d
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({
+        "id": d.id,
+        "type": doc_type(d.r#type),
+        "title": d.title,
+        "state": state(d.state),
+        "circuit": d.circuit,
+        "circuit_version": d.circuit_version,
+        "submitter": d.submitter,
+        "metadata": metadata,
+        "file_name": d.file_name,
+        "content_sha256": d.content_sha256,
+        "content_size": d.content_size,
+        "current_step": opt_step(d.current_step),
+        "steps": steps,
+        "history": history,
+        "created_at": time(&d.created_at),
+        "updated_at": time(&d.updated_at),
+    })
+}
+
+pub fn inbox_item_json(i: &proto::InboxItem) -> Value {
+    json!({
+        "id": i.id,
+        "type": doc_type(i.r#type),
+        "title": i.title,
+        "circuit": i.circuit,
+        "step": i.step,
+        "step_kind": step_kind(i.step_kind),
+        "waiting_since": time(&i.waiting_since),
+        "due_at": time(&i.due_at),
+        "on_behalf_of": i.on_behalf_of,
+        "submitter": i.submitter,
+    })
+}
+
+pub fn event_json(e: &proto::DocumentEvent) -> Value {
+    json!({
+        "seq": e.seq,
+        "at": time(&e.at),
+        "document_id": e.document_id,
+        "kind": e.kind,
+        "actor": e.actor,
+        "step": opt_step(e.step),
+        "detail": e.detail,
+        "state": state(e.state),
+        "title": e.title,
+    })
+}
+
+pub fn user_json(u: &proto::User) -> Value {
+    json!({
+        "name": u.name,
+        "display_name": u.display_name,
+        "roles": u.roles.iter().map(|r| role(*r)).collect::<Vec<_>>(),
+        "created_at": time(&u.created_at),
+    })
+}
+
+pub fn token_json(t: &proto::IssuedToken) -> Value {
+    json!({ "token_id": t.token_id, "token": t.token, "user": t.user })
+}
+
+pub fn circuit_json(c: &proto::Circuit) -> Value {
+    let steps: Vec<Value> = c
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "index": i,
+                "kind": step_kind(s.kind),
+                "actors": s.actors,
+                "mode": step_mode(s.mode),
+                "quorum": s.quorum,
+                "condition": s.condition,
+                "level": s.level,
+                "deadline_seconds": s.deadline_seconds,
+                "fallback": s.fallback,
+            })
+        })
+        .collect();
+    json!({
+        "name": c.name,
+        "version": c.version,
+        "fallback": c.fallback,
+        "steps": steps,
+        "created_at": time(&c.created_at),
+        "created_by": c.created_by,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Human-readable text
+
+/// One line per step of a circuit definition.
+fn step_definition_text(i: usize, s: &proto::StepDefinition) -> String {
+    let mut line = format!(
+        "  {i}. {:<9} {}",
+        step_kind(s.kind),
+        mode_text(s.mode, s.quorum)
+    );
+    if !s.actors.is_empty() {
+        let _ = write!(line, " of {}", s.actors.join(", "));
+    }
+    if !s.condition.is_empty() {
+        let _ = write!(line, "  if {}", s.condition);
+    }
+    if s.level > 0 {
+        let _ = write!(line, "  level {}", s.level);
+    }
+    if s.deadline_seconds > 0 {
+        let _ = write!(line, "  deadline {}", format_duration(s.deadline_seconds));
+    }
+    if !s.fallback.is_empty() {
+        let _ = write!(line, "  fallback {}", s.fallback);
+    }
+    line
+}
+
+pub fn circuit_text(c: &proto::Circuit) -> String {
+    let mut out = format!("circuit {} version {}", c.name, c.version);
+    if !c.created_by.is_empty() {
+        let _ = write!(
+            out,
+            " (created by {} at {})",
+            c.created_by,
+            time_text(&c.created_at)
+        );
+    }
+    out.push('\n');
+    if !c.fallback.is_empty() {
+        let _ = writeln!(out, "fallback {}", c.fallback);
+    }
+    for (i, s) in c.steps.iter().enumerate() {
+        out.push_str(&step_definition_text(i, s));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn circuits_table(cs: &[proto::Circuit]) -> String {
+    if cs.is_empty() {
+        return "no circuits\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<24} {:>7} {:>5}  {}\n",
+        "NAME", "VERSION", "STEPS", "KINDS"
+    );
+    for c in cs {
+        let kinds: Vec<String> = c.steps.iter().map(|s| step_kind(s.kind)).collect();
+        let _ = writeln!(
+            out,
+            "{:<24} {:>7} {:>5}  {}",
+            c.name,
+            c.version,
+            c.steps.len(),
+            kinds.join(" > ")
+        );
+    }
+    out
+}
+
+pub fn users_table(us: &[proto::User]) -> String {
+    let mut out = format!("{:<20} {:<28} {}\n", "NAME", "DISPLAY NAME", "ROLES");
+    for u in us {
+        let roles: Vec<String> = u.roles.iter().map(|r| role(*r)).collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<28} {}",
+            u.name,
+            u.display_name,
+            roles.join(",")
+        );
+    }
+    out
+}
+
+pub fn user_text(u: &proto::User) -> String {
+    let roles: Vec<String> = u.roles.iter().map(|r| role(*r)).collect();
+    let display = if u.display_name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", u.display_name)
+    };
+    format!("user {}{display}: {}\n", u.name, roles.join(", "))
+}
+
+pub fn inbox_table(items: &[proto::InboxItem]) -> String {
+    if items.is_empty() {
+        return "inbox is empty\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<32}  {:<8} {:<16} {:<9} {:<20} {:<20} {}\n",
+        "ID", "TYPE", "CIRCUIT", "STEP", "WAITING SINCE", "DUE", "TITLE"
+    );
+    for i in items {
+        let mut title = i.title.clone();
+        if !i.on_behalf_of.is_empty() {
+            let _ = write!(title, " (on behalf of {})", i.on_behalf_of);
+        }
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<8} {:<16} {:<9} {:<20} {:<20} {}",
+            i.id,
+            doc_type(i.r#type),
+            i.circuit,
+            format!("{} {}", i.step, step_kind(i.step_kind)),
+            time_text(&i.waiting_since),
+            time_text(&i.due_at),
+            title
+        );
+    }
+    out
+}
+
+pub fn event_text(e: &proto::DocumentEvent) -> String {
+    let mut line = format!("{}  {}  {:<14}", time_text(&e.at), e.document_id, e.kind);
+    if e.step >= 0 {
+        let _ = write!(line, " step {}", e.step);
+    }
+    if !e.actor.is_empty() {
+        let _ = write!(line, " by {}", e.actor);
+    }
+    let _ = write!(line, "  [{}] {:?}", state(e.state), e.title);
+    if !e.detail.is_empty() {
+        let _ = write!(line, "  {}", e.detail);
+    }
+    line
+}
+
+/// A one-line summary of where a document stands.
+pub fn document_summary(d: &proto::Document) -> String {
+    let st = state(d.state);
+    match d
+        .steps
+        .iter()
+        .find(|s| s.index as i64 == i64::from(d.current_step))
+    {
+        Some(s) if d.current_step >= 0 => format!(
+            "{} {st}: step {} ({} {}) waiting for {}",
+            d.id,
+            s.index,
+            step_kind(s.kind),
+            mode_text(s.mode, s.quorum),
+            s.actors.join(", ")
+        ),
+        _ => format!("{} {st}", d.id),
+    }
+}
+
+pub fn document_text(d: &proto::Document) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "document   {}", d.id);
+    let _ = writeln!(out, "title      {}", d.title);
+    let _ = writeln!(out, "type       {}", doc_type(d.r#type));
+    let _ = write!(out, "state      {}", state(d.state));
+    if d.current_step >= 0 {
+        let _ = write!(
+            out,
+            " (step {} of {} active)",
+            d.current_step,
+            d.steps.len()
+        );
+    }
+    out.push('\n');
+    let _ = writeln!(out, "circuit    {} v{}", d.circuit, d.circuit_version);
+    let _ = writeln!(out, "submitter  {}", d.submitter);
+    let name = if d.file_name.is_empty() {
+        "content"
+    } else {
+        &d.file_name
+    };
+    let _ = writeln!(
+        out,
+        "file       {name} ({} bytes, sha256 {})",
+        d.content_size, d.content_sha256
+    );
+    if !d.metadata.is_empty() {
+        let meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "metadata   {}", meta.join(" "));
+    }
+    let _ = writeln!(out, "created    {}", time_text(&d.created_at));
+    let _ = writeln!(out, "updated    {}", time_text(&d.updated_at));
+    out.push_str("steps\n");
+    for s in &d.steps {
+        let mut line = format!(
+            "  {}. {:<9} {:<9} {:<10} {}",
+            s.index,
+            step_kind(s.kind),
+            step_status(s.status),
+            mode_text(s.mode, s.quorum),
+            s.actors.join(", ")
+        );
+        if !s.condition.is_empty() {
+            let _ = write!(line, "  if {}", s.condition);
+        }
+        if s.level > 0 {
+            let _ = write!(line, "  level {}", s.level);
+        }
+        if s.due_at.is_some() {
+            let _ = write!(line, "  due {}", time_text(&s.due_at));
+        } else if s.deadline_seconds > 0 {
+            let _ = write!(line, "  deadline {}", format_duration(s.deadline_seconds));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        for a in &s.actions {
+            let mut line = format!(
+                "       {} by {} at {}",
+                action_kind(a.kind),
+                a.actor,
+                time_text(&a.at)
+            );
+            if !a.on_behalf_of.is_empty() {
+                let _ = write!(line, " on behalf of {}", a.on_behalf_of);
+            }
+            if !a.reason.is_empty() {
+                let _ = write!(line, ": {:?}", a.reason);
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out.push_str("history\n");
+    for h in &d.history {
+        let mut line = format!("  #{:<3} {}  {}", h.seq, time_text(&h.at), h.kind);
+        if h.step >= 0 {
+            let _ = write!(line, " step {}", h.step);
+        }
+        if !h.actor.is_empty() {
+            let _ = write!(line, " by {}", h.actor);
+        }
+        if !h.detail.is_empty() {
+            let _ = write!(line, ": {}", h.detail);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
+        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_is_monotonic_day_by_day() {
+        // Every day from 1900 to 2200 follows the previous one.
+        let mut prev = rfc3339(-2_208_988_800);
+        for day in 1..(300 * 366) {
+            let cur = rfc3339(-2_208_988_800 + day * 86_400);
+            assert!(cur > prev, "{cur} after {prev}");
+            prev = cur;
+        }
+    }
+
+    #[test]
+    fn enums_are_lower_case_words() {
+        assert_eq!(
+            state(proto::DocumentState::InProgress as i32),
+            "in_progress"
+        );
+        assert_eq!(doc_type(proto::DocumentType::Mandate as i32), "mandate");
+        assert_eq!(step_kind(proto::StepKind::Visa as i32), "visa");
+        assert_eq!(step_status(proto::StepStatus::Active as i32), "active");
+        assert_eq!(step_mode(0), "all");
+        assert_eq!(role(proto::Role::Officer as i32), "officer");
+        assert_eq!(action_kind(proto::ActionKind::Approved as i32), "approved");
+        assert_eq!(state(99), "unknown");
+    }
+
+    #[test]
+    fn document_json_has_stable_fields() {
+        let d = proto::Document {
+            id: "ab".repeat(16),
+            r#type: proto::DocumentType::Contract as i32,
+            state: proto::DocumentState::Completed as i32,
+            current_step: -1,
+            created_at: Some(proto::Timestamp { seconds: 0 }),
+            ..Default::default()
+        };
+        let v = document_json(&d);
+        assert_eq!(v["type"], "contract");
+        assert_eq!(v["state"], "completed");
+        assert_eq!(v["current_step"], Value::Null);
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["updated_at"], Value::Null);
+        assert!(v["steps"].as_array().unwrap().is_empty());
+    }
+}

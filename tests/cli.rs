@@ -1,0 +1,595 @@
+//! End-to-end test of the command line, as a newcomer would use it after reading the README:
+//! the real `paraph` binary serves on a loopback port with a temporary data directory, and the
+//! same binary, as a client, creates users, tokens and a three-step circuit, submits a document,
+//! approves it with each officer's token while a `paraph watch` runs in the background, reads it
+//! back, and hits the main error paths. Every wait is bounded: the test cannot hang.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_paraph");
+/// Longest wait for any one CLI command or server line.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for the watch stream to deliver an event or end.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A child process killed when dropped (also when the test panics).
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {} did not exit within {timeout:?} of SIGTERM",
+                self.child.id()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards the lines of a pipe to a channel, from a reader thread.
+fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(rx: &Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(STEP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("no {what} line: {e:?}"))
+}
+
+/// The result of one CLI run.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    what: String,
+}
+
+impl Out {
+    /// Asserts success and returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "`{}` failed\nstdout: {}\nstderr: {}",
+            self.what,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}): {}", self.what, self.stdout))
+    }
+
+    /// Asserts failure with `code` and that stderr mentions every one of `needles`.
+    fn fails(&self, code: i32, needles: &[&str]) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "`{}`: expected exit code {code}\nstdout: {}\nstderr: {}",
+            self.what,
+            self.stdout,
+            self.stderr
+        );
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "`{}`: stderr lacks {n:?}: {}",
+                self.what,
+                self.stderr
+            );
+        }
+    }
+}
+
+struct Cli {
+    dir: PathBuf,
+    addr: String,
+}
+
+impl Cli {
+    /// A `paraph` command with a clean environment: only the variables a user would export.
+    fn command(&self, token: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PARAPH") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(args)
+            .current_dir(&self.dir)
+            .env("PARAPH_ADDR", &self.addr)
+            .env("PARAPH_TENANT", "default")
+            .env("PARAPH_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `paraph ARGS` as the holder of `token`, with a bounded wait.
+    fn run(&self, token: &str, args: &[&str]) -> Out {
+        let mut cmd = self.command(token, args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().expect("spawn paraph");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let what = format!("paraph {}", args.join(" "));
+        let out = match rx.recv_timeout(STEP_TIMEOUT) {
+            Ok(o) => o.expect("wait for paraph"),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("`{what}` did not finish within {STEP_TIMEOUT:?}");
+            }
+        };
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            what,
+        }
+    }
+}
+
+fn token_of(v: &Value) -> String {
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// Deterministic bytes that do not compress to a trivial pattern (several 1 MiB chunks).
+fn document_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).expect("write file");
+    p
+}
+
+const CIRCUIT: &str = r#"# Three visas: the accountant, then one of the two heads of department, then the director
+# for amounts of 1000 and more.
+name = "expense"
+
+[[steps]]
+kind = "visa"
+actors = ["alice"]
+deadline = "48h"
+
+[[steps]]
+kind = "visa"
+actors = ["bob", "carol"]
+mode = "any"
+
+[[steps]]
+kind = "visa"
+actors = ["carol"]
+condition = "amount >= 1000"
+"#;
+
+#[test]
+fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let data = dir.join("data");
+    let server_log = std::fs::File::create(dir.join("server.log")).expect("log file");
+
+    // --- The service: first start prints the operator token, then the address. ---
+    let mut server_cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARAPH") {
+            server_cmd.env_remove(k);
+        }
+    }
+    let mut server = Proc {
+        child: server_cmd
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .arg("--json")
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(server_log)
+            .spawn()
+            .expect("spawn paraph serve"),
+    };
+    let server_out = lines(server.child.stdout.take().expect("server stdout"));
+    let boot: Value =
+        serde_json::from_str(&next_line(&server_out, "bootstrap")).expect("bootstrap JSON");
+    assert_eq!(boot["tenant"], "default");
+    let operator = token_of(&boot);
+    let listening = next_line(&server_out, "listening");
+    let addr = listening
+        .strip_prefix("paraph listening on ")
+        .unwrap_or_else(|| panic!("unexpected line {listening:?}"))
+        .to_owned();
+    // host:port is accepted and means http://host:port.
+    let cli = Cli { dir, addr };
+    let dir = cli.dir.clone();
+
+    // --- Users and tokens, as the platform operator acting in tenant "default". ---
+    for (name, display) in [
+        ("alice", "Alice Martin"),
+        ("bob", "Bob Durand"),
+        ("carol", "Carol Petit"),
+    ] {
+        let out = cli.run(
+            &operator,
+            &[
+                "admin", "user", "create", name, "--role", "officer", "--name", display,
+            ],
+        );
+        assert!(out.ok().contains(name), "{}", out.stdout);
+    }
+    let finance = cli
+        .run(
+            &operator,
+            &[
+                "admin",
+                "user",
+                "create",
+                "finance",
+                "--role",
+                "SUBMITTER",
+                "--json",
+            ],
+        )
+        .json();
+    assert_eq!(finance["name"], "finance");
+    assert_eq!(finance["roles"], serde_json::json!(["submitter"]));
+
+    // A retry with the same idempotency key returns the first answer and creates nothing new.
+    let first = cli.run(
+        &operator,
+        &[
+            "admin",
+            "user",
+            "create",
+            "dave",
+            "--role",
+            "auditor",
+            "--idempotency-key",
+            "create-dave-1",
+            "--json",
+        ],
+    );
+    let again = cli.run(
+        &operator,
+        &[
+            "admin",
+            "user",
+            "create",
+            "dave",
+            "--role",
+            "auditor",
+            "--idempotency-key",
+            "create-dave-1",
+            "--json",
+        ],
+    );
+    assert_eq!(first.json(), again.json());
+    // Without a key, the second creation is a new request and the user exists already.
+    cli.run(
+        &operator,
+        &["admin", "user", "create", "dave", "--role", "auditor"],
+    )
+    .fails(5, &["ALREADY_EXISTS"]);
+
+    let users = cli
+        .run(&operator, &["admin", "user", "list", "--json"])
+        .json();
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| u["name"].as_str().expect("name"))
+        .collect();
+    for n in ["alice", "bob", "carol", "finance", "dave"] {
+        assert_eq!(names.iter().filter(|x| **x == n).count(), 1, "{names:?}");
+    }
+
+    let alice_tok = cli
+        .run(&operator, &["admin", "token", "issue", "alice", "--json"])
+        .json();
+    assert_eq!(alice_tok["user"], "alice");
+    assert!(alice_tok["token_id"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    let alice = token_of(&alice_tok);
+    // Text mode prints the token alone on stdout, for `BOB=$(paraph admin token issue bob)`.
+    let bob_out = cli.run(&operator, &["admin", "token", "issue", "bob"]);
+    let bob = bob_out.ok().trim().to_owned();
+    assert!(
+        !bob.contains(char::is_whitespace) && !bob.is_empty(),
+        "{bob:?}"
+    );
+    assert!(bob_out.stderr.contains("token id"), "{}", bob_out.stderr);
+    let carol = token_of(
+        &cli.run(&operator, &["admin", "token", "issue", "carol", "--json"])
+            .json(),
+    );
+    let fin = token_of(
+        &cli.run(&operator, &["admin", "token", "issue", "finance", "--json"])
+            .json(),
+    );
+
+    // --- The circuit. ---
+    write(&dir, "circuit.toml", CIRCUIT.as_bytes());
+    let circuit = cli
+        .run(
+            &operator,
+            &["circuit", "create", "--file", "circuit.toml", "--json"],
+        )
+        .json();
+    assert_eq!(circuit["name"], "expense");
+    assert_eq!(circuit["version"], 1);
+    assert_eq!(circuit["steps"][0]["deadline_seconds"], 48 * 3600);
+    assert_eq!(circuit["steps"][1]["mode"], "any");
+    assert_eq!(circuit["steps"][2]["condition"], "amount >= 1000");
+    let listed = cli.run(&operator, &["circuit", "list"]);
+    assert!(listed.ok().contains("expense"), "{}", listed.stdout);
+    let shown = cli
+        .run(&operator, &["circuit", "show", "expense", "--json"])
+        .json();
+    assert_eq!(shown["steps"].as_array().map(Vec::len), Some(3));
+
+    // --- The submitter watches his documents in the background. ---
+    let mut watch = Proc {
+        child: cli
+            .command(&fin, &["watch", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn paraph watch"),
+    };
+    let events = lines(watch.child.stdout.take().expect("watch stdout"));
+    let watch_err = lines(watch.child.stderr.take().expect("watch stderr"));
+    // The subscription is live once `watch` says so.
+    let ready = watch_err
+        .recv_timeout(WATCH_TIMEOUT)
+        .expect("watch did not start");
+    assert!(ready.contains("watching"), "{ready}");
+
+    // --- Submit (several chunks) and approve with each officer's token. ---
+    let content = document_bytes(2 * 1024 * 1024 + 12_345);
+    write(&dir, "invoice-118.pdf", &content);
+    let submitted = cli.run(
+        &fin,
+        &[
+            "submit",
+            "invoice-118.pdf",
+            "--type",
+            "mandate",
+            "--circuit",
+            "expense",
+            "--title",
+            "Invoice 118",
+            "--meta",
+            "amount=1200.50",
+            "--meta",
+            "beneficiary=ACME",
+        ],
+    );
+    let id = submitted.ok().trim().to_owned();
+    assert_eq!(id.len(), 32, "{id:?}");
+
+    let inbox = cli.run(&alice, &["inbox", "--json"]).json();
+    let item = inbox["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("not in alice's inbox: {inbox}"))
+        .clone();
+    assert_eq!(item["step"], 0);
+    assert_eq!(item["step_kind"], "visa");
+    assert_eq!(item["type"], "mandate");
+    assert_eq!(item["submitter"], "finance");
+    assert!(item["due_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let bob_inbox = cli.run(&bob, &["inbox", "--all", "--json"]).json();
+    assert_eq!(bob_inbox["items"].as_array().map(Vec::len), Some(0));
+
+    // A submitter is no officer.
+    cli.run(&fin, &["approve", &id])
+        .fails(4, &["PERMISSION_DENIED"]);
+
+    let after_alice = cli
+        .run(&alice, &["approve", &id, "--comment", "checked", "--json"])
+        .json();
+    assert_eq!(after_alice["state"], "in_progress");
+    assert_eq!(after_alice["current_step"], 1);
+    let text = cli.run(&bob, &["inbox"]);
+    assert!(text.ok().contains(&id), "{}", text.stdout);
+    cli.run(&bob, &["approve", &id]).ok();
+    let done = cli.run(&carol, &["approve", &id, "--json"]).json();
+    assert_eq!(done["state"], "completed");
+
+    // --- Read it back. ---
+    let doc = cli.run(&fin, &["show", &id, "--json"]).json();
+    assert_eq!(doc["id"], id.as_str());
+    assert_eq!(doc["state"], "completed");
+    assert_eq!(doc["type"], "mandate");
+    assert_eq!(doc["title"], "Invoice 118");
+    assert_eq!(doc["circuit"], "expense");
+    assert_eq!(doc["circuit_version"], 1);
+    assert_eq!(doc["submitter"], "finance");
+    assert_eq!(doc["metadata"]["amount"], "1200.50");
+    assert_eq!(doc["content_size"], content.len() as u64);
+    assert_eq!(doc["current_step"], Value::Null);
+    let steps = doc["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 3);
+    for (s, who) in steps.iter().zip(["alice", "bob", "carol"]) {
+        assert_eq!(s["status"], "done", "{s}");
+        assert_eq!(s["actions"][0]["actor"], who, "{s}");
+        assert_eq!(s["actions"][0]["kind"], "approved", "{s}");
+    }
+    assert_eq!(steps[0]["actions"][0]["reason"], "checked");
+    let kinds: Vec<&str> = doc["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"submitted"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"completed"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "approved").count(), 3);
+    let created = doc["created_at"].as_str().expect("created_at");
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
+    let human = cli.run(&fin, &["show", &id]);
+    assert!(human.ok().contains("completed"), "{}", human.stdout);
+
+    let fetched = cli.run(&fin, &["content", &id, "--out", "copy.pdf"]);
+    fetched.ok();
+    assert_eq!(
+        std::fs::read(dir.join("copy.pdf")).expect("copy"),
+        content,
+        "downloaded content differs"
+    );
+
+    // --- The watcher saw the document complete. ---
+    let deadline = Instant::now() + WATCH_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match events.recv_timeout(left) {
+            Ok(l) => l,
+            Err(e) => panic!("no completed event ({e:?}); events seen: {seen:#?}"),
+        };
+        let ev: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("watch printed no JSON line ({e}): {line}"));
+        let complete = ev["document_id"] == id.as_str() && ev["kind"] == "completed";
+        seen.push(ev);
+        if complete {
+            assert_eq!(seen.last().expect("event")["state"], "completed");
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|e| e["document_id"] == id.as_str() && e["kind"] == "submitted"),
+        "{seen:#?}"
+    );
+
+    // --- Error paths. ---
+    // A rejection needs a reason: a usage error, refused before any call.
+    cli.run(&carol, &["reject", &id]).fails(2, &["--reason"]);
+    // Nothing left to act on.
+    cli.run(&carol, &["reject", &id, "--reason", "too late"])
+        .fails(5, &["has no active step", "completed"]);
+    // An unknown key in a circuit file is refused, naming the key and the file.
+    write(
+        &dir,
+        "bad-circuit.toml",
+        b"name = \"bad\"\n\n[[steps]]\nkind = \"visa\"\nactors = [\"alice\"]\ncolour = \"red\"\n",
+    );
+    cli.run(
+        &operator,
+        &["circuit", "create", "--file", "bad-circuit.toml"],
+    )
+    .fails(2, &["colour", "bad-circuit.toml"]);
+    // The server names the field it refuses.
+    write(
+        &dir,
+        "bad-quorum.toml",
+        b"name = \"bad\"\n[[steps]]\nkind = \"visa\"\nactors = [\"alice\"]\nmode = \"quorum\"\nquorum = 3\n",
+    );
+    cli.run(
+        &operator,
+        &["circuit", "create", "--file", "bad-quorum.toml"],
+    )
+    .fails(2, &["INVALID_ARGUMENT", "quorum"]);
+    // A malformed id.
+    cli.run(&fin, &["show", "not-a-document-id"])
+        .fails(2, &["INVALID_ARGUMENT"]);
+    // An unknown id.
+    cli.run(&fin, &["show", &"0".repeat(32)])
+        .fails(3, &["NOT_FOUND"]);
+    // A bad token.
+    cli.run("pph_not-a-real-token", &["inbox"])
+        .fails(4, &["UNAUTHENTICATED"]);
+    // A revoked token (the auditor dave reads, then loses his token).
+    let dave = cli
+        .run(&operator, &["admin", "token", "issue", "dave", "--json"])
+        .json();
+    let dave_token = token_of(&dave);
+    cli.run(&dave_token, &["show", &id]).ok();
+    let revoke = cli.run(
+        &operator,
+        &[
+            "admin",
+            "token",
+            "revoke",
+            dave["token_id"].as_str().expect("token_id"),
+        ],
+    );
+    revoke.ok();
+    let refused = cli.run(&dave_token, &["show", &id]);
+    refused.fails(4, &["UNAUTHENTICATED"]);
+    // Tokens never leak into error output.
+    assert!(!refused.stderr.contains(&dave_token), "{}", refused.stderr);
+
+    // --- Graceful stop: the server exits on SIGTERM and the watcher's stream ends. ---
+    let status = server.terminate(STEP_TIMEOUT);
+    assert!(status.success(), "server exited with {status}");
+    let deadline = Instant::now() + WATCH_TIMEOUT;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(_) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("watch did not end with the server"),
+        }
+    }
+    let status = watch.child.wait().expect("wait watch");
+    assert!(status.success(), "watch exited with {status}");
+}
