@@ -14,6 +14,7 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod server;

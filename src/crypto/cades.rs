@@ -1,0 +1,559 @@
+//! CAdES baseline B-B detached signatures (ETSI EN 319 122-1) over CMS SignedData (RFC 5652).
+//!
+//! Two-phase signing: [`build_signed_attributes`] produces the DER of the signed attributes
+//! (content-type id-data, signing-time, message-digest, signing-certificate-v2 and optionally a
+//! signature-policy-identifier); the signer signs exactly those bytes with his own key; then
+//! [`verify_signature_value`] checks the value and [`assemble`] builds the SignedData.
+
+use super::der_util::{oid, seq, tlv};
+use super::{malformed, CryptoError};
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::revocation::{RevocationInfoChoice, RevocationInfoChoices};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
+use der::{Any, Decode, Encode, Tagged};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::sign::{Signer, Verifier};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::attr::Attribute;
+use x509_cert::Certificate;
+
+pub const ID_DATA: &str = "1.2.840.113549.1.7.1";
+pub const ID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
+pub const ID_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
+pub const ID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
+pub const ID_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
+pub const ID_SIGNING_CERT_V2: &str = "1.2.840.113549.1.9.16.2.47";
+pub const ID_SIG_POLICY: &str = "1.2.840.113549.1.9.16.2.15";
+pub const ID_SPQ_URI: &str = "1.2.840.113549.1.9.16.5.1";
+pub const ID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+pub const ID_SHA1: &str = "1.3.14.3.2.26";
+pub const ID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
+pub const ID_RSA: &str = "1.2.840.113549.1.1.1";
+pub const ID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+
+fn o(s: &str) -> ObjectIdentifier {
+    // Only called with the constants above, which are valid.
+    ObjectIdentifier::new_unwrap(s)
+}
+
+/// The signature algorithms paraph produces and accepts (always with SHA-256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RsaPkcs1Sha256,
+    /// ECDSA with SHA-256 (DER-encoded Ecdsa-Sig-Value).
+    EcdsaSha256,
+}
+
+impl SigAlg {
+    /// The algorithm for a public key; RSA below 2048 bits and unknown curves are refused.
+    pub fn for_key(key: &PKey<Public>) -> Result<SigAlg, CryptoError> {
+        match key.id() {
+            Id::RSA if key.bits() >= 2048 => Ok(SigAlg::RsaPkcs1Sha256),
+            Id::RSA => Err(CryptoError::Unsupported(format!(
+                "RSA-{} (at least 2048 bits)",
+                key.bits()
+            ))),
+            Id::EC => {
+                let curve = key
+                    .ec_key()?
+                    .group()
+                    .curve_name()
+                    .map(|n| n.as_raw())
+                    .unwrap_or(0);
+                use openssl::nid::Nid;
+                if [Nid::X9_62_PRIME256V1, Nid::SECP384R1, Nid::SECP521R1]
+                    .iter()
+                    .any(|n| n.as_raw() == curve)
+                {
+                    Ok(SigAlg::EcdsaSha256)
+                } else {
+                    Err(CryptoError::Unsupported(
+                        "EC curve other than P-256, P-384, P-521".into(),
+                    ))
+                }
+            }
+            other => Err(CryptoError::Unsupported(format!("key type {other:?}"))),
+        }
+    }
+
+    pub fn oid(self) -> &'static str {
+        match self {
+            SigAlg::RsaPkcs1Sha256 => ID_SHA256_RSA,
+            SigAlg::EcdsaSha256 => ID_ECDSA_SHA256,
+        }
+    }
+
+    /// A name for clients: `RSA_PKCS1_SHA256` or `ECDSA_SHA256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SigAlg::RsaPkcs1Sha256 => "RSA_PKCS1_SHA256",
+            SigAlg::EcdsaSha256 => "ECDSA_SHA256",
+        }
+    }
+
+    fn identifier(self) -> AlgorithmIdentifierOwned {
+        AlgorithmIdentifierOwned {
+            oid: o(self.oid()),
+            // RFC 4055: sha256WithRSAEncryption carries NULL parameters; ECDSA none (RFC 5758).
+            parameters: match self {
+                SigAlg::RsaPkcs1Sha256 => Some(Any::null()),
+                SigAlg::EcdsaSha256 => None,
+            },
+        }
+    }
+}
+
+/// A signature policy to reference (CAdES-EPES): OID, SHA-256 of the policy document, URI.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignaturePolicy {
+    pub oid: String,
+    pub sha256: Vec<u8>,
+    pub uri: String,
+}
+
+fn attribute(oid_str: &str, value_der: &[u8]) -> Result<Attribute, CryptoError> {
+    let value = Any::from_der(value_der).map_err(|e| malformed("attribute value", e))?;
+    let values = SetOfVec::try_from(vec![value]).map_err(|e| malformed("attribute", e))?;
+    Ok(Attribute {
+        oid: o(oid_str),
+        values,
+    })
+}
+
+fn signing_time_der(unix: i64) -> Result<Vec<u8>, CryptoError> {
+    let secs = u64::try_from(unix).map_err(|_| malformed("signing time", "before 1970"))?;
+    let dt = der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))
+        .map_err(|e| malformed("signing time", e))?;
+    // RFC 5652: UTCTime up to 2049, GeneralizedTime from 2050.
+    let t = if dt.year() < 2050 {
+        x509_cert::time::Time::UtcTime(
+            der::asn1::UtcTime::from_date_time(dt).map_err(|e| malformed("signing time", e))?,
+        )
+    } else {
+        x509_cert::time::Time::GeneralTime(der::asn1::GeneralizedTime::from_date_time(dt))
+    };
+    t.to_der().map_err(|e| malformed("signing time", e))
+}
+
+/// ESSCertIDv2 with the default hash (SHA-256, hence omitted) and IssuerSerial
+/// (RFC 5035), wrapped as SigningCertificateV2.
+fn signing_certificate_v2(cert: &Certificate, cert_der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(cert_der);
+    let issuer = cert
+        .tbs_certificate
+        .issuer
+        .to_der()
+        .map_err(|e| malformed("certificate", e))?;
+    let serial = cert
+        .tbs_certificate
+        .serial_number
+        .to_der()
+        .map_err(|e| malformed("certificate", e))?;
+    // GeneralNames ::= SEQUENCE OF GeneralName; directoryName [4] EXPLICIT Name.
+    let general_names = seq(&[&tlv(0xA4, &issuer)]);
+    let issuer_serial = seq(&[&general_names, &serial]);
+    let ess = seq(&[&tlv(0x04, &hash), &issuer_serial]);
+    Ok(seq(&[&seq(&[&ess])]))
+}
+
+fn policy_der(p: &SignaturePolicy) -> Result<Vec<u8>, CryptoError> {
+    let hash_alg = seq(&[&oid(ID_SHA256)?]);
+    let hash = seq(&[&hash_alg, &tlv(0x04, &p.sha256)]);
+    let mut parts: Vec<Vec<u8>> = vec![oid(&p.oid)?, hash];
+    if !p.uri.is_empty() {
+        if !p.uri.is_ascii() {
+            return Err(malformed("signature policy", "the URI must be ASCII"));
+        }
+        let q = seq(&[&oid(ID_SPQ_URI)?, &tlv(0x16, p.uri.as_bytes())]);
+        parts.push(seq(&[&q]));
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(seq(&refs))
+}
+
+/// The DER (a SET OF Attribute, tag 0x31) of the CAdES signed attributes for `content_sha256`
+/// signed by `signer_cert_der` at `signing_time`: exactly the bytes the signer signs.
+pub fn build_signed_attributes(
+    content_sha256: &[u8; 32],
+    signing_time: i64,
+    signer_cert_der: &[u8],
+    policy: Option<&SignaturePolicy>,
+) -> Result<Vec<u8>, CryptoError> {
+    let cert = Certificate::from_der(signer_cert_der).map_err(|e| malformed("certificate", e))?;
+    let mut attrs = vec![
+        attribute(ID_CONTENT_TYPE, &oid(ID_DATA)?)?,
+        attribute(ID_SIGNING_TIME, &signing_time_der(signing_time)?)?,
+        attribute(ID_MESSAGE_DIGEST, &tlv(0x04, content_sha256))?,
+        attribute(
+            ID_SIGNING_CERT_V2,
+            &signing_certificate_v2(&cert, signer_cert_der)?,
+        )?,
+    ];
+    if let Some(p) = policy {
+        attrs.push(attribute(ID_SIG_POLICY, &policy_der(p)?)?);
+    }
+    // DER: a SET OF is sorted by encoding; SetOfVec sorts.
+    let set = SetOfVec::try_from(attrs).map_err(|e| malformed("signed attributes", e))?;
+    set.to_der().map_err(|e| malformed("signed attributes", e))
+}
+
+/// Signs `data` with a private key (client side, and the server's seal).
+pub fn sign_with_key(key: &PKey<Private>, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut s = Signer::new(MessageDigest::sha256(), key)?;
+    s.update(data)?;
+    Ok(s.sign_to_vec()?)
+}
+
+/// Checks a signature value over `signed_attrs_der` with the certificate's public key.
+pub fn verify_signature_value(
+    cert_der: &[u8],
+    signed_attrs_der: &[u8],
+    signature: &[u8],
+) -> Result<SigAlg, CryptoError> {
+    let cert = openssl::x509::X509::from_der(cert_der).map_err(|e| malformed("certificate", e))?;
+    let key = cert.public_key()?;
+    let alg = SigAlg::for_key(&key)?;
+    let mut v = Verifier::new(MessageDigest::sha256(), &key)?;
+    v.update(signed_attrs_der)?;
+    // A malformed ECDSA value makes OpenSSL return an error rather than `false`: both refuse.
+    match v.verify(signature) {
+        Ok(true) => Ok(alg),
+        _ => Err(CryptoError::BadSignature),
+    }
+}
+
+/// One signer of a SignedData to assemble.
+#[derive(Debug, Clone)]
+pub struct SignerPart {
+    pub cert_der: Vec<u8>,
+    pub signed_attrs_der: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub alg: SigAlg,
+}
+
+fn signer_info(p: &SignerPart) -> Result<SignerInfo, CryptoError> {
+    let cert = Certificate::from_der(&p.cert_der).map_err(|e| malformed("certificate", e))?;
+    let signed_attrs = SetOfVec::<Attribute>::from_der(&p.signed_attrs_der)
+        .map_err(|e| malformed("signed attributes", e))?;
+    Ok(SignerInfo {
+        version: CmsVersion::V1,
+        sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: cert.tbs_certificate.issuer.clone(),
+            serial_number: cert.tbs_certificate.serial_number.clone(),
+        }),
+        digest_alg: AlgorithmIdentifierOwned {
+            oid: o(ID_SHA256),
+            parameters: None,
+        },
+        signed_attrs: Some(signed_attrs),
+        signature_algorithm: p.alg.identifier(),
+        signature: OctetString::new(p.signature.clone()).map_err(|e| malformed("signature", e))?,
+        unsigned_attrs: None,
+    })
+}
+
+/// Assembles a detached SignedData (ContentInfo DER) with one SignerInfo per part, the given
+/// certificates (signers' and their chains) and CRLs (validation material).
+pub fn assemble(
+    parts: &[SignerPart],
+    certs: &[Vec<u8>],
+    crls: &[Vec<u8>],
+) -> Result<Vec<u8>, CryptoError> {
+    let signer_infos = parts
+        .iter()
+        .map(signer_info)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cert_choices = Vec::new();
+    for c in certs {
+        let cert = Certificate::from_der(c).map_err(|e| malformed("certificate", e))?;
+        if !cert_choices.iter().any(
+            |x: &CertificateChoices| matches!(x, CertificateChoices::Certificate(y) if y == &cert),
+        ) {
+            cert_choices.push(CertificateChoices::Certificate(cert));
+        }
+    }
+    let mut crl_choices = Vec::new();
+    for c in crls {
+        let crl = x509_cert::crl::CertificateList::from_der(c).map_err(|e| malformed("CRL", e))?;
+        if !crl_choices
+            .iter()
+            .any(|x: &RevocationInfoChoice| matches!(x, RevocationInfoChoice::Crl(y) if y == &crl))
+        {
+            crl_choices.push(RevocationInfoChoice::Crl(crl));
+        }
+    }
+    let sd = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::try_from(vec![AlgorithmIdentifierOwned {
+            oid: o(ID_SHA256),
+            parameters: None,
+        }])
+        .map_err(|e| malformed("SignedData", e))?,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: o(ID_DATA),
+            econtent: None,
+        },
+        certificates: if cert_choices.is_empty() {
+            None
+        } else {
+            Some(CertificateSet(
+                SetOfVec::try_from(cert_choices).map_err(|e| malformed("SignedData", e))?,
+            ))
+        },
+        crls: if crl_choices.is_empty() {
+            None
+        } else {
+            Some(RevocationInfoChoices(
+                SetOfVec::try_from(crl_choices).map_err(|e| malformed("SignedData", e))?,
+            ))
+        },
+        signer_infos: SignerInfos(
+            SetOfVec::try_from(signer_infos).map_err(|e| malformed("SignedData", e))?,
+        ),
+    };
+    let ci = ContentInfo {
+        content_type: o(ID_SIGNED_DATA),
+        content: Any::encode_from(&sd).map_err(|e| malformed("SignedData", e))?,
+    };
+    ci.to_der().map_err(|e| malformed("SignedData", e))
+}
+
+/// What the CAdES attribute checks found on one signer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttributeCheck {
+    Ok,
+    /// A required attribute is missing or duplicated, or has the wrong value type.
+    Format(String),
+}
+
+/// One SignerInfo, decoded.
+#[derive(Debug, Clone)]
+pub struct ParsedSigner {
+    /// The signer certificate found in the SignedData by issuer and serial, if present.
+    pub cert_der: Option<Vec<u8>>,
+    pub signed_attrs_der: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub digest_oid: String,
+    pub signature_oid: String,
+    pub message_digest: Option<Vec<u8>>,
+    pub signing_time: Option<i64>,
+    pub signing_cert_hash: Option<Vec<u8>>,
+    pub policy_oid: Option<String>,
+    pub attributes: AttributeCheck,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParsedCms {
+    pub signers: Vec<ParsedSigner>,
+    pub certs: Vec<Vec<u8>>,
+    pub crls: Vec<Vec<u8>>,
+}
+
+fn single<'a>(attrs: &'a SetOfVec<Attribute>, id: &str) -> Result<Option<&'a Any>, String> {
+    let found: Vec<&Attribute> = attrs.iter().filter(|a| a.oid == o(id)).collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [a] if a.values.len() == 1 => Ok(a.values.iter().next()),
+        _ => Err(format!("attribute {id} must appear once with one value")),
+    }
+}
+
+fn parse_signer(
+    si: &SignerInfo,
+    certs: &[(Certificate, Vec<u8>)],
+) -> Result<ParsedSigner, CryptoError> {
+    let cert_der = match &si.sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => certs
+            .iter()
+            .find(|(c, _)| {
+                c.tbs_certificate.issuer == ias.issuer
+                    && c.tbs_certificate.serial_number == ias.serial_number
+            })
+            .map(|(_, d)| d.clone()),
+        SignerIdentifier::SubjectKeyIdentifier(_) => None,
+    };
+    let attrs = si
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| malformed("SignerInfo", "no signed attributes (CAdES requires them)"))?;
+    let signed_attrs_der = attrs
+        .to_der()
+        .map_err(|e| malformed("signed attributes", e))?;
+    let mut problems = Vec::new();
+    let mut get = |id: &str, name: &str, required: bool| match single(attrs, id) {
+        Ok(Some(v)) => Some(v.clone()),
+        Ok(None) => {
+            if required {
+                problems.push(format!("missing {name}"));
+            }
+            None
+        }
+        Err(e) => {
+            problems.push(format!("{name}: {e}"));
+            None
+        }
+    };
+    let content_type = get(ID_CONTENT_TYPE, "content-type", true);
+    let md = get(ID_MESSAGE_DIGEST, "message-digest", true);
+    let st = get(ID_SIGNING_TIME, "signing-time", true);
+    let scv2 = get(ID_SIGNING_CERT_V2, "signing-certificate-v2", true);
+    let pol = get(ID_SIG_POLICY, "signature-policy-identifier", false);
+    if let Some(ct) = &content_type {
+        if ct.decode_as::<ObjectIdentifier>().ok() != Some(o(ID_DATA)) {
+            problems.push("content-type is not id-data".into());
+        }
+    }
+    let message_digest = md
+        .and_then(|v| v.decode_as::<OctetString>().ok())
+        .map(|o| o.as_bytes().to_vec());
+    let signing_time = st
+        .and_then(|v| x509_cert::time::Time::from_der(&v.to_der().ok()?).ok())
+        .map(|t| t.to_unix_duration().as_secs() as i64);
+    // SigningCertificateV2 ::= SEQ { SEQ OF ESSCertIDv2 }, ESSCertIDv2 ::= SEQ { [alg] hash ... }
+    let signing_cert_hash = scv2.and_then(|v| {
+        let outer: Vec<Any> = v.decode_as().ok()?;
+        let certs: Vec<Any> = outer.first()?.decode_as().ok()?;
+        let ess: Vec<Any> = certs.first()?.decode_as().ok()?;
+        // Default hash algorithm (SHA-256) is omitted: the first element is the hash.
+        let first = ess.first()?;
+        if first.tag() == der::Tag::OctetString {
+            Some(first.decode_as::<OctetString>().ok()?.as_bytes().to_vec())
+        } else {
+            // An explicit AlgorithmIdentifier: only SHA-256 is accepted.
+            let alg: AlgorithmIdentifierOwned = first.decode_as().ok()?;
+            (alg.oid == o(ID_SHA256)).then(|| {
+                ess.get(1)?
+                    .decode_as::<OctetString>()
+                    .ok()
+                    .map(|x| x.as_bytes().to_vec())
+            })?
+        }
+    });
+    let policy_oid = pol.and_then(|v| {
+        let parts: Vec<Any> = v.decode_as().ok()?;
+        parts
+            .first()?
+            .decode_as::<ObjectIdentifier>()
+            .ok()
+            .map(|o| o.to_string())
+    });
+    let attributes = if problems.is_empty() {
+        AttributeCheck::Ok
+    } else {
+        AttributeCheck::Format(problems.join("; "))
+    };
+    Ok(ParsedSigner {
+        cert_der,
+        signed_attrs_der,
+        signature: si.signature.as_bytes().to_vec(),
+        digest_oid: si.digest_alg.oid.to_string(),
+        signature_oid: si.signature_algorithm.oid.to_string(),
+        message_digest,
+        signing_time,
+        signing_cert_hash,
+        policy_oid,
+        attributes,
+    })
+}
+
+/// Parses a CMS ContentInfo holding a SignedData (DER).
+pub fn parse(cms_der: &[u8]) -> Result<ParsedCms, CryptoError> {
+    let ci = ContentInfo::from_der(cms_der).map_err(|e| malformed("CMS", e))?;
+    if ci.content_type != o(ID_SIGNED_DATA) {
+        return Err(malformed("CMS", "not a SignedData"));
+    }
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| malformed("SignedData", e))?;
+    let mut certs = Vec::new();
+    if let Some(set) = &sd.certificates {
+        for c in set.0.iter() {
+            if let CertificateChoices::Certificate(cert) = c {
+                let der = cert.to_der().map_err(|e| malformed("certificate", e))?;
+                certs.push((cert.clone(), der));
+            }
+        }
+    }
+    let mut crls = Vec::new();
+    if let Some(set) = &sd.crls {
+        for c in set.0.iter() {
+            if let RevocationInfoChoice::Crl(crl) = c {
+                crls.push(crl.to_der().map_err(|e| malformed("CRL", e))?);
+            }
+        }
+    }
+    let signers = sd
+        .signer_infos
+        .0
+        .iter()
+        .map(|si| parse_signer(si, &certs))
+        .collect::<Result<Vec<_>, _>>()?;
+    if signers.is_empty() {
+        return Err(malformed("SignedData", "no SignerInfo"));
+    }
+    Ok(ParsedCms {
+        signers,
+        certs: certs.into_iter().map(|(_, d)| d).collect(),
+        crls,
+    })
+}
+
+/// Verifies a signer fully at the cryptographic level: CAdES attributes present once each,
+/// message digest of `content`, signing-certificate-v2 matching `cert_der`, algorithms
+/// (SHA-256), and the signature value. Trust in the certificate is `pki`'s question.
+pub fn check_signer(
+    s: &ParsedSigner,
+    content_sha256: &[u8; 32],
+    cert_der: &[u8],
+) -> Result<(), SignerDefect> {
+    if let AttributeCheck::Format(f) = &s.attributes {
+        return Err(SignerDefect::Format(f.clone()));
+    }
+    if s.digest_oid == ID_SHA1 {
+        return Err(SignerDefect::WeakAlgorithm("SHA-1 digest".into()));
+    }
+    if s.digest_oid != ID_SHA256 {
+        return Err(SignerDefect::WeakAlgorithm(format!(
+            "digest algorithm {} (SHA-256 required)",
+            s.digest_oid
+        )));
+    }
+    if ![ID_SHA256_RSA, ID_ECDSA_SHA256, ID_RSA].contains(&s.signature_oid.as_str()) {
+        return Err(SignerDefect::WeakAlgorithm(format!(
+            "signature algorithm {}",
+            s.signature_oid
+        )));
+    }
+    if s.message_digest.as_deref() != Some(&content_sha256[..]) {
+        return Err(SignerDefect::HashFailure);
+    }
+    use sha2::Digest;
+    let cert_hash = sha2::Sha256::digest(cert_der);
+    if s.signing_cert_hash.as_deref() != Some(&cert_hash[..]) {
+        return Err(SignerDefect::Format(
+            "signing-certificate-v2 does not match the signer certificate".into(),
+        ));
+    }
+    match verify_signature_value(cert_der, &s.signed_attrs_der, &s.signature) {
+        Ok(_) => Ok(()),
+        Err(CryptoError::Unsupported(u)) => Err(SignerDefect::WeakAlgorithm(u)),
+        Err(_) => Err(SignerDefect::SigCrypto),
+    }
+}
+
+/// Why a signer fails before any question of trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerDefect {
+    Format(String),
+    HashFailure,
+    SigCrypto,
+    WeakAlgorithm(String),
+}

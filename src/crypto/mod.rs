@@ -1,0 +1,44 @@
+//! CMS / CAdES: building the signed attributes an officer signs, assembling detached
+//! SignedData (CAdES baseline B-B), parsing SignedData received from anyone, and the raw
+//! signature operations with OpenSSL keys.
+//!
+//! Owns encodings and cryptographic primitives only. It must not decide whether a certificate
+//! is trustworthy (that is `pki`), nor touch storage, the clock or the network: signing times
+//! are passed in.
+
+pub mod cades;
+pub mod der_util;
+
+pub use cades::{
+    assemble, build_signed_attributes, parse, sign_with_key, verify_signature_value,
+    AttributeCheck, ParsedCms, ParsedSigner, SigAlg, SignaturePolicy, SignerPart,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The bytes are not the CMS / certificate / key structure they claim to be.
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+    /// The key or algorithm is outside what paraph accepts.
+    #[error("unsupported algorithm: {0}")]
+    Unsupported(String),
+    /// The signature value does not verify with the certificate's key.
+    #[error("the signature value does not verify over the signed attributes")]
+    BadSignature,
+    /// An OpenSSL operation failed.
+    #[error("cryptographic operation failed: {0}")]
+    OpenSsl(String),
+}
+
+impl From<openssl::error::ErrorStack> for CryptoError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        CryptoError::OpenSsl(e.to_string())
+    }
+}
+
+pub(crate) fn malformed(what: &'static str, e: impl std::fmt::Display) -> CryptoError {
+    CryptoError::Malformed {
+        what,
+        reason: e.to_string(),
+    }
+}
