@@ -397,6 +397,21 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
         .recv_timeout(WATCH_TIMEOUT)
         .expect("watch did not start");
     assert!(ready.contains("watching"), "{ready}");
+    // And the operator watches the whole tenant in text mode, as in the README.
+    let mut op_watch = Proc {
+        child: cli
+            .command(&operator, &["watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn paraph watch"),
+    };
+    let op_events = lines(op_watch.child.stdout.take().expect("watch stdout"));
+    let op_err = lines(op_watch.child.stderr.take().expect("watch stderr"));
+    let ready = op_err
+        .recv_timeout(WATCH_TIMEOUT)
+        .expect("watch did not start");
+    assert!(ready.contains("watching"), "{ready}");
 
     // --- Submit (several chunks) and approve with each officer's token. ---
     let content = document_bytes(2 * 1024 * 1024 + 12_345);
@@ -521,6 +536,23 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
         "{seen:#?}"
     );
 
+    let deadline = Instant::now() + WATCH_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match op_events.recv_timeout(left) {
+            Ok(l) => l,
+            Err(e) => panic!("the operator saw no completed event ({e:?}): {seen:#?}"),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let complete = words.get(1) == Some(&id.as_str()) && words.get(2) == Some(&"completed");
+        seen.push(line);
+        if complete {
+            break;
+        }
+    }
+    let _ = op_watch.child.kill();
+
     // --- Error paths. ---
     // A rejection needs a reason: a usage error, refused before any call.
     cli.run(&carol, &["reject", &id]).fails(2, &["--reason"]);
@@ -578,6 +610,78 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
     refused.fails(4, &["UNAUTHENTICATED"]);
     // Tokens never leak into error output.
     assert!(!refused.stderr.contains(&dave_token), "{}", refused.stderr);
+
+    // --- Withdrawal, a condition the metadata cannot decide, and a second tenant. ---
+    write(&dir, "note.txt", b"a note\n");
+    let submit = |meta: &str| {
+        cli.run(
+            &fin,
+            &[
+                "submit",
+                "note.txt",
+                "--type",
+                "OTHER",
+                "--circuit",
+                "expense",
+                "--title",
+                "A note",
+                "--meta",
+                meta,
+            ],
+        )
+    };
+    submit("beneficiary=ACME").fails(2, &["INVALID_ARGUMENT", "amount"]);
+    let second = submit("amount=12").ok().trim().to_owned();
+    let paged = cli
+        .run(&alice, &["inbox", "--page-size", "1", "--all", "--json"])
+        .json();
+    assert!(
+        paged["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == second.as_str()),
+        "{paged}"
+    );
+    let withdrawn = cli
+        .run(
+            &fin,
+            &["withdraw", &second, "--reason", "sent by mistake", "--json"],
+        )
+        .json();
+    assert_eq!(withdrawn["state"], "withdrawn");
+    cli.run(&fin, &["withdraw", &second])
+        .fails(5, &["FAILED_PRECONDITION"]);
+
+    let acme = cli
+        .run(
+            &operator,
+            &[
+                "admin",
+                "tenant",
+                "create",
+                "acme",
+                "--name",
+                "ACME town",
+                "--admin",
+                "mayor",
+                "--json",
+            ],
+        )
+        .json();
+    assert_eq!(acme["tenant"], "acme");
+    assert_eq!(acme["admin"], "mayor");
+    let mayor = token_of(&acme);
+    let acme_users = cli
+        .run(
+            &mayor,
+            &["admin", "user", "list", "--tenant", "acme", "--json"],
+        )
+        .json();
+    assert_eq!(acme_users["users"][0]["name"], "mayor");
+    // Another tenant's document does not exist for acme's admin.
+    cli.run(&mayor, &["show", &id, "--tenant", "acme"])
+        .fails(3, &["NOT_FOUND"]);
 
     // --- Graceful stop: the server exits on SIGTERM and the watcher's stream ends. ---
     let status = server.terminate(STEP_TIMEOUT);

@@ -452,7 +452,8 @@ pub fn document_text(d: &proto::Document) -> String {
         d.content_size, d.content_sha256
     );
     if !d.metadata.is_empty() {
-        let meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        meta.sort();
         let _ = writeln!(out, "metadata   {}", meta.join(" "));
     }
     let _ = writeln!(out, "created    {}", time_text(&d.created_at));
