@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/paraph/v1/admin.proto",
         "proto/paraph/v1/circuit.proto",
         "proto/paraph/v1/document.proto",
+        "proto/paraph/v1/signature.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -224,7 +224,7 @@ fn tampering_is_detected() {
     let mut p2 = part.clone();
     let last = p2.signature.len() - 3;
     p2.signature[last] ^= 0x40;
-    let cms = assemble(&[p2], &[part.cert_der.clone()], &[]).unwrap();
+    let cms = assemble(&[p2], std::slice::from_ref(&part.cert_der), &[]).unwrap();
     let s = &parse(&cms).unwrap().signers[0];
     assert_eq!(
         check_signer(s, &digest, &part.cert_der),

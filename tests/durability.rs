@@ -51,6 +51,7 @@ struct Proc {
 }
 
 /// Starts `paraph serve` as a child process; returns it with the bootstrap token if printed.
+#[allow(clippy::zombie_processes)] // the caller kills and waits for the child
 fn spawn_server(data: &std::path::Path) -> (Proc, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paraph"))
         .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])

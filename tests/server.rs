@@ -136,12 +136,7 @@ async fn watchers_receive_the_changes_that_concern_them_and_streams_end_at_shutd
         .await
         .expect("shutdown hung on a watch stream");
     let end = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match alice.message().await {
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+        while let Ok(Some(_)) = alice.message().await {}
     })
     .await;
     assert!(end.is_ok(), "the watch stream did not end at shutdown");

@@ -7,6 +7,7 @@
 //! are passed in.
 
 pub mod cades;
+pub mod certs;
 pub mod der_util;
 
 pub use cades::{

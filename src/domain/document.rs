@@ -438,6 +438,74 @@ impl Document {
         Ok(tx.finish())
     }
 
+    /// `actor` signs the active SIGNATURE step (his certificate signature was verified and
+    /// stored by the caller). `on_behalf_of` is set when he acts as a delegate.
+    pub fn sign(
+        self,
+        actor: &UserName,
+        step: Option<u32>,
+        on_behalf_of: Option<UserName>,
+        detail: String,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let i = self.actionable_step(actor, step)?;
+        if self.steps[i].kind != StepKind::Signature {
+            return Err(DomainError::WrongState(format!(
+                "step {i} is not a signature step"
+            )));
+        }
+        let mut tx = Builder::new(self, now);
+        tx.doc.steps[i].actions.push(Action {
+            actor: actor.clone(),
+            kind: ActionKind::Signed,
+            reason: None,
+            at: now,
+            on_behalf_of,
+        });
+        tx.event(EventKind::Signed, Some(actor.clone()), Some(i), detail);
+        tx.close_step_if_met(i)?;
+        Ok(tx.finish())
+    }
+
+    /// Whether the active step is a SEAL step, which the server applies itself.
+    pub fn awaits_seal(&self) -> Option<usize> {
+        self.active_step()
+            .filter(|i| self.steps[*i].kind == StepKind::Seal)
+    }
+
+    /// The server applies the organisation's seal on the active SEAL step.
+    pub fn seal(self, detail: String, now: Timestamp) -> Result<Transition, DomainError> {
+        let i = self
+            .awaits_seal()
+            .ok_or_else(|| DomainError::WrongState("no seal step is active".into()))?;
+        let mut tx = Builder::new(self, now);
+        tx.doc.steps[i].actions.push(Action {
+            actor: UserName::seal(),
+            kind: ActionKind::Sealed,
+            reason: None,
+            at: now,
+            on_behalf_of: None,
+        });
+        tx.event(EventKind::Sealed, None, Some(i), detail);
+        tx.close_step_if_met(i)?;
+        Ok(tx.finish())
+    }
+
+    /// Checks that `actor` may sign `step` now; returns the step index and its required level.
+    pub fn signable_step(
+        &self,
+        actor: &UserName,
+        step: Option<u32>,
+    ) -> Result<(usize, Option<super::RgsLevel>), DomainError> {
+        let i = self.actionable_step(actor, step)?;
+        if self.steps[i].kind != StepKind::Signature {
+            return Err(DomainError::WrongState(format!(
+                "step {i} is not a signature step"
+            )));
+        }
+        Ok((i, self.steps[i].level))
+    }
+
     /// `actor` rejects the document at the active step: the circuit ends.
     pub fn reject(
         self,

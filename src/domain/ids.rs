@@ -73,6 +73,11 @@ impl UserName {
     pub fn operator() -> UserName {
         UserName("_operator".to_owned())
     }
+
+    /// The name under which the tenant's server seal appears in a document's actions.
+    pub fn seal() -> UserName {
+        UserName("_seal".to_owned())
+    }
 }
 
 slug_id!(

@@ -19,7 +19,7 @@ pub use document::{
     NewDocument, StepInstance, StepStatus, Transition,
 };
 pub use ids::{CircuitName, DocumentId, IdempotencyKey, TenantId, TokenId, UserName};
-pub use party::{Role, Tenant, TokenRecord, User};
+pub use party::{BoundCertificate, Role, Tenant, TokenRecord, User};
 
 use serde::{Deserialize, Serialize};
 

@@ -64,6 +64,21 @@ pub struct User {
     pub display_name: String,
     pub roles: Vec<Role>,
     pub created_at: Timestamp,
+    /// Certificates this user signs with (pinned by SHA-256 fingerprint).
+    #[serde(default)]
+    pub certificates: Vec<BoundCertificate>,
+}
+
+/// A signing certificate pinned to a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundCertificate {
+    /// Lowercase hex SHA-256 of the certificate's DER.
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
 }
 
 impl User {
@@ -89,10 +104,16 @@ impl User {
             name,
             roles,
             created_at: now,
+            certificates: Vec::new(),
         })
     }
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Whether the certificate with this SHA-256 fingerprint is bound to the user.
+    pub fn signs_with(&self, sha256: &str) -> bool {
+        self.certificates.iter().any(|c| c.sha256 == sha256)
     }
 }
 

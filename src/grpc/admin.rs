@@ -117,4 +117,25 @@ impl AdminService for Api {
             token_id: id.to_string(),
         }))
     }
+
+    async fn set_trust(
+        &self,
+        _req: Request<proto::SetTrustRequest>,
+    ) -> Result<Response<proto::TrustSettings>, Status> {
+        Err(Status::unimplemented("trust settings are being built"))
+    }
+
+    async fn get_trust(
+        &self,
+        _req: Request<proto::GetTrustRequest>,
+    ) -> Result<Response<proto::TrustSettings>, Status> {
+        Err(Status::unimplemented("trust settings are being built"))
+    }
+
+    async fn bind_certificate(
+        &self,
+        _req: Request<proto::BindCertificateRequest>,
+    ) -> Result<Response<proto::User>, Status> {
+        Err(Status::unimplemented("certificate binding is being built"))
+    }
 }

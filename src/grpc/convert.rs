@@ -78,6 +78,7 @@ pub fn user_to(u: &User) -> proto::User {
         display_name: u.display_name.clone(),
         roles: u.roles.iter().map(|r| role_to(*r) as i32).collect(),
         created_at: ts(u.created_at),
+        certificates: Vec::new(),
     }
 }
 
