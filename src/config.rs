@@ -30,6 +30,51 @@ pub struct Settings {
     pub first_tenant: String,
     /// Optional TLS; with `client_ca`, clients must present a certificate it issued (mTLS).
     pub tls: Option<TlsSettings>,
+    /// Seal keys by tenant id: `[seals.TENANT] p12 = "…", password_env = "VAR"`.
+    pub seals: std::collections::BTreeMap<String, SealSettings>,
+}
+
+/// Where a tenant's seal key is. The password itself is read from an environment variable or a
+/// file, so that it never sits in the settings file (`password` is for tests and the demo).
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SealSettings {
+    pub p12: PathBuf,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SealSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealSettings")
+            .field("p12", &self.p12)
+            .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl SealSettings {
+    /// The PKCS#12 password, from the first source configured.
+    pub fn password(&self) -> Result<String, ConfigError> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map_err(|_| {
+                ConfigError::Invalid(format!("seal password variable {var} is not set"))
+            });
+        }
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            return Ok(text.trim_end_matches(['\n', '\r']).to_owned());
+        }
+        self.password.clone().ok_or_else(|| {
+            ConfigError::Invalid("a seal needs password_env, password_file or password".into())
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -48,6 +93,7 @@ impl Default for Settings {
             max_document_bytes: 64 * 1024 * 1024,
             first_tenant: "default".to_owned(),
             tls: None,
+            seals: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::grpc::Api;
 use crate::proto::{
     admin_service_server::AdminServiceServer, circuit_service_server::CircuitServiceServer,
     document_service_server::DocumentServiceServer,
+    signature_service_server::SignatureServiceServer,
 };
 use crate::service::{tenancy::Bootstrap, Limits, Paraph};
 use crate::store::Store;
@@ -42,6 +43,10 @@ pub enum ServerError {
     Reflection(String),
     #[error("storage: {0}")]
     Flush(#[from] crate::store::StoreError),
+    #[error("seal of tenant {tenant}: {reason}")]
+    Seal { tenant: String, reason: String },
+    #[error("demo setup failed: {0}")]
+    Demo(String),
 }
 
 /// Opens the store in `settings.data` and initialises it on first use. Returns the service and,
@@ -54,13 +59,27 @@ pub fn open(
         path: settings.data.clone(),
         source,
     })?;
-    let svc = Arc::new(Paraph::new(
+    let mut svc = Paraph::new(
         Arc::new(store),
         clock,
         Limits {
             max_document_bytes: settings.max_document_bytes,
         },
-    ));
+    );
+    for (tenant, seal) in &settings.seals {
+        let fail = |reason: String| ServerError::Seal {
+            tenant: tenant.clone(),
+            reason,
+        };
+        let id = crate::domain::TenantId::parse(tenant).map_err(|e| fail(e.to_string()))?;
+        let password = seal.password().map_err(|e| fail(e.to_string()))?;
+        let der =
+            std::fs::read(&seal.p12).map_err(|e| fail(format!("{}: {e}", seal.p12.display())))?;
+        let key =
+            crate::service::signatures::SealKey::from_pkcs12(&der, &password).map_err(fail)?;
+        svc = svc.with_seal(id, key);
+    }
+    let svc = Arc::new(svc);
     let boot = svc
         .bootstrap_blocking(&settings.first_tenant)
         .map_err(ServerError::Bootstrap)?;
@@ -100,6 +119,7 @@ pub async fn serve(
     reporter.set_serving::<AdminServiceServer<Api>>().await;
     reporter.set_serving::<CircuitServiceServer<Api>>().await;
     reporter.set_serving::<DocumentServiceServer<Api>>().await;
+    reporter.set_serving::<SignatureServiceServer<Api>>().await;
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
@@ -125,7 +145,8 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
-        .add_service(DocumentServiceServer::new(api))
+        .add_service(DocumentServiceServer::new(api.clone()))
+        .add_service(SignatureServiceServer::new(api))
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     svc.store().flush().await?;
@@ -157,9 +178,28 @@ pub async fn shutdown_signal() {
 
 /// `paraph serve`: open, print the bootstrap secrets on first start, serve until a signal.
 pub async fn run(settings: Settings, json: bool) -> Result<(), ServerError> {
+    run_with(settings, json, None).await
+}
+
+/// `paraph serve [--demo]`: with `demo`, the demo tenant trusting the test PKI in that
+/// directory is set up (see [`crate::demo`]).
+pub async fn run_with(
+    mut settings: Settings,
+    json: bool,
+    demo: Option<std::path::PathBuf>,
+) -> Result<(), ServerError> {
+    if let Some(certs) = &demo {
+        crate::demo::add_seal(&mut settings, certs);
+    }
     let (svc, boot) = open(&settings, Arc::new(crate::clock::SystemClock))?;
     if let Some(b) = boot {
         print_bootstrap(&b, json);
+    }
+    if let Some(certs) = &demo {
+        let info = crate::demo::setup(&svc, certs)
+            .await
+            .map_err(|e| ServerError::Demo(e.to_string()))?;
+        println!("{}", crate::demo::instructions(&info, certs));
     }
     let listener =
         TcpListener::bind(settings.listen)

@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Print the first-start secrets as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also set up the demo tenant, trusting the TEST PKI (never for production).
+    #[arg(long)]
+    pub demo: bool,
+    /// Directory of the test PKI used by --demo.
+    #[arg(long, value_name = "DIR", default_value = "certs-test")]
+    pub certs: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -409,7 +415,11 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
         settings.max_document_bytes = m;
     }
     runtime(true)?
-        .block_on(crate::server::run(settings, a.json))
+        .block_on(crate::server::run_with(
+            settings,
+            a.json,
+            a.demo.then_some(a.certs),
+        ))
         .map_err(|e| CliError::Local(e.to_string()))
 }
 

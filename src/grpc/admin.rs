@@ -1,10 +1,13 @@
 //! `AdminService`: tenants, users, tokens.
 
-use super::convert::{role_from, ts, user_to};
+use super::convert::{cert_summary_to, role_from, ts, user_to};
 use super::{caller, idem, invalid, principal, to_status, Api};
+use crate::crypto::SignaturePolicy;
+use crate::domain::{DomainError, Timestamp};
 use crate::domain::{TenantId, TokenId, UserName};
 use crate::proto::{self, admin_service_server::AdminService};
 use crate::service::tenancy::IssuedToken;
+use crate::service::trust::{TrustInput, TrustView};
 use tonic::{Request, Response, Status};
 
 pub type AdminApi = Api;
@@ -120,22 +123,103 @@ impl AdminService for Api {
 
     async fn set_trust(
         &self,
-        _req: Request<proto::SetTrustRequest>,
+        req: Request<proto::SetTrustRequest>,
     ) -> Result<Response<proto::TrustSettings>, Status> {
-        Err(Status::unimplemented("trust settings are being built"))
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let key = idem(&r.idempotency_key, &r)?;
+        let mut levels = std::collections::BTreeMap::new();
+        for p in &r.policy_levels {
+            let level = u8::try_from(p.level)
+                .ok()
+                .filter(|l| (1..=3).contains(l))
+                .ok_or_else(|| {
+                    invalid(DomainError::invalid(
+                        "policy_levels",
+                        format!("level of {} must be 1, 2 or 3", p.oid),
+                    ))
+                })?;
+            levels.insert(p.oid.clone(), level);
+        }
+        let input = TrustInput {
+            anchors: r.anchors,
+            intermediates: r.intermediates,
+            crls: r.crls,
+            policy_levels: levels,
+            signature_policy: r.signature_policy.map(|p| SignaturePolicy {
+                oid: p.oid,
+                sha256: p.sha256,
+                uri: p.uri,
+            }),
+        };
+        let view = self
+            .svc
+            .set_trust(&c, input, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(trust_to(&view)))
     }
 
     async fn get_trust(
         &self,
-        _req: Request<proto::GetTrustRequest>,
+        req: Request<proto::GetTrustRequest>,
     ) -> Result<Response<proto::TrustSettings>, Status> {
-        Err(Status::unimplemented("trust settings are being built"))
+        let c = caller(&self.svc, &req).await?;
+        let view = self.svc.get_trust(&c).await.map_err(to_status)?;
+        Ok(Response::new(trust_to(&view)))
     }
 
     async fn bind_certificate(
         &self,
-        _req: Request<proto::BindCertificateRequest>,
+        req: Request<proto::BindCertificateRequest>,
     ) -> Result<Response<proto::User>, Status> {
-        Err(Status::unimplemented("certificate binding is being built"))
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let key = idem(&r.idempotency_key, &r)?;
+        let user = UserName::parse(&r.user).map_err(invalid)?;
+        if r.certificate.is_empty() || r.certificate.len() > 64 * 1024 {
+            return Err(invalid(DomainError::invalid(
+                "certificate",
+                "must be 1 byte to 64 KiB",
+            )));
+        }
+        let u = self
+            .svc
+            .bind_certificate(&c, user, r.certificate, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(user_to(&u)))
+    }
+}
+
+fn trust_to(v: &TrustView) -> proto::TrustSettings {
+    proto::TrustSettings {
+        anchors: v.anchors.iter().map(cert_summary_to).collect(),
+        intermediates: v.intermediates.iter().map(cert_summary_to).collect(),
+        crls: v
+            .crls
+            .iter()
+            .map(|c| proto::CrlSummary {
+                issuer: c.issuer.clone(),
+                this_update: ts(Timestamp(c.this_update)),
+                next_update: c.next_update.map(Timestamp).and_then(ts),
+                revoked: c.revoked as u32,
+            })
+            .collect(),
+        policy_levels: v
+            .policy_levels
+            .iter()
+            .map(|(oid, level)| proto::PolicyLevel {
+                oid: oid.clone(),
+                level: u32::from(*level),
+            })
+            .collect(),
+        signature_policy: v.signature_policy.as_ref().map(|p| proto::SignaturePolicy {
+            oid: p.oid.clone(),
+            sha256: p.sha256.clone(),
+            uri: p.uri.clone(),
+        }),
+        seal_configured: v.seal.is_some(),
+        seal: v.seal.as_ref().map(cert_summary_to),
     }
 }

@@ -78,7 +78,29 @@ pub fn user_to(u: &User) -> proto::User {
         display_name: u.display_name.clone(),
         roles: u.roles.iter().map(|r| role_to(*r) as i32).collect(),
         created_at: ts(u.created_at),
-        certificates: Vec::new(),
+        certificates: u
+            .certificates
+            .iter()
+            .map(|c| proto::CertificateSummary {
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                serial: c.serial.clone(),
+                sha256: c.sha256.clone(),
+                not_before: ts(c.not_before),
+                not_after: ts(c.not_after),
+            })
+            .collect(),
+    }
+}
+
+pub fn cert_summary_to(c: &crate::crypto::certs::CertSummary) -> proto::CertificateSummary {
+    proto::CertificateSummary {
+        subject: c.subject.clone(),
+        issuer: c.issuer.clone(),
+        serial: c.serial.clone(),
+        sha256: c.sha256.clone(),
+        not_before: ts(Timestamp(c.not_before)),
+        not_after: ts(Timestamp(c.not_after)),
     }
 }
 

@@ -9,10 +9,12 @@ mod admin;
 mod circuits;
 mod convert;
 mod documents;
+pub mod signatures;
 
 pub use admin::AdminApi;
 pub use circuits::CircuitApi;
 pub use documents::DocumentApi;
+pub use signatures::SignatureApi;
 
 use crate::domain::{DomainError, IdempotencyKey};
 use crate::service::{Idem, Paraph, Principal, ServiceError};

@@ -41,7 +41,11 @@ fn inbox_key(doc: &Document, user: &UserName) -> Option<String> {
 }
 
 /// Stores a transition: the document, its inbox entries, its log entries; returns notices.
-fn record(tx: &mut Tx<'_>, before: Option<&Document>, t: &Transition) -> Result<Vec<Notice>> {
+pub(super) fn record(
+    tx: &mut Tx<'_>,
+    before: Option<&Document>,
+    t: &Transition,
+) -> Result<Vec<Notice>> {
     let doc = &t.document;
     if let Some(b) = before {
         for u in b.waiting_for() {
@@ -159,6 +163,7 @@ impl Paraph {
             submitter: submitter.clone(),
         };
         let circuit_name = sub.circuit;
+        let seal = self.seals.get(&tenant).cloned();
         self.mutate(
             format!("{tenant}/{submitter}"),
             "SubmitDocument",
@@ -179,6 +184,7 @@ impl Paraph {
                 let officers = officers_by_role(tx, &tenant)?;
                 let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
                 let t = Document::submit(new.clone(), &circuit, &members, now)?;
+                let t = super::signatures::settle_seals(tx, seal.as_ref(), t, now)?;
                 let blob = format!("blob/{tenant}/{sha}");
                 if !tx.exists(&blob)? {
                     tx.put_raw(&blob, &content)?;
@@ -290,6 +296,7 @@ impl Paraph {
     ) -> Result<Document> {
         let now = self.clock.now();
         let c = caller.clone();
+        let seal = self.seals.get(&caller.tenant).cloned();
         self.mutate(
             format!("{}/{}", caller.tenant, caller.name),
             method,
@@ -297,6 +304,7 @@ impl Paraph {
             move |tx| {
                 let before = load(Either::Tx(&*tx), &c.tenant, &id)?;
                 let t = f(before.clone(), &c.name, now)?;
+                let t = super::signatures::settle_seals(tx, seal.as_ref(), t, now)?;
                 let notices = record(tx, Some(&before), &t)?;
                 Ok((t.document, notices))
             },

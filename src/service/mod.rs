@@ -8,7 +8,10 @@
 
 mod auth;
 pub mod documents;
+pub mod report;
+pub mod signatures;
 pub mod tenancy;
+pub mod trust;
 
 pub use auth::{Caller, Principal};
 
@@ -104,6 +107,7 @@ pub struct Paraph {
     clock: Arc<dyn Clock>,
     limits: Limits,
     notices: broadcast::Sender<Arc<Notice>>,
+    seals: std::collections::HashMap<TenantId, Arc<signatures::SealKey>>,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -121,7 +125,19 @@ impl Paraph {
             clock,
             limits,
             notices,
+            seals: Default::default(),
         }
+    }
+
+    /// Installs a tenant's seal key (from the settings, at start-up).
+    pub fn with_seal(mut self, tenant: TenantId, key: signatures::SealKey) -> Paraph {
+        self.seals.insert(tenant, Arc::new(key));
+        self
+    }
+
+    /// The clock the service reads.
+    pub fn now(&self) -> crate::domain::Timestamp {
+        self.clock.now()
     }
 
     pub fn limits(&self) -> &Limits {

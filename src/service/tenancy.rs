@@ -76,6 +76,19 @@ fn add_to_user_list(tx: &mut Tx<'_>, user: &User) -> Result<()> {
     Ok(())
 }
 
+/// Replaces a user's entry in `userlist/{tenant}` after a change.
+pub(super) fn replace_in_user_list(tx: &mut Tx<'_>, user: &User) -> Result<()> {
+    let key = format!("userlist/{}", user.tenant);
+    let mut list: Vec<User> = tx.get(&key)?.unwrap_or_default();
+    for u in list.iter_mut() {
+        if u.name == user.name {
+            *u = user.clone();
+        }
+    }
+    tx.put(&key, &list)?;
+    Ok(())
+}
+
 fn user_roles(tx: &Tx<'_>, tenant: &TenantId, u: &UserName) -> Result<Option<Vec<Role>>> {
     Ok(tx
         .get::<User>(&format!("user/{tenant}/{u}"))?
@@ -329,20 +342,34 @@ impl Paraph {
         idem: Option<Idem>,
     ) -> Result<Circuit> {
         caller.require(Role::Admin)?;
-        // Fail closed: a circuit that could never complete is refused. Signature and seal steps
-        // need the tenant's trust settings and seal key, which cannot be configured yet.
+        // Fail closed: a circuit that could never complete is refused. Signature steps need
+        // the tenant's trust settings, seal steps its seal key.
+        let has_seal = self.seals.contains_key(&caller.tenant);
+        let trust_usable = if spec
+            .steps
+            .iter()
+            .any(|s| s.kind == crate::domain::StepKind::Signature)
+        {
+            self.load_trust(&caller.tenant).await?.usable()
+        } else {
+            true
+        };
         for (i, st) in spec.steps.iter().enumerate() {
-            let what = match st.kind {
-                crate::domain::StepKind::Visa => continue,
-                crate::domain::StepKind::Signature => {
-                    "signature steps need the tenant's trust settings"
+            let missing = match st.kind {
+                crate::domain::StepKind::Visa => None,
+                crate::domain::StepKind::Signature => (!trust_usable).then_some(
+                    "signature steps need the tenant's trust settings (anchors and policy levels)",
+                ),
+                crate::domain::StepKind::Seal => {
+                    (!has_seal).then_some("seal steps need the tenant's seal key")
                 }
-                crate::domain::StepKind::Seal => "seal steps need the tenant's seal key",
             };
-            return Err(DomainError::WrongState(format!(
-                "step {i}: {what}, which are not configured"
-            ))
-            .into());
+            if let Some(what) = missing {
+                return Err(DomainError::WrongState(format!(
+                    "step {i}: {what}, which are not configured"
+                ))
+                .into());
+            }
         }
         let now = self.clock.now();
         let tenant = caller.tenant.clone();

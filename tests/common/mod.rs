@@ -153,6 +153,14 @@ impl TestServer {
     }
 }
 
+/// An interceptor adding `token` as bearer.
+pub fn auth(token: &str) -> Auth {
+    Auth {
+        token: format!("Bearer {token}").parse().unwrap(),
+        tenant: None,
+    }
+}
+
 /// A tenant with named users and their tokens.
 pub struct Org {
     pub tenant: String,

@@ -1,0 +1,177 @@
+//! The one FFI module of the crate: the few OpenSSL 3 functions that rust-openssl 0.10 does not
+//! bind and that path validation needs.
+//!
+//! - `X509_VERIFY_PARAM_set1_policies`: the RFC 5280 *user-initial-policy-set* (rust-openssl has
+//!   no binding; re-implementing section 6.1 policy processing is not an option).
+//! - `X509_STORE_add_crl`: put the caller's CRLs in the store (rust-openssl only loads CRLs from
+//!   files).
+//! - `X509_STORE_CTX_set_verify_cb` and `X509_STORE_CTX_{set,get}_ex_data`: a verify callback
+//!   that records every error OpenSSL finds (error code, depth, certificate) and lets the
+//!   verification continue, so that [`super::verify`] sees *all* the defects of a path and
+//!   chooses the one it reports by its own documented precedence. The callback only ever turns
+//!   an error into "record it and go on": the caller treats any recorded error as a refusal, so
+//!   continuing can never turn a failure into a pass.
+//!
+//! Every function here is safe to call: the unsafe blocks only pass pointers obtained from live
+//! rust-openssl objects (`ForeignTypeRef::as_ptr`) for the duration of the call, and the
+//! ownership rules of each OpenSSL function are stated beside it.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::os::raw::{c_int, c_void};
+
+use foreign_types_shared::{ForeignType, ForeignTypeRef};
+use openssl::asn1::Asn1Object;
+use openssl::error::ErrorStack;
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilderRef;
+use openssl::x509::verify::X509VerifyParamRef;
+use openssl::x509::{X509CrlRef, X509StoreContextRef, X509};
+
+type VerifyCb = extern "C" fn(c_int, *mut openssl_sys::X509_STORE_CTX) -> c_int;
+
+// Declarations from <openssl/x509_vfy.h> (OpenSSL 3.0); libcrypto is linked by openssl-sys.
+extern "C" {
+    /// Copies the policy OIDs (the stack and its objects are not taken over).
+    fn X509_VERIFY_PARAM_set1_policies(
+        param: *mut openssl_sys::X509_VERIFY_PARAM,
+        policies: *mut openssl_sys::stack_st_ASN1_OBJECT,
+    ) -> c_int;
+    /// Takes a new reference on the CRL (the caller keeps its own).
+    fn X509_STORE_add_crl(
+        store: *mut openssl_sys::X509_STORE,
+        crl: *mut openssl_sys::X509_CRL,
+    ) -> c_int;
+    fn X509_STORE_CTX_set_verify_cb(ctx: *mut openssl_sys::X509_STORE_CTX, verify: VerifyCb);
+    fn X509_STORE_CTX_set_ex_data(
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+        idx: c_int,
+        data: *mut c_void,
+    ) -> c_int;
+    fn X509_STORE_CTX_get_ex_data(
+        ctx: *const openssl_sys::X509_STORE_CTX,
+        idx: c_int,
+    ) -> *mut c_void;
+}
+
+/// The "app data" slot of an `X509_STORE_CTX` (`X509_STORE_CTX_set_app_data` is this index).
+const APP_DATA: c_int = 0;
+
+/// Sets the user-initial-policy-set of `param` (RFC 5280 6.1.1 c). An empty list leaves the
+/// OpenSSL default, `{anyPolicy}`.
+pub(crate) fn set_initial_policies(
+    param: &mut X509VerifyParamRef,
+    oids: &[Asn1Object],
+) -> Result<(), ErrorStack> {
+    if oids.is_empty() {
+        return Ok(());
+    }
+    let mut stack: Stack<Asn1Object> = Stack::new()?;
+    for oid in oids {
+        stack.push(oid.as_ref().to_owned())?;
+    }
+    // SAFETY: both pointers come from live objects borrowed for the duration of the call;
+    // set1 copies the stack and every object in it, so `stack` may be dropped afterwards.
+    let rc = unsafe { X509_VERIFY_PARAM_set1_policies(param.as_ptr(), stack.as_ptr()) };
+    if rc == 1 {
+        Ok(())
+    } else {
+        Err(ErrorStack::get())
+    }
+}
+
+/// Adds a CRL to the store being built.
+pub(crate) fn add_crl(store: &mut X509StoreBuilderRef, crl: &X509CrlRef) -> Result<(), ErrorStack> {
+    // SAFETY: live pointers; X509_STORE_add_crl takes its own reference on the CRL.
+    let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
+    if rc == 1 {
+        Ok(())
+    } else {
+        Err(ErrorStack::get())
+    }
+}
+
+/// One error reported by OpenSSL during verification.
+#[derive(Debug, Clone)]
+pub(crate) struct RawFinding {
+    /// `X509_V_ERR_*` code.
+    pub(crate) error: c_int,
+    /// Depth in the chain (0 = leaf).
+    pub(crate) depth: u32,
+    /// OpenSSL's text for the code.
+    pub(crate) text: &'static str,
+    /// The certificate the error is about, when OpenSSL names one.
+    pub(crate) cert: Option<X509>,
+}
+
+type Findings = RefCell<Vec<RawFinding>>;
+
+extern "C" fn record_and_continue(ok: c_int, ctx: *mut openssl_sys::X509_STORE_CTX) -> c_int {
+    if ok != 0 {
+        return ok;
+    }
+    if ctx.is_null() {
+        return 0;
+    }
+    // SAFETY: OpenSSL passes the live context being verified; the app data slot holds either
+    // null or the `Findings` that `verify_collecting` owns and keeps alive (and clears) around
+    // `X509_verify_cert`.
+    let (ctx, findings) = unsafe {
+        let data = X509_STORE_CTX_get_ex_data(ctx, APP_DATA) as *const Findings;
+        (X509StoreContextRef::from_ptr_mut(ctx), data.as_ref())
+    };
+    let Some(findings) = findings else {
+        return 0; // no collector: fail closed, stop here
+    };
+    let Ok(mut findings) = findings.try_borrow_mut() else {
+        return 0;
+    };
+    let cert = ctx.current_cert().map(|c| c.to_owned());
+    let error = ctx.error();
+    findings.push(RawFinding {
+        error: error.as_raw(),
+        text: error.error_string(),
+        depth: ctx.error_depth(),
+        cert,
+    });
+    1
+}
+
+/// Runs `X509_verify_cert` on an initialised context, recording every error instead of stopping
+/// at the first. Returns OpenSSL's own verdict and the recorded errors; the caller must treat a
+/// non-empty list as a failure whatever the verdict.
+pub(crate) fn verify_collecting(
+    ctx: &mut X509StoreContextRef,
+) -> (Result<bool, ErrorStack>, Vec<RawFinding>) {
+    let findings: Findings = RefCell::new(Vec::new());
+    // SAFETY: the context is initialised (we are inside `X509StoreContext::init`); the pointer
+    // to `findings` stays valid until it is cleared below, after `X509_verify_cert` returned.
+    let installed = unsafe {
+        X509_STORE_CTX_set_verify_cb(ctx.as_ptr(), record_and_continue);
+        X509_STORE_CTX_set_ex_data(
+            ctx.as_ptr(),
+            APP_DATA,
+            &findings as *const Findings as *mut _,
+        )
+    };
+    if installed != 1 {
+        return (Err(ErrorStack::get()), Vec::new());
+    }
+    let verdict = ctx.verify_cert();
+    // SAFETY: as above; clearing the slot so nothing can reach `findings` after this frame.
+    unsafe {
+        X509_STORE_CTX_set_ex_data(ctx.as_ptr(), APP_DATA, std::ptr::null_mut());
+    }
+    (verdict, findings.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_without_collector_fails_closed() {
+        assert_eq!(record_and_continue(0, std::ptr::null_mut()), 0);
+        assert_eq!(record_and_continue(1, std::ptr::null_mut()), 1);
+    }
+}

@@ -1,0 +1,626 @@
+//! Certificate signatures and seals: two-phase signing (prepare, complete), the tenant seal,
+//! stored signatures, and validation reports.
+//!
+//! Security rationale: the server never sees an officer's private key. It fixes the exact bytes
+//! to sign (CAdES signed attributes binding the document digest, the time and the certificate)
+//! in a preparation that belongs to one user, one document and one step, expires, and is used
+//! once; a value is accepted only if it verifies over those bytes with the bound certificate,
+//! whose chain is validated again at completion with the CRLs in force.
+
+use super::documents::record;
+use super::trust::{trust_key, Der, TrustSettings};
+use super::{random16, Caller, Idem, Paraph, Result, ServiceError};
+use crate::crypto::{self, cades, SignerPart};
+use crate::domain::{
+    Document, DocumentId, DomainError, Role, TenantId, Timestamp, Transition, User, UserName,
+};
+use crate::store::Tx;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::sync::Arc;
+
+/// How long a preparation may be completed.
+pub const PREPARATION_TTL_SECS: u64 = 600;
+
+/// A tenant's seal: private key and certificate chain (from a PKCS#12 file).
+pub struct SealKey {
+    pub key: openssl::pkey::PKey<openssl::pkey::Private>,
+    pub cert_der: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealKey(..)") // never print key material
+    }
+}
+
+impl SealKey {
+    pub fn from_pkcs12(der: &[u8], password: &str) -> std::result::Result<SealKey, String> {
+        let p12 = openssl::pkcs12::Pkcs12::from_der(der)
+            .map_err(|e| format!("not a PKCS#12 file: {e}"))?;
+        let parsed = p12
+            .parse2(password)
+            .map_err(|_| "cannot open the PKCS#12 file (wrong password?)".to_string())?;
+        let key = parsed.pkey.ok_or("the PKCS#12 file holds no private key")?;
+        let cert = parsed.cert.ok_or("the PKCS#12 file holds no certificate")?;
+        let mut chain = Vec::new();
+        if let Some(ca) = parsed.ca {
+            for c in ca {
+                chain.push(c.to_der().map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(SealKey {
+            key,
+            cert_der: cert.to_der().map_err(|e| e.to_string())?,
+            chain,
+        })
+    }
+}
+
+/// A pending preparation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Preparation {
+    pub id: String,
+    pub document: DocumentId,
+    pub step: u32,
+    pub actor: UserName,
+    pub cert: Der,
+    pub chain: Vec<Der>,
+    pub signed_attrs: Der,
+    pub alg: String,
+    pub signing_time: Timestamp,
+    pub expires_at: Timestamp,
+    pub used: bool,
+}
+
+/// A signature stored with the validation material it relied on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    pub index: u32,
+    pub step: u32,
+    pub signer: UserName,
+    pub on_behalf_of: Option<UserName>,
+    pub subject: String,
+    pub cert_sha256: String,
+    pub level: u8,
+    pub signing_time: Timestamp,
+    pub seal: bool,
+    pub cert: Der,
+    pub signed_attrs: Der,
+    pub signature: Der,
+    pub alg: String,
+    /// The validated chain (signer first) and the CRLs used.
+    pub chain: Vec<Der>,
+    pub crls: Vec<Der>,
+    /// This signature alone as a detached CMS SignedData.
+    pub cms: Der,
+}
+
+impl SignatureRecord {
+    fn part(&self) -> Result<SignerPart> {
+        let alg = match self.alg.as_str() {
+            "RSA_PKCS1_SHA256" => crypto::SigAlg::RsaPkcs1Sha256,
+            "ECDSA_SHA256" => crypto::SigAlg::EcdsaSha256,
+            other => return Err(ServiceError::Internal(format!("stored algorithm {other}"))),
+        };
+        Ok(SignerPart {
+            cert_der: self.cert.0.clone(),
+            signed_attrs_der: self.signed_attrs.0.clone(),
+            signature: self.signature.0.clone(),
+            alg,
+        })
+    }
+}
+
+/// A certificate chain that passed validation.
+#[derive(Debug, Clone)]
+pub struct ChainOk {
+    pub level: u8,
+    pub subject: String,
+    pub policy_oid: Option<String>,
+    /// Signer first, up to the anchor.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// Why a certificate is refused: an ETSI-style code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainRefusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl ChainRefusal {
+    fn into_error(self) -> ServiceError {
+        DomainError::WrongState(format!(
+            "certificate refused: {}: {}",
+            self.code, self.message
+        ))
+        .into()
+    }
+}
+
+/// Validates `leaf` (with `extra` untrusted certificates) against the tenant's trust at `at`,
+/// with the RGS profile and revocation checking.
+pub fn validate_chain(
+    trust: &TrustSettings,
+    leaf: &[u8],
+    extra: &[Vec<u8>],
+    extra_crls: &[Vec<u8>],
+    at: i64,
+    required_level: Option<u8>,
+) -> std::result::Result<ChainOk, ChainRefusal> {
+    use crate::pki;
+    let refuse = |code: &str, message: String| ChainRefusal {
+        code: code.into(),
+        message,
+    };
+    let leaf = openssl::x509::X509::from_der(leaf)
+        .map_err(|e| refuse("FORMAT_FAILURE", format!("signer certificate: {e}")))?;
+    let certs = |ders: &mut dyn Iterator<Item = &[u8]>, what: &str| {
+        ders.map(|d| {
+            openssl::x509::X509::from_der(d)
+                .map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+    };
+    let mut opts = pki::VerifyOptions::new(at, pki::Profile::Rgs);
+    opts.trust_anchors = certs(
+        &mut trust.anchors.iter().map(|d| d.0.as_slice()),
+        "trust anchor",
+    )?;
+    opts.untrusted = certs(
+        &mut trust
+            .intermediates
+            .iter()
+            .map(|d| d.0.as_slice())
+            .chain(extra.iter().map(Vec::as_slice)),
+        "intermediate certificate",
+    )?;
+    opts.crls = trust
+        .crls
+        .iter()
+        .map(|d| d.0.as_slice())
+        .chain(extra_crls.iter().map(Vec::as_slice))
+        .map(|d| pki::Crl::from_der(d).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    opts.policy_levels = trust.policy_levels.clone();
+    opts.required_level = required_level;
+    match pki::verify(&leaf, &opts) {
+        Ok(v) => Ok(ChainOk {
+            level: v.level().unwrap_or(0),
+            subject: v.subject().to_owned(),
+            policy_oid: v.policy().map(str::to_owned),
+            chain: v
+                .chain()
+                .iter()
+                .map(|c| {
+                    c.to_der()
+                        .map_err(|e| refuse("FORMAT_FAILURE", e.to_string()))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+        }),
+        Err(r) => Err(refuse(r.code(), r.to_string())),
+    }
+}
+
+fn content_digest(doc: &Document) -> Result<[u8; 32]> {
+    let v = hex::decode(&doc.content.sha256).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    v.try_into()
+        .map_err(|_| ServiceError::Internal("stored content digest is not 32 bytes".into()))
+}
+
+fn sig_prefix(t: &TenantId, d: &DocumentId) -> String {
+    format!("sig/{t}/{d}/")
+}
+
+/// Stores a signature record under the next index of the document.
+fn put_signature(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    doc: &DocumentId,
+    mut rec: SignatureRecord,
+) -> Result<SignatureRecord> {
+    let ckey = format!("sigcount/{tenant}/{doc}");
+    let n: u32 = tx.get(&ckey)?.unwrap_or(0);
+    rec.index = n;
+    tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &rec)?;
+    tx.put(&ckey, &(n + 1))?;
+    Ok(rec)
+}
+
+/// Applies the tenant seal on every SEAL step the transition reached (inside the transaction).
+pub(super) fn settle_seals(
+    tx: &mut Tx<'_>,
+    seal: Option<&Arc<SealKey>>,
+    mut t: Transition,
+    now: Timestamp,
+) -> Result<Transition> {
+    while let Some(step) = t.document.awaits_seal() {
+        let key =
+            seal.ok_or_else(|| DomainError::WrongState("the tenant has no seal key".into()))?;
+        let trust: TrustSettings = tx.get(&trust_key(&t.document.tenant))?.unwrap_or_default();
+        let digest = content_digest(&t.document)?;
+        let attrs = cades::build_signed_attributes(
+            &digest,
+            now.0,
+            &key.cert_der,
+            trust.signature_policy.as_ref(),
+        )
+        .map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
+        let signature = crypto::sign_with_key(&key.key, &attrs)
+            .map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
+        let level = t.document.steps[step].level.map(|l| l.get());
+        let ok =
+            validate_chain(&trust, &key.cert_der, &key.chain, &[], now.0, level).map_err(|r| {
+                ServiceError::from(DomainError::WrongState(format!(
+                    "seal certificate refused: {}: {}",
+                    r.code, r.message
+                )))
+            })?;
+        let alg = crypto::verify_signature_value(&key.cert_der, &attrs, &signature)
+            .map_err(|e| ServiceError::Internal(format!("seal self-check: {e}")))?;
+        let part = SignerPart {
+            cert_der: key.cert_der.clone(),
+            signed_attrs_der: attrs.clone(),
+            signature: signature.clone(),
+            alg,
+        };
+        let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
+        let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let rec = SignatureRecord {
+            index: 0,
+            step: step as u32,
+            signer: UserName::seal(),
+            on_behalf_of: None,
+            subject: ok.subject.clone(),
+            cert_sha256: hex::encode(sha2::Sha256::digest(&key.cert_der)),
+            level: ok.level,
+            signing_time: now,
+            seal: true,
+            cert: Der(key.cert_der.clone()),
+            signed_attrs: Der(attrs),
+            signature: Der(signature),
+            alg: alg.name().to_owned(),
+            chain: ok.chain.iter().cloned().map(Der).collect(),
+            crls: trust.crls.clone(),
+            cms: Der(cms),
+        };
+        let doc_id = t.document.id.clone();
+        let tenant = t.document.tenant.clone();
+        let rec = put_signature(tx, &tenant, &doc_id, rec)?;
+        let next = t
+            .document
+            .seal(format!("signature #{} by {}", rec.index, ok.subject), now)?;
+        t.events.extend(next.events);
+        t.document = next.document;
+    }
+    Ok(t)
+}
+
+/// What `PrepareSignature` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreparationView {
+    pub id: String,
+    pub document: DocumentId,
+    pub step: u32,
+    pub signed_attrs: Der,
+    pub alg: String,
+    pub signing_time: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What `CompleteSignature` returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Completed {
+    pub document: Document,
+    pub signature: SignatureRecord,
+}
+
+impl Paraph {
+    pub async fn prepare_signature(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        step: Option<u32>,
+        chain: Vec<Vec<u8>>,
+        idem: Option<Idem>,
+    ) -> Result<PreparationView> {
+        caller.require(Role::Officer)?;
+        let Some(leaf) = chain.first().cloned() else {
+            return Err(DomainError::invalid(
+                "certificate_chain",
+                "the signer certificate is required",
+            )
+            .into());
+        };
+        if chain.len() > 10 || chain.iter().any(|c| c.len() > 64 * 1024) {
+            return Err(DomainError::invalid(
+                "certificate_chain",
+                "at most 10 certificates of 64 KiB",
+            )
+            .into());
+        }
+        let tenant = caller.tenant.clone();
+        let actor = caller.name.clone();
+        let now = self.clock.now();
+        let prep_id = hex::encode(random16()?);
+        let (doc, step_index, attrs, alg) = {
+            let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
+            self.blocking(move |s| {
+                let doc: Document = s
+                    .get(&format!("doc/{tenant}/{id}"))?
+                    .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
+                let (i, level) = doc.signable_step(&actor, step)?;
+                let leaf_x509 = openssl::x509::X509::from_der(&leaf).map_err(|e| {
+                    DomainError::invalid("certificate_chain", format!("signer certificate: {e}"))
+                })?;
+                let fp = hex::encode(sha2::Sha256::digest(&leaf));
+                let user: User = s
+                    .get(&format!("user/{tenant}/{actor}"))?
+                    .ok_or(ServiceError::Unauthenticated)?;
+                if !user.signs_with(&fp) {
+                    return Err(ChainRefusal {
+                        code: "NOT_BOUND".into(),
+                        message: format!("this certificate is not bound to '{actor}'"),
+                    }
+                    .into_error());
+                }
+                let trust: TrustSettings = s.get(&trust_key(&tenant))?.unwrap_or_default();
+                if !trust.usable() {
+                    return Err(
+                        DomainError::WrongState("the tenant has no trust settings".into()).into(),
+                    );
+                }
+                validate_chain(
+                    &trust,
+                    &leaf,
+                    &chain[1..],
+                    &[],
+                    now.0,
+                    level.map(|l| l.get()),
+                )
+                .map_err(ChainRefusal::into_error)?;
+                let alg = crypto::SigAlg::for_key(
+                    &leaf_x509
+                        .public_key()
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                )
+                .map_err(|e| {
+                    DomainError::WrongState(format!("certificate refused: WEAK_ALGORITHM: {e}"))
+                })?;
+                let attrs = cades::build_signed_attributes(
+                    &content_digest(&doc)?,
+                    now.0,
+                    &leaf,
+                    trust.signature_policy.as_ref(),
+                )
+                .map_err(|e| DomainError::invalid("certificate_chain", e.to_string()))?;
+                Ok((doc, i, attrs, alg))
+            })
+            .await?
+        };
+        let prep = Preparation {
+            id: prep_id,
+            document: doc.id.clone(),
+            step: step_index as u32,
+            actor: actor.clone(),
+            cert: Der(chain[0].clone()),
+            chain: chain[1..].iter().cloned().map(Der).collect(),
+            signed_attrs: Der(attrs),
+            alg: alg.name().to_owned(),
+            signing_time: now,
+            expires_at: now.plus_seconds(PREPARATION_TTL_SECS),
+            used: false,
+        };
+        self.mutate(
+            format!("{tenant}/{actor}"),
+            "PrepareSignature",
+            idem,
+            move |tx| {
+                tx.put(&format!("prep/{tenant}/{}", prep.id), &prep)?;
+                Ok((
+                    PreparationView {
+                        id: prep.id.clone(),
+                        document: prep.document.clone(),
+                        step: prep.step,
+                        signed_attrs: prep.signed_attrs.clone(),
+                        alg: prep.alg.clone(),
+                        signing_time: prep.signing_time,
+                        expires_at: prep.expires_at,
+                    },
+                    Vec::new(),
+                ))
+            },
+        )
+        .await
+    }
+
+    pub async fn complete_signature(
+        &self,
+        caller: &Caller,
+        prep_id: String,
+        signature: Vec<u8>,
+        idem: Option<Idem>,
+    ) -> Result<Completed> {
+        caller.require(Role::Officer)?;
+        if prep_id.len() != 32 || !prep_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DomainError::invalid(
+                "preparation_id",
+                "must be 32 hexadecimal characters",
+            )
+            .into());
+        }
+        if signature.is_empty() || signature.len() > 2048 {
+            return Err(DomainError::invalid("signature_value", "must be 1 to 2048 bytes").into());
+        }
+        let tenant = caller.tenant.clone();
+        let actor = caller.name.clone();
+        let now = self.clock.now();
+        let pkey = format!("prep/{tenant}/{prep_id}");
+        // Verify and validate outside the writer lock (CPU work), then commit atomically.
+        let (prep, rec) = {
+            let (tenant, actor, pkey) = (tenant.clone(), actor.clone(), pkey.clone());
+            self.blocking(move |s| {
+                let prep: Preparation = s
+                    .get(&pkey)?
+                    .ok_or_else(|| DomainError::NotFound(format!("preparation '{prep_id}'")))?;
+                if prep.actor != actor {
+                    return Err(DomainError::Forbidden("this preparation belongs to another user".into()).into());
+                }
+                if now > prep.expires_at {
+                    return Err(DomainError::WrongState("the preparation has expired: prepare again".into()).into());
+                }
+                let alg = crypto::verify_signature_value(&prep.cert.0, &prep.signed_attrs.0, &signature).map_err(|_| {
+                    DomainError::WrongState(
+                        "signature refused: SIG_CRYPTO_FAILURE: the value does not verify over the prepared attributes with the certificate".into(),
+                    )
+                })?;
+                let trust: TrustSettings = s.get(&trust_key(&tenant))?.unwrap_or_default();
+                let doc: Document = s
+                    .get(&format!("doc/{tenant}/{}", prep.document))?
+                    .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;
+                let level = doc.steps.get(prep.step as usize).and_then(|st| st.level).map(|l| l.get());
+                let extra: Vec<Vec<u8>> = prep.chain.iter().map(|d| d.0.clone()).collect();
+                let ok = validate_chain(&trust, &prep.cert.0, &extra, &[], prep.signing_time.0, level)
+                    .map_err(ChainRefusal::into_error)?;
+                let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
+                let part = SignerPart {
+                    cert_der: prep.cert.0.clone(),
+                    signed_attrs_der: prep.signed_attrs.0.clone(),
+                    signature: signature.clone(),
+                    alg,
+                };
+                let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let rec = SignatureRecord {
+                    index: 0,
+                    step: prep.step,
+                    signer: actor.clone(),
+                    on_behalf_of: None,
+                    subject: ok.subject.clone(),
+                    cert_sha256: hex::encode(sha2::Sha256::digest(&prep.cert.0)),
+                    level: ok.level,
+                    signing_time: prep.signing_time,
+                    seal: false,
+                    cert: prep.cert.clone(),
+                    signed_attrs: prep.signed_attrs.clone(),
+                    signature: Der(signature),
+                    alg: alg.name().to_owned(),
+                    chain: ok.chain.into_iter().map(Der).collect(),
+                    crls: trust.crls.clone(),
+                    cms: Der(cms),
+                };
+                Ok((prep, rec))
+            })
+            .await?
+        };
+        let seal = self.seals.get(&tenant).cloned();
+        self.mutate(
+            format!("{tenant}/{actor}"),
+            "CompleteSignature",
+            idem,
+            move |tx| {
+                let mut current: Preparation = tx
+                    .get(&pkey)?
+                    .ok_or_else(|| DomainError::NotFound(format!("preparation '{}'", prep.id)))?;
+                if current.used {
+                    return Err(
+                        DomainError::WrongState("the preparation was already used".into()).into(),
+                    );
+                }
+                current.used = true;
+                tx.put(&pkey, &current)?;
+                let dkey = format!("doc/{tenant}/{}", prep.document);
+                let before: Document = tx.get(&dkey)?.ok_or_else(|| {
+                    DomainError::NotFound(format!("document '{}'", prep.document))
+                })?;
+                if before.content.sha256.is_empty() {
+                    return Err(ServiceError::Internal(
+                        "document without content digest".into(),
+                    ));
+                }
+                let stored = put_signature(tx, &tenant, &prep.document, rec.clone())?;
+                let t = before.clone().sign(
+                    &actor,
+                    Some(prep.step),
+                    None,
+                    format!(
+                        "signature #{} by {} (level {})",
+                        stored.index, stored.subject, stored.level
+                    ),
+                    now,
+                )?;
+                let t = settle_seals(tx, seal.as_ref(), t, now)?;
+                let notices = record(tx, Some(&before), &t)?;
+                Ok((
+                    Completed {
+                        document: t.document,
+                        signature: stored,
+                    },
+                    notices,
+                ))
+            },
+        )
+        .await
+    }
+
+    /// A document's signatures, each alone, and all of them as one SignedData.
+    pub async fn get_signatures(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+    ) -> Result<(Vec<SignatureRecord>, Vec<u8>)> {
+        let doc = self.get_document(caller, id.clone()).await?;
+        let tenant = caller.tenant.clone();
+        self.blocking(move |s| {
+            let recs: Vec<SignatureRecord> = s
+                .scan::<SignatureRecord>(&sig_prefix(&tenant, &doc.id), None, usize::MAX)?
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+            if recs.is_empty() {
+                return Ok((recs, Vec::new()));
+            }
+            let parts = recs
+                .iter()
+                .map(SignatureRecord::part)
+                .collect::<Result<Vec<_>>>()?;
+            let certs: Vec<Vec<u8>> = recs
+                .iter()
+                .flat_map(|r| r.chain.iter().map(|d| d.0.clone()))
+                .collect();
+            let crls: Vec<Vec<u8>> = recs
+                .iter()
+                .flat_map(|r| r.crls.iter().map(|d| d.0.clone()))
+                .collect();
+            let combined = crypto::assemble(&parts, &certs, &crls)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok((recs, combined))
+        })
+        .await
+    }
+
+    /// Validates a CMS signature over `data` with the caller's tenant trust settings.
+    pub async fn validate_signature(
+        &self,
+        caller: &Caller,
+        data: Vec<u8>,
+        cms: Vec<u8>,
+        at: Option<i64>,
+        required_level: Option<u8>,
+    ) -> Result<crate::service::report::Report> {
+        let trust = self.load_trust(&caller.tenant).await?;
+        self.blocking(move |_| {
+            Ok(crate::service::report::validate_cms(
+                &trust,
+                &data,
+                &cms,
+                at,
+                required_level,
+            ))
+        })
+        .await
+    }
+}
