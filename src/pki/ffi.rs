@@ -118,7 +118,7 @@ extern "C" fn record_and_continue(ok: c_int, ctx: *mut openssl_sys::X509_STORE_C
     // `X509_verify_cert`.
     let (ctx, findings) = unsafe {
         let data = X509_STORE_CTX_get_ex_data(ctx, APP_DATA) as *const Findings;
-        (X509StoreContextRef::from_ptr_mut(ctx), data.as_ref())
+        (X509StoreContextRef::from_ptr(ctx), data.as_ref())
     };
     let Some(findings) = findings else {
         return 0; // no collector: fail closed, stop here

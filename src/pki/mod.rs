@@ -6,17 +6,30 @@
 //! - [`verify`] builds and checks the path with OpenSSL (`X509_verify_cert`: signatures, validity
 //!   at [`VerifyOptions::at`], basic constraints and path length, CA key usage, name constraints,
 //!   unknown critical extensions, policy processing with the initial policy set and the three
-//!   initial flags, CRLs for every certificate but the anchor), then adds what OpenSSL does not
+//!   initial flags, CRLs for every certificate of the path), then adds what OpenSSL does not
 //!   check under the [`Profile::Rgs`] profile: leaf keyUsage nonRepudiation, RGS algorithms
 //!   (RSA >= 2048, ECDSA P-256/384/521, SHA-256 or stronger everywhere, CRLs included), CA
 //!   cRLSign, and the leaf policy OID -> RGS level allowlist with the required level.
+//!   [`Profile::Rfc5280`] is section 6 alone (plus X509_STRICT profile checks, see
+//!   [`VerifyOptions::x509_strict`]): no nonRepudiation, algorithm or level checks, unless a
+//!   required level is asked for.
+//! - Trust anchors are self-signed roots (no partial chains). With revocation on, OpenSSL 3.0's
+//!   CRL_CHECK_ALL also looks the self-signed anchor up in its own CRL (ARL) — the same CRL its
+//!   first subordinate CA needs, so it asks for nothing more in practice.
+//! - OpenSSL's verification runs with a callback that records every error and continues: all
+//!   the defects of a path are known, [`verify_all`] lists them and [`verify`] reports the first
+//!   by the documented precedence of [`Refusal`]. Any recorded error is a refusal.
 //! - Success is a [`ValidatedChain`], which only [`verify`] can construct.
+//! - [`ValidationCache`] avoids re-validating identical chains; it only stores successes, keyed
+//!   on every input including the CRLs and the exact position of the validation time among the
+//!   certificates' and CRLs' dates, so it never turns a failure into a pass.
 //! - The validation time is always an input: nothing in this module reads the clock, except the
 //!   command-line entry point [`cli_verify`] when `--at` is absent.
 //!
-//! The one `unsafe` FFI module of the crate is [`ffi`] (private): OpenSSL functions rust-openssl
-//! does not bind (initial policy set, CRLs in a store, the verify callback).
+//! The one `unsafe` FFI module of the crate is `pki::ffi` (private): the OpenSSL functions
+//! rust-openssl does not bind (initial policy set, CRLs in a store, the verify callback).
 
+mod cache;
 mod cli;
 mod ffi;
 mod refusal;
@@ -31,6 +44,7 @@ use std::sync::Arc;
 
 use openssl::x509::{X509Crl, X509};
 
+pub use cache::{CacheStats, ValidationCache};
 pub use cli::{cli_verify, run_verify, CliOutcome, PkiVerifyArgs};
 pub use refusal::{CertPos, Indication, Refusal};
 pub use time::{format_rfc3339, parse_rfc3339};
@@ -135,8 +149,9 @@ pub struct VerifyOptions {
     pub inhibit_policy_mapping: bool,
     /// RFC 5280 initial-any-policy-inhibit.
     pub inhibit_any_policy: bool,
-    /// Check every certificate but the anchor against the CRLs (default true): a certificate no
-    /// usable CRL covers is a failure ([`Refusal::CrlNotFound`]).
+    /// Check every certificate of the path against the CRLs (default true): a certificate no
+    /// usable CRL covers is a failure ([`Refusal::CrlNotFound`]); so is a CRL past its
+    /// nextUpdate ([`Refusal::CrlExpired`]).
     pub check_revocation: bool,
     /// OpenSSL's X509_STRICT checks (RFC 5280 profile conformance: critical basicConstraints on
     /// CAs, AKI/SKI, keyUsage on CAs, ...). Default true.

@@ -46,8 +46,8 @@ impl Indication {
 /// # Precedence
 ///
 /// Path validation collects *every* defect it finds (OpenSSL's errors for the whole path plus
-/// paraph's own checks) and reports the first by this order (then the one nearest the trust
-/// anchor first), which is the declaration order of the variants:
+/// paraph's own checks) and reports the first by this order (then the one nearest the leaf, as
+/// OpenSSL itself would stop), which is the declaration order of the variants:
 ///
 /// 1. integrity and anchoring: `SIG_CRYPTO_FAILURE`, `CHAIN_NOT_TRUSTED` — without them nothing
 ///    else said about the path can be relied on;
@@ -238,7 +238,7 @@ impl Refusal {
     }
 }
 
-/// Sorts refusals by precedence (rank, then nearest the anchor first), dropping repeats of the
+/// Sorts refusals by precedence (rank, then nearest the leaf first), dropping repeats of the
 /// same code for the same certificate (the first one found is kept).
 pub(crate) fn sort_by_precedence(mut all: Vec<Refusal>) -> Vec<Refusal> {
     let mut seen: Vec<(&'static str, Option<u32>)> = Vec::new();
@@ -252,7 +252,7 @@ pub(crate) fn sort_by_precedence(mut all: Vec<Refusal>) -> Vec<Refusal> {
         }
     });
     // Stable sort: among equal keys, OpenSSL's findings (collected first) stay first.
-    all.sort_by_key(|r| (r.rank(), std::cmp::Reverse(r.cert().map_or(0, |c| c.depth))));
+    all.sort_by_key(|r| (r.rank(), r.cert().map_or(0, |c| c.depth)));
     all
 }
 
@@ -301,8 +301,8 @@ mod tests {
             got,
             vec![
                 ("REVOKED", Some(0)),
-                ("EXPIRED", Some(1)),
                 ("EXPIRED", Some(0)),
+                ("EXPIRED", Some(1)),
                 ("CRL_NOT_FOUND", Some(0)),
             ]
         );
