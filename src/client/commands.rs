@@ -33,11 +33,11 @@ fn target(c: &ClientOpts) -> Target {
     }
 }
 
-async fn clients(c: &ClientOpts) -> Result<Clients, CliError> {
+pub(super) async fn clients(c: &ClientOpts) -> Result<Clients, CliError> {
     connect(&target(c)).await
 }
 
-fn print_json(v: &Value) {
+pub(super) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -45,7 +45,7 @@ fn print_json(v: &Value) {
 }
 
 /// The idempotency key to send: the one given, or 16 fresh random bytes in hex.
-fn idempotency_key(i: &IdemOpts) -> Result<String, CliError> {
+pub(super) fn idempotency_key(i: &IdemOpts) -> Result<String, CliError> {
     match &i.idempotency_key {
         Some(k) => Ok(k.clone()),
         None => {
@@ -75,21 +75,14 @@ fn parse_meta(items: &[String]) -> Result<HashMap<String, String>, CliError> {
     Ok(out)
 }
 
-fn print_document(d: &proto::Document, json: bool) {
-    if json {
-        print_json(&render::document_json(d));
-    } else {
-        print!("{}", render::document_text(d));
-    }
-}
-
 /// Runs a client command.
 pub async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(_)
         | Command::Admin {
             command: AdminCommand::Init(_),
-        } => unreachable!("server commands are dispatched before"),
+        }
+        | Command::Pki { .. } => unreachable!("server and offline commands are dispatched before"),
         Command::Admin {
             command: AdminCommand::Tenant { command },
         } => tenant(command).await,
@@ -99,19 +92,13 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Token { command },
         } => token(command).await,
+        Command::Admin {
+            command: AdminCommand::Trust { command },
+        } => super::trust::trust(command).await,
         Command::Circuit { command } => circuit(command).await,
         Command::Submit(a) => submit(a).await,
         Command::Inbox(a) => inbox(a).await,
-        Command::Show(a) => {
-            let mut cl = clients(&a.c).await?;
-            let d = cl
-                .docs
-                .get_document(proto::GetDocumentRequest { id: a.id })
-                .await?
-                .into_inner();
-            print_document(&d, a.c.json);
-            Ok(())
-        }
+        Command::Show(a) => show(&a.c, a.id).await,
         Command::Approve(a) => {
             let mut cl = clients(&a.c).await?;
             let step = active_step(&mut cl, &a.id).await?;
@@ -164,7 +151,48 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Watch(a) => watch(&a.c).await,
         Command::Content(a) => content(&a.c, &a.id, &a.out).await,
+        Command::Sign(a) => super::signing::sign(a).await,
+        Command::Signatures(a) => super::validation::signatures(a).await,
+        Command::Validate(a) => super::validation::validate(a).await,
     }
+}
+
+/// `paraph show`: the document, and its signatures when it has signed or sealed steps.
+async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
+    let mut cl = clients(c).await?;
+    let d = cl
+        .docs
+        .get_document(proto::GetDocumentRequest { id: id.clone() })
+        .await?
+        .into_inner();
+    let signed = d.steps.iter().flat_map(|s| &s.actions).any(|a| {
+        a.kind == proto::ActionKind::Signed as i32 || a.kind == proto::ActionKind::Sealed as i32
+    });
+    let sigs = if signed {
+        match cl
+            .sigs
+            .get_signatures(proto::GetSignaturesRequest { document_id: id })
+            .await
+        {
+            Ok(r) => r.into_inner().signatures,
+            // A server without signatures: show the document alone.
+            Err(s) if s.code() == tonic::Code::Unimplemented => Vec::new(),
+            Err(s) => return Err(s.into()),
+        }
+    } else {
+        Vec::new()
+    };
+    if c.json {
+        let mut v = render::document_json(&d);
+        v["signatures"] = Value::Array(sigs.iter().map(render::signature_json).collect());
+        print_json(&v);
+    } else {
+        print!("{}", render::document_text(&d));
+        if !sigs.is_empty() {
+            print!("{}", render::signature_lines(&sigs));
+        }
+    }
+    Ok(())
 }
 
 /// The step a document is waiting on, so that an officer acts only on the step he saw.
@@ -292,6 +320,12 @@ async fn user(command: UserCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        UserCommand::BindCert {
+            user,
+            certificate,
+            idem,
+            c,
+        } => super::trust::bind_cert(user, certificate, idem, c).await,
     }
 }
 

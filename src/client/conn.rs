@@ -6,6 +6,7 @@ use super::error::CliError;
 use crate::proto::{
     admin_service_client::AdminServiceClient, circuit_service_client::CircuitServiceClient,
     document_service_client::DocumentServiceClient,
+    signature_service_client::SignatureServiceClient,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,11 +49,12 @@ impl Interceptor for Auth {
 
 pub type Chan = InterceptedService<Channel, Auth>;
 
-/// The three service clients over one connection.
+/// The service clients over one connection.
 pub struct Clients {
     pub admin: AdminServiceClient<Chan>,
     pub circuits: CircuitServiceClient<Chan>,
     pub docs: DocumentServiceClient<Chan>,
+    pub sigs: SignatureServiceClient<Chan>,
 }
 
 /// `host:port` becomes `http://host:port`; `http://` and `https://` addresses are kept.
@@ -149,7 +151,8 @@ pub async fn connect(target: &Target) -> Result<Clients, CliError> {
     Ok(Clients {
         admin: AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
         circuits: CircuitServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        docs: DocumentServiceClient::with_interceptor(channel, auth),
+        docs: DocumentServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        sigs: SignatureServiceClient::with_interceptor(channel, auth),
     })
 }
 

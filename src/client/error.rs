@@ -8,6 +8,11 @@
 //! | 3 | not found (`NOT_FOUND`) |
 //! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given) |
 //! | 5 | conflict (`FAILED_PRECONDITION`, `ABORTED`, `ALREADY_EXISTS`) |
+//! | 6 | `paraph validate`: the signature does not pass (`TOTAL_FAILED` or `INDETERMINATE`) |
+//!
+//! `paraph sign --all` exits 1 when any document could not be signed (each failure is listed
+//! with its own code). `paraph pki verify` keeps the codes of [`crate::pki::CliOutcome`]: 0
+//! valid, 1 refused, 2 bad input.
 
 use std::process::ExitCode;
 use tonic::Code;
@@ -33,6 +38,12 @@ pub enum CliError {
     /// A local failure (writing a file, a runtime error).
     #[error("{0}")]
     Local(String),
+    /// A signature validated without error but does not pass (the report says why).
+    #[error("{0}")]
+    NotPassed(String),
+    /// Some items of a batch failed (each was reported already).
+    #[error("{0}")]
+    Partial(String),
 }
 
 impl From<tonic::Status> for CliError {
@@ -48,7 +59,8 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::NoToken(_) => 4,
             CliError::Precondition(_) => 5,
-            CliError::Connect(_) | CliError::Local(_) => 1,
+            CliError::Connect(_) | CliError::Local(_) | CliError::Partial(_) => 1,
+            CliError::NotPassed(_) => 6,
             CliError::Status(s) => status_exit_code(s.code()),
         }
     }
@@ -116,5 +128,7 @@ mod tests {
         assert_eq!(CliError::from(tonic::Status::aborted("x")).exit_code(), 5);
         assert_eq!(CliError::from(tonic::Status::internal("x")).exit_code(), 1);
         assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(CliError::NotPassed("x".into()).exit_code(), 6);
+        assert_eq!(CliError::Partial("x".into()).exit_code(), 1);
     }
 }

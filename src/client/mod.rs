@@ -6,16 +6,22 @@
 //! - `conn` connects (address, TLS, mTLS) and adds the token and tenant metadata to every call.
 //! - `circuit_file` reads circuit TOML files.
 //! - `render` turns replies into JSON (stable snake_case names) or human text.
-//! - `commands` runs each client command.
+//! - `commands` runs each client command; `signing` (`sign`), `validation` (`signatures`,
+//!   `validate`) and `trust` (`admin trust`, `admin user bind-cert`) the certificate ones.
+//! - `paraph pki verify` is [`crate::pki::PkiVerifyArgs`], run offline without a connection.
 //!
 //! Tokens are never logged; they are printed only by the commands whose purpose is to hand out a
-//! new one (`admin tenant create`, `admin token issue`).
+//! new one (`admin tenant create`, `admin token issue`). Private keys and PKCS#12 passphrases
+//! never leave the process and are never printed.
 
 mod circuit_file;
 mod commands;
 mod conn;
 pub mod error;
 pub mod render;
+pub mod signing;
+pub mod trust;
+pub mod validation;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use error::CliError;
@@ -35,7 +41,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC server (sled store in ./data, 127.0.0.1:50051 by default).
     Serve(ServeArgs),
-    /// Administration: data directory, tenants, users, tokens.
+    /// Administration: data directory, tenants, users and certificates, tokens, trust settings.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -61,6 +67,25 @@ pub enum Command {
     Watch(WatchArgs),
     /// Download the content of a document (checked against its SHA-256).
     Content(ContentArgs),
+    /// Sign the active signature step of a document (or all waiting ones) with a PKCS#12 file.
+    Sign(signing::SignArgs),
+    /// List a document's signatures and write them as .p7s files.
+    Signatures(validation::SignaturesArgs),
+    /// Validate a detached CMS signature over a file (through the server, or offline with
+    /// --trust). Exits 6 when the signature does not pass.
+    Validate(validation::ValidateArgs),
+    /// Certificate tools that work offline (no server, no token).
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PkiCommand {
+    /// Validate a certificate path (RFC 5280 + RGS) and print `valid` or why it is refused.
+    /// Exits 0 valid, 1 refused, 2 bad input.
+    Verify(crate::pki::PkiVerifyArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +131,11 @@ pub enum AdminCommand {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Trust settings of the tenant: anchors, intermediates, CRLs, accepted policies.
+    Trust {
+        #[command(subcommand)]
+        command: trust::TrustCommand,
     },
 }
 
@@ -212,8 +242,20 @@ pub enum UserCommand {
         #[command(flatten)]
         c: ClientOpts,
     },
-    /// List the users of the tenant.
+    /// List the users of the tenant (with their bound certificates).
     List {
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Bind a signing certificate to a user (PEM or DER): he may sign only with bound ones.
+    BindCert {
+        /// User name.
+        user: String,
+        /// The certificate file.
+        #[arg(value_name = "CERT_FILE")]
+        certificate: PathBuf,
+        #[command(flatten)]
+        idem: IdemOpts,
         #[command(flatten)]
         c: ClientOpts,
     },
@@ -462,6 +504,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
     };
+    // Offline, and with its own exit codes (0 valid, 1 refused, 2 bad input).
+    if let Command::Pki {
+        command: PkiCommand::Verify(a),
+    } = &cli.command
+    {
+        init_tracing("warn");
+        return crate::pki::cli_verify(a);
+    }
     let server_side = matches!(
         cli.command,
         Command::Serve(_)
@@ -493,6 +543,31 @@ mod tests {
             .unwrap();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("--reason"), "{e}");
+    }
+
+    #[test]
+    fn sign_takes_an_id_or_all() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["paraph"], args].concat());
+        assert!(parse(&["sign", "--p12", "f.p12"]).is_err());
+        assert!(parse(&["sign", "abc", "--all", "--p12", "f.p12"]).is_err());
+        assert!(parse(&["sign", "--all", "--step", "1", "--p12", "f.p12"]).is_err());
+        assert!(parse(&["sign", "abc"]).is_err());
+        assert!(parse(&["sign", "abc", "--p12", "f.p12", "--step", "1"]).is_ok());
+        assert!(parse(&["sign", "--all", "--p12", "f.p12"]).is_ok());
+        // Offline validation options need --trust.
+        assert!(parse(&["validate", "--data", "d", "--signature", "s", "--crl", "c"]).is_err());
+        assert!(parse(&[
+            "validate",
+            "--data",
+            "d",
+            "--signature",
+            "s",
+            "--trust",
+            "r"
+        ])
+        .is_ok());
+        assert!(parse(&["pki", "verify", "leaf.pem", "--trust", "root.pem"]).is_ok());
+        assert!(parse(&["admin", "trust", "set", "--anchor", "a.pem"]).is_err());
     }
 
     #[test]

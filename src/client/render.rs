@@ -229,6 +229,103 @@ pub fn user_json(u: &proto::User) -> Value {
         "display_name": u.display_name,
         "roles": u.roles.iter().map(|r| role(*r)).collect::<Vec<_>>(),
         "created_at": time(&u.created_at),
+        "certificates": u.certificates.iter().map(cert_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A certificate summary: `{"subject", "issuer", "serial", "sha256", "not_before", "not_after"}`.
+pub fn cert_json(c: &proto::CertificateSummary) -> Value {
+    json!({
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "serial": c.serial,
+        "sha256": c.sha256,
+        "not_before": time(&c.not_before),
+        "not_after": time(&c.not_after),
+    })
+}
+
+/// RGS level as digits and stars, e.g. `2 (**)`; `-` for none.
+pub fn level_text(level: u32) -> String {
+    match level {
+        0 => "-".to_owned(),
+        l => format!("{l} ({})", "*".repeat(l.min(3) as usize)),
+    }
+}
+
+/// `{"index", "step", "signer", "on_behalf_of", "subject", "certificate_sha256", "level",
+/// "signing_time", "seal"}` (the CMS itself is written to files, never printed).
+pub fn signature_json(s: &proto::SignatureInfo) -> Value {
+    json!({
+        "index": s.index,
+        "step": s.step,
+        "signer": s.signer,
+        "on_behalf_of": s.on_behalf_of,
+        "subject": s.subject,
+        "certificate_sha256": s.certificate_sha256,
+        "level": s.level,
+        "signing_time": time(&s.signing_time),
+        "seal": s.seal,
+    })
+}
+
+pub fn indication(v: i32) -> String {
+    match proto::Indication::try_from(v) {
+        Ok(proto::Indication::Unspecified) | Err(_) => "UNKNOWN".to_owned(),
+        Ok(i) => i.as_str_name().to_owned(),
+    }
+}
+
+fn opt_string(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
+/// A validation report: `{"indication", "sub_indication", "signers": [{"indication",
+/// "sub_indication", "message", "signer", "level", "signing_time", "chain", "policy_oid"}]}`.
+pub fn report_json(r: &proto::ValidationReport) -> Value {
+    json!({
+        "indication": indication(r.indication),
+        "sub_indication": r.sub_indication,
+        "signers": r.signers.iter().map(|s| json!({
+            "indication": indication(s.indication),
+            "sub_indication": s.sub_indication,
+            "message": s.message,
+            "signer": s.signer,
+            "level": s.level,
+            "signing_time": time(&s.signing_time),
+            "chain": s.chain,
+            "policy_oid": opt_string(&s.policy_oid),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Trust settings: `{"anchors": [cert], "intermediates": [cert], "crls": [{"issuer",
+/// "this_update", "next_update", "revoked"}], "policy_levels": [{"oid", "level"}],
+/// "signature_policy": {"oid", "sha256", "uri"} or null, "seal_configured", "seal": cert or null}`.
+pub fn trust_json(t: &proto::TrustSettings) -> Value {
+    json!({
+        "anchors": t.anchors.iter().map(cert_json).collect::<Vec<_>>(),
+        "intermediates": t.intermediates.iter().map(cert_json).collect::<Vec<_>>(),
+        "crls": t.crls.iter().map(|c| json!({
+            "issuer": c.issuer,
+            "this_update": time(&c.this_update),
+            "next_update": time(&c.next_update),
+            "revoked": c.revoked,
+        })).collect::<Vec<_>>(),
+        "policy_levels": t.policy_levels.iter().map(|p| json!({
+            "oid": p.oid,
+            "level": p.level,
+        })).collect::<Vec<_>>(),
+        "signature_policy": match &t.signature_policy {
+            Some(p) => json!({ "oid": p.oid, "sha256": hex::encode(&p.sha256), "uri": p.uri }),
+            None => Value::Null,
+        },
+        "seal_configured": t.seal_configured,
+        "seal": t.seal.as_ref().map(cert_json).unwrap_or(Value::Null),
     })
 }
 
@@ -347,6 +444,181 @@ pub fn users_table(us: &[proto::User]) -> String {
             u.display_name,
             roles.join(",")
         );
+        for c in &u.certificates {
+            let _ = writeln!(out, "{}", bound_cert_line(c));
+        }
+    }
+    out
+}
+
+/// An indented line naming a bound certificate.
+fn bound_cert_line(c: &proto::CertificateSummary) -> String {
+    format!("    certificate {}  sha256 {}", c.subject, c.sha256)
+}
+
+/// A certificate on one line: subject, validity, SHA-256.
+pub fn cert_text(c: &proto::CertificateSummary) -> String {
+    format!(
+        "{}\n      valid {} .. {}  sha256 {}",
+        c.subject,
+        time_text(&c.not_before),
+        time_text(&c.not_after),
+        c.sha256
+    )
+}
+
+/// The signatures of a document, one line each.
+pub fn signatures_table(sigs: &[proto::SignatureInfo]) -> String {
+    if sigs.is_empty() {
+        return "no signatures\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<5} {:<4} {:<16} {:<7} {:<20} {:<4}  {}\n",
+        "INDEX", "STEP", "SIGNER", "LEVEL", "TIME", "SEAL", "SUBJECT"
+    );
+    for s in sigs {
+        let mut signer = s.signer.clone();
+        if !s.on_behalf_of.is_empty() {
+            let _ = write!(signer, " for {}", s.on_behalf_of);
+        }
+        let _ = writeln!(
+            out,
+            "{:<5} {:<4} {:<16} {:<7} {:<20} {:<4}  {}",
+            s.index,
+            s.step,
+            signer,
+            level_text(s.level),
+            time_text(&s.signing_time),
+            if s.seal { "yes" } else { "no" },
+            s.subject
+        );
+    }
+    out
+}
+
+/// The `signatures` section of `paraph show`: one line per signature.
+pub fn signature_lines(sigs: &[proto::SignatureInfo]) -> String {
+    let mut out = String::from("signatures\n");
+    for s in sigs {
+        let who = if s.seal {
+            "the tenant seal".to_owned()
+        } else if s.on_behalf_of.is_empty() {
+            s.signer.clone()
+        } else {
+            format!("{} on behalf of {}", s.signer, s.on_behalf_of)
+        };
+        let _ = writeln!(
+            out,
+            "  #{:<3} step {} {} by {who} at {}, level {}\n       {}  sha256 {}",
+            s.index,
+            s.step,
+            if s.seal { "sealed" } else { "signed" },
+            time_text(&s.signing_time),
+            level_text(s.level),
+            s.subject,
+            s.certificate_sha256
+        );
+    }
+    out
+}
+
+/// A validation report: the overall indication, then one block per signer.
+pub fn report_text(r: &proto::ValidationReport) -> String {
+    let mut out = indication(r.indication);
+    if !r.sub_indication.is_empty() {
+        let _ = write!(out, " / {}", r.sub_indication);
+    }
+    out.push('\n');
+    for (i, s) in r.signers.iter().enumerate() {
+        let _ = write!(out, "signer {i}: {}", indication(s.indication));
+        if !s.sub_indication.is_empty() {
+            let _ = write!(out, " / {}", s.sub_indication);
+        }
+        if !s.message.is_empty() && s.message != "valid" {
+            let _ = write!(out, ": {}", s.message);
+        }
+        out.push('\n');
+        let mut field = |name: &str, value: &str| {
+            let _ = writeln!(out, "  {name:<17}{value}");
+        };
+        if !s.signer.is_empty() {
+            field("subject", &s.signer);
+        }
+        if s.level > 0 {
+            field("level", &level_text(s.level));
+        }
+        if !s.policy_oid.is_empty() {
+            field("signature policy", &s.policy_oid);
+        }
+        if s.signing_time.is_some() {
+            field("signing time", &time_text(&s.signing_time));
+        }
+        if !s.chain.is_empty() {
+            field("chain", &s.chain.join(&format!("\n{:19}-> ", "")));
+        }
+    }
+    out
+}
+
+/// The tenant's trust settings; `now` flags CRLs past their nextUpdate.
+pub fn trust_text(t: &proto::TrustSettings, now: i64) -> String {
+    let mut out = String::new();
+    let certs = |out: &mut String, title: &str, cs: &[proto::CertificateSummary]| {
+        let _ = writeln!(out, "{title}");
+        if cs.is_empty() {
+            out.push_str("  none\n");
+        }
+        for c in cs {
+            let _ = writeln!(out, "  {}", cert_text(c));
+        }
+    };
+    certs(&mut out, "trust anchors", &t.anchors);
+    certs(&mut out, "intermediates", &t.intermediates);
+    out.push_str("crls\n");
+    if t.crls.is_empty() {
+        out.push_str(
+            "  none (certificates cannot be checked for revocation: signatures are refused)\n",
+        );
+    }
+    for c in &t.crls {
+        let _ = write!(
+            out,
+            "  {}\n      this update {}  next update {}  {} revoked",
+            c.issuer,
+            time_text(&c.this_update),
+            time_text(&c.next_update),
+            c.revoked
+        );
+        if c.next_update.as_ref().is_some_and(|n| n.seconds < now) {
+            out.push_str("  PAST ITS NEXT UPDATE: set a fresh CRL");
+        }
+        out.push('\n');
+    }
+    out.push_str("policy levels\n");
+    if t.policy_levels.is_empty() {
+        out.push_str("  none (no certificate policy is accepted)\n");
+    }
+    for p in &t.policy_levels {
+        let _ = writeln!(out, "  {:<32} {}", p.oid, level_text(p.level));
+    }
+    match &t.signature_policy {
+        Some(p) => {
+            let _ = writeln!(
+                out,
+                "signature policy\n  {}  sha256 {}  {}",
+                p.oid,
+                hex::encode(&p.sha256),
+                p.uri
+            );
+        }
+        None => out.push_str("signature policy\n  none\n"),
+    }
+    match &t.seal {
+        Some(c) => {
+            let _ = writeln!(out, "seal\n  {}", cert_text(c));
+        }
+        None if t.seal_configured => out.push_str("seal\n  configured\n"),
+        None => out.push_str("seal\n  not configured (seal steps are refused)\n"),
     }
     out
 }
@@ -358,7 +630,12 @@ pub fn user_text(u: &proto::User) -> String {
     } else {
         format!(" ({})", u.display_name)
     };
-    format!("user {}{display}: {}\n", u.name, roles.join(", "))
+    let mut out = format!("user {}{display}: {}\n", u.name, roles.join(", "));
+    for c in &u.certificates {
+        out.push_str(&bound_cert_line(c));
+        out.push('\n');
+    }
+    out
 }
 
 pub fn inbox_table(items: &[proto::InboxItem]) -> String {
@@ -460,13 +737,18 @@ pub fn document_text(d: &proto::Document) -> String {
     let _ = writeln!(out, "updated    {}", time_text(&d.updated_at));
     out.push_str("steps\n");
     for s in &d.steps {
+        // A seal step has no actors: the server applies the tenant's seal.
+        let (mode, actors) = if s.kind == proto::StepKind::Seal as i32 && s.actors.is_empty() {
+            ("server".to_owned(), "tenant seal".to_owned())
+        } else {
+            (mode_text(s.mode, s.quorum), s.actors.join(", "))
+        };
         let mut line = format!(
-            "  {}. {:<9} {:<9} {:<10} {}",
+            "  {}. {:<9} {:<9} {:<10} {actors}",
             s.index,
             step_kind(s.kind),
             step_status(s.status),
-            mode_text(s.mode, s.quorum),
-            s.actors.join(", ")
+            mode,
         );
         if !s.condition.is_empty() {
             let _ = write!(line, "  if {}", s.condition);
@@ -482,10 +764,14 @@ pub fn document_text(d: &proto::Document) -> String {
         out.push_str(&line);
         out.push('\n');
         for a in &s.actions {
+            let by = if a.kind == proto::ActionKind::Sealed as i32 {
+                "the tenant seal"
+            } else {
+                &a.actor
+            };
             let mut line = format!(
-                "       {} by {} at {}",
+                "       {} by {by} at {}",
                 action_kind(a.kind),
-                a.actor,
                 time_text(&a.at)
             );
             if !a.on_behalf_of.is_empty() {

@@ -1,0 +1,250 @@
+//! `paraph signatures` (a document's signatures as `.p7s` files) and `paraph validate`
+//! (a validation report for any detached CMS signature, through the server or offline).
+
+use super::commands::{clients, print_json};
+use super::error::CliError;
+use super::render;
+use super::ClientOpts;
+use crate::proto;
+use crate::service::trust::{Der, TrustSettings};
+use clap::Args;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct SignaturesArgs {
+    /// Document id.
+    pub id: String,
+    /// Write `<ID>-<index>.p7s` for each signature and `<ID>-all.p7s` (all of them in one
+    /// SignedData) into this directory (created if needed). Without it, only list them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The signed data (the document).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// The detached CMS signature (DER or PEM), e.g. a file written by `paraph signatures`.
+    #[arg(long, value_name = "FILE.p7s")]
+    pub signature: PathBuf,
+    /// Validation time, RFC 3339 (default: each signer's signing time).
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Minimum RGS level required of every signer (1-3 or *, **, ***).
+    #[arg(long, value_name = "N", value_parser = parse_level)]
+    pub level: Option<u8>,
+    /// Validate offline against this trust anchor file (PEM or DER; repeat for several),
+    /// without any server.
+    #[arg(long, value_name = "FILE")]
+    pub trust: Vec<PathBuf>,
+    /// Offline: intermediate CA certificates (PEM or DER; repeatable).
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    pub intermediate: Vec<PathBuf>,
+    /// Offline: CRLs (PEM or DER; repeatable).
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    pub crl: Vec<PathBuf>,
+    /// Offline: accepted certificate policy and its RGS level, e.g. 1.2.250.1.96.1.1=2
+    /// (repeatable).
+    #[arg(long = "policy-level", value_name = "OID=LEVEL", requires = "trust",
+          value_parser = parse_policy_level)]
+    pub policy_level: Vec<(String, u8)>,
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+/// An RGS level: 1, 2, 3 or `*`, `**`, `***`.
+pub fn parse_level(s: &str) -> Result<u8, String> {
+    match s.trim() {
+        "1" | "*" => Ok(1),
+        "2" | "**" => Ok(2),
+        "3" | "***" => Ok(3),
+        other => Err(format!("RGS level {other:?} is not 1, 2, 3, *, ** or ***")),
+    }
+}
+
+/// `OID=LEVEL`, e.g. `1.2.250.1.96.1.1=2`.
+pub fn parse_policy_level(s: &str) -> Result<(String, u8), String> {
+    let (oid, level) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not OID=LEVEL"))?;
+    let oid = oid.trim();
+    der::asn1::ObjectIdentifier::new(oid)
+        .map_err(|_| format!("{oid:?} is not an object identifier"))?;
+    Ok((oid.to_owned(), parse_level(level)?))
+}
+
+/// Repeated `--policy-level` entries as a map; an OID given twice is refused.
+pub fn policy_map(items: &[(String, u8)]) -> Result<BTreeMap<String, u8>, CliError> {
+    let mut out = BTreeMap::new();
+    for (oid, level) in items {
+        if out.insert(oid.clone(), *level).is_some() {
+            return Err(CliError::Usage(format!(
+                "--policy-level: {oid} given twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+pub fn read_file(what: &str, p: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(p)
+        .map_err(|e| CliError::Usage(format!("cannot read {what} {}: {e}", p.display())))
+}
+
+/// `paraph signatures ID [--out DIR]`.
+pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
+    let mut cl = clients(&a.c).await?;
+    let r = cl
+        .sigs
+        .get_signatures(proto::GetSignaturesRequest {
+            document_id: a.id.clone(),
+        })
+        .await?
+        .into_inner();
+    // The server accepted the id, so it is a plain hex id, safe in a file name.
+    let mut files: Vec<Option<PathBuf>> = vec![None; r.signatures.len()];
+    let mut combined = None;
+    if let Some(dir) = &a.out {
+        let local = |p: &Path, e: std::io::Error| {
+            CliError::Local(format!("cannot write {}: {e}", p.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| local(dir, e))?;
+        for (s, f) in r.signatures.iter().zip(files.iter_mut()) {
+            let p = dir.join(format!("{}-{}.p7s", a.id, s.index));
+            std::fs::write(&p, &s.cms).map_err(|e| local(&p, e))?;
+            *f = Some(p);
+        }
+        if !r.combined_cms.is_empty() {
+            let p = dir.join(format!("{}-all.p7s", a.id));
+            std::fs::write(&p, &r.combined_cms).map_err(|e| local(&p, e))?;
+            combined = Some(p);
+        }
+    }
+    let path_json = |p: &Option<PathBuf>| match p {
+        Some(p) => Value::String(p.display().to_string()),
+        None => Value::Null,
+    };
+    if a.c.json {
+        print_json(&json!({
+            "id": a.id,
+            "signatures": r.signatures.iter().zip(&files).map(|(s, f)| {
+                let mut v = render::signature_json(s);
+                v["file"] = path_json(f);
+                v
+            }).collect::<Vec<_>>(),
+            "combined_file": path_json(&combined),
+        }));
+    } else {
+        print!("{}", render::signatures_table(&r.signatures));
+        if let Some(dir) = &a.out {
+            let written = files.iter().flatten().count() + usize::from(combined.is_some());
+            println!("wrote {written} files to {}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// Trust settings built from local files, for offline validation.
+fn offline_trust(a: &ValidateArgs) -> Result<TrustSettings, CliError> {
+    let certs = |what: &str, files: &[PathBuf]| -> Result<Vec<Der>, CliError> {
+        let mut out = Vec::new();
+        for f in files {
+            let bytes = read_file(what, f)?;
+            let certs = crate::crypto::certs::certs_from(&bytes)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?;
+            for c in certs {
+                out.push(Der(c
+                    .to_der()
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?));
+            }
+        }
+        Ok(out)
+    };
+    let mut crls = Vec::new();
+    for f in &a.crl {
+        let bytes = read_file("CRL", f)?;
+        for c in crate::crypto::certs::crls_from(&bytes)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
+        {
+            crls.push(Der(c
+                .to_der()
+                .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?));
+        }
+    }
+    Ok(TrustSettings {
+        anchors: certs("trust anchor", &a.trust)?,
+        intermediates: certs("intermediate", &a.intermediate)?,
+        crls,
+        policy_levels: policy_map(&a.policy_level)?,
+        ..TrustSettings::default()
+    })
+}
+
+/// `paraph validate`: prints the report; a signature that does not pass exits 6.
+pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
+    let at =
+        a.at.as_deref()
+            .map(crate::pki::parse_rfc3339)
+            .transpose()
+            .map_err(|e| CliError::Usage(format!("--at: {e}")))?;
+    let data = read_file("data", &a.data)?;
+    let signature = read_file("signature", &a.signature)?;
+    let report = if a.trust.is_empty() {
+        let mut cl = clients(&a.c).await?;
+        cl.sigs
+            .validate_signature(proto::ValidateSignatureRequest {
+                data,
+                signature,
+                at: at.map(|seconds| proto::Timestamp { seconds }),
+                required_level: a.level.map(u32::from).unwrap_or(0),
+            })
+            .await?
+            .into_inner()
+    } else {
+        let trust = offline_trust(&a)?;
+        let r = crate::service::report::validate_cms(&trust, &data, &signature, at, a.level);
+        crate::grpc::signatures::report_to(&r)
+    };
+    if a.c.json {
+        print_json(&render::report_json(&report));
+    } else {
+        print!("{}", render::report_text(&report));
+    }
+    if report.indication == proto::Indication::TotalPassed as i32 {
+        Ok(())
+    } else {
+        let mut why = render::indication(report.indication);
+        if !report.sub_indication.is_empty() {
+            why.push_str(" / ");
+            why.push_str(&report.sub_indication);
+        }
+        Err(CliError::NotPassed(format!(
+            "the signature does not pass: {why}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_policy_levels() {
+        assert_eq!(parse_level("**"), Ok(2));
+        assert_eq!(parse_level("3"), Ok(3));
+        assert!(parse_level("4").is_err());
+        assert_eq!(
+            parse_policy_level("1.2.250.1.96.1.1=***"),
+            Ok(("1.2.250.1.96.1.1".to_owned(), 3))
+        );
+        assert!(parse_policy_level("1.2.3").is_err());
+        assert!(parse_policy_level("not.an.oid=1").is_err());
+        let dup = [("1.2.3".to_owned(), 1), ("1.2.3".to_owned(), 2)];
+        assert!(policy_map(&dup).is_err());
+    }
+}
