@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/paraph/v1/circuit.proto",
         "proto/paraph/v1/document.proto",
         "proto/paraph/v1/signature.proto",
+        "proto/paraph/v1/delegation.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -7,6 +7,12 @@ use std::sync::Arc;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// For clocks that jump (tests): a receiver that changes whenever the time is set, so the
+    /// scheduler reacts at once instead of at its next periodic pass.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        None
+    }
 }
 
 /// Wall-clock time.
@@ -25,22 +31,34 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to. Cloning shares the same time.
 #[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock {
+    at: Arc<AtomicI64>,
+    changed: Arc<tokio::sync::watch::Sender<i64>>,
+}
 
 impl ManualClock {
     pub fn new(at: Timestamp) -> Self {
-        ManualClock(Arc::new(AtomicI64::new(at.0)))
+        let (changed, _) = tokio::sync::watch::channel(at.0);
+        ManualClock {
+            at: Arc::new(AtomicI64::new(at.0)),
+            changed: Arc::new(changed),
+        }
     }
     pub fn set(&self, at: Timestamp) {
-        self.0.store(at.0, Ordering::SeqCst);
+        self.at.store(at.0, Ordering::SeqCst);
+        self.changed.send_replace(at.0);
     }
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        let now = self.at.fetch_add(secs, Ordering::SeqCst) + secs;
+        self.changed.send_replace(now);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp(self.at.load(Ordering::SeqCst))
+    }
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        Some(self.changed.subscribe())
     }
 }

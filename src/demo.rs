@@ -141,6 +141,7 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
                 level: level.map(RgsLevel::new).transpose()?,
                 deadline_secs: None,
                 fallback: None,
+                escalate: Default::default(),
             })
         };
         svc.create_circuit(

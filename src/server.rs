@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::grpc::Api;
 use crate::proto::{
     admin_service_server::AdminServiceServer, circuit_service_server::CircuitServiceServer,
+    delegation_service_server::DelegationServiceServer,
     document_service_server::DocumentServiceServer,
     signature_service_server::SignatureServiceServer,
 };
@@ -120,6 +121,7 @@ pub async fn serve(
     reporter.set_serving::<CircuitServiceServer<Api>>().await;
     reporter.set_serving::<DocumentServiceServer<Api>>().await;
     reporter.set_serving::<SignatureServiceServer<Api>>().await;
+    reporter.set_serving::<DelegationServiceServer<Api>>().await;
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
@@ -130,6 +132,7 @@ pub async fn serve(
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = tokio::spawn(scheduler(svc.clone(), stop_rx.clone()));
     let api = Api {
         svc: svc.clone(),
         stopping: stop_rx,
@@ -146,12 +149,49 @@ pub async fn serve(
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
         .add_service(DocumentServiceServer::new(api.clone()))
-        .add_service(SignatureServiceServer::new(api))
+        .add_service(SignatureServiceServer::new(api.clone()))
+        .add_service(DelegationServiceServer::new(api))
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
+    if let Err(e) = scheduler.await {
+        tracing::error!(error = %e, "scheduler task failed");
+    }
     svc.store().flush().await?;
     tracing::info!("store flushed, stopped");
     Ok(())
+}
+
+/// How often the scheduler looks for absences starting or ending and deadlines passing.
+const SCHEDULER_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the scheduler until the server stops: a pass every second, and at once whenever a
+/// settable clock (tests) jumps. A failed pass is logged and retried at the next one.
+async fn scheduler(svc: Arc<Paraph>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let mut changes = svc.clock_changes();
+    let mut every = tokio::time::interval(SCHEDULER_PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            alive = async {
+                match changes.as_mut() {
+                    Some(c) => c.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !alive {
+                    changes = None;
+                }
+            }
+            _ = stopping.changed() => break,
+        }
+        if *stopping.borrow() {
+            break;
+        }
+        if let Err(e) = svc.tick().await {
+            tracing::warn!(error = %e, "scheduler pass failed");
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

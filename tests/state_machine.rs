@@ -44,6 +44,7 @@ fn step_strategy() -> impl Strategy<Value = StepDef> {
                 level: None,
                 deadline_secs: None,
                 fallback: None,
+                escalate: Default::default(),
             }
         })
 }

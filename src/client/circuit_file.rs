@@ -13,6 +13,7 @@
 //! level = 2                         # RGS level 1..3, signature and seal steps only
 //! deadline = "48h"                  # s, m, h, d, w units, combined: "1d12h"
 //! fallback = "bob"                  # optional, per step
+//! escalate = "fallback"              # when overdue: "notify" (default) or "fallback"
 //! ```
 //!
 //! Only the shape is checked here (unknown keys are refused with the key named; a deadline must
@@ -53,6 +54,15 @@ struct StepFile {
     deadline: Option<String>,
     #[serde(default)]
     fallback: Option<String>,
+    #[serde(default)]
+    escalate: Option<Escalate>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Escalate {
+    Notify,
+    Fallback,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -102,6 +112,11 @@ pub fn parse(text: &str) -> Result<proto::CreateCircuitRequest, String> {
             level: s.level.unwrap_or(0),
             deadline_seconds,
             fallback: s.fallback.unwrap_or_default(),
+            escalate: match s.escalate {
+                None => String::new(),
+                Some(Escalate::Notify) => "notify".into(),
+                Some(Escalate::Fallback) => "fallback".into(),
+            },
         });
     }
     Ok(proto::CreateCircuitRequest {

@@ -5,6 +5,7 @@
 use super::error::CliError;
 use crate::proto::{
     admin_service_client::AdminServiceClient, circuit_service_client::CircuitServiceClient,
+    delegation_service_client::DelegationServiceClient,
     document_service_client::DocumentServiceClient,
     signature_service_client::SignatureServiceClient,
 };
@@ -55,6 +56,7 @@ pub struct Clients {
     pub circuits: CircuitServiceClient<Chan>,
     pub docs: DocumentServiceClient<Chan>,
     pub sigs: SignatureServiceClient<Chan>,
+    pub delegation: DelegationServiceClient<Chan>,
 }
 
 /// `host:port` becomes `http://host:port`; `http://` and `https://` addresses are kept.
@@ -152,7 +154,8 @@ pub async fn connect(target: &Target) -> Result<Clients, CliError> {
         admin: AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
         circuits: CircuitServiceClient::with_interceptor(channel.clone(), auth.clone()),
         docs: DocumentServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        sigs: SignatureServiceClient::with_interceptor(channel, auth),
+        sigs: SignatureServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        delegation: DelegationServiceClient::with_interceptor(channel, auth),
     })
 }
 

@@ -14,6 +14,7 @@
 //! new one (`admin tenant create`, `admin token issue`). Private keys and PKCS#12 passphrases
 //! never leave the process and are never printed.
 
+pub mod absence;
 mod circuit_file;
 mod commands;
 mod conn;
@@ -74,6 +75,13 @@ pub enum Command {
     /// Validate a detached CMS signature over a file (through the server, or offline with
     /// --trust). Exits 6 when the signature does not pass.
     Validate(validation::ValidateArgs),
+    /// Absences: declare one with a delegate, list, cancel.
+    Absence {
+        #[command(subcommand)]
+        command: absence::AbsenceCommand,
+    },
+    /// Move one step of a document from one actor to another (admins), with a reason.
+    Reassign(absence::ReassignArgs),
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]

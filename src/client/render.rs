@@ -205,8 +205,63 @@ pub fn inbox_item_json(i: &proto::InboxItem) -> Value {
         "waiting_since": time(&i.waiting_since),
         "due_at": time(&i.due_at),
         "on_behalf_of": i.on_behalf_of,
+        "route": i.route,
         "submitter": i.submitter,
     })
+}
+
+/// `{"id", "user", "from", "to", "delegate", "types", "circuits", "declared_by",
+/// "declared_at", "cancelled_at", "active"}`
+pub fn absence_json(a: &proto::Absence) -> Value {
+    json!({
+        "id": a.id,
+        "user": a.user,
+        "from": time(&a.from),
+        "to": time(&a.to),
+        "delegate": a.delegate,
+        "types": a.types.iter().map(|t| doc_type(*t)).collect::<Vec<_>>(),
+        "circuits": a.circuits,
+        "declared_by": a.declared_by,
+        "declared_at": time(&a.declared_at),
+        "cancelled_at": time(&a.cancelled_at),
+        "active": a.active,
+    })
+}
+
+pub fn absence_line(a: &proto::Absence) -> String {
+    let mut scope = Vec::new();
+    if !a.types.is_empty() {
+        scope.push(
+            a.types
+                .iter()
+                .map(|t| doc_type(*t))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    if !a.circuits.is_empty() {
+        scope.push(format!("circuits {}", a.circuits.join(",")));
+    }
+    let scope = if scope.is_empty() {
+        "all documents".to_owned()
+    } else {
+        scope.join(", ")
+    };
+    let state = if a.cancelled_at.is_some() {
+        "cancelled"
+    } else if a.active {
+        "ACTIVE"
+    } else {
+        "planned/ended"
+    };
+    format!(
+        "{}  {} absent {} -> {}, delegate {} ({scope}) [{state}]",
+        a.id,
+        a.user,
+        time_text(&a.from),
+        time_text(&a.to),
+        a.delegate
+    )
 }
 
 pub fn event_json(e: &proto::DocumentEvent) -> Value {
@@ -649,7 +704,12 @@ pub fn inbox_table(items: &[proto::InboxItem]) -> String {
     for i in items {
         let mut title = i.title.clone();
         if !i.on_behalf_of.is_empty() {
-            let _ = write!(title, " (on behalf of {})", i.on_behalf_of);
+            let how = match i.route.as_str() {
+                "escalation" => "escalated",
+                "overdue" => "overdue, escalated",
+                _ => "delegated",
+            };
+            let _ = write!(title, " ({how}: on behalf of {})", i.on_behalf_of);
         }
         let _ = writeln!(
             out,

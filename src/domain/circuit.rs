@@ -90,6 +90,38 @@ pub struct StepDef {
     pub level: Option<RgsLevel>,
     pub deadline_secs: Option<u64>,
     pub fallback: Option<UserName>,
+    /// What happens when the step passes its deadline.
+    #[serde(default)]
+    pub escalate: Escalate,
+}
+
+/// What an overdue step does: alert the people concerned (always), and with `Fallback` also
+/// open the step to the fallback actor (the step's, else the circuit's, else the admins).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Escalate {
+    #[default]
+    Notify,
+    Fallback,
+}
+
+impl Escalate {
+    pub fn parse(s: &str) -> Result<Escalate, DomainError> {
+        match s {
+            "" | "notify" => Ok(Escalate::Notify),
+            "fallback" => Ok(Escalate::Fallback),
+            other => Err(DomainError::invalid(
+                "escalate",
+                format!("'{other}' is not one of notify, fallback"),
+            )),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escalate::Notify => "notify",
+            Escalate::Fallback => "fallback",
+        }
+    }
 }
 
 /// An unchecked circuit definition, as parsed from the wire or a TOML file.

@@ -5,8 +5,9 @@
 //! leaves a terminal state (COMPLETED, REJECTED, WITHDRAWN).
 
 use super::{
-    circuit::{ActorRef, Circuit, Mode, RgsLevel, StepDef, StepKind},
-    Condition, DocumentId, DomainError, Role, TenantId, Timestamp, UserName,
+    absence::{Roster, Route, RouteKind, StepNeeds},
+    circuit::{ActorRef, Circuit, Escalate, Mode, RgsLevel, StepDef, StepKind},
+    AbsenceId, Condition, DocumentId, DomainError, Role, TenantId, Timestamp, UserName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +25,16 @@ pub enum DocumentType {
     Mandate,
     Contract,
     Other,
+}
+
+impl DocumentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentType::Mandate => "mandate",
+            DocumentType::Contract => "contract",
+            DocumentType::Other => "other",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +87,60 @@ pub struct Action {
     pub reason: Option<String>,
     pub at: Timestamp,
     pub on_behalf_of: Option<UserName>,
+    /// The absence of `on_behalf_of` this action relied on, when it was a delegation.
+    #[serde(default)]
+    pub absence: Option<AbsenceId>,
+    /// How the actor came to act for someone else (delegation, escalation, overdue).
+    #[serde(default)]
+    pub route: Option<RouteKind>,
+}
+
+/// An admin's move of one step from one actor to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reassignment {
+    pub step: u32,
+    pub from: UserName,
+    pub to: UserName,
+    pub reason: String,
+}
+
+/// Who acts on a step, and for whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acting {
+    pub step: usize,
+    pub actor: UserName,
+    /// The step's actor whose share is being done, when it is not `actor` himself.
+    pub on_behalf_of: Option<UserName>,
+    pub absence: Option<AbsenceId>,
+    pub route: Option<RouteKind>,
+}
+
+impl Acting {
+    fn action(&self, kind: ActionKind, reason: Option<String>, at: Timestamp) -> Action {
+        Action {
+            actor: self.actor.clone(),
+            kind,
+            reason,
+            at,
+            on_behalf_of: self.on_behalf_of.clone(),
+            absence: self.absence.clone(),
+            route: self.route,
+        }
+    }
+
+    /// `" on behalf of X (delegation, absence ID)"`, or empty.
+    pub fn describe(&self) -> String {
+        match &self.on_behalf_of {
+            None => String::new(),
+            Some(o) => {
+                let how = self.route.map(RouteKind::as_str).unwrap_or("delegation");
+                match &self.absence {
+                    Some(a) => format!("on behalf of {o} ({how}, absence {a})"),
+                    None => format!("on behalf of {o} ({how})"),
+                }
+            }
+        }
+    }
 }
 
 /// One step of one document: the circuit's step definition with its resolved actors.
@@ -92,6 +157,15 @@ pub struct StepInstance {
     pub activated_at: Option<Timestamp>,
     pub due_at: Option<Timestamp>,
     pub actions: Vec<Action>,
+    /// What happens when the step is overdue.
+    #[serde(default)]
+    pub escalate: Escalate,
+    /// Set once the step has passed its deadline.
+    #[serde(default)]
+    pub overdue: bool,
+    /// Where the shares of actors who cannot act now go (absences, escalations), by actor.
+    #[serde(default)]
+    pub routes: BTreeMap<UserName, Route>,
 }
 
 impl StepInstance {
@@ -118,12 +192,15 @@ impl StepInstance {
         }
     }
 
-    pub fn has_acted(&self, user: &UserName) -> bool {
-        self.actions.iter().any(|a| &a.actor == user)
+    /// Whether `actor`'s share of the step is done (by him or by someone on his behalf).
+    pub fn has_acted(&self, actor: &UserName) -> bool {
+        self.actions
+            .iter()
+            .any(|a| a.on_behalf_of.as_ref().unwrap_or(&a.actor) == actor)
     }
 
-    /// Actors still expected to act while the step is active.
-    pub fn waiting_for(&self) -> Vec<UserName> {
+    /// Actors whose share is still expected while the step is active.
+    pub fn open_shares(&self) -> Vec<UserName> {
         if self.status != StepStatus::Active {
             return Vec::new();
         }
@@ -131,6 +208,42 @@ impl StepInstance {
             .iter()
             .filter(|u| !self.has_acted(u))
             .cloned()
+            .collect()
+    }
+
+    /// Everyone who may act now: the actors with an open share (an absent actor may still act
+    /// himself) and whoever their shares are routed to.
+    pub fn waiting_for(&self) -> Vec<UserName> {
+        let mut v = Vec::new();
+        for a in self.open_shares() {
+            if let Some(r) = self.routes.get(&a) {
+                v.extend(r.to.iter().cloned());
+            }
+            v.push(a);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        v.retain(|u| seen.insert(u.clone()));
+        v
+    }
+
+    /// The open share `user` would act for, if he may act at all: his own first, then the
+    /// first one routed to him.
+    pub fn share_of(&self, user: &UserName) -> Option<(UserName, Option<&Route>)> {
+        let open = self.open_shares();
+        if open.contains(user) {
+            return Some((user.clone(), None));
+        }
+        open.into_iter().find_map(|a| {
+            let r = self.routes.get(&a)?;
+            r.to.contains(user).then_some((a.clone(), Some(r)))
+        })
+    }
+
+    /// The open shares routed to `user` (for his inbox).
+    pub fn routed_to(&self, user: &UserName) -> Vec<UserName> {
+        self.open_shares()
+            .into_iter()
+            .filter(|a| self.routes.get(a).is_some_and(|r| r.to.contains(user)))
             .collect()
     }
 }
@@ -156,6 +269,17 @@ pub enum EventKind {
     Rejected,
     Withdrawn,
     Completed,
+    /// An absent actor's share went to a delegate.
+    Delegated,
+    /// A share came back to its actor (absence over or cancelled).
+    Returned,
+    /// Nobody present can act (or the step is overdue and escalates): an alert to the fallback
+    /// or the admins.
+    Escalated,
+    /// The step passed its deadline.
+    Overdue,
+    /// An admin moved a step from one actor to another.
+    Reassigned,
 }
 
 impl EventKind {
@@ -171,6 +295,11 @@ impl EventKind {
             EventKind::Rejected => "rejected",
             EventKind::Withdrawn => "withdrawn",
             EventKind::Completed => "completed",
+            EventKind::Delegated => "delegated",
+            EventKind::Returned => "returned",
+            EventKind::Escalated => "escalated",
+            EventKind::Overdue => "overdue",
+            EventKind::Reassigned => "reassigned",
         }
     }
 }
@@ -185,6 +314,9 @@ pub struct Event {
     pub actor: Option<UserName>,
     pub step: Option<u32>,
     pub detail: String,
+    /// The actor whose share `actor` acted for, or whose share was routed.
+    #[serde(default)]
+    pub on_behalf_of: Option<UserName>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,7 +434,7 @@ impl Document {
                     DomainError::invalid("metadata", format!("step {i} condition '{c}': {e}"))
                 })?;
             }
-            steps.push(instantiate(i, def, members)?);
+            steps.push(instantiate(i, def, circuit.fallback.as_ref(), members)?);
         }
         let doc = Document {
             id: new.id,
@@ -344,13 +476,17 @@ impl Document {
             .unwrap_or_default()
     }
 
-    /// Everyone a change of this document concerns: the submitter and every actor of a step
-    /// that has been reached.
+    /// Everyone a change of this document concerns: the submitter, every actor of a step that
+    /// has been reached, and whoever their shares were routed to.
     pub fn concerned(&self) -> Vec<UserName> {
         let mut v = vec![self.submitter.clone()];
         for s in &self.steps {
             if s.status != StepStatus::Pending {
                 v.extend(s.actors.iter().cloned());
+                for r in s.routes.values() {
+                    v.extend(r.to.iter().cloned());
+                }
+                v.extend(s.actions.iter().map(|a| a.actor.clone()));
             }
         }
         v.sort();
@@ -358,8 +494,10 @@ impl Document {
         v
     }
 
-    /// Checks that `actor` may act on `step` (or the active step) now, and returns its index.
-    fn actionable_step(&self, actor: &UserName, step: Option<u32>) -> Result<usize, DomainError> {
+    /// Checks that `actor` may act on `step` (or the active step) now: as one of its actors
+    /// with an open share, or for an actor whose share is routed to him (delegation,
+    /// escalation). Returns who acts for whom.
+    pub fn acting(&self, actor: &UserName, step: Option<u32>) -> Result<Acting, DomainError> {
         if self.state.is_terminal() {
             return Err(DomainError::WrongState(format!(
                 "document is {}",
@@ -383,17 +521,37 @@ impl Document {
             }
         }
         let st = &self.steps[active];
-        if !st.actors.contains(actor) {
-            return Err(DomainError::Forbidden(format!(
-                "'{actor}' is not an actor of step {active}"
-            )));
+        if let Some((share, route)) = st.share_of(actor) {
+            return Ok(match route {
+                None => Acting {
+                    step: active,
+                    actor: actor.clone(),
+                    on_behalf_of: None,
+                    absence: None,
+                    route: None,
+                },
+                Some(r) => Acting {
+                    step: active,
+                    actor: actor.clone(),
+                    on_behalf_of: Some(share),
+                    absence: r.absence.clone(),
+                    route: Some(r.kind),
+                },
+            });
         }
-        if st.has_acted(actor) {
+        if st.actors.contains(actor) {
             return Err(DomainError::WrongState(format!(
                 "'{actor}' has already acted on step {active}"
             )));
         }
-        Ok(active)
+        if st.actions.iter().any(|a| &a.actor == actor) {
+            return Err(DomainError::WrongState(format!(
+                "the share '{actor}' acted for on step {active} is done"
+            )));
+        }
+        Err(DomainError::Forbidden(format!(
+            "'{actor}' is not an actor of step {active}"
+        )))
     }
 
     /// A visa: `actor` approves the active step.
@@ -404,7 +562,8 @@ impl Document {
         comment: Option<String>,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
-        let i = self.actionable_step(actor, step)?;
+        let who = self.acting(actor, step)?;
+        let i = who.step;
         if self.steps[i].kind != StepKind::Visa {
             return Err(DomainError::WrongState(format!(
                 "step {i} is a {} step, not a visa",
@@ -421,48 +580,54 @@ impl Document {
             _ => None,
         };
         let mut tx = Builder::new(self, now);
-        tx.doc.steps[i].actions.push(Action {
-            actor: actor.clone(),
-            kind: ActionKind::Approved,
-            reason: comment.clone(),
-            at: now,
-            on_behalf_of: None,
-        });
-        tx.event(
+        tx.doc.steps[i]
+            .actions
+            .push(who.action(ActionKind::Approved, comment.clone(), now));
+        let detail = join_detail(comment.unwrap_or_default(), who.describe());
+        tx.event_for(
             EventKind::Approved,
             Some(actor.clone()),
             Some(i),
-            comment.unwrap_or_default(),
+            detail,
+            who.on_behalf_of.clone(),
         );
         tx.close_step_if_met(i)?;
         Ok(tx.finish())
     }
 
-    /// `actor` signs the active SIGNATURE step (his certificate signature was verified and
-    /// stored by the caller). `on_behalf_of` is set when he acts as a delegate.
+    /// The signer signs the active SIGNATURE step (his certificate signature was verified and
+    /// stored by the caller); `who` comes from [`Document::signable_step`].
     pub fn sign(
         self,
-        actor: &UserName,
-        step: Option<u32>,
-        on_behalf_of: Option<UserName>,
+        who: &Acting,
         detail: String,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
-        let i = self.actionable_step(actor, step)?;
+        // Re-check against the current state: the share may have been done meanwhile.
+        let again = self.acting(&who.actor, Some(who.step as u32))?;
+        if &again != who {
+            return Err(DomainError::WrongState(format!(
+                "step {} changed since the signature was prepared",
+                who.step
+            )));
+        }
+        let i = who.step;
         if self.steps[i].kind != StepKind::Signature {
             return Err(DomainError::WrongState(format!(
                 "step {i} is not a signature step"
             )));
         }
         let mut tx = Builder::new(self, now);
-        tx.doc.steps[i].actions.push(Action {
-            actor: actor.clone(),
-            kind: ActionKind::Signed,
-            reason: None,
-            at: now,
-            on_behalf_of,
-        });
-        tx.event(EventKind::Signed, Some(actor.clone()), Some(i), detail);
+        tx.doc.steps[i]
+            .actions
+            .push(who.action(ActionKind::Signed, None, now));
+        tx.event_for(
+            EventKind::Signed,
+            Some(who.actor.clone()),
+            Some(i),
+            join_detail(detail, who.describe()),
+            who.on_behalf_of.clone(),
+        );
         tx.close_step_if_met(i)?;
         Ok(tx.finish())
     }
@@ -485,25 +650,30 @@ impl Document {
             reason: None,
             at: now,
             on_behalf_of: None,
+            absence: None,
+            route: None,
         });
         tx.event(EventKind::Sealed, None, Some(i), detail);
         tx.close_step_if_met(i)?;
         Ok(tx.finish())
     }
 
-    /// Checks that `actor` may sign `step` now; returns the step index and its required level.
+    /// Checks that `actor` may sign `step` now; returns who signs for whom and the step's
+    /// required level.
     pub fn signable_step(
         &self,
         actor: &UserName,
         step: Option<u32>,
-    ) -> Result<(usize, Option<super::RgsLevel>), DomainError> {
-        let i = self.actionable_step(actor, step)?;
+    ) -> Result<(Acting, Option<super::RgsLevel>), DomainError> {
+        let who = self.acting(actor, step)?;
+        let i = who.step;
         if self.steps[i].kind != StepKind::Signature {
             return Err(DomainError::WrongState(format!(
                 "step {i} is not a signature step"
             )));
         }
-        Ok((i, self.steps[i].level))
+        let level = self.steps[i].level;
+        Ok((who, level))
     }
 
     /// `actor` rejects the document at the active step: the circuit ends.
@@ -514,21 +684,224 @@ impl Document {
         reason: &str,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
-        let i = self.actionable_step(actor, step)?;
+        let who = self.acting(actor, step)?;
+        let i = who.step;
         let reason = check_reason(reason)?;
         let mut tx = Builder::new(self, now);
-        tx.doc.steps[i].actions.push(Action {
-            actor: actor.clone(),
-            kind: ActionKind::Rejected,
-            reason: Some(reason.clone()),
-            at: now,
-            on_behalf_of: None,
-        });
+        tx.doc.steps[i]
+            .actions
+            .push(who.action(ActionKind::Rejected, Some(reason.clone()), now));
         tx.doc.steps[i].status = StepStatus::Rejected;
         tx.cancel_pending();
         tx.doc.state = DocState::Rejected;
-        tx.event(EventKind::Rejected, Some(actor.clone()), Some(i), reason);
+        tx.event_for(
+            EventKind::Rejected,
+            Some(actor.clone()),
+            Some(i),
+            join_detail(reason, who.describe()),
+            who.on_behalf_of.clone(),
+        );
         Ok(tx.finish())
+    }
+
+    /// What the active step needs of whoever acts on it.
+    fn needs(&self, i: usize) -> StepNeeds<'_> {
+        let st = &self.steps[i];
+        StepNeeds {
+            kind: st.kind,
+            level: st.level,
+            doc_type: self.doc_type,
+            circuit: &self.circuit.0,
+            fallback: st.fallback.as_ref(),
+        }
+    }
+
+    /// Recomputes where the open shares of the active step go at `now` (absences starting or
+    /// ending, delegates leaving, an overdue step escalating) and records each change as an
+    /// event: delegated, escalated (an alert), returned. `None` when nothing changes.
+    pub fn reroute(self, roster: &Roster, now: Timestamp) -> Option<Transition> {
+        let i = self.active_step()?;
+        if self.steps[i].kind == StepKind::Seal {
+            return None;
+        }
+        let mut changes: Vec<(UserName, Option<Route>)> = Vec::new();
+        {
+            let st = &self.steps[i];
+            let needs = self.needs(i);
+            let open = st.open_shares();
+            for a in &open {
+                let mut route = roster.route(a, &needs, now);
+                if route.is_none() && st.overdue && st.escalate == Escalate::Fallback {
+                    route = Some(roster.escalation(
+                        a,
+                        &needs,
+                        now,
+                        RouteKind::Overdue,
+                        None,
+                        Vec::new(),
+                        "the step is overdue".into(),
+                    ));
+                }
+                if st.routes.get(a) != route.as_ref() {
+                    changes.push((a.clone(), route));
+                }
+            }
+            for a in st.routes.keys() {
+                if !open.contains(a) && !st.has_acted(a) {
+                    changes.push((a.clone(), None));
+                }
+            }
+        }
+        if changes.is_empty() {
+            return None;
+        }
+        let mut tx = Builder::new(self, now);
+        for (actor, route) in changes {
+            match route {
+                Some(r) => {
+                    let (kind, detail) = match r.kind {
+                        RouteKind::Delegation => (
+                            EventKind::Delegated,
+                            format!(
+                                "to {} (absence {}, chain {})",
+                                names(&r.to),
+                                r.absence.as_ref().map(AbsenceId::as_str).unwrap_or("-"),
+                                names(&r.chain)
+                            ),
+                        ),
+                        RouteKind::Escalation => (
+                            EventKind::Escalated,
+                            format!(
+                                "alert: nobody present can act ({}); to {}",
+                                r.reason,
+                                names(&r.to)
+                            ),
+                        ),
+                        RouteKind::Overdue => (
+                            EventKind::Escalated,
+                            format!("alert: the step is overdue; to {}", names(&r.to)),
+                        ),
+                    };
+                    tx.doc.steps[i].routes.insert(actor.clone(), r);
+                    tx.event_for(kind, None, Some(i), detail, Some(actor));
+                }
+                None => {
+                    tx.doc.steps[i].routes.remove(&actor);
+                    tx.event_for(
+                        EventKind::Returned,
+                        None,
+                        Some(i),
+                        format!("back to {actor}"),
+                        Some(actor),
+                    );
+                }
+            }
+        }
+        Some(tx.finish())
+    }
+
+    /// Marks the active step overdue once `now` reaches its due time, then reroutes it (a step
+    /// whose circuit says `escalate = "fallback"` goes to the fallback too). `None` when the
+    /// step is not due or already overdue.
+    pub fn mark_overdue(self, roster: &Roster, now: Timestamp) -> Option<Transition> {
+        let i = self.active_step()?;
+        let st = &self.steps[i];
+        let due = st.due_at?;
+        if st.overdue || now < due || st.kind == StepKind::Seal {
+            return None;
+        }
+        let mut tx = Builder::new(self, now);
+        tx.doc.steps[i].overdue = true;
+        let waiting = names(&tx.doc.steps[i].waiting_for());
+        tx.event(
+            EventKind::Overdue,
+            None,
+            Some(i),
+            format!("deadline passed; waiting for {waiting}"),
+        );
+        let t = tx.finish();
+        Some(match t.document.clone().reroute(roster, now) {
+            Some(more) => t.then(more),
+            None => t,
+        })
+    }
+
+    /// An admin moves step `step` from actor `from` (who has not acted) to `to` (who must be
+    /// able to perform it; checked by the caller with the roster).
+    pub fn reassign(
+        self,
+        r: &Reassignment,
+        by: &UserName,
+        roster: &Roster,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let (step, from, to, reason) = (r.step, &r.from, &r.to, r.reason.as_str());
+        if self.state.is_terminal() {
+            return Err(DomainError::WrongState(format!(
+                "document is {}",
+                self.state.as_str()
+            )));
+        }
+        let i = step as usize;
+        let st = self.steps.get(i).ok_or_else(|| {
+            DomainError::invalid("step", format!("document has {} steps", self.steps.len()))
+        })?;
+        if !matches!(st.status, StepStatus::Active | StepStatus::Pending) {
+            return Err(DomainError::WrongState(format!("step {i} is over")));
+        }
+        if st.kind == StepKind::Seal {
+            return Err(DomainError::WrongState(format!(
+                "step {i} is a seal step, applied by the server"
+            )));
+        }
+        if !st.actors.contains(from) {
+            return Err(DomainError::invalid(
+                "from",
+                format!("'{from}' is not an actor of step {i}"),
+            ));
+        }
+        if st.has_acted(from) {
+            return Err(DomainError::WrongState(format!(
+                "'{from}' has already acted on step {i}"
+            )));
+        }
+        if st.actors.contains(to) {
+            return Err(DomainError::invalid(
+                "to",
+                format!("'{to}' is already an actor of step {i}"),
+            ));
+        }
+        if !roster.can_perform(to, &self.needs(i)) {
+            return Err(DomainError::WrongState(format!(
+                "'{to}' cannot perform step {i} (an officer{} is needed)",
+                match st.level {
+                    Some(l) if st.kind == StepKind::Signature =>
+                        format!(" with a bound certificate of level {}", l.get()),
+                    _ => String::new(),
+                }
+            )));
+        }
+        let reason = check_reason(reason)?;
+        let mut tx = Builder::new(self, now);
+        let st = &mut tx.doc.steps[i];
+        for a in st.actors.iter_mut() {
+            if a == from {
+                *a = to.clone();
+            }
+        }
+        st.routes.remove(from);
+        tx.event_for(
+            EventKind::Reassigned,
+            Some(by.clone()),
+            Some(i),
+            format!("from {from} to {to}: {reason}"),
+            Some(from.clone()),
+        );
+        let t = tx.finish();
+        Ok(match t.document.clone().reroute(roster, now) {
+            Some(more) => t.then(more),
+            None => t,
+        })
     }
 
     /// The submitter withdraws his document while it is in progress.
@@ -564,9 +937,37 @@ impl Document {
     }
 }
 
+impl Transition {
+    /// This transition followed by `next` (which must start from this one's document).
+    pub fn then(mut self, next: Transition) -> Transition {
+        self.events.extend(next.events);
+        self.document = next.document;
+        self
+    }
+}
+
+fn names(v: &[UserName]) -> String {
+    if v.is_empty() {
+        return "nobody".into();
+    }
+    v.iter()
+        .map(UserName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join_detail(a: String, b: String) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a,
+        (true, false) => b,
+        (false, false) => format!("{a}; {b}"),
+    }
+}
+
 fn instantiate(
     i: usize,
     def: &StepDef,
+    circuit_fallback: Option<&UserName>,
     members: &dyn Fn(Role) -> Vec<UserName>,
 ) -> Result<StepInstance, DomainError> {
     let mut actors: Vec<UserName> = Vec::new();
@@ -599,12 +1000,15 @@ fn instantiate(
         condition: def.condition.clone(),
         level: def.level,
         deadline_secs: def.deadline_secs,
-        fallback: def.fallback.clone(),
+        fallback: def.fallback.clone().or_else(|| circuit_fallback.cloned()),
         actors,
         status: StepStatus::Pending,
         activated_at: None,
         due_at: None,
         actions: Vec::new(),
+        escalate: def.escalate,
+        overdue: false,
+        routes: BTreeMap::new(),
     })
 }
 
@@ -631,6 +1035,17 @@ impl Builder {
         step: Option<usize>,
         detail: String,
     ) {
+        self.event_for(kind, actor, step, detail, None)
+    }
+
+    fn event_for(
+        &mut self,
+        kind: EventKind,
+        actor: Option<UserName>,
+        step: Option<usize>,
+        detail: String,
+        on_behalf_of: Option<UserName>,
+    ) {
         let ev = Event {
             seq: self.doc.history.len() as u64,
             at: self.now,
@@ -638,6 +1053,7 @@ impl Builder {
             actor,
             step: step.map(|s| s as u32),
             detail,
+            on_behalf_of,
         };
         self.doc.history.push(ev.clone());
         self.events.push(ev);

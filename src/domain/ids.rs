@@ -122,6 +122,10 @@ hex_id!(
     DocumentId, "document id"
 );
 hex_id!(
+    /// An absence's identifier: 128 random bits in hex.
+    AbsenceId, "absence id"
+);
+hex_id!(
     /// A token's public identifier (used to revoke it); unrelated to the secret.
     TokenId, "token id"
 );

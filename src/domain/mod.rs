@@ -6,19 +6,21 @@
 //! pure function `(state, command, now) -> Result<(new_state, events), DomainError>` that can be
 //! re-run safely inside a storage transaction and exercised by property tests.
 
+pub mod absence;
 pub mod circuit;
 pub mod condition;
 pub mod document;
 pub mod ids;
 pub mod party;
 
-pub use circuit::{ActorRef, Circuit, CircuitSpec, Mode, RgsLevel, StepDef, StepKind};
+pub use absence::{Absence, AbsenceRequest, Member, Roster, Route, RouteKind, Scope, StepNeeds};
+pub use circuit::{ActorRef, Circuit, CircuitSpec, Escalate, Mode, RgsLevel, StepDef, StepKind};
 pub use condition::{Condition, ConditionError};
 pub use document::{
-    Action, ActionKind, ContentRef, DocState, Document, DocumentType, Event, EventKind,
-    NewDocument, StepInstance, StepStatus, Transition,
+    Acting, Action, ActionKind, ContentRef, DocState, Document, DocumentType, Event, EventKind,
+    NewDocument, Reassignment, StepInstance, StepStatus, Transition,
 };
-pub use ids::{CircuitName, DocumentId, IdempotencyKey, TenantId, TokenId, UserName};
+pub use ids::{AbsenceId, CircuitName, DocumentId, IdempotencyKey, TenantId, TokenId, UserName};
 pub use party::{BoundCertificate, Role, Tenant, TokenRecord, User};
 
 use serde::{Deserialize, Serialize};

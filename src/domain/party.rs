@@ -79,6 +79,9 @@ pub struct BoundCertificate {
     pub serial: String,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
+    /// Dotted OIDs of its certificate policies (mapped to RGS levels by the trust settings).
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 impl User {

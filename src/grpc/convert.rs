@@ -183,6 +183,12 @@ fn step_from(i: usize, s: proto::StepDefinition) -> Result<StepDef, DomainError>
         level,
         deadline_secs: (s.deadline_seconds > 0).then_some(s.deadline_seconds),
         fallback,
+        escalate: crate::domain::Escalate::parse(&s.escalate).map_err(|_| {
+            DomainError::invalid(
+                field("escalate"),
+                format!("'{}' is not one of notify, fallback", s.escalate),
+            )
+        })?,
     })
 }
 
@@ -239,6 +245,7 @@ fn step_def_to(s: &StepDef) -> proto::StepDefinition {
             .as_ref()
             .map(|f| f.to_string())
             .unwrap_or_default(),
+        escalate: s.escalate.as_str().to_owned(),
     }
 }
 
@@ -294,6 +301,27 @@ pub fn event_to(e: &domain::Event) -> proto::HistoryEntry {
         actor: e.actor.as_ref().map(|a| a.to_string()).unwrap_or_default(),
         step: e.step.map(|s| s as i32).unwrap_or(-1),
         detail: e.detail.clone(),
+        on_behalf_of: opt_name(&e.on_behalf_of),
+    }
+}
+
+/// A user name or the empty string.
+pub fn opt_name(u: &Option<domain::UserName>) -> String {
+    u.as_ref().map(|u| u.to_string()).unwrap_or_default()
+}
+
+pub fn route_to(actor: &domain::UserName, r: &domain::Route) -> proto::StepRoute {
+    proto::StepRoute {
+        actor: actor.to_string(),
+        kind: r.kind.as_str().to_owned(),
+        to: r.to.iter().map(|u| u.to_string()).collect(),
+        absence_id: r
+            .absence
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        chain: r.chain.iter().map(|u| u.to_string()).collect(),
+        reason: r.reason.clone(),
     }
 }
 
@@ -341,13 +369,19 @@ pub fn document_to(d: &Document) -> proto::Document {
                             kind: action_kind_to(a.kind) as i32,
                             reason: a.reason.clone().unwrap_or_default(),
                             at: ts(a.at),
-                            on_behalf_of: a
-                                .on_behalf_of
+                            on_behalf_of: opt_name(&a.on_behalf_of),
+                            absence_id: a
+                                .absence
                                 .as_ref()
-                                .map(|u| u.to_string())
+                                .map(|x| x.to_string())
                                 .unwrap_or_default(),
+                            route: a.route.map(|r| r.as_str().to_owned()).unwrap_or_default(),
                         })
                         .collect(),
+                    overdue: s.overdue,
+                    escalate: s.escalate.as_str().to_owned(),
+                    routes: s.routes.iter().map(|(a, r)| route_to(a, r)).collect(),
+                    fallback: opt_name(&s.fallback),
                 }
             })
             .collect(),

@@ -147,10 +147,12 @@ impl DocumentService for Api {
                         due_at: s.due_at.and_then(ts),
                         on_behalf_of: i
                             .on_behalf_of
-                            .as_ref()
+                            .iter()
                             .map(|u| u.to_string())
-                            .unwrap_or_default(),
+                            .collect::<Vec<_>>()
+                            .join(","),
                         submitter: d.submitter.to_string(),
+                        route: i.route.map(|r| r.as_str().to_owned()).unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -241,6 +243,7 @@ impl DocumentService for Api {
                         detail: n.event.detail.clone(),
                         state: state_to(n.state) as i32,
                         title: n.title.clone(),
+                        on_behalf_of: super::convert::opt_name(&n.event.on_behalf_of),
                     }),
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {

@@ -8,6 +8,7 @@
 mod admin;
 mod circuits;
 mod convert;
+mod delegation;
 mod documents;
 pub mod signatures;
 

@@ -29,6 +29,12 @@ pub fn signature_to(r: &SignatureRecord) -> proto::SignatureInfo {
         signing_time: ts(r.signing_time),
         cms: r.cms.0.clone(),
         seal: r.seal,
+        absence_id: r
+            .absence
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        route: r.route.map(|k| k.as_str().to_owned()).unwrap_or_default(),
     }
 }
 

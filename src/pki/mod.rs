@@ -290,6 +290,15 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
 
 /// Parses certificates: PEM with one or more `CERTIFICATE` blocks (other blocks are ignored),
 /// or one or more concatenated DER certificates.
+/// Dotted OIDs of a DER certificate's certificatePolicies (empty if it has none or does not
+/// parse: a certificate that does not parse maps to no RGS level).
+pub fn policy_oids(der: &[u8]) -> Vec<String> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => rgs::policies(&c),
+        Err(_) => Vec::new(),
+    }
+}
+
 pub fn load_certs(bytes: &[u8]) -> Result<Vec<X509>, PkiError> {
     let mut out = Vec::new();
     if looks_like_pem(bytes) {

@@ -24,7 +24,9 @@ pub struct Submission {
 pub struct InboxItem {
     pub document: Document,
     pub step: usize,
-    pub on_behalf_of: Option<UserName>,
+    /// The actors whose shares reached the caller through a delegation or escalation.
+    pub on_behalf_of: Vec<UserName>,
+    pub route: Option<crate::domain::RouteKind>,
 }
 
 fn doc_key(tenant: &TenantId, id: &DocumentId) -> String {
@@ -53,11 +55,17 @@ pub(super) fn record(
                 tx.remove(&k)?;
             }
         }
+        if let Some(k) = super::delegation::due_key(b) {
+            tx.remove(&k)?;
+        }
     }
     for u in doc.waiting_for() {
         if let Some(k) = inbox_key(doc, &u) {
             tx.put_raw(&k, b"")?;
         }
+    }
+    if let Some(k) = super::delegation::due_key(doc) {
+        tx.put_raw(&k, b"")?;
     }
     tx.put(&doc_key(&doc.tenant, &doc.id), doc)?;
     let concerned = doc.concerned();
@@ -67,6 +75,10 @@ pub(super) fn record(
         let detail = match ev.step {
             Some(s) => format!("step {s}: {}", ev.detail),
             None => ev.detail.clone(),
+        };
+        let detail = match &ev.on_behalf_of {
+            Some(o) if !detail.contains(o.as_str()) => format!("{detail} [for {o}]"),
+            _ => detail,
         };
         append_log(
             tx,
@@ -87,6 +99,18 @@ pub(super) fn record(
         });
     }
     Ok(notices)
+}
+
+/// What follows every transition in the same storage transaction: the server applies seal
+/// steps it reached, then the active step is routed to delegates if its actors are absent.
+pub(super) fn settle(
+    tx: &mut Tx<'_>,
+    seal: Option<&std::sync::Arc<super::signatures::SealKey>>,
+    t: Transition,
+    now: crate::domain::Timestamp,
+) -> Result<Transition> {
+    let t = super::signatures::settle_seals(tx, seal, t, now)?;
+    super::delegation::reroute_in(tx, t, now)
 }
 
 /// Loads a document of the caller's tenant; another tenant's is simply not found.
@@ -184,7 +208,7 @@ impl Paraph {
                 let officers = officers_by_role(tx, &tenant)?;
                 let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
                 let t = Document::submit(new.clone(), &circuit, &members, now)?;
-                let t = super::signatures::settle_seals(tx, seal.as_ref(), t, now)?;
+                let t = settle(tx, seal.as_ref(), t, now)?;
                 let blob = format!("blob/{tenant}/{sha}");
                 if !tx.exists(&blob)? {
                     tx.put_raw(&blob, &content)?;
@@ -263,10 +287,23 @@ impl Paraph {
                     .map_err(|_| ServiceError::Internal(format!("bad inbox key {k}")))?;
                 let doc = load(Either::Store(s), &c.tenant, &id)?;
                 if let Some(step) = doc.active_step() {
+                    let st = &doc.steps[step];
+                    let own = st.open_shares().contains(&c.name);
+                    let (on_behalf_of, route) = if own {
+                        (Vec::new(), None)
+                    } else {
+                        let shares = st.routed_to(&c.name);
+                        let route = shares
+                            .first()
+                            .and_then(|a| st.routes.get(a))
+                            .map(|r| r.kind);
+                        (shares, route)
+                    };
                     items.push(InboxItem {
                         document: doc,
                         step,
-                        on_behalf_of: None,
+                        on_behalf_of,
+                        route,
                     });
                 }
             }
@@ -304,7 +341,7 @@ impl Paraph {
             move |tx| {
                 let before = load(Either::Tx(&*tx), &c.tenant, &id)?;
                 let t = f(before.clone(), &c.name, now)?;
-                let t = super::signatures::settle_seals(tx, seal.as_ref(), t, now)?;
+                let t = settle(tx, seal.as_ref(), t, now)?;
                 let notices = record(tx, Some(&before), &t)?;
                 Ok((t.document, notices))
             },

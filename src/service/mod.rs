@@ -7,6 +7,7 @@
 //! pool, never on the async executor.
 
 mod auth;
+pub mod delegation;
 pub mod documents;
 pub mod report;
 pub mod signatures;
@@ -108,6 +109,8 @@ pub struct Paraph {
     limits: Limits,
     notices: broadcast::Sender<Arc<Notice>>,
     seals: std::collections::HashMap<TenantId, Arc<signatures::SealKey>>,
+    /// Serialises scheduler passes (the periodic one and any explicit call).
+    tick_lock: tokio::sync::Mutex<()>,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -126,6 +129,7 @@ impl Paraph {
             limits,
             notices,
             seals: Default::default(),
+            tick_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -133,6 +137,11 @@ impl Paraph {
     pub fn with_seal(mut self, tenant: TenantId, key: signatures::SealKey) -> Paraph {
         self.seals.insert(tenant, Arc::new(key));
         self
+    }
+
+    /// Changes of a clock that jumps (tests), for the scheduler.
+    pub fn clock_changes(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        self.clock.changes()
     }
 
     /// The clock the service reads.

@@ -72,6 +72,9 @@ pub struct Preparation {
     pub signing_time: Timestamp,
     pub expires_at: Timestamp,
     pub used: bool,
+    /// The actor whose share this signature does, when the signer is his delegate.
+    #[serde(default)]
+    pub on_behalf_of: Option<UserName>,
 }
 
 /// A signature stored with the validation material it relied on.
@@ -81,6 +84,11 @@ pub struct SignatureRecord {
     pub step: u32,
     pub signer: UserName,
     pub on_behalf_of: Option<UserName>,
+    /// The absence the delegation relied on, and how the signer came to act for someone else.
+    #[serde(default)]
+    pub absence: Option<crate::domain::AbsenceId>,
+    #[serde(default)]
+    pub route: Option<crate::domain::RouteKind>,
     pub subject: String,
     pub cert_sha256: String,
     pub level: u8,
@@ -274,6 +282,8 @@ pub(super) fn settle_seals(
             step: step as u32,
             signer: UserName::seal(),
             on_behalf_of: None,
+            absence: None,
+            route: None,
             subject: ok.subject.clone(),
             cert_sha256: hex::encode(sha2::Sha256::digest(&key.cert_der)),
             level: ok.level,
@@ -346,13 +356,13 @@ impl Paraph {
         let actor = caller.name.clone();
         let now = self.clock.now();
         let prep_id = hex::encode(random16()?);
-        let (doc, step_index, attrs, alg) = {
+        let (doc, who, attrs, alg) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             self.blocking(move |s| {
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{id}"))?
                     .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
-                let (i, level) = doc.signable_step(&actor, step)?;
+                let (who, level) = doc.signable_step(&actor, step)?;
                 let leaf_x509 = openssl::x509::X509::from_der(&leaf).map_err(|e| {
                     DomainError::invalid("certificate_chain", format!("signer certificate: {e}"))
                 })?;
@@ -397,14 +407,14 @@ impl Paraph {
                     trust.signature_policy.as_ref(),
                 )
                 .map_err(|e| DomainError::invalid("certificate_chain", e.to_string()))?;
-                Ok((doc, i, attrs, alg))
+                Ok((doc, who, attrs, alg))
             })
             .await?
         };
         let prep = Preparation {
             id: prep_id,
             document: doc.id.clone(),
-            step: step_index as u32,
+            step: who.step as u32,
             actor: actor.clone(),
             cert: Der(chain[0].clone()),
             chain: chain[1..].iter().cloned().map(Der).collect(),
@@ -413,6 +423,7 @@ impl Paraph {
             signing_time: now,
             expires_at: now.plus_seconds(PREPARATION_TTL_SECS),
             used: false,
+            on_behalf_of: who.on_behalf_of.clone(),
         };
         self.mutate(
             format!("{tenant}/{actor}"),
@@ -499,6 +510,8 @@ impl Paraph {
                     step: prep.step,
                     signer: actor.clone(),
                     on_behalf_of: None,
+                    absence: None,
+                    route: None,
                     subject: ok.subject.clone(),
                     cert_sha256: hex::encode(sha2::Sha256::digest(&prep.cert.0)),
                     level: ok.level,
@@ -541,18 +554,29 @@ impl Paraph {
                         "document without content digest".into(),
                     ));
                 }
-                let stored = put_signature(tx, &tenant, &prep.document, rec.clone())?;
+                // Who signs for whom now; a share done or returned meanwhile refuses the value.
+                let (who, _) = before.signable_step(&actor, Some(prep.step))?;
+                if who.on_behalf_of != prep.on_behalf_of {
+                    return Err(DomainError::WrongState(format!(
+                        "step {} was rerouted since the signature was prepared: prepare again",
+                        prep.step
+                    ))
+                    .into());
+                }
+                let mut rec = rec.clone();
+                rec.on_behalf_of = who.on_behalf_of.clone();
+                rec.absence = who.absence.clone();
+                rec.route = who.route;
+                let stored = put_signature(tx, &tenant, &prep.document, rec)?;
                 let t = before.clone().sign(
-                    &actor,
-                    Some(prep.step),
-                    None,
+                    &who,
                     format!(
                         "signature #{} by {} (level {})",
                         stored.index, stored.subject, stored.level
                     ),
                     now,
                 )?;
-                let t = settle_seals(tx, seal.as_ref(), t, now)?;
+                let t = super::documents::settle(tx, seal.as_ref(), t, now)?;
                 let notices = record(tx, Some(&before), &t)?;
                 Ok((
                     Completed {

@@ -264,6 +264,10 @@ impl Paraph {
             serial: s.serial,
             not_before: Timestamp(s.not_before),
             not_after: Timestamp(s.not_after),
+            policies: c
+                .to_der()
+                .map(|d| crate::pki::policy_oids(&d))
+                .unwrap_or_default(),
         };
         let tenant = caller.tenant.clone();
         let actor = caller.name.to_string();

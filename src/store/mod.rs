@@ -50,6 +50,10 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     writer: Mutex<()>,
+    /// Group commit: flush requests are numbered; one flush at a time covers every request
+    /// numbered before it started.
+    flush_requests: std::sync::atomic::AtomicU64,
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -75,6 +79,8 @@ impl Store {
             db,
             tree,
             writer: Mutex::new(()),
+            flush_requests: std::sync::atomic::AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
         })
     }
 
@@ -176,9 +182,30 @@ impl Store {
         }
     }
 
-    /// Makes every committed transaction durable. Concurrent callers share the same fsync.
+    /// Makes every transaction committed before the call durable. Concurrent callers share
+    /// the same fsync (group commit): while one flush runs, the callers queue, and the next
+    /// flush covers all of them at once.
+    ///
+    /// sled 0.34's own `flush_async` can deadlock when called concurrently (sled issue #1308),
+    /// so flushes are serialised here and run the synchronous `flush` on the blocking pool.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        use std::sync::atomic::Ordering;
+        // Every commit of this caller happened before this number was taken.
+        let request = self.flush_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= request {
+            // A flush that started after our request already covered our commits.
+            return Ok(());
+        }
+        // This flush covers every request numbered up to now.
+        let covers = self.flush_requests.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| {
+                StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {e}")))
+            })??;
+        *flushed = covers;
         Ok(())
     }
 

@@ -2,6 +2,10 @@
 //! the generated gRPC clients. The clock is a `ManualClock` the tests set.
 #![allow(dead_code)]
 
+pub mod signing;
+#[allow(unused_imports)]
+pub use signing::*;
+
 use paraph::clock::ManualClock;
 use paraph::config::Settings;
 use paraph::domain::Timestamp;
@@ -45,6 +49,8 @@ pub struct TestServer {
     pub operator: String,
     pub clock: ManualClock,
     pub dir: Option<tempfile::TempDir>,
+    /// The service, for running a scheduler pass at a chosen instant (None when attached).
+    pub svc: Option<Arc<paraph::service::Paraph>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<Result<(), paraph::server::ServerError>>>,
     channel: Channel,
@@ -80,6 +86,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel();
+        let service = svc.clone();
         let handle = tokio::spawn(async move {
             paraph::server::serve(svc, &settings, listener, async {
                 let _ = rx.await;
@@ -96,6 +103,7 @@ impl TestServer {
             operator,
             clock,
             dir: Some(dir),
+            svc: Some(service),
             stop: Some(stop),
             handle: Some(handle),
             channel,
@@ -114,10 +122,18 @@ impl TestServer {
             operator,
             clock: ManualClock::new(T0),
             dir: None,
+            svc: None,
             stop: None,
             handle: None,
             channel,
         }
+    }
+
+    /// Sets the clock and runs a scheduler pass at that instant (the server's own scheduler
+    /// also wakes on the change; passes are serialised, so this returns once it is done).
+    pub async fn at(&self, t: Timestamp) -> paraph::service::delegation::TickReport {
+        self.clock.set(t);
+        self.svc.as_ref().unwrap().tick().await.unwrap()
     }
 
     /// Graceful stop; returns the data directory for a restart.
