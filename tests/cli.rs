@@ -215,10 +215,9 @@ actors = ["carol"]
 condition = "amount >= 1000"
 "#;
 
-#[test]
-fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_path_buf();
+/// Starts `paraph serve` on a loopback port over `dir/data`; returns the process, the operator
+/// token printed on first start and the address.
+fn start_server(dir: &Path) -> (Proc, Receiver<String>, String, String) {
     let data = dir.join("data");
     let server_log = std::fs::File::create(dir.join("server.log")).expect("log file");
 
@@ -234,7 +233,7 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .arg("--json")
-            .current_dir(&dir)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(server_log)
@@ -251,6 +250,14 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
         .strip_prefix("paraph listening on ")
         .unwrap_or_else(|| panic!("unexpected line {listening:?}"))
         .to_owned();
+    (server, server_out, operator, addr)
+}
+
+#[test]
+fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let (mut server, _server_out, operator, addr) = start_server(&dir);
     // host:port is accepted and means http://host:port.
     let cli = Cli { dir, addr };
     let dir = cli.dir.clone();
@@ -696,4 +703,166 @@ fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
     }
     let status = watch.child.wait().expect("wait watch");
     assert!(status.success(), "watch exited with {status}");
+}
+
+#[test]
+fn absences_route_steps_to_the_delegate_and_admins_reassign_from_the_command_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let (mut server, _server_out, operator, addr) = start_server(&dir);
+    let cli = Cli { dir, addr };
+    let mut tokens = std::collections::HashMap::new();
+    for (name, role) in [
+        ("alice", "officer"),
+        ("bob", "officer"),
+        ("carol", "officer"),
+        ("finance", "submitter"),
+    ] {
+        cli.run(
+            &operator,
+            &["admin", "user", "create", name, "--role", role],
+        )
+        .ok();
+        let t = cli.run(&operator, &["admin", "token", "issue", name]);
+        tokens.insert(name, t.ok().trim().to_owned());
+    }
+    write(
+        &cli.dir,
+        "one.toml",
+        b"name = \"one\"\n[[steps]]\nkind = \"visa\"\nactors = [\"alice\"]\ndeadline = \"2d\"\nescalate = \"fallback\"\nfallback = \"carol\"\n",
+    );
+    cli.run(&operator, &["circuit", "create", "--file", "one.toml"])
+        .ok();
+    write(&cli.dir, "m.pdf", b"%PDF mandate");
+
+    // Alice declares her absence (the server's clock is the real one here).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let from = paraph::pki::format_rfc3339(now - 3600);
+    let to = paraph::pki::format_rfc3339(now + 86_400);
+    let bad = cli.run(
+        &tokens["alice"],
+        &[
+            "absence",
+            "set",
+            "--from",
+            &to,
+            "--to",
+            &from,
+            "--delegate",
+            "bob",
+        ],
+    );
+    bad.fails(2, &["INVALID_ARGUMENT", "after"]);
+    let set = cli.run(
+        &tokens["alice"],
+        &[
+            "absence",
+            "set",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--delegate",
+            "bob",
+            "--type",
+            "mandate",
+        ],
+    );
+    let absence_id = set.ok().trim().to_owned();
+    assert_eq!(absence_id.len(), 32, "{absence_id:?}");
+    let list = cli
+        .run(&tokens["bob"], &["absence", "list", "--json"])
+        .json();
+    assert_eq!(list["absences"][0]["id"], absence_id.as_str());
+    assert_eq!(list["absences"][0]["active"], true);
+    assert_eq!(list["absences"][0]["types"], serde_json::json!(["mandate"]));
+
+    let submit = |title: &str| {
+        cli.run(
+            &tokens["finance"],
+            &[
+                "submit",
+                "m.pdf",
+                "--type",
+                "mandate",
+                "--circuit",
+                "one",
+                "--title",
+                title,
+            ],
+        )
+        .ok()
+        .trim()
+        .to_owned()
+    };
+    let first = submit("Mandat 1");
+    let second = submit("Mandat 2");
+    // Bob's inbox marks the delegated items and says for whom.
+    let text = cli.run(&tokens["bob"], &["inbox"]);
+    assert!(
+        text.ok().contains("(delegated: on behalf of alice)"),
+        "{}",
+        text.stdout
+    );
+    let inbox = cli.run(&tokens["bob"], &["inbox", "--json"]).json();
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 2);
+    assert_eq!(inbox["items"][0]["on_behalf_of"], "alice");
+    assert_eq!(inbox["items"][0]["route"], "delegation");
+    let shown = cli
+        .run(&tokens["bob"], &["approve", &first, "--json"])
+        .json();
+    assert_eq!(shown["state"], "completed");
+    let show = cli.run(&tokens["bob"], &["show", &first]);
+    assert!(show.ok().contains("on behalf of alice"), "{}", show.stdout);
+
+    // Reassignment: refused to an officer, done by the operator acting as admin.
+    cli.run(
+        &tokens["bob"],
+        &[
+            "reassign",
+            &second,
+            "--step",
+            "0",
+            "--from",
+            "alice",
+            "--to",
+            "carol",
+            "--reason",
+            "long leave",
+        ],
+    )
+    .fails(4, &["PERMISSION_DENIED"]);
+    let moved = cli.run(
+        &operator,
+        &[
+            "reassign",
+            &second,
+            "--step",
+            "0",
+            "--from",
+            "alice",
+            "--to",
+            "carol",
+            "--reason",
+            "long leave",
+        ],
+    );
+    assert!(moved.ok().contains("reassigned step 0"), "{}", moved.stdout);
+    let carol = cli.run(&tokens["carol"], &["inbox", "--json"]).json();
+    assert_eq!(carol["items"][0]["id"], second.as_str());
+    assert_eq!(carol["items"][0]["on_behalf_of"], "");
+
+    // Alice is back: she cancels, and the list no longer shows a live absence.
+    let cancelled = cli.run(&tokens["alice"], &["absence", "cancel", &absence_id]);
+    assert!(cancelled.ok().contains("cancelled"), "{}", cancelled.stdout);
+    let list = cli.run(&tokens["alice"], &["absence", "list"]);
+    assert!(list.ok().contains("no absence"), "{}", list.stdout);
+    let all = cli
+        .run(&tokens["alice"], &["absence", "list", "--all", "--json"])
+        .json();
+    assert!(!all["absences"][0]["cancelled_at"].is_null());
+    server.terminate(STEP_TIMEOUT);
 }

@@ -151,6 +151,19 @@ pub fn document_json(d: &proto::Document) -> Value {
                     "reason": a.reason,
                     "at": time(&a.at),
                     "on_behalf_of": a.on_behalf_of,
+                    "absence_id": a.absence_id,
+                    "route": a.route,
+                })).collect::<Vec<_>>(),
+                "fallback": s.fallback,
+                "escalate": s.escalate,
+                "overdue": s.overdue,
+                "routes": s.routes.iter().map(|r| json!({
+                    "actor": r.actor,
+                    "kind": r.kind,
+                    "to": r.to,
+                    "absence_id": r.absence_id,
+                    "chain": r.chain,
+                    "reason": r.reason,
                 })).collect::<Vec<_>>(),
             })
         })
@@ -166,6 +179,7 @@ pub fn document_json(d: &proto::Document) -> Value {
                 "actor": h.actor,
                 "step": opt_step(h.step),
                 "detail": h.detail,
+                "on_behalf_of": h.on_behalf_of,
             })
         })
         .collect();
@@ -275,6 +289,7 @@ pub fn event_json(e: &proto::DocumentEvent) -> Value {
         "detail": e.detail,
         "state": state(e.state),
         "title": e.title,
+        "on_behalf_of": e.on_behalf_of,
     })
 }
 
@@ -316,6 +331,8 @@ pub fn signature_json(s: &proto::SignatureInfo) -> Value {
         "step": s.step,
         "signer": s.signer,
         "on_behalf_of": s.on_behalf_of,
+        "absence_id": s.absence_id,
+        "route": s.route,
         "subject": s.subject,
         "certificate_sha256": s.certificate_sha256,
         "level": s.level,
@@ -821,8 +838,21 @@ pub fn document_text(d: &proto::Document) -> String {
         } else if s.deadline_seconds > 0 {
             let _ = write!(line, "  deadline {}", format_duration(s.deadline_seconds));
         }
+        if s.overdue {
+            line.push_str("  OVERDUE");
+        }
         out.push_str(&line);
         out.push('\n');
+        for r in &s.routes {
+            let _ = write!(out, "       {} -> {} ({}", r.actor, r.to.join(", "), r.kind);
+            if !r.absence_id.is_empty() {
+                let _ = write!(out, ", absence {}", r.absence_id);
+            }
+            if !r.reason.is_empty() {
+                let _ = write!(out, ": {}", r.reason);
+            }
+            out.push_str(")\n");
+        }
         for a in &s.actions {
             let by = if a.kind == proto::ActionKind::Sealed as i32 {
                 "the tenant seal"
@@ -836,6 +866,11 @@ pub fn document_text(d: &proto::Document) -> String {
             );
             if !a.on_behalf_of.is_empty() {
                 let _ = write!(line, " on behalf of {}", a.on_behalf_of);
+                if !a.absence_id.is_empty() {
+                    let _ = write!(line, " (absence {})", a.absence_id);
+                } else if !a.route.is_empty() {
+                    let _ = write!(line, " ({})", a.route);
+                }
             }
             if !a.reason.is_empty() {
                 let _ = write!(line, ": {:?}", a.reason);
