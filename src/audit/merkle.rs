@@ -255,7 +255,8 @@ pub fn verify_inclusion(
 /// Verifies that the tree of `new_size` leaves with root `new_root` extends the tree of
 /// `old_size` leaves with root `old_root` (RFC 9162 §2.1.4.2). A proof built over a history
 /// in which any of the first `old_size` leaves differs fails with
-/// [`AuditError::OldRootMismatch`].
+/// [`AuditError::OldRootMismatch`], or [`AuditError::NewRootMismatch`] when `old_size` is a
+/// power of two (the proof then omits the old root and the verifier starts from its own).
 pub fn verify_consistency(
     old_size: u64,
     new_size: u64,

@@ -65,8 +65,12 @@ pub enum AuditError {
          the log's history was rewritten, or the proof is wrong"
     )]
     OldRootMismatch { old: u64 },
-    /// The consistency proof reproduces the old root but not the new one.
-    #[error("consistency proof does not lead to the root hash of size {new}")]
+    /// The consistency proof does not lead to the new root: the new tree does not extend the
+    /// old one (when the old size is a power of two, a rewritten history shows here).
+    #[error(
+        "consistency proof does not lead to the root hash of size {new}: the larger tree does \
+         not extend the smaller one, or the proof is wrong"
+    )]
     NewRootMismatch { new: u64 },
     /// Two different root hashes for the same tree size.
     #[error("two different root hashes for tree size {size}: the log forked")]
