@@ -3,6 +3,7 @@
 //! Architecture map (each layer only depends on the ones above it):
 //!
 //! - [`domain`]: pure, synchronous model and workflow state machine. No I/O, no clock, no async.
+//! - [`audit`]: pure audit-trail core: RFC 6962 Merkle log, proofs, signed checkpoints. No I/O.
 //! - [`store`]: persistence of domain records in sled, one transaction per mutation, flushed
 //!   before a reply.
 //! - [`service`]: application layer: authorisation, load, domain transition, store, notify.
@@ -11,6 +12,7 @@
 //! - [`client`]: the command-line client (officers, admins, auditors) over the generated stubs.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;
