@@ -9,10 +9,13 @@
 //! every time is passed in by the caller. Storage keys, the events' canonical encoding and the
 //! choice of the key file are the integrator's business.
 
+pub mod bundle;
 pub mod checkpoint;
+pub mod event;
 pub mod merkle;
 
 pub use checkpoint::{AuditKey, AuditPublicKey, Checkpoint, SignedCheckpoint};
+pub use event::{AuditEvent, DocumentFacts};
 pub use merkle::{Hash, NodeSource};
 
 /// Every failure of the audit layer. Proof and checkpoint checks fail with distinct variants so
@@ -113,6 +116,10 @@ pub enum AuditError {
     /// The checkpoint was signed longer ago than the caller accepts.
     #[error("outdated checkpoint: dated {time}, more than {max_age} s before {now}")]
     OutdatedCheckpoint { time: i64, now: i64, max_age: u64 },
+
+    /// An audit event that does not follow the canonical format.
+    #[error("malformed audit event: {0}")]
+    MalformedEvent(String),
 
     /// The key is not an Ed25519 key.
     #[error("the audit key must be an Ed25519 key")]

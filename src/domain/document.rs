@@ -317,6 +317,9 @@ pub struct Event {
     /// The actor whose share `actor` acted for, or whose share was routed.
     #[serde(default)]
     pub on_behalf_of: Option<UserName>,
+    /// For `signed` and `sealed`: the index of the stored signature.
+    #[serde(default)]
+    pub signature: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -601,6 +604,7 @@ impl Document {
         self,
         who: &Acting,
         detail: String,
+        signature: u32,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
         // Re-check against the current state: the share may have been done meanwhile.
@@ -628,6 +632,7 @@ impl Document {
             join_detail(detail, who.describe()),
             who.on_behalf_of.clone(),
         );
+        tx.tag_signature(signature);
         tx.close_step_if_met(i)?;
         Ok(tx.finish())
     }
@@ -639,7 +644,12 @@ impl Document {
     }
 
     /// The server applies the organisation's seal on the active SEAL step.
-    pub fn seal(self, detail: String, now: Timestamp) -> Result<Transition, DomainError> {
+    pub fn seal(
+        self,
+        detail: String,
+        signature: u32,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
         let i = self
             .awaits_seal()
             .ok_or_else(|| DomainError::WrongState("no seal step is active".into()))?;
@@ -654,6 +664,7 @@ impl Document {
             route: None,
         });
         tx.event(EventKind::Sealed, None, Some(i), detail);
+        tx.tag_signature(signature);
         tx.close_step_if_met(i)?;
         Ok(tx.finish())
     }
@@ -1054,9 +1065,18 @@ impl Builder {
             step: step.map(|s| s as u32),
             detail,
             on_behalf_of,
+            signature: None,
         };
         self.doc.history.push(ev.clone());
         self.events.push(ev);
+    }
+
+    /// Marks the last event as the one that stored signature `index`.
+    fn tag_signature(&mut self, index: u32) {
+        if let (Some(h), Some(e)) = (self.doc.history.last_mut(), self.events.last_mut()) {
+            h.signature = Some(index);
+            e.signature = Some(index);
+        }
     }
 
     fn cancel_pending(&mut self) {

@@ -300,9 +300,11 @@ pub(super) fn settle_seals(
         let doc_id = t.document.id.clone();
         let tenant = t.document.tenant.clone();
         let rec = put_signature(tx, &tenant, &doc_id, rec)?;
-        let next = t
-            .document
-            .seal(format!("signature #{} by {}", rec.index, ok.subject), now)?;
+        let next = t.document.seal(
+            format!("signature #{} by {}", rec.index, ok.subject),
+            rec.index,
+            now,
+        )?;
         t.events.extend(next.events);
         t.document = next.document;
     }
@@ -574,6 +576,7 @@ impl Paraph {
                         "signature #{} by {} (level {})",
                         stored.index, stored.subject, stored.level
                     ),
+                    stored.index,
                     now,
                 )?;
                 let t = super::documents::settle(tx, seal.as_ref(), t, now)?;
