@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/paraph/v1/document.proto",
         "proto/paraph/v1/signature.proto",
         "proto/paraph/v1/delegation.proto",
+        "proto/paraph/v1/audit.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -32,6 +32,9 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// Seal keys by tenant id: `[seals.TENANT] p12 = "…", password_env = "VAR"`.
     pub seals: std::collections::BTreeMap<String, SealSettings>,
+    /// The Ed25519 key (PKCS#8 PEM) that signs the audit logs' checkpoints. Default:
+    /// `DATA/audit-key.pem`, generated on the first start.
+    pub audit_key: Option<PathBuf>,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -94,6 +97,7 @@ impl Default for Settings {
             first_tenant: "default".to_owned(),
             tls: None,
             seals: Default::default(),
+            audit_key: None,
         }
     }
 }

@@ -6,7 +6,8 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::grpc::Api;
 use crate::proto::{
-    admin_service_server::AdminServiceServer, circuit_service_server::CircuitServiceServer,
+    admin_service_server::AdminServiceServer, audit_service_server::AuditServiceServer,
+    circuit_service_server::CircuitServiceServer,
     delegation_service_server::DelegationServiceServer,
     document_service_server::DocumentServiceServer,
     signature_service_server::SignatureServiceServer,
@@ -48,6 +49,51 @@ pub enum ServerError {
     Seal { tenant: String, reason: String },
     #[error("demo setup failed: {0}")]
     Demo(String),
+    #[error("audit key {path}: {reason}")]
+    AuditKey {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
+/// Loads the audit key from the settings, or from `DATA/audit-key.pem`, generating and saving
+/// it there (owner-only permissions) on the first start.
+fn audit_key(settings: &Settings) -> Result<crate::audit::AuditKey, ServerError> {
+    use crate::audit::AuditKey;
+    let (path, generate) = match &settings.audit_key {
+        Some(p) => (p.clone(), false),
+        None => (settings.data.join("audit-key.pem"), true),
+    };
+    let fail = |reason: String| ServerError::AuditKey {
+        path: path.clone(),
+        reason,
+    };
+    match std::fs::read(&path) {
+        Ok(pem) => AuditKey::from_pkcs8_pem(&pem).map_err(|e| fail(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
+            let key = AuditKey::generate().map_err(|e| fail(e.to_string()))?;
+            let pem = key.to_pkcs8_pem().map_err(|e| fail(e.to_string()))?;
+            write_private(&path, &pem).map_err(|e| fail(e.to_string()))?;
+            tracing::info!(path = %path.display(), "generated the audit key");
+            Ok(key)
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// Opens the store in `settings.data` and initialises it on first use. Returns the service and,
@@ -80,6 +126,7 @@ pub fn open(
             crate::service::signatures::SealKey::from_pkcs12(&der, &password).map_err(fail)?;
         svc = svc.with_seal(id, key);
     }
+    svc = svc.with_audit_key(audit_key(settings)?);
     let svc = Arc::new(svc);
     let boot = svc
         .bootstrap_blocking(&settings.first_tenant)
@@ -122,6 +169,7 @@ pub async fn serve(
     reporter.set_serving::<DocumentServiceServer<Api>>().await;
     reporter.set_serving::<SignatureServiceServer<Api>>().await;
     reporter.set_serving::<DelegationServiceServer<Api>>().await;
+    reporter.set_serving::<AuditServiceServer<Api>>().await;
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
@@ -150,7 +198,8 @@ pub async fn serve(
         .add_service(CircuitServiceServer::new(api.clone()))
         .add_service(DocumentServiceServer::new(api.clone()))
         .add_service(SignatureServiceServer::new(api.clone()))
-        .add_service(DelegationServiceServer::new(api))
+        .add_service(DelegationServiceServer::new(api.clone()))
+        .add_service(AuditServiceServer::new(api).max_encoding_message_size(usize::MAX))
         .serve_with_incoming_shutdown(incoming, signal)
         .await?;
     if let Err(e) = scheduler.await {

@@ -156,6 +156,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Validate(a) => super::validation::validate(a).await,
         Command::Absence { command } => super::absence::absence(command).await,
         Command::Reassign(a) => super::absence::reassign(a).await,
+        Command::Audit { command } => super::audit::audit(command).await,
     }
 }
 

@@ -4,7 +4,8 @@
 
 use super::error::CliError;
 use crate::proto::{
-    admin_service_client::AdminServiceClient, circuit_service_client::CircuitServiceClient,
+    admin_service_client::AdminServiceClient, audit_service_client::AuditServiceClient,
+    circuit_service_client::CircuitServiceClient,
     delegation_service_client::DelegationServiceClient,
     document_service_client::DocumentServiceClient,
     signature_service_client::SignatureServiceClient,
@@ -57,6 +58,7 @@ pub struct Clients {
     pub docs: DocumentServiceClient<Chan>,
     pub sigs: SignatureServiceClient<Chan>,
     pub delegation: DelegationServiceClient<Chan>,
+    pub audit: AuditServiceClient<Chan>,
 }
 
 /// `host:port` becomes `http://host:port`; `http://` and `https://` addresses are kept.
@@ -155,7 +157,10 @@ pub async fn connect(target: &Target) -> Result<Clients, CliError> {
         circuits: CircuitServiceClient::with_interceptor(channel.clone(), auth.clone()),
         docs: DocumentServiceClient::with_interceptor(channel.clone(), auth.clone()),
         sigs: SignatureServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        delegation: DelegationServiceClient::with_interceptor(channel, auth),
+        delegation: DelegationServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        // Evidence bundles carry the document: allow large answers.
+        audit: AuditServiceClient::with_interceptor(channel, auth)
+            .max_decoding_message_size(512 * 1024 * 1024),
     })
 }
 

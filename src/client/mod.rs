@@ -15,6 +15,7 @@
 //! never leave the process and are never printed.
 
 pub mod absence;
+pub mod audit;
 mod circuit_file;
 mod commands;
 mod conn;
@@ -82,6 +83,12 @@ pub enum Command {
     },
     /// Move one step of a document from one actor to another (admins), with a reason.
     Reassign(absence::ReassignArgs),
+    /// The tamper-evident audit log (auditors, admins): key, checkpoints, proofs, events,
+    /// evidence bundles.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]

@@ -6,6 +6,7 @@
 //! clients. It holds no business rule.
 
 mod admin;
+mod audit;
 mod circuits;
 mod convert;
 mod delegation;

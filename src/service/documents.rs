@@ -1,6 +1,6 @@
 //! Documents: submission, reading, the inbox index, visas, rejection and withdrawal.
 
-use super::{append_log, random16, Caller, Idem, Notice, Paraph, Result, ServiceError};
+use super::{random16, Caller, Idem, Notice, Paraph, Result, ServiceError};
 use crate::domain::{
     CircuitName, ContentRef, Document, DocumentId, DocumentType, DomainError, NewDocument, Role,
     TenantId, Transition, User, UserName,
@@ -71,24 +71,11 @@ pub(super) fn record(
     let concerned = doc.concerned();
     let mut notices = Vec::with_capacity(t.events.len());
     for ev in &t.events {
-        let actor = ev.actor.as_ref().map(UserName::as_str).unwrap_or("_system");
         let detail = match ev.step {
             Some(s) => format!("step {s}: {}", ev.detail),
             None => ev.detail.clone(),
         };
-        let detail = match &ev.on_behalf_of {
-            Some(o) if !detail.contains(o.as_str()) => format!("{detail} [for {o}]"),
-            _ => detail,
-        };
-        append_log(
-            tx,
-            &doc.tenant,
-            ev.at,
-            actor,
-            format!("document/{}", doc.id),
-            ev.kind.as_str(),
-            detail,
-        )?;
+        super::audit::append_document_event(tx, doc, ev, detail)?;
         notices.push(Notice {
             tenant: doc.tenant.clone(),
             concerned: concerned.clone(),

@@ -6,6 +6,7 @@
 //! nor encode records itself (the `store` layer does). Blocking storage work runs on the blocking
 //! pool, never on the async executor.
 
+pub mod audit;
 mod auth;
 pub mod delegation;
 pub mod documents;
@@ -68,18 +69,6 @@ pub struct Notice {
     pub event: Event,
 }
 
-/// One entry of a tenant's append-only event log.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct LogEntry {
-    pub seq: u64,
-    pub at: crate::domain::Timestamp,
-    pub actor: String,
-    /// What changed: `document/{id}`, `user/{name}`, `circuit/{name}/{version}`, `token/{id}`.
-    pub subject: String,
-    pub kind: String,
-    pub detail: String,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct IdemRecord {
     fingerprint: String,
@@ -111,6 +100,8 @@ pub struct Paraph {
     seals: std::collections::HashMap<TenantId, Arc<signatures::SealKey>>,
     /// Serialises scheduler passes (the periodic one and any explicit call).
     tick_lock: tokio::sync::Mutex<()>,
+    /// Signs the audit logs' checkpoints.
+    audit_key: Option<Arc<crate::audit::AuditKey>>,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -130,12 +121,19 @@ impl Paraph {
             notices,
             seals: Default::default(),
             tick_lock: tokio::sync::Mutex::new(()),
+            audit_key: None,
         }
     }
 
     /// Installs a tenant's seal key (from the settings, at start-up).
     pub fn with_seal(mut self, tenant: TenantId, key: signatures::SealKey) -> Paraph {
         self.seals.insert(tenant, Arc::new(key));
+        self
+    }
+
+    /// Installs the key that signs the audit logs' checkpoints (at start-up).
+    pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Paraph {
+        self.audit_key = Some(Arc::new(key));
         self
     }
 
@@ -189,6 +187,8 @@ impl Paraph {
             .as_ref()
             .map(|i| format!("idem/{scope}/{method}/{}", i.key.as_str()));
         let fingerprint = idem.as_ref().map(|i| hex::encode(i.fingerprint));
+        let audit_key = self.audit_key.clone();
+        let now = self.clock.now();
         let (response, notices) = self
             .blocking(move |store| {
                 store.transact(|tx| {
@@ -204,6 +204,10 @@ impl Paraph {
                         }
                     }
                     let (r, notices) = f(tx)?;
+                    // The transaction's events are in; sign a checkpoint of each log it grew.
+                    if let Some(key) = &audit_key {
+                        audit::checkpoint_marked(tx, key, now)?;
+                    }
                     if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
                         let response = serde_json::to_value(&r)
                             .map_err(|e| ServiceError::Internal(format!("encode answer: {e}")))?;
@@ -228,7 +232,7 @@ impl Paraph {
     }
 }
 
-/// Appends an entry to the tenant's event log inside a transaction.
+/// Appends an event about `subject` to the tenant's audit log inside a transaction.
 fn append_log(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
@@ -238,20 +242,22 @@ fn append_log(
     kind: &str,
     detail: String,
 ) -> Result<()> {
-    let seq_key = format!("logseq/{tenant}");
-    let seq: u64 = tx.get(&seq_key)?.unwrap_or(0);
-    tx.put(
-        &format!("log/{tenant}/{seq:020}"),
-        &LogEntry {
-            seq,
-            at,
+    audit::append(
+        tx,
+        tenant,
+        crate::audit::AuditEvent {
+            v: 0,
+            tenant: String::new(),
+            index: 0,
+            at: at.0,
             actor: actor.to_owned(),
+            on_behalf_of: None,
             subject,
             kind: kind.to_owned(),
             detail,
+            document: None,
         },
     )?;
-    tx.put(&seq_key, &(seq + 1))?;
     Ok(())
 }
 

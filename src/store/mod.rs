@@ -21,8 +21,11 @@
 //! | `doc/{t}/{id}` | Document |
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
-//! | `log/{t}/{seq:020}` | LogEntry: the tenant's append-only event log |
-//! | `logseq/{t}` | next log sequence number |
+//! | `ev/{t}/{index:020}` | canonical audit event bytes: leaf `index` of the tenant's log |
+//! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log |
+//! | `mtsize/{t}` | size of the tenant's log |
+//! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
+//! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -172,7 +175,10 @@ impl Store {
             .lock()
             .map_err(|_| E::from(StoreError::Poisoned))?;
         let result = self.tree.transaction(|t| {
-            let mut tx = Tx { t };
+            let mut tx = Tx {
+                t,
+                marks: Vec::new(),
+            };
             f(&mut tx).map_err(ConflictableTransactionError::Abort)
         });
         match result {
@@ -219,6 +225,9 @@ impl Store {
 /// The view of the store inside a transaction.
 pub struct Tx<'a> {
     t: &'a TransactionalTree,
+    /// Notes the transaction's code leaves for the end of the same transaction (e.g. which
+    /// audit logs grew and need a new checkpoint), deduplicated, in order.
+    marks: Vec<String>,
 }
 
 fn tx_err(e: sled::transaction::UnabortableTransactionError) -> StoreError {
@@ -241,6 +250,22 @@ impl Tx<'_> {
 
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.t.get(key.as_bytes()).map_err(tx_err)?.is_some())
+    }
+
+    pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
+        self.t.get(key.as_bytes()).map_err(tx_err)
+    }
+
+    /// Leaves a note for the end of this transaction (kept once).
+    pub fn mark(&mut self, note: String) {
+        if !self.marks.contains(&note) {
+            self.marks.push(note);
+        }
+    }
+
+    /// The notes left so far, emptied.
+    pub fn take_marks(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.marks)
     }
 
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {

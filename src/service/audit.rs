@@ -1,0 +1,482 @@
+//! The tenants' audit logs in the store: every change appends its canonical event to the
+//! tenant's RFC 6962 Merkle tree in the same transaction as the change itself, and the
+//! transaction ends by signing a checkpoint of each log it grew. Serves checkpoints, inclusion
+//! and consistency proofs, event listings and evidence bundles to the tenant's admins and
+//! auditors.
+//!
+//! Owns the storage of the log (event bytes, tree nodes, sizes, per-document chains,
+//! checkpoints). The hashing, proofs, checkpoint format and bundle format are `crate::audit`'s;
+//! this module must not re-implement them.
+
+use super::signatures::SignatureRecord;
+use super::{Caller, Paraph, Result, ServiceError};
+use crate::audit::bundle::{BundleEvent, BundleSignature, EvidenceBundle, B64, BUNDLE_FORMAT};
+use crate::audit::merkle::{self, Appender};
+use crate::audit::{
+    AuditError, AuditEvent, AuditKey, Checkpoint, DocumentFacts, Hash, NodeSource, SignedCheckpoint,
+};
+use crate::domain::{
+    DocState, Document, DocumentId, DomainError, Event, EventKind, TenantId, Timestamp,
+};
+use crate::store::{Store, Tx};
+use serde::{Deserialize, Serialize};
+
+/// The mark a transaction leaves when it grows a tenant's log.
+const MARK: &str = "audit/";
+
+/// The origin line of a tenant's log in its checkpoints.
+pub fn origin(tenant: &TenantId) -> String {
+    format!("paraph/{tenant}")
+}
+
+fn node_key(t: &TenantId, level: u8, index: u64) -> String {
+    format!("mt/{t}/{level:02}/{index:020}")
+}
+fn size_key(t: &TenantId) -> String {
+    format!("mtsize/{t}")
+}
+fn event_key(t: &TenantId, index: u64) -> String {
+    format!("ev/{t}/{index:020}")
+}
+fn doc_log_key(t: &TenantId, doc: &DocumentId) -> String {
+    format!("evdoc/{t}/{doc}")
+}
+fn checkpoint_key(t: &TenantId) -> String {
+    format!("ckpt/{t}")
+}
+
+/// A document's place in the log.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct DocLog {
+    indexes: Vec<u64>,
+    /// Hex leaf hash of the last event.
+    last: String,
+}
+
+impl From<AuditError> for ServiceError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::IndexOutOfRange { .. } | AuditError::SizesOutOfOrder { .. } => {
+                DomainError::invalid("index", e.to_string()).into()
+            }
+            other => ServiceError::Internal(format!("audit log: {other}")),
+        }
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> Result<Hash> {
+    Ok(merkle::hash_from_slice(bytes)?)
+}
+
+/// The log's nodes as seen inside a transaction.
+struct TxNodes<'a, 'b> {
+    tx: &'a Tx<'b>,
+    tenant: &'a TenantId,
+}
+
+impl NodeSource for TxNodes<'_, '_> {
+    type Error = ServiceError;
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        match self.tx.get_raw(&node_key(self.tenant, level, index))? {
+            Some(v) => Ok(Some(hash_of(&v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The log's nodes read from the store outside a transaction. Nodes are written once and never
+/// change, so reads for a size already committed are consistent.
+struct StoreNodes<'a> {
+    store: &'a Store,
+    tenant: &'a TenantId,
+}
+
+impl NodeSource for StoreNodes<'_> {
+    type Error = ServiceError;
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        match self.store.get_raw(&node_key(self.tenant, level, index))? {
+            Some(v) => Ok(Some(hash_of(&v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Appends `event` (its index is assigned here) to its tenant's log inside the transaction.
+/// Returns the index and the leaf hash.
+pub(super) fn append(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    mut event: AuditEvent,
+) -> Result<(u64, Hash)> {
+    let size: u64 = tx.get(&size_key(tenant))?.unwrap_or(0);
+    event.index = size;
+    event.tenant = tenant.to_string();
+    event.v = crate::audit::event::EVENT_FORMAT;
+    let bytes = event.canonical()?;
+    let outcome = {
+        let src = TxNodes { tx, tenant };
+        let mut appender = Appender::new(&src, size)?;
+        appender.append(&bytes)?;
+        appender.finish()
+    };
+    for w in &outcome.writes {
+        tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
+    }
+    tx.put(&size_key(tenant), &outcome.size)?;
+    tx.put_raw(&event_key(tenant, size), &bytes)?;
+    tx.mark(format!("{MARK}{tenant}"));
+    Ok((size, merkle::leaf_hash(&bytes)))
+}
+
+/// The state a document is in once `kind` happened.
+fn state_after(kind: EventKind) -> DocState {
+    match kind {
+        EventKind::Completed => DocState::Completed,
+        EventKind::Rejected => DocState::Rejected,
+        EventKind::Withdrawn => DocState::Withdrawn,
+        _ => DocState::InProgress,
+    }
+}
+
+/// Appends one event of a document's history, chained to the document's previous one.
+pub(super) fn append_document_event(
+    tx: &mut Tx<'_>,
+    doc: &Document,
+    ev: &Event,
+    detail: String,
+) -> Result<()> {
+    let key = doc_log_key(&doc.tenant, &doc.id);
+    let mut log: DocLog = tx.get(&key)?.unwrap_or_default();
+    let signature_sha256 = match ev.signature {
+        Some(i) => {
+            let rec: SignatureRecord = tx
+                .get(&format!("sig/{}/{}/{i:04}", doc.tenant, doc.id))?
+                .ok_or_else(|| {
+                    ServiceError::Internal(format!("signature #{i} of {} is missing", doc.id))
+                })?;
+            Some(super::sha256_hex(&rec.cms.0))
+        }
+        None => None,
+    };
+    let event = AuditEvent {
+        v: 0,
+        tenant: String::new(),
+        index: 0,
+        at: ev.at.0,
+        actor: ev
+            .actor
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "_system".into()),
+        on_behalf_of: ev.on_behalf_of.as_ref().map(|u| u.to_string()),
+        subject: format!("document/{}", doc.id),
+        kind: ev.kind.as_str().to_owned(),
+        detail,
+        document: Some(DocumentFacts {
+            id: doc.id.to_string(),
+            seq: ev.seq,
+            step: ev.step,
+            state: state_after(ev.kind).as_str().to_owned(),
+            content_sha256: doc.content.sha256.clone(),
+            signature: ev.signature,
+            signature_sha256,
+            prev: log.last.clone(),
+        }),
+    };
+    let (index, leaf) = append(tx, &doc.tenant, event)?;
+    log.indexes.push(index);
+    log.last = hex::encode(leaf);
+    tx.put(&key, &log)?;
+    Ok(())
+}
+
+/// Signs a checkpoint of every log the transaction grew (called at its end).
+pub(super) fn checkpoint_marked(tx: &mut Tx<'_>, key: &AuditKey, now: Timestamp) -> Result<()> {
+    for m in tx.take_marks() {
+        let Some(t) = m.strip_prefix(MARK) else {
+            continue;
+        };
+        let tenant = TenantId::parse(t)?;
+        let size: u64 = tx.get(&size_key(&tenant))?.unwrap_or(0);
+        let root = merkle::root(
+            &TxNodes {
+                tx,
+                tenant: &tenant,
+            },
+            size,
+        )?;
+        let signed = key.sign(&Checkpoint {
+            origin: origin(&tenant),
+            size,
+            root,
+            time: now.0.max(0),
+        })?;
+        tx.put_raw(&checkpoint_key(&tenant), signed.encode().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// How ListEvents selects events.
+#[derive(Debug, Clone)]
+pub enum EventFilter {
+    Document(DocumentId),
+    Range { start: u64, count: u64 },
+}
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Most events returned by one ListEvents call.
+pub const MAX_EVENTS_PER_CALL: u64 = 1000;
+
+impl Paraph {
+    fn require_audit(&self, caller: &Caller) -> Result<std::sync::Arc<AuditKey>> {
+        if !caller.oversees() {
+            return Err(DomainError::Forbidden(
+                "the audit log is for the tenant's auditors and admins".into(),
+            )
+            .into());
+        }
+        self.audit_key
+            .clone()
+            .ok_or_else(|| ServiceError::Internal("no audit key is configured".into()))
+    }
+
+    /// The log's public key (PEM), to verify checkpoints offline.
+    pub fn audit_public_key_pem(&self) -> Result<Vec<u8>> {
+        let key = self
+            .audit_key
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("no audit key is configured".into()))?;
+        Ok(key.public_key().to_pem()?)
+    }
+
+    /// The latest checkpoint of the caller's tenant log, signed now if the stored one is
+    /// older than the log.
+    pub async fn checkpoint(&self, caller: &Caller) -> Result<SignedCheckpoint> {
+        let key = self.require_audit(caller)?;
+        let tenant = caller.tenant.clone();
+        let now = self.clock.now();
+        self.blocking(move |s| {
+            s.transact(|tx| {
+                tx.mark(format!("{MARK}{tenant}"));
+                let size: u64 = tx.get(&size_key(&tenant))?.unwrap_or(0);
+                if let Some(raw) = tx.get_raw(&checkpoint_key(&tenant))? {
+                    let c = SignedCheckpoint::decode(&raw)?;
+                    if c.checkpoint.size == size {
+                        return Ok(c);
+                    }
+                }
+                checkpoint_marked(tx, &key, now)?;
+                let raw = tx
+                    .get_raw(&checkpoint_key(&tenant))?
+                    .ok_or_else(|| ServiceError::Internal("checkpoint not written".into()))?;
+                Ok(SignedCheckpoint::decode(&raw)?)
+            })
+        })
+        .await
+    }
+
+    /// An inclusion proof of leaf `index` in the tree of `size` leaves (0: the current size),
+    /// with the leaf's event bytes.
+    pub async fn inclusion_proof(
+        &self,
+        caller: &Caller,
+        index: u64,
+        size: u64,
+    ) -> Result<(StoredEvent, u64, Vec<Hash>)> {
+        self.require_audit(caller)?;
+        let tenant = caller.tenant.clone();
+        self.blocking(move |s| {
+            let current: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+            let size = if size == 0 { current } else { size };
+            if size > current {
+                return Err(DomainError::invalid(
+                    "tree_size",
+                    format!("the log has {current} events"),
+                )
+                .into());
+            }
+            let proof = merkle::inclusion_proof(
+                &StoreNodes {
+                    store: s,
+                    tenant: &tenant,
+                },
+                index,
+                size,
+            )?;
+            let bytes = s
+                .get_raw(&event_key(&tenant, index))?
+                .ok_or_else(|| ServiceError::Internal(format!("event {index} is missing")))?;
+            Ok((
+                StoredEvent {
+                    index,
+                    bytes: bytes.to_vec(),
+                },
+                size,
+                proof,
+            ))
+        })
+        .await
+    }
+
+    /// A consistency proof between two sizes of the caller's tenant log (`new` 0: current).
+    pub async fn consistency_proof(
+        &self,
+        caller: &Caller,
+        old: u64,
+        new: u64,
+    ) -> Result<(u64, Vec<Hash>)> {
+        self.require_audit(caller)?;
+        let tenant = caller.tenant.clone();
+        self.blocking(move |s| {
+            let current: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+            let new = if new == 0 { current } else { new };
+            if new > current {
+                return Err(DomainError::invalid(
+                    "new_size",
+                    format!("the log has {current} events"),
+                )
+                .into());
+            }
+            let proof = merkle::consistency_proof(
+                &StoreNodes {
+                    store: s,
+                    tenant: &tenant,
+                },
+                old,
+                new,
+            )?;
+            Ok((new, proof))
+        })
+        .await
+    }
+
+    /// Events of a document, or of an index range (at most [`MAX_EVENTS_PER_CALL`]).
+    pub async fn list_events(
+        &self,
+        caller: &Caller,
+        filter: EventFilter,
+    ) -> Result<Vec<StoredEvent>> {
+        self.require_audit(caller)?;
+        let tenant = caller.tenant.clone();
+        self.blocking(move |s| {
+            let indexes: Vec<u64> = match filter {
+                EventFilter::Document(id) => {
+                    if s.get_raw(&format!("doc/{tenant}/{id}"))?.is_none() {
+                        return Err(DomainError::NotFound(format!("document '{id}'")).into());
+                    }
+                    s.get::<DocLog>(&doc_log_key(&tenant, &id))?
+                        .unwrap_or_default()
+                        .indexes
+                }
+                EventFilter::Range { start, count } => {
+                    let size: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+                    let end = start
+                        .saturating_add(count.clamp(1, MAX_EVENTS_PER_CALL))
+                        .min(size);
+                    (start..end).collect()
+                }
+            };
+            indexes
+                .into_iter()
+                .map(|i| {
+                    let b = s
+                        .get_raw(&event_key(&tenant, i))?
+                        .ok_or_else(|| ServiceError::Internal(format!("event {i} is missing")))?;
+                    Ok(StoredEvent {
+                        index: i,
+                        bytes: b.to_vec(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// The evidence bundle of a document, assembled in one transaction so that the record, its
+    /// events, the proofs and the checkpoint agree.
+    pub async fn export_evidence(&self, caller: &Caller, id: DocumentId) -> Result<EvidenceBundle> {
+        let key = self.require_audit(caller)?;
+        let tenant = caller.tenant.clone();
+        let now = self.clock.now();
+        self.blocking(move |s| {
+            s.transact(|tx| {
+                let doc: Document = tx
+                    .get(&format!("doc/{tenant}/{id}"))?
+                    .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
+                let content = tx
+                    .get_raw(&format!("blob/{tenant}/{}", doc.content.sha256))?
+                    .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
+                let count: u32 = tx.get(&format!("sigcount/{tenant}/{id}"))?.unwrap_or(0);
+                let mut signatures = Vec::new();
+                for i in 0..count {
+                    let r: SignatureRecord = tx
+                        .get(&format!("sig/{tenant}/{id}/{i:04}"))?
+                        .ok_or_else(|| {
+                            ServiceError::Internal(format!("signature #{i} is missing"))
+                        })?;
+                    signatures.push(BundleSignature {
+                        index: r.index,
+                        step: r.step,
+                        signer: r.signer.to_string(),
+                        on_behalf_of: r.on_behalf_of.as_ref().map(|u| u.to_string()),
+                        absence: r.absence.as_ref().map(|a| a.to_string()),
+                        route: r.route.map(|k| k.as_str().to_owned()),
+                        seal: r.seal,
+                        level: r.level,
+                        signing_time: r.signing_time.0,
+                        subject: r.subject.clone(),
+                        cms: B64(r.cms.0.clone()),
+                        chain: r.chain.iter().map(|c| B64(c.0.clone())).collect(),
+                        crls: r.crls.iter().map(|c| B64(c.0.clone())).collect(),
+                    });
+                }
+                // A fresh checkpoint covering every event.
+                tx.mark(format!("{MARK}{tenant}"));
+                checkpoint_marked(tx, &key, now)?;
+                let raw = tx
+                    .get_raw(&checkpoint_key(&tenant))?
+                    .ok_or_else(|| ServiceError::Internal("checkpoint not written".into()))?;
+                let checkpoint = SignedCheckpoint::decode(&raw)?;
+                let size = checkpoint.checkpoint.size;
+                let log: DocLog = tx.get(&doc_log_key(&tenant, &id))?.unwrap_or_default();
+                let src = TxNodes {
+                    tx,
+                    tenant: &tenant,
+                };
+                let mut events = Vec::new();
+                let mut decoded = Vec::new();
+                for i in &log.indexes {
+                    let bytes = tx
+                        .get_raw(&event_key(&tenant, *i))?
+                        .ok_or_else(|| ServiceError::Internal(format!("event {i} is missing")))?;
+                    decoded.push(AuditEvent::parse(&bytes)?);
+                    let proof = merkle::inclusion_proof(&src, *i, size)?;
+                    events.push(BundleEvent {
+                        index: *i,
+                        event: B64(bytes.to_vec()),
+                        proof: proof.iter().map(hex::encode).collect(),
+                    });
+                }
+                let summary = crate::audit::bundle::summary(&doc, &decoded);
+                Ok(EvidenceBundle {
+                    format: BUNDLE_FORMAT.to_owned(),
+                    tenant: tenant.to_string(),
+                    origin: origin(&tenant),
+                    document: doc,
+                    content: B64(content.to_vec()),
+                    signatures,
+                    events,
+                    checkpoint: checkpoint.encode(),
+                    summary,
+                })
+            })
+        })
+        .await
+    }
+}

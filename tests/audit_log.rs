@@ -1,0 +1,286 @@
+//! The tenant audit log over real gRPC: every change has its event (and a refused command has
+//! none), checkpoints verify with the exported key, inclusion and consistency proofs verify,
+//! only auditors and admins read it, tenants are isolated, and the log and its key survive a
+//! restart.
+
+mod common;
+use common::*;
+use paraph::audit::{merkle, AuditEvent, AuditPublicKey, SignedCheckpoint};
+use paraph::proto::{self, audit_service_client::AuditServiceClient};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Audit = AuditServiceClient<InterceptedService<Channel, Auth>>;
+
+fn audit(srv: &TestServer, token: &str) -> Audit {
+    AuditServiceClient::with_interceptor(srv.channel(), auth(token))
+        .max_decoding_message_size(64 * 1024 * 1024)
+}
+
+async fn log_key(a: &mut Audit) -> AuditPublicKey {
+    let pem = a
+        .get_log_key(proto::GetLogKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .public_key_pem;
+    AuditPublicKey::from_pem(pem.as_bytes()).unwrap()
+}
+
+async fn checkpoint(a: &mut Audit, key: &AuditPublicKey, tenant: &str) -> SignedCheckpoint {
+    let r = a
+        .get_checkpoint(proto::GetCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let cp = SignedCheckpoint::decode(r.checkpoint.as_bytes()).unwrap();
+    cp.verify(key, &format!("paraph/{tenant}")).unwrap();
+    assert_eq!(r.size, cp.checkpoint.size);
+    cp
+}
+
+async fn doc_events(a: &mut Audit, id: &str) -> Vec<(u64, Vec<u8>)> {
+    a.list_events(proto::ListEventsRequest {
+        document_id: id.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .events
+    .into_iter()
+    .map(|e| (e.index, e.event))
+    .collect()
+}
+
+fn hashes(v: &[Vec<u8>]) -> Vec<merkle::Hash> {
+    v.iter()
+        .map(|h| merkle::hash_from_slice(h).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_is_logged_proven_and_checkpointed() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-a").await;
+    create_circuit(&srv, &org, "two", vec![visa(&["alice"]), visa(&["bob"])]).await;
+    let mut aud = audit(&srv, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    let cp1 = checkpoint(&mut aud, &key, "ville-a").await;
+    // Tenant creation, users, tokens and the circuit are already in the log.
+    assert!(cp1.checkpoint.size >= 10, "{}", cp1.checkpoint.size);
+
+    let d = submit(&srv, &org, "two", &[]).await;
+    // A refused command changes nothing and logs nothing.
+    let size_before = checkpoint(&mut aud, &key, "ville-a").await.checkpoint.size;
+    assert_eq!(
+        approve(&srv, &org, "bob", &d.id, Some(0))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        checkpoint(&mut aud, &key, "ville-a").await.checkpoint.size,
+        size_before
+    );
+    approve(&srv, &org, "alice", &d.id, Some(0)).await.unwrap();
+    let done = approve(&srv, &org, "bob", &d.id, Some(1)).await.unwrap();
+
+    // The document's events mirror its history one to one, chained.
+    let events = doc_events(&mut aud, &d.id).await;
+    assert_eq!(events.len(), done.history.len());
+    let mut prev = String::new();
+    for (i, (index, bytes)) in events.iter().enumerate() {
+        let e = AuditEvent::parse(bytes).unwrap();
+        let facts = e.document.as_ref().unwrap();
+        assert_eq!(e.index, *index);
+        assert_eq!(e.kind, done.history[i].kind);
+        assert_eq!(facts.seq, i as u64);
+        assert_eq!(facts.id, d.id);
+        assert_eq!(facts.content_sha256, done.content_sha256);
+        assert_eq!(facts.prev, prev);
+        prev = hex::encode(merkle::leaf_hash(bytes));
+    }
+    let last = AuditEvent::parse(&events.last().unwrap().1).unwrap();
+    assert_eq!(last.kind, "completed");
+    assert_eq!(last.document.unwrap().state, "completed");
+
+    // Each event is provably in the checkpointed tree.
+    let cp2 = checkpoint(&mut aud, &key, "ville-a").await;
+    for (index, bytes) in &events {
+        let p = aud
+            .get_inclusion_proof(proto::GetInclusionProofRequest {
+                index: *index,
+                tree_size: cp2.checkpoint.size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(&p.event, bytes);
+        cp2.checkpoint
+            .verify_inclusion(&merkle::leaf_hash(bytes), *index, &hashes(&p.hashes))
+            .unwrap();
+        // The same proof does not hold for another event's bytes.
+        let mut other = bytes.clone();
+        other[10] ^= 1;
+        assert!(cp2
+            .checkpoint
+            .verify_inclusion(&merkle::leaf_hash(&other), *index, &hashes(&p.hashes))
+            .is_err());
+    }
+    // The log only grew between the two checkpoints.
+    let c = aud
+        .get_consistency_proof(proto::GetConsistencyProofRequest {
+            from_size: cp1.checkpoint.size,
+            to_size: cp2.checkpoint.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    cp1.checkpoint
+        .verify_consistency(&cp2.checkpoint, &hashes(&c.hashes))
+        .unwrap();
+    cp2.checkpoint.ensure_not_older(&cp1.checkpoint).unwrap();
+    // A range listing sees the user creations too.
+    let range = aud
+        .list_events(proto::ListEventsRequest {
+            start: 0,
+            count: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(range.len() as u64, cp2.checkpoint.size);
+    let kinds: Vec<String> = range
+        .iter()
+        .map(|e| AuditEvent::parse(&e.event).unwrap().kind)
+        .collect();
+    assert!(kinds.contains(&"user_created".to_string()), "{kinds:?}");
+    // Out-of-range requests are refused with the field named.
+    let e = aud
+        .get_inclusion_proof(proto::GetInclusionProofRequest {
+            index: cp2.checkpoint.size,
+            tree_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn only_auditors_and_admins_read_the_log_and_tenants_are_isolated() {
+    let srv = TestServer::start().await;
+    let a = Org::create(&srv, "ville-b").await;
+    let b = Org::create(&srv, "ville-c").await;
+    create_circuit(&srv, &a, "one", vec![visa(&["alice"])]).await;
+    let d = submit(&srv, &a, "one", &[]).await;
+    for who in ["alice", "finance"] {
+        let e = audit(&srv, a.token(who))
+            .get_checkpoint(proto::GetCheckpointRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{who}");
+    }
+    audit(&srv, a.token("boss"))
+        .get_checkpoint(proto::GetCheckpointRequest {})
+        .await
+        .unwrap();
+    // Another tenant's auditor does not see the document, and its log is its own.
+    let mut other = audit(&srv, b.token("audit"));
+    let e = other
+        .export_evidence(proto::ExportEvidenceRequest {
+            document_id: d.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = other
+        .list_events(proto::ListEventsRequest {
+            document_id: d.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let key = log_key(&mut other).await;
+    let cp = checkpoint(&mut other, &key, "ville-c").await;
+    let all = other
+        .list_events(proto::ListEventsRequest {
+            start: 0,
+            count: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(all.len() as u64, cp.checkpoint.size);
+    assert!(all
+        .iter()
+        .all(|e| AuditEvent::parse(&e.event).unwrap().tenant == "ville-c"));
+}
+
+#[tokio::test]
+async fn the_log_and_its_key_survive_a_restart_and_keep_growing_consistently() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-r").await;
+    create_circuit(&srv, &org, "one", vec![visa(&["alice"])]).await;
+    submit(&srv, &org, "one", &[]).await;
+    let mut aud = audit(&srv, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    let before = checkpoint(&mut aud, &key, "ville-r").await;
+    let (dir, operator) = srv.stop().await;
+
+    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    let mut aud = audit(&srv, org.token("audit"));
+    assert_eq!(log_key(&mut aud).await, key, "the audit key is kept");
+    let d = submit(&srv, &org, "one", &[]).await;
+    approve(&srv, &org, "alice", &d.id, Some(0)).await.unwrap();
+    let after = checkpoint(&mut aud, &key, "ville-r").await;
+    assert!(after.checkpoint.size > before.checkpoint.size);
+    let c = aud
+        .get_consistency_proof(proto::GetConsistencyProofRequest {
+            from_size: before.checkpoint.size,
+            to_size: after.checkpoint.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    before
+        .checkpoint
+        .verify_consistency(&after.checkpoint, &hashes(&c.hashes))
+        .unwrap();
+    // The evidence bundle's events are proven at its checkpoint.
+    let raw = aud
+        .export_evidence(proto::ExportEvidenceRequest {
+            document_id: d.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle;
+    let bundle: paraph::audit::bundle::EvidenceBundle = serde_json::from_slice(&raw).unwrap();
+    let cp = SignedCheckpoint::decode(bundle.checkpoint.as_bytes()).unwrap();
+    cp.verify(&key, "paraph/ville-r").unwrap();
+    assert_eq!(bundle.events.len(), bundle.document.history.len());
+    for e in &bundle.events {
+        let proof: Vec<merkle::Hash> = e
+            .proof
+            .iter()
+            .map(|h| merkle::hash_from_slice(&hex::decode(h).unwrap()).unwrap())
+            .collect();
+        cp.checkpoint
+            .verify_inclusion(&merkle::leaf_hash(&e.event.0), e.index, &proof)
+            .unwrap();
+    }
+    assert!(
+        bundle.summary.contains("approved step 0  by alice"),
+        "{}",
+        bundle.summary
+    );
+    srv.stop().await;
+}
