@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod auth;
+pub mod chain_cache;
 pub mod delegation;
 pub mod documents;
 pub mod report;
@@ -102,6 +103,8 @@ pub struct Paraph {
     tick_lock: tokio::sync::Mutex<()>,
     /// Signs the audit logs' checkpoints.
     audit_key: Option<Arc<crate::audit::AuditKey>>,
+    /// Successful path validations of signing certificates (see `chain_cache`).
+    chains: Arc<chain_cache::ChainCache>,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -122,6 +125,7 @@ impl Paraph {
             seals: Default::default(),
             tick_lock: tokio::sync::Mutex::new(()),
             audit_key: None,
+            chains: Arc::new(chain_cache::ChainCache::new()),
         }
     }
 

@@ -360,6 +360,7 @@ impl Paraph {
         let prep_id = hex::encode(random16()?);
         let (doc, who, attrs, alg) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
+            let chains = self.chains.clone();
             self.blocking(move |s| {
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{id}"))?
@@ -385,15 +386,16 @@ impl Paraph {
                         DomainError::WrongState("the tenant has no trust settings".into()).into(),
                     );
                 }
-                validate_chain(
-                    &trust,
-                    &leaf,
-                    &chain[1..],
-                    &[],
-                    now.0,
-                    level.map(|l| l.get()),
-                )
-                .map_err(ChainRefusal::into_error)?;
+                chains
+                    .validate(
+                        &tenant,
+                        &trust,
+                        &leaf,
+                        &chain[1..],
+                        now.0,
+                        level.map(|l| l.get()),
+                    )
+                    .map_err(ChainRefusal::into_error)?;
                 let alg = crypto::SigAlg::for_key(
                     &leaf_x509
                         .public_key()
@@ -475,6 +477,7 @@ impl Paraph {
         // Verify and validate outside the writer lock (CPU work), then commit atomically.
         let (prep, rec) = {
             let (tenant, actor, pkey) = (tenant.clone(), actor.clone(), pkey.clone());
+            let chains = self.chains.clone();
             self.blocking(move |s| {
                 let prep: Preparation = s
                     .get(&pkey)?
@@ -496,7 +499,8 @@ impl Paraph {
                     .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;
                 let level = doc.steps.get(prep.step as usize).and_then(|st| st.level).map(|l| l.get());
                 let extra: Vec<Vec<u8>> = prep.chain.iter().map(|d| d.0.clone()).collect();
-                let ok = validate_chain(&trust, &prep.cert.0, &extra, &[], prep.signing_time.0, level)
+                let ok = chains
+                    .validate(&tenant, &trust, &prep.cert.0, &extra, prep.signing_time.0, level)
                     .map_err(ChainRefusal::into_error)?;
                 let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
                 let part = SignerPart {
