@@ -9,7 +9,6 @@ use paraph::proto::{
     self, delegation_service_client::DelegationServiceClient, DocumentState as S, StepKind as K,
     StepMode as M,
 };
-use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -47,18 +46,6 @@ async fn absent(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-async fn inbox_items(srv: &TestServer, org: &Org, who: &str) -> Vec<proto::InboxItem> {
-    srv.docs(org.token(who), None)
-        .list_inbox(proto::ListInboxRequest {
-            page_size: 500,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .items
 }
 
 async fn circuit_with_fallback(
@@ -247,7 +234,7 @@ async fn without_a_fallback_the_admins_are_alerted_through_watch_events() {
         .unwrap();
     // Only the clock moves: the server's scheduler reacts by itself and pushes the events.
     srv.clock.set(Timestamp(T0.0 + HOUR));
-    let e = next(&mut bob).await;
+    let e = next_event(&mut bob).await;
     assert_eq!(
         (
             e.kind.as_str(),
@@ -258,7 +245,7 @@ async fn without_a_fallback_the_admins_are_alerted_through_watch_events() {
     );
     srv.clock.set(Timestamp(T0.0 + 2 * HOUR));
     let e = loop {
-        let e = next(&mut boss).await;
+        let e = next_event(&mut boss).await;
         if e.kind == "escalated" {
             break e;
         }
@@ -270,28 +257,10 @@ async fn without_a_fallback_the_admins_are_alerted_through_watch_events() {
     assert_eq!(items[0].route, "escalation");
 }
 
-async fn next(s: &mut tonic::Streaming<proto::DocumentEvent>) -> proto::DocumentEvent {
-    tokio::time::timeout(Duration::from_secs(10), s.message())
-        .await
-        .expect("no event within 10 s")
-        .unwrap()
-        .expect("stream ended")
-}
-
 #[tokio::test]
 async fn a_delegate_without_the_certificate_level_is_skipped_and_signatures_record_for_whom() {
     let (srv, org) = start("ville-d4").await;
-    set_trust(&srv, &org, vec![certs("crls.pem")]).await;
-    for (user, stem) in [
-        ("alice", "officer-l2-p256"),
-        ("bob", "officer-l3-p384"),
-        ("carol", "officer-l1-rsa2048"),
-        ("dave", "officer-l2-rsa3072"),
-    ] {
-        bind(&srv, &org, user, &certs(&format!("{stem}.cert.pem")))
-            .await
-            .unwrap();
-    }
+    trust_and_bind_officers(&srv, &org).await;
     circuit_with_fallback(&srv, &org, "sig", "dave", vec![sign_step(&["alice"], 2)]).await;
     // Carol's certificate is level 1 only: she is skipped, the fallback dave gets the step.
     let a = absent(&srv, &org, "alice", "", T0.0, T0.0 + DAY, "carol")

@@ -61,14 +61,6 @@ async fn health_and_reflection_are_served() {
     srv.stop().await;
 }
 
-async fn next_event(s: &mut tonic::Streaming<proto::DocumentEvent>) -> proto::DocumentEvent {
-    tokio::time::timeout(Duration::from_secs(10), s.message())
-        .await
-        .expect("no event within 10 s")
-        .unwrap()
-        .expect("stream ended")
-}
-
 #[tokio::test]
 async fn watchers_receive_the_changes_that_concern_them_and_streams_end_at_shutdown() {
     let srv = TestServer::start().await;

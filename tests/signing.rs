@@ -22,17 +22,7 @@ async fn start() -> (TestServer, Org) {
     })
     .await;
     let org = Org::create(&srv, "ville-s").await;
-    set_trust(&srv, &org, vec![certs("crls.pem")]).await;
-    for (user, stem) in [
-        ("alice", "officer-l2-p256"),
-        ("bob", "officer-l3-p384"),
-        ("carol", "officer-l1-rsa2048"),
-        ("dave", "officer-l2-rsa3072"),
-    ] {
-        bind(&srv, &org, user, &certs(&format!("{stem}.cert.pem")))
-            .await
-            .unwrap();
-    }
+    trust_and_bind_officers(&srv, &org).await;
     (srv, org)
 }
 

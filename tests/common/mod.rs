@@ -387,7 +387,8 @@ pub async fn get(
         .map(|r| r.into_inner())
 }
 
-pub async fn inbox(srv: &TestServer, org: &Org, who: &str) -> Vec<String> {
+/// The caller's inbox items (one page of up to 500).
+pub async fn inbox_items(srv: &TestServer, org: &Org, who: &str) -> Vec<proto::InboxItem> {
     srv.docs(org.token(who), None)
         .list_inbox(proto::ListInboxRequest {
             page_size: 500,
@@ -397,9 +398,23 @@ pub async fn inbox(srv: &TestServer, org: &Org, who: &str) -> Vec<String> {
         .unwrap()
         .into_inner()
         .items
+}
+
+pub async fn inbox(srv: &TestServer, org: &Org, who: &str) -> Vec<String> {
+    inbox_items(srv, org, who)
+        .await
         .into_iter()
         .map(|i| i.id)
         .collect()
+}
+
+/// The next event of a watch stream (bounded wait).
+pub async fn next_event(s: &mut tonic::Streaming<proto::DocumentEvent>) -> proto::DocumentEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.message())
+        .await
+        .expect("no event within 10 s")
+        .unwrap()
+        .expect("stream ended")
 }
 
 pub fn state(d: &proto::Document) -> proto::DocumentState {

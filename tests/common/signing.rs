@@ -133,3 +133,19 @@ pub async fn sign(
     let value = paraph::crypto::sign_with_key(&key(stem), &p.signed_attributes).unwrap();
     complete(srv, org, who, &p.id, value).await
 }
+
+/// Trusts the test PKI and binds the usual officers' certificates: alice level 2 (P-256), bob
+/// level 3 (P-384), carol level 1 (RSA-2048), dave level 2 (RSA-3072).
+pub async fn trust_and_bind_officers(srv: &TestServer, org: &Org) {
+    set_trust(srv, org, vec![certs("crls.pem")]).await;
+    for (user, stem) in [
+        ("alice", "officer-l2-p256"),
+        ("bob", "officer-l3-p384"),
+        ("carol", "officer-l1-rsa2048"),
+        ("dave", "officer-l2-rsa3072"),
+    ] {
+        bind(srv, org, user, &certs(&format!("{stem}.cert.pem")))
+            .await
+            .unwrap();
+    }
+}
