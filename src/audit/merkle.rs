@@ -14,7 +14,7 @@
 //! Every hash a proof needs is the hash of a leaf range `[begin, end)` where `begin` is a
 //! multiple of the largest power of two not smaller than `end - begin`. Such a range is the
 //! concatenation of at most 64 stored perfect subtrees (one per set bit of `end - begin`,
-//! largest first) and its hash is their right fold: [`range_hash`] reads `popcount(end -
+//! largest first) and its hash is their right fold: `range_hash` reads `popcount(end -
 //! begin)` nodes and never a leaf beyond them. Walking down from the root towards the target
 //! (the leaf for an inclusion proof, the old size for a consistency proof), a step to the right
 //! adds the left sibling, a perfect subtree (one read), and keeps us on the right edge; a step
