@@ -130,6 +130,11 @@ pub fn summary(document: &Document, events: &[crate::audit::AuditEvent]) -> Stri
     out
 }
 
+/// The cryptographic check of one signature that [`verify`] delegates to its caller: given the
+/// signature and the bundle's content, what passed (e.g. signer and level, shown to the
+/// auditor) or why not.
+pub type SignatureCheck<'a> = dyn Fn(&BundleSignature, &[u8]) -> Result<String, String> + 'a;
+
 /// The first thing that does not hold in an evidence bundle. Each kind of failure has its own
 /// variant and message, so that an auditor reads exactly what was altered, dropped or forged.
 /// Events are numbered by their position in the bundle (`event #k`, from 0) and signatures by
@@ -220,7 +225,9 @@ pub enum BundleError {
         expected: u64,
     },
     /// The event's `prev` is not the leaf hash of the document's previous event.
-    #[error("event #{position}: previous-event link broken (prev {found:?}, expected {expected:?})")]
+    #[error(
+        "event #{position}: previous-event link broken (prev {found:?}, expected {expected:?})"
+    )]
     BrokenLink {
         position: usize,
         found: String,
@@ -253,7 +260,10 @@ pub enum BundleError {
         expected: String,
     },
     /// An event's recorded state does not follow from its kind.
-    #[error("event #{position} ({kind}) records state {found}, but a {kind} event leaves the document {expected}")]
+    #[error(
+        "event #{position} ({kind}) records state {found}, but that kind of event leaves the \
+         document {expected}"
+    )]
     EventStateInconsistent {
         position: usize,
         kind: String,
@@ -298,17 +308,20 @@ pub enum BundleError {
     /// The recorded CMS does not parse.
     #[error("signature #{index}: its CMS does not parse: {reason}")]
     MalformedSignature { index: u32, reason: String },
-    /// The chain or CRLs given with a signature are not the ones embedded in its (logged) CMS.
+    /// The chain, CRLs or signing time given with a signature are not those of its (logged) CMS.
     #[error("signature #{index}: {what} is not the one embedded in its CMS (altered)")]
     SignatureMaterialMismatch { index: u32, what: String },
     /// The caller's cryptographic validation refused the signature.
     #[error("signature #{index}: {reason}")]
     SignatureInvalid { index: u32, reason: String },
-    /// The summary is not the one the document and its events give.
-    #[error("summary does not match the events: line {line}: expected {expected:?}, found {found:?}")]
+    /// The summary is not the one the document record and its events give.
+    #[error(
+        "summary does not match the events: line {line} reads {found:?}, the document record \
+         and its events give {recomputed:?}"
+    )]
     SummaryMismatch {
         line: usize,
-        expected: String,
+        recomputed: String,
         found: String,
     },
 }
@@ -414,8 +427,8 @@ struct Proven {
 /// 8. the content matches the document's SHA-256 (and size), which every event names;
 /// 9. each event's state follows from its kind, and the document's state is its last event's;
 /// 10. every bundle signature is recorded by a `signed`/`sealed` event with the SHA-256 of its
-///     CMS and agrees with it, its chain and CRLs are those embedded in that CMS, and every such
-///     event's signature is in the bundle;
+///     CMS and agrees with it, its chain, CRLs and signing time are those of that CMS, and
+///     every such event's signature is in the bundle;
 /// 11. `check_signature(signature, content)` passes for each signature (the caller's
 ///     cryptographic validation: CMS over the content, chain, revocation, level);
 /// 12. the summary is the one [`summary`] gives.
@@ -425,7 +438,7 @@ struct Proven {
 pub fn verify(
     bundle: &EvidenceBundle,
     log_key: &AuditPublicKey,
-    check_signature: &dyn Fn(&BundleSignature, &[u8]) -> Result<String, String>,
+    check_signature: &SignatureCheck<'_>,
 ) -> Result<VerifiedBundle, BundleError> {
     let document = &bundle.document;
 
@@ -451,8 +464,12 @@ pub fn verify(
     }
 
     // 2. Checkpoint.
-    let signed = SignedCheckpoint::decode(bundle.checkpoint.as_bytes())
-        .map_err(|e| BundleError::MalformedCheckpoint(e.to_string()))?;
+    let signed = SignedCheckpoint::decode(bundle.checkpoint.as_bytes()).map_err(|e| {
+        BundleError::MalformedCheckpoint(match e {
+            AuditError::MalformedCheckpoint(r) => r,
+            other => other.to_string(),
+        })
+    })?;
     let checkpoint = match signed.verify(log_key, &origin) {
         Ok(c) => c.clone(),
         Err(AuditError::WrongOrigin { expected, found }) => {
@@ -529,7 +546,10 @@ pub fn verify(
             what,
         };
         if p.event.tenant != bundle.tenant {
-            return Err(foreign(format!("it is in the log of tenant {:?}", p.event.tenant)));
+            return Err(foreign(format!(
+                "it is in the log of tenant {:?}",
+                p.event.tenant
+            )));
         }
         let Some(doc_facts) = &p.event.document else {
             return Err(foreign(format!(
@@ -731,14 +751,14 @@ pub fn verify(
             if e.is_none() && g.is_none() {
                 return Err(BundleError::SummaryMismatch {
                     line,
-                    expected: "(end)".to_owned(),
+                    recomputed: "(end)".to_owned(),
                     found: "(other line endings or trailing text)".to_owned(),
                 });
             }
             if e != g {
                 return Err(BundleError::SummaryMismatch {
                     line,
-                    expected: e.unwrap_or("(end)").to_owned(),
+                    recomputed: e.unwrap_or("(end)").to_owned(),
                     found: g.unwrap_or("(end)").to_owned(),
                 });
             }
@@ -885,8 +905,8 @@ fn signature_agrees(
     Ok(())
 }
 
-/// The chain and CRLs given with a signature are those embedded in its CMS (whose hash the log
-/// recorded), the signer's certificate first.
+/// The chain, CRLs and signing time given with a signature are those of its CMS (whose hash the
+/// log recorded), the signer's certificate first.
 fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
     let cms = crate::crypto::parse(&s.cms.0).map_err(|e| BundleError::MalformedSignature {
         index: s.index,
@@ -901,12 +921,18 @@ fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
     let Some(leaf) = s.chain.first() else {
         return altered("an empty certificate chain".into());
     };
-    if !cms
+    let Some(signer) = cms
         .signers
         .iter()
-        .any(|si| si.cert_der.as_deref() == Some(leaf.0.as_slice()))
-    {
+        .find(|si| si.cert_der.as_deref() == Some(leaf.0.as_slice()))
+    else {
         return altered("the signer certificate (chain certificate #0)".into());
+    };
+    if signer.signing_time != Some(s.signing_time) {
+        return altered(format!(
+            "the signing time {}",
+            crate::pki::format_rfc3339(s.signing_time)
+        ));
     }
     for (j, c) in s.chain.iter().enumerate() {
         if !cms.certs.contains(&c.0) {

@@ -59,10 +59,7 @@ fn check_signature(
         return Err("the bundle gives no certificate chain".into());
     };
     if !(1..=3).contains(&s.level) {
-        return Err(format!(
-            "recorded RGS level {} is not 1, 2 or 3",
-            s.level
-        ));
+        return Err(format!("recorded RGS level {} is not 1, 2 or 3", s.level));
     }
     let (anchors, intermediates, own_root) = if anchors.is_empty() {
         // The root the chain ends with, the certificates between as intermediates.
