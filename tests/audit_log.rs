@@ -284,3 +284,133 @@ async fn the_log_and_its_key_survive_a_restart_and_keep_growing_consistently() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
+        s.seals.insert(
+            "ville-e".into(),
+            paraph::config::SealSettings {
+                p12: "certs-test/seal.p12".into(),
+                password_env: None,
+                password_file: None,
+                password: Some("paraph-test".into()),
+            },
+        );
+    })
+    .await;
+    let org = Org::create(&srv, "ville-e").await;
+    trust_and_bind_officers(&srv, &org).await;
+    let mut seal = proto::StepDefinition {
+        kind: proto::StepKind::Seal as i32,
+        ..Default::default()
+    };
+    seal.level = 0;
+    create_circuit(
+        &srv,
+        &org,
+        "full",
+        vec![visa(&["carol"]), sign_step(&["alice"], 2), seal],
+    )
+    .await;
+    // Alice is away: bob (level 3) signs on her behalf.
+    paraph::proto::delegation_service_client::DelegationServiceClient::with_interceptor(
+        srv.channel(),
+        auth(org.token("alice")),
+    )
+    .declare_absence(proto::DeclareAbsenceRequest {
+        from: Some(proto::Timestamp { seconds: T0.0 }),
+        to: Some(proto::Timestamp {
+            seconds: T0.0 + 86_400,
+        }),
+        delegate: "bob".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let d = submit(&srv, &org, "full", &[]).await;
+    approve(&srv, &org, "carol", &d.id, Some(0)).await.unwrap();
+    let done = sign(&srv, &org, "bob", &d.id, "officer-l3-p384")
+        .await
+        .unwrap();
+    assert_eq!(done.state, proto::DocumentState::Completed as i32);
+
+    let mut aud = audit(&srv, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    let raw = aud
+        .export_evidence(proto::ExportEvidenceRequest {
+            document_id: d.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle;
+    let bundle = paraph::audit::bundle::EvidenceBundle::from_json(&raw).unwrap();
+    assert_eq!(bundle.signatures.len(), 2, "bob's signature and the seal");
+    let root = cert_der("root-ca");
+    let checker = paraph::client::evidence::signature_checker(vec![root.clone()]);
+    let v = paraph::audit::bundle::verify(&bundle, &key, &checker).unwrap();
+    assert_eq!(v.signatures.len(), 2);
+    assert!(
+        v.summary
+            .iter()
+            .any(|l| l.contains("signed step 1  by bob on behalf of alice")),
+        "{:?}",
+        v.summary
+    );
+    // One byte of the content, of a signature, of an event: each refused with its own reason.
+    let mut t = bundle.clone();
+    t.content.0[0] ^= 1;
+    let e = paraph::audit::bundle::verify(&t, &key, &checker)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("content"), "{e}");
+    let mut t = bundle.clone();
+    let n = t.signatures[0].cms.0.len();
+    t.signatures[0].cms.0[n - 5] ^= 1;
+    let e = paraph::audit::bundle::verify(&t, &key, &checker)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signature #0"), "{e}");
+    let mut t = bundle.clone();
+    t.events.remove(3);
+    let e = paraph::audit::bundle::verify(&t, &key, &checker)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dropped"), "{e}");
+
+    // The command line verifies the exported file against a pinned key and the test root.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.json"), &raw).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.to_pem().unwrap()).unwrap();
+    let run = |file: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_paraph"))
+            .args(["verify-bundle", file, "--log-key", "k.pem", "--trust"])
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("certs-test/root-ca.cert.pem"),
+            )
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let ok = run("b.json");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("bundle verified"));
+    let mut tampered = raw.clone();
+    let at = tampered.len() / 2;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(dir.path().join("t.json"), &tampered).unwrap();
+    let bad = run("t.json");
+    assert_eq!(
+        bad.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    srv.stop().await;
+}

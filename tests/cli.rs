@@ -864,5 +864,68 @@ fn absences_route_steps_to_the_delegate_and_admins_reassign_from_the_command_lin
         .run(&tokens["alice"], &["absence", "list", "--all", "--json"])
         .json();
     assert!(!all["absences"][0]["cancelled_at"].is_null());
+
+    // The auditor's side: pin the log key, save a checkpoint, prove the log only grew, export
+    // the evidence of the delegated document and verify it offline.
+    cli.run(&operator, &["audit", "key", "--out", "log-key.pem"])
+        .ok();
+    let cp = cli.run(
+        &operator,
+        &[
+            "audit",
+            "checkpoint",
+            "--log-key",
+            "log-key.pem",
+            "--save",
+            "cp.txt",
+        ],
+    );
+    assert!(cp.ok().contains("signature verified"), "{}", cp.stdout);
+    let third = submit("Mandat 3");
+    let grew = cli.run(
+        &operator,
+        &[
+            "audit",
+            "consistency",
+            "--from",
+            "cp.txt",
+            "--log-key",
+            "log-key.pem",
+            "--json",
+        ],
+    );
+    assert_eq!(grew.json()["consistent"], true);
+    assert!(
+        grew.json()["to"]["size"].as_u64() > grew.json()["from"]["size"].as_u64(),
+        "{}",
+        grew.stdout
+    );
+    let events = cli
+        .run(
+            &operator,
+            &["audit", "events", "--document", &third, "--json"],
+        )
+        .json();
+    assert_eq!(events["events"][0]["kind"], "submitted");
+    cli.run(
+        &operator,
+        &["audit", "export", &first, "--out", "evidence.json"],
+    )
+    .ok();
+    let verified = cli.run(
+        "",
+        &["verify-bundle", "evidence.json", "--log-key", "log-key.pem"],
+    );
+    let text = verified.ok();
+    assert!(text.contains("bundle verified"), "{text}");
+    assert!(text.contains("on behalf of alice"), "{text}");
+    // A checkpoint signed by another key is refused.
+    let other = paraph::audit::AuditKey::generate().unwrap();
+    write(&cli.dir, "other.pem", &other.public_key().to_pem().unwrap());
+    cli.run(
+        "",
+        &["verify-bundle", "evidence.json", "--log-key", "other.pem"],
+    )
+    .fails(6, &["bundle refused", "forged"]);
     server.terminate(STEP_TIMEOUT);
 }

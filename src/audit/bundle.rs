@@ -8,9 +8,15 @@
 //! hashes) takes the cryptographic validation of each CMS signature from the caller, so this
 //! layer needs no certificate policy of its own.
 
-use crate::domain::Document;
+use super::checkpoint::{AuditPublicKey, SignedCheckpoint};
+use super::event::{AuditEvent, DocumentFacts};
+use super::merkle::{self, Hash};
+use super::AuditError;
+use crate::domain::{DocState, Document, Event};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Version tag of the bundle format.
 pub const BUNDLE_FORMAT: &str = "paraph-evidence/1";
@@ -122,4 +128,821 @@ pub fn summary(document: &Document, events: &[crate::audit::AuditEvent]) -> Stri
         out.push('\n');
     }
     out
+}
+
+/// The cryptographic check of one signature that [`verify`] delegates to its caller: given the
+/// signature and the bundle's content, what passed (e.g. signer and level, shown to the
+/// auditor) or why not.
+pub type SignatureCheck<'a> = dyn Fn(&BundleSignature, &[u8]) -> Result<String, String> + 'a;
+
+/// The first thing that does not hold in an evidence bundle. Each kind of failure has its own
+/// variant and message, so that an auditor reads exactly what was altered, dropped or forged.
+/// Events are numbered by their position in the bundle (`event #k`, from 0) and signatures by
+/// their index in the document (`signature #i`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// The file is not a bundle at all (not JSON, missing or unknown members, bad base64).
+    #[error("not an evidence bundle: {0}")]
+    Unreadable(String),
+    /// The format tag is not [`BUNDLE_FORMAT`].
+    #[error("format {found:?} is not {BUNDLE_FORMAT:?}: unknown or altered bundle format")]
+    Format { found: String },
+    /// The bundle's tenant, origin, document and checkpoint do not name the same log.
+    #[error("tenant/origin mismatch: {0}")]
+    OriginMismatch(String),
+    /// The checkpoint text does not follow the signed-note format.
+    #[error("malformed checkpoint: {0}")]
+    MalformedCheckpoint(String),
+    /// The checkpoint signature does not verify with the log key.
+    #[error("checkpoint signature does not verify with the log key (forged or altered)")]
+    ForgedCheckpoint,
+    /// The bundle has no event: nothing ties the document to the log.
+    #[error("the bundle has no events: nothing ties the document to the log")]
+    NoEvents,
+    /// An event lies beyond the checkpoint's tree: the checkpoint is older than the events.
+    #[error(
+        "stale checkpoint: size {size} does not cover event index {index} (event #{position})"
+    )]
+    StaleCheckpoint {
+        size: u64,
+        position: usize,
+        index: u64,
+    },
+    /// An event's bytes are not a canonical audit event.
+    #[error("event #{position} (log index {index}): malformed event: {reason}")]
+    MalformedEvent {
+        position: usize,
+        index: u64,
+        reason: String,
+    },
+    /// The event's own index is not the log index the bundle gives it.
+    #[error(
+        "event #{position}: the event says log index {found}, the bundle places it at {index}"
+    )]
+    IndexMismatch {
+        position: usize,
+        index: u64,
+        found: u64,
+    },
+    /// A proof element is not a 32-byte lowercase hex hash.
+    #[error("event #{position} (log index {index}): malformed inclusion proof: {reason}")]
+    MalformedProof {
+        position: usize,
+        index: u64,
+        reason: String,
+    },
+    /// The event is not in the log the checkpoint commits to (event or proof altered).
+    #[error(
+        "event #{position} (log index {index}): inclusion proof does not lead to the checkpoint \
+         root{detail}"
+    )]
+    NotInLog {
+        position: usize,
+        index: u64,
+        /// Empty, or ` (…)` with the proof's defect.
+        detail: String,
+    },
+    /// The event is in the log but is not an event of this document.
+    #[error("event #{position} (log index {index}) is not an event of this document: {what}")]
+    ForeignEvent {
+        position: usize,
+        index: u64,
+        what: String,
+    },
+    /// Events are not in the order of the document's history.
+    #[error("events reordered: {0}")]
+    Reordered(String),
+    /// The same event (seq) appears twice.
+    #[error("event #{position}: seq {seq} appears a second time: an event was duplicated")]
+    Duplicated { position: usize, seq: u64 },
+    /// A gap in the seqs.
+    #[error(
+        "event #{position}: seq {found} found where {expected} was expected: an event was dropped"
+    )]
+    Dropped {
+        position: usize,
+        found: u64,
+        expected: u64,
+    },
+    /// The event's `prev` is not the leaf hash of the document's previous event.
+    #[error(
+        "event #{position}: previous-event link broken (prev {found:?}, expected {expected:?})"
+    )]
+    BrokenLink {
+        position: usize,
+        found: String,
+        expected: String,
+    },
+    /// The bundle has more or fewer events than the document's history.
+    #[error("the bundle has {events} events but the document history has {history}: {what}")]
+    CountMismatch {
+        events: usize,
+        history: usize,
+        what: &'static str,
+    },
+    /// An event says something else than the document's history entry at its seq.
+    #[error("event #{position} disagrees with the document history: {what}")]
+    HistoryMismatch { position: usize, what: String },
+    /// The content is not the one the document record names.
+    #[error("document content does not match its recorded SHA-256{detail}")]
+    ContentMismatch {
+        /// Empty, or ` (…)` with what differs.
+        detail: String,
+    },
+    /// An event names another content than the document's.
+    #[error(
+        "event #{position}: its content SHA-256 {found} is not the document's {expected} \
+         (content replaced)"
+    )]
+    EventContentMismatch {
+        position: usize,
+        found: String,
+        expected: String,
+    },
+    /// An event's recorded state does not follow from its kind.
+    #[error(
+        "event #{position} ({kind}) records state {found}, but that kind of event leaves the \
+         document {expected}"
+    )]
+    EventStateInconsistent {
+        position: usize,
+        kind: String,
+        found: String,
+        expected: String,
+    },
+    /// The document record's state is not the one its last event left.
+    #[error("the document's state {document} disagrees with its last event ({last})")]
+    StateMismatch { document: String, last: String },
+    /// A `signed` or `sealed` event that does not say which signature it stored.
+    #[error("event #{position} ({kind}) does not record the signature it stored and its hash")]
+    EventWithoutSignature { position: usize, kind: String },
+    /// The same signature index twice in the bundle.
+    #[error("signature #{index} appears more than once in the bundle")]
+    DuplicateSignature { index: u32 },
+    /// A bundle signature that no event of the document records.
+    #[error("signature #{index}: no signed or sealed event of the document records it (added)")]
+    UnrecordedSignature { index: u32 },
+    /// The signature's CMS is not the one the log recorded.
+    #[error(
+        "signature #{index}: its CMS hash is not the one recorded in the document's events \
+         (swapped or altered)"
+    )]
+    SignatureHashMismatch { index: u32 },
+    /// The signature's description (step, signer, seal, on behalf of, level) disagrees with its
+    /// event or its step.
+    #[error("signature #{index} disagrees with its event #{position}: {what}")]
+    SignatureRecordMismatch {
+        index: u32,
+        position: usize,
+        what: String,
+    },
+    /// An event records a signature that the bundle does not carry.
+    #[error(
+        "event #{position} ({kind}) records signature #{index}, which is missing from the bundle"
+    )]
+    MissingSignature {
+        position: usize,
+        kind: String,
+        index: u32,
+    },
+    /// The recorded CMS does not parse.
+    #[error("signature #{index}: its CMS does not parse: {reason}")]
+    MalformedSignature { index: u32, reason: String },
+    /// The chain, CRLs or signing time given with a signature are not those of its (logged) CMS.
+    #[error("signature #{index}: {what} is not the one embedded in its CMS (altered)")]
+    SignatureMaterialMismatch { index: u32, what: String },
+    /// The caller's cryptographic validation refused the signature.
+    #[error("signature #{index}: {reason}")]
+    SignatureInvalid { index: u32, reason: String },
+    /// The summary is not the one the document record and its events give.
+    #[error(
+        "summary does not match the events: line {line} reads {found:?}, the document record \
+         and its events give {recomputed:?}"
+    )]
+    SummaryMismatch {
+        line: usize,
+        recomputed: String,
+        found: String,
+    },
+}
+
+/// What a verified bundle establishes, for the auditor's report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedBundle {
+    pub tenant: String,
+    pub document_id: String,
+    pub title: String,
+    pub state: String,
+    /// Lowercase hex SHA-256 of the content (checked).
+    pub content_sha256: String,
+    pub checkpoint: VerifiedCheckpoint,
+    /// Number of events, each proven in the checkpoint's tree.
+    pub events: usize,
+    /// The summary, one line per entry (header first).
+    pub summary: Vec<String>,
+    pub signatures: Vec<VerifiedSignature>,
+}
+
+/// The checkpoint every event was proven against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedCheckpoint {
+    pub origin: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub time: i64,
+    /// Lowercase hex root hash.
+    pub root: String,
+}
+
+/// One signature that passed, with what its check established.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedSignature {
+    pub index: u32,
+    pub step: u32,
+    pub signer: String,
+    pub on_behalf_of: Option<String>,
+    pub seal: bool,
+    pub level: u8,
+    pub signing_time: i64,
+    pub subject: String,
+    /// What the caller's check reported (e.g. signer and level).
+    pub check: String,
+}
+
+impl EvidenceBundle {
+    /// Reads a bundle from its JSON file.
+    pub fn from_json(bytes: &[u8]) -> Result<EvidenceBundle, BundleError> {
+        serde_json::from_slice(bytes).map_err(|e| BundleError::Unreadable(e.to_string()))
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// The state a document is left in by an event of kind `kind`.
+fn state_after(kind: &str) -> &'static str {
+    match kind {
+        "completed" => DocState::Completed.as_str(),
+        "rejected" => DocState::Rejected.as_str(),
+        "withdrawn" => DocState::Withdrawn.as_str(),
+        _ => DocState::InProgress.as_str(),
+    }
+}
+
+fn decode_proof(proof: &[String]) -> Result<Vec<Hash>, String> {
+    proof
+        .iter()
+        .enumerate()
+        .map(|(j, h)| {
+            if h.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(format!("hash #{j} is not lowercase hex"));
+            }
+            let bytes = hex::decode(h).map_err(|e| format!("hash #{j} is not hex: {e}"))?;
+            merkle::hash_from_slice(&bytes).map_err(|e| format!("hash #{j}: {e}"))
+        })
+        .collect()
+}
+
+/// One event of the bundle once decoded and proven.
+struct Proven {
+    event: AuditEvent,
+    leaf: Hash,
+    index: u64,
+}
+
+/// Verifies an evidence bundle offline against the log's public key, and fails on the first
+/// thing that does not hold, in this order:
+///
+/// 1. the format tag; the origin is `paraph/{tenant}` and the document is the tenant's;
+/// 2. the checkpoint parses and its signature verifies with `log_key` for that origin;
+/// 3. the checkpoint covers every event's log index (else it is stale);
+/// 4. every event is canonical, carries the log index the bundle gives it, and its inclusion
+///    proof leads to the checkpoint root;
+/// 5. every event is one of this document's (tenant, subject, document id);
+/// 6. the events are in history order (reordering), without duplicates or gaps (dropped), each
+///    linked to the leaf hash of the previous one, as many as the history entries;
+/// 7. each event agrees with the history entry at its seq (kind, time, actor, step, on behalf
+///    of, signature index);
+/// 8. the content matches the document's SHA-256 (and size), which every event names;
+/// 9. each event's state follows from its kind, and the document's state is its last event's;
+/// 10. every bundle signature is recorded by a `signed`/`sealed` event with the SHA-256 of its
+///     CMS and agrees with it, its chain, CRLs and signing time are those of that CMS, and
+///     every such event's signature is in the bundle;
+/// 11. `check_signature(signature, content)` passes for each signature (the caller's
+///     cryptographic validation: CMS over the content, chain, revocation, level);
+/// 12. the summary is the one [`summary`] gives.
+///
+/// Pure: no clock, no I/O. `check_signature` returns what passed (shown to the auditor) or why
+/// not.
+pub fn verify(
+    bundle: &EvidenceBundle,
+    log_key: &AuditPublicKey,
+    check_signature: &SignatureCheck<'_>,
+) -> Result<VerifiedBundle, BundleError> {
+    let document = &bundle.document;
+
+    // 1. Format, tenant and origin.
+    if bundle.format != BUNDLE_FORMAT {
+        return Err(BundleError::Format {
+            found: bundle.format.clone(),
+        });
+    }
+    let origin = format!("paraph/{}", bundle.tenant);
+    if bundle.origin != origin {
+        return Err(BundleError::OriginMismatch(format!(
+            "the bundle names log {:?}, but the log of tenant {:?} is {origin:?}",
+            bundle.origin, bundle.tenant
+        )));
+    }
+    if document.tenant.as_str() != bundle.tenant {
+        return Err(BundleError::OriginMismatch(format!(
+            "the document belongs to tenant {:?}, the bundle to {:?}",
+            document.tenant.as_str(),
+            bundle.tenant
+        )));
+    }
+
+    // 2. Checkpoint.
+    let signed = SignedCheckpoint::decode(bundle.checkpoint.as_bytes()).map_err(|e| {
+        BundleError::MalformedCheckpoint(match e {
+            AuditError::MalformedCheckpoint(r) => r,
+            other => other.to_string(),
+        })
+    })?;
+    let checkpoint = match signed.verify(log_key, &origin) {
+        Ok(c) => c.clone(),
+        Err(AuditError::WrongOrigin { expected, found }) => {
+            return Err(BundleError::OriginMismatch(format!(
+                "the checkpoint is for log {found:?}, not {expected:?}"
+            )))
+        }
+        Err(AuditError::ForgedCheckpoint) => return Err(BundleError::ForgedCheckpoint),
+        Err(e) => return Err(BundleError::MalformedCheckpoint(e.to_string())),
+    };
+
+    // 3. Coverage.
+    if bundle.events.is_empty() {
+        return Err(BundleError::NoEvents);
+    }
+    if let Some((position, e)) = bundle
+        .events
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.index >= checkpoint.size)
+    {
+        return Err(BundleError::StaleCheckpoint {
+            size: checkpoint.size,
+            position,
+            index: e.index,
+        });
+    }
+
+    // 4. Each event: canonical, at its index, in the log.
+    let mut proven = Vec::with_capacity(bundle.events.len());
+    for (position, be) in bundle.events.iter().enumerate() {
+        let index = be.index;
+        let event = AuditEvent::parse(&be.event.0).map_err(|e| BundleError::MalformedEvent {
+            position,
+            index,
+            reason: match e {
+                AuditError::MalformedEvent(r) => r,
+                other => other.to_string(),
+            },
+        })?;
+        if event.index != index {
+            return Err(BundleError::IndexMismatch {
+                position,
+                index,
+                found: event.index,
+            });
+        }
+        let proof = decode_proof(&be.proof).map_err(|reason| BundleError::MalformedProof {
+            position,
+            index,
+            reason,
+        })?;
+        let leaf = merkle::leaf_hash(&be.event.0);
+        checkpoint
+            .verify_inclusion(&leaf, index, &proof)
+            .map_err(|e| BundleError::NotInLog {
+                position,
+                index,
+                detail: match e {
+                    AuditError::InclusionRootMismatch { .. } => String::new(),
+                    other => format!(" ({other})"),
+                },
+            })?;
+        proven.push(Proven { event, leaf, index });
+    }
+
+    // 5. This document's events.
+    let subject = format!("document/{}", document.id);
+    let mut facts: Vec<&DocumentFacts> = Vec::with_capacity(proven.len());
+    for (position, p) in proven.iter().enumerate() {
+        let foreign = |what: String| BundleError::ForeignEvent {
+            position,
+            index: p.index,
+            what,
+        };
+        if p.event.tenant != bundle.tenant {
+            return Err(foreign(format!(
+                "it is in the log of tenant {:?}",
+                p.event.tenant
+            )));
+        }
+        let Some(doc_facts) = &p.event.document else {
+            return Err(foreign(format!(
+                "it is a {} event about {:?}, not a document event",
+                p.event.kind, p.event.subject
+            )));
+        };
+        if doc_facts.id != document.id.as_str() || p.event.subject != subject {
+            return Err(foreign(format!(
+                "it is about document {:?} ({:?})",
+                doc_facts.id, p.event.subject
+            )));
+        }
+        facts.push(doc_facts);
+    }
+
+    // 6. Order, duplicates, gaps, links, count.
+    for k in 1..proven.len() {
+        let (s0, s1) = (facts[k - 1].seq, facts[k].seq);
+        if s1 < s0 {
+            return Err(BundleError::Reordered(format!(
+                "event #{k} has seq {s1} after event #{} with seq {s0}",
+                k - 1
+            )));
+        }
+        if s1 == s0 {
+            return Err(BundleError::Duplicated {
+                position: k,
+                seq: s1,
+            });
+        }
+        let (i0, i1) = (proven[k - 1].index, proven[k].index);
+        if i1 <= i0 {
+            return Err(BundleError::Reordered(format!(
+                "event #{k} (seq {s1}) is at log index {i1}, not after event #{} (seq {s0}) at \
+                 log index {i0}",
+                k - 1
+            )));
+        }
+    }
+    for (k, f) in facts.iter().enumerate() {
+        let expected = k as u64;
+        if f.seq != expected {
+            return Err(BundleError::Dropped {
+                position: k,
+                found: f.seq,
+                expected,
+            });
+        }
+    }
+    for (k, f) in facts.iter().enumerate() {
+        let expected = match k {
+            0 => String::new(),
+            _ => hex::encode(proven[k - 1].leaf),
+        };
+        if f.prev != expected {
+            return Err(BundleError::BrokenLink {
+                position: k,
+                found: f.prev.clone(),
+                expected,
+            });
+        }
+    }
+    if proven.len() != document.history.len() {
+        return Err(BundleError::CountMismatch {
+            events: proven.len(),
+            history: document.history.len(),
+            what: if proven.len() < document.history.len() {
+                "events were dropped"
+            } else {
+                "the history was cut short or events were added"
+            },
+        });
+    }
+
+    // 7. Agreement with the history.
+    for (k, (p, h)) in proven.iter().zip(&document.history).enumerate() {
+        history_agrees(k, &p.event, facts[k], h)?;
+    }
+
+    // 8. Content.
+    let content_sha256 = sha256_hex(&bundle.content.0);
+    if content_sha256 != document.content.sha256 {
+        return Err(BundleError::ContentMismatch {
+            detail: format!(
+                " (content SHA-256 {content_sha256}, recorded {})",
+                document.content.sha256
+            ),
+        });
+    }
+    if bundle.content.0.len() as u64 != document.content.size {
+        return Err(BundleError::ContentMismatch {
+            detail: format!(
+                " (content has {} bytes, recorded size {})",
+                bundle.content.0.len(),
+                document.content.size
+            ),
+        });
+    }
+    for (k, f) in facts.iter().enumerate() {
+        if f.content_sha256 != content_sha256 {
+            return Err(BundleError::EventContentMismatch {
+                position: k,
+                found: f.content_sha256.clone(),
+                expected: content_sha256,
+            });
+        }
+    }
+
+    // 9. States.
+    for (k, (p, f)) in proven.iter().zip(&facts).enumerate() {
+        let expected = state_after(&p.event.kind);
+        if f.state != expected {
+            return Err(BundleError::EventStateInconsistent {
+                position: k,
+                kind: p.event.kind.clone(),
+                found: f.state.clone(),
+                expected: expected.to_owned(),
+            });
+        }
+    }
+    let last = facts[facts.len() - 1];
+    if last.state != document.state.as_str() {
+        return Err(BundleError::StateMismatch {
+            document: document.state.as_str().to_owned(),
+            last: last.state.clone(),
+        });
+    }
+
+    // 10. Signatures against the events that recorded them.
+    let mut recorded: BTreeMap<u32, (usize, &AuditEvent, &DocumentFacts, &str)> = BTreeMap::new();
+    for (k, (p, f)) in proven.iter().zip(&facts).enumerate() {
+        if !matches!(p.event.kind.as_str(), "signed" | "sealed") {
+            continue;
+        }
+        let (Some(i), Some(h)) = (f.signature, f.signature_sha256.as_deref()) else {
+            return Err(BundleError::EventWithoutSignature {
+                position: k,
+                kind: p.event.kind.clone(),
+            });
+        };
+        recorded.insert(i, (k, &p.event, f, h));
+    }
+    let mut seen = BTreeSet::new();
+    for s in &bundle.signatures {
+        if !seen.insert(s.index) {
+            return Err(BundleError::DuplicateSignature { index: s.index });
+        }
+        let Some(&(position, event, f, hash)) = recorded.get(&s.index) else {
+            return Err(BundleError::UnrecordedSignature { index: s.index });
+        };
+        if sha256_hex(&s.cms.0) != hash {
+            return Err(BundleError::SignatureHashMismatch { index: s.index });
+        }
+        signature_agrees(s, position, event, f, document)?;
+        signature_material(s)?;
+    }
+    for (&index, &(position, event, _, _)) in &recorded {
+        if !seen.contains(&index) {
+            return Err(BundleError::MissingSignature {
+                position,
+                kind: event.kind.clone(),
+                index,
+            });
+        }
+    }
+
+    // 11. The caller's cryptographic validation.
+    let mut signatures = Vec::with_capacity(bundle.signatures.len());
+    for s in &bundle.signatures {
+        let check = check_signature(s, &bundle.content.0).map_err(|reason| {
+            BundleError::SignatureInvalid {
+                index: s.index,
+                reason,
+            }
+        })?;
+        signatures.push(VerifiedSignature {
+            index: s.index,
+            step: s.step,
+            signer: s.signer.clone(),
+            on_behalf_of: s.on_behalf_of.clone(),
+            seal: s.seal,
+            level: s.level,
+            signing_time: s.signing_time,
+            subject: s.subject.clone(),
+            check,
+        });
+    }
+
+    // 12. Summary.
+    let events: Vec<AuditEvent> = proven.into_iter().map(|p| p.event).collect();
+    let expected = summary(document, &events);
+    if expected != bundle.summary {
+        let mut exp = expected.lines();
+        let mut got = bundle.summary.lines();
+        let mut line = 1;
+        loop {
+            let (e, g) = (exp.next(), got.next());
+            if e.is_none() && g.is_none() {
+                return Err(BundleError::SummaryMismatch {
+                    line,
+                    recomputed: "(end)".to_owned(),
+                    found: "(other line endings or trailing text)".to_owned(),
+                });
+            }
+            if e != g {
+                return Err(BundleError::SummaryMismatch {
+                    line,
+                    recomputed: e.unwrap_or("(end)").to_owned(),
+                    found: g.unwrap_or("(end)").to_owned(),
+                });
+            }
+            line += 1;
+        }
+    }
+
+    Ok(VerifiedBundle {
+        tenant: bundle.tenant.clone(),
+        document_id: document.id.to_string(),
+        title: document.title.clone(),
+        state: document.state.as_str().to_owned(),
+        content_sha256,
+        checkpoint: VerifiedCheckpoint {
+            origin: checkpoint.origin.clone(),
+            size: checkpoint.size,
+            time: checkpoint.time,
+            root: hex::encode(checkpoint.root),
+        },
+        events: events.len(),
+        summary: expected.lines().map(str::to_owned).collect(),
+        signatures,
+    })
+}
+
+/// Event `k` says what history entry `k` says.
+fn history_agrees(
+    k: usize,
+    e: &AuditEvent,
+    f: &DocumentFacts,
+    h: &Event,
+) -> Result<(), BundleError> {
+    let differ = |what: String| Err(BundleError::HistoryMismatch { position: k, what });
+    if h.seq != k as u64 {
+        return differ(format!("history entry {k} has seq {}", h.seq));
+    }
+    if e.kind != h.kind.as_str() {
+        return differ(format!(
+            "the event is {}, the history says {}",
+            e.kind,
+            h.kind.as_str()
+        ));
+    }
+    if e.at != h.at.0 {
+        return differ(format!(
+            "the event is dated {}, the history {}",
+            crate::pki::format_rfc3339(e.at),
+            crate::pki::format_rfc3339(h.at.0)
+        ));
+    }
+    if let Some(actor) = &h.actor {
+        if e.actor != actor.as_str() {
+            return differ(format!(
+                "the event's actor is {}, the history's {actor}",
+                e.actor
+            ));
+        }
+    }
+    if f.step != h.step {
+        return differ(format!(
+            "the event is on step {}, the history on step {}",
+            opt(f.step),
+            opt(h.step)
+        ));
+    }
+    let obo = h.on_behalf_of.as_ref().map(|u| u.as_str().to_owned());
+    if e.on_behalf_of != obo {
+        return differ(format!(
+            "the event is on behalf of {}, the history on behalf of {}",
+            opt(e.on_behalf_of.as_ref()),
+            opt(obo.as_ref())
+        ));
+    }
+    if f.signature != h.signature {
+        return differ(format!(
+            "the event records signature {}, the history signature {}",
+            opt(f.signature),
+            opt(h.signature)
+        ));
+    }
+    Ok(())
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
+/// The signature's description agrees with the event that recorded it and with its step.
+fn signature_agrees(
+    s: &BundleSignature,
+    position: usize,
+    e: &AuditEvent,
+    f: &DocumentFacts,
+    document: &Document,
+) -> Result<(), BundleError> {
+    let differ = |what: String| {
+        Err(BundleError::SignatureRecordMismatch {
+            index: s.index,
+            position,
+            what,
+        })
+    };
+    if f.step != Some(s.step) {
+        return differ(format!(
+            "it says step {}, the event step {}",
+            s.step,
+            opt(f.step)
+        ));
+    }
+    let sealed = e.kind == "sealed";
+    if s.seal != sealed {
+        return differ(format!(
+            "it says {}, the event is {}",
+            if s.seal { "a seal" } else { "a signature" },
+            e.kind
+        ));
+    }
+    if !s.seal && s.signer != e.actor {
+        return differ(format!(
+            "it says signer {}, the event actor {}",
+            s.signer, e.actor
+        ));
+    }
+    if s.on_behalf_of != e.on_behalf_of {
+        return differ(format!(
+            "it says on behalf of {}, the event on behalf of {}",
+            opt(s.on_behalf_of.as_ref()),
+            opt(e.on_behalf_of.as_ref())
+        ));
+    }
+    let required = usize::try_from(s.step)
+        .ok()
+        .and_then(|i| document.steps.get(i))
+        .and_then(|st| st.level)
+        .map(|l| l.get());
+    if let Some(required) = required {
+        if s.level < required {
+            return differ(format!(
+                "its recorded level {} is below the level {required} step {} requires",
+                s.level, s.step
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The chain, CRLs and signing time given with a signature are those of its CMS (whose hash the
+/// log recorded), the signer's certificate first.
+fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
+    let cms = crate::crypto::parse(&s.cms.0).map_err(|e| BundleError::MalformedSignature {
+        index: s.index,
+        reason: e.to_string(),
+    })?;
+    let altered = |what: String| {
+        Err(BundleError::SignatureMaterialMismatch {
+            index: s.index,
+            what,
+        })
+    };
+    let Some(leaf) = s.chain.first() else {
+        return altered("an empty certificate chain".into());
+    };
+    let Some(signer) = cms
+        .signers
+        .iter()
+        .find(|si| si.cert_der.as_deref() == Some(leaf.0.as_slice()))
+    else {
+        return altered("the signer certificate (chain certificate #0)".into());
+    };
+    if signer.signing_time != Some(s.signing_time) {
+        return altered(format!(
+            "the signing time {}",
+            crate::pki::format_rfc3339(s.signing_time)
+        ));
+    }
+    for (j, c) in s.chain.iter().enumerate() {
+        if !cms.certs.contains(&c.0) {
+            return altered(format!("chain certificate #{j}"));
+        }
+    }
+    for (j, c) in s.crls.iter().enumerate() {
+        if !cms.crls.contains(&c.0) {
+            return altered(format!("CRL #{j}"));
+        }
+    }
+    Ok(())
 }

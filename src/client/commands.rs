@@ -154,6 +154,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Sign(a) => super::signing::sign(a).await,
         Command::Signatures(a) => super::validation::signatures(a).await,
         Command::Validate(a) => super::validation::validate(a).await,
+        Command::VerifyBundle(a) => super::evidence::verify_bundle(a),
         Command::Absence { command } => super::absence::absence(command).await,
         Command::Reassign(a) => super::absence::reassign(a).await,
         Command::Audit { command } => super::audit::audit(command).await,

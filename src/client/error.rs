@@ -8,7 +8,7 @@
 //! | 3 | not found (`NOT_FOUND`) |
 //! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given) |
 //! | 5 | conflict (`FAILED_PRECONDITION`, `ABORTED`, `ALREADY_EXISTS`) |
-//! | 6 | `paraph validate`: the signature does not pass (`TOTAL_FAILED` or `INDETERMINATE`) |
+//! | 6 | `paraph validate`: the signature does not pass (`TOTAL_FAILED` or `INDETERMINATE`); `paraph verify-bundle`: the bundle is refused |
 //!
 //! `paraph sign --all` exits 1 when any document could not be signed (each failure is listed
 //! with its own code). `paraph pki verify` keeps the codes of [`crate::pki::CliOutcome`]: 0

@@ -20,6 +20,7 @@ mod circuit_file;
 mod commands;
 mod conn;
 pub mod error;
+pub mod evidence;
 pub mod render;
 pub mod signing;
 pub mod trust;
@@ -89,6 +90,9 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Verify a document's evidence bundle offline (no server, no token): log checkpoint,
+    /// inclusion proofs, event chain, document, content and signatures. Exits 6 when refused.
+    VerifyBundle(evidence::VerifyBundleArgs),
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]
