@@ -8,12 +8,14 @@
 //! - `render` turns replies into JSON (stable snake_case names) or human text.
 //! - `commands` runs each client command; `signing` (`sign`), `validation` (`signatures`,
 //!   `validate`) and `trust` (`admin trust`, `admin user bind-cert`) the certificate ones.
+//! - `bench` (`paraph bench`) provisions a tenant and drives a load benchmark.
 //! - `paraph pki verify` is [`crate::pki::PkiVerifyArgs`], run offline without a connection.
 //!
 //! Tokens are never logged; they are printed only by the commands whose purpose is to hand out a
 //! new one (`admin tenant create`, `admin token issue`). Private keys and PKCS#12 passphrases
 //! never leave the process and are never printed.
 
+pub mod bench;
 mod circuit_file;
 mod commands;
 mod conn;
@@ -74,6 +76,10 @@ pub enum Command {
     /// Validate a detached CMS signature over a file (through the server, or offline with
     /// --trust). Exits 6 when the signature does not pass.
     Validate(validation::ValidateArgs),
+    /// Load benchmark with the platform operator token: provisions a fresh tenant trusting the
+    /// TEST PKI and pushes documents through a visa and a signature, N at a time; reports
+    /// throughput, latency percentiles per RPC, errors and the server's memory.
+    Bench(bench::BenchArgs),
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]
@@ -489,6 +495,8 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Init(a),
         } => admin_init(a),
+        // Several tasks at once: a multi-threaded runtime.
+        Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
     }
 }

@@ -10,6 +10,7 @@ mod auth;
 pub mod documents;
 pub mod report;
 pub mod signatures;
+pub mod stats;
 pub mod tenancy;
 pub mod trust;
 
@@ -108,6 +109,8 @@ pub struct Paraph {
     limits: Limits,
     notices: broadcast::Sender<Arc<Notice>>,
     seals: std::collections::HashMap<TenantId, Arc<signatures::SealKey>>,
+    /// When the service was opened (for the uptime in the server statistics).
+    started: std::time::Instant,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -126,6 +129,7 @@ impl Paraph {
             limits,
             notices,
             seals: Default::default(),
+            started: std::time::Instant::now(),
         }
     }
 
