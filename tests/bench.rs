@@ -88,7 +88,9 @@ fn num(v: &Value, what: &str) -> f64 {
 
 fn check_report(r: &Value, key_alg: &str) {
     assert_eq!(r["documents"], DOCUMENTS, "{r:#}");
+    assert_eq!(r["attempted"], DOCUMENTS, "{r:#}");
     assert_eq!(r["completed"], DOCUMENTS, "{r:#}");
+    assert_eq!(r["stopped_early"], false, "{r:#}");
     assert_eq!(r["concurrency"], 4, "{r:#}");
     assert_eq!(r["key_alg"], key_alg, "{r:#}");
     assert_eq!(r["circuit"], "visa-sign", "{r:#}");

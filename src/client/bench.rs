@@ -96,6 +96,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(64..=(16 * 1024 * 1024)))]
     pub size: u32,
+    /// Longest wait for one call, in seconds; a call past it counts as DEADLINE_EXCEEDED.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// Stop taking new documents once this many errors were counted (0: never stop).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_errors: u64,
     /// --token is the platform operator token; --tenant is ignored (a fresh tenant is made).
     #[command(flatten)]
     pub c: ClientOpts,
@@ -152,14 +159,21 @@ impl Tally {
         }
     }
 
-    /// Times one call; records its latency or its error.
+    /// Times one call, bounded by `limit`; records its latency or its error.
     async fn call<T>(
         &mut self,
         kind: usize,
+        limit: Duration,
         fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Option<T> {
         let start = Instant::now();
-        let r = fut.await;
+        // Dropping the call on time-out cancels it (the stream is reset).
+        let r = tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {} s",
+                limit.as_secs()
+            )))
+        });
         let elapsed = start.elapsed();
         self.rpcs += 1;
         match r {
@@ -233,7 +247,16 @@ struct Shared {
     total: usize,
     next: AtomicUsize,
     done: AtomicUsize,
+    /// Documents with an error.
     failed: AtomicU64,
+    /// Errors counted so far, and the count at which no new document is started (0: never).
+    errors: AtomicU64,
+    max_errors: u64,
+    /// Documents started.
+    started: AtomicUsize,
+    /// Set once every task has ended (the progress bar stops then).
+    finished: std::sync::atomic::AtomicBool,
+    timeout: Duration,
     signer: Arc<Signer>,
     tenant: String,
     circuit: String,
@@ -303,6 +326,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
     let Some(d) = t
         .call(
             SUBMIT,
+            sh.timeout,
             r.submitter.submit_document(tokio_stream::iter(msgs)),
         )
         .await
@@ -315,6 +339,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
     let Some(d) = t
         .call(
             APPROVE,
+            sh.timeout,
             r.visa.approve(proto::ApproveRequest {
                 id: d.id.clone(),
                 step: Some(step),
@@ -332,6 +357,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
     let Some(prep) = t
         .call(
             PREPARE,
+            sh.timeout,
             r.signer.prepare_signature(proto::PrepareSignatureRequest {
                 document_id: d.id.clone(),
                 step: Some(step),
@@ -364,6 +390,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
     let Some(done) = t
         .call(
             COMPLETE,
+            sh.timeout,
             r.signer
                 .complete_signature(proto::CompleteSignatureRequest {
                     preparation_id: prep_id,
@@ -394,14 +421,20 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
 async fn worker(mut roles: Roles, sh: Arc<Shared>) -> Tally {
     let mut t = Tally::default();
     loop {
+        if sh.max_errors > 0 && sh.errors.load(Ordering::Relaxed) >= sh.max_errors {
+            return t;
+        }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         if i >= sh.total {
             return t;
         }
+        sh.started.fetch_add(1, Ordering::Relaxed);
         let before = t.error_count();
         one_document(&mut roles, &sh, i, &mut t).await;
-        if t.error_count() > before {
+        let new_errors = t.error_count() - before;
+        if new_errors > 0 {
             sh.failed.fetch_add(1, Ordering::Relaxed);
+            sh.errors.fetch_add(new_errors, Ordering::Relaxed);
         }
         sh.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -594,13 +627,21 @@ async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
 
 /// The server's resident memory now and at its peak, when the server tells (`None` for a
 /// server without `GetServerStats`, or where it cannot read them).
-async fn server_stats(a: &BenchArgs, operator: &str) -> Result<Option<(u64, u64)>, CliError> {
+async fn server_stats(
+    a: &BenchArgs,
+    operator: &str,
+    limit: Duration,
+) -> Result<Option<(u64, u64)>, CliError> {
     let mut op = connect(&target(&a.c, operator.to_owned(), None)).await?;
-    match op
-        .admin
-        .get_server_stats(proto::GetServerStatsRequest {})
-        .await
-    {
+    let call = op.admin.get_server_stats(proto::GetServerStatsRequest {});
+    let Ok(answer) = tokio::time::timeout(limit, call).await else {
+        eprintln!(
+            "paraph bench: the server statistics did not come within {} s",
+            limit.as_secs()
+        );
+        return Ok(None);
+    };
+    match answer {
         Ok(r) => {
             let s = r.into_inner();
             Ok((s.peak_rss_bytes > 0).then_some((s.rss_bytes, s.peak_rss_bytes)))
@@ -616,6 +657,8 @@ struct Report {
     circuit: String,
     key_alg: KeyAlg,
     documents: usize,
+    /// Documents started (fewer than `documents` when it stopped at --max-errors).
+    attempted: usize,
     concurrency: usize,
     size: usize,
     seconds: f64,
@@ -658,7 +701,9 @@ impl Report {
             "circuit": self.circuit,
             "key_alg": self.key_alg.name(),
             "documents": self.documents,
+            "attempted": self.attempted,
             "completed": self.tally.completed,
+            "stopped_early": self.attempted < self.documents,
             "concurrency": self.concurrency,
             "document_bytes": self.size,
             "seconds": round3(self.seconds),
@@ -701,6 +746,12 @@ impl Report {
             self.tally.rpcs
         ));
         out.push_str(&format!("  errors        {}\n", self.tally.error_count()));
+        if self.attempted < self.documents {
+            out.push_str(&format!(
+                "  stopped early after {} of {} documents (--max-errors)\n",
+                self.attempted, self.documents
+            ));
+        }
         for (code, n) in &self.tally.errors {
             let sample = self.tally.samples.get(code).map_or("", String::as_str);
             out.push_str(&format!("    {code:<20} {n:>6}   e.g. {sample}\n"));
@@ -748,14 +799,28 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         .to_owned();
     let documents = a.documents as usize;
     let concurrency = a.concurrency as usize;
-    let setup = provision(&a, &operator).await?;
-    let before = server_stats(&a, &operator).await?;
+    let limit = Duration::from_secs(a.timeout);
+    // About ten calls: bounded as a whole.
+    let setup = tokio::time::timeout(limit * 10, provision(&a, &operator))
+        .await
+        .map_err(|_| {
+            CliError::Status(tonic::Status::deadline_exceeded(format!(
+                "provisioning the bench tenant took more than {} s",
+                limit.as_secs() * 10
+            )))
+        })??;
+    let before = server_stats(&a, &operator, limit).await?;
 
     let shared = Arc::new(Shared {
         total: documents,
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         failed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        max_errors: a.max_errors,
+        started: AtomicUsize::new(0),
+        finished: std::sync::atomic::AtomicBool::new(false),
+        timeout: Duration::from_secs(a.timeout),
         signer: Arc::new(setup.signer),
         tenant: setup.tenant.clone(),
         circuit: a.circuit.clone(),
@@ -774,7 +839,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
                     progress_bar(done, sh.total),
                     sh.failed.load(Ordering::Relaxed)
                 ));
-                if done >= sh.total {
+                if done >= sh.total || sh.finished.load(Ordering::Relaxed) {
                     break;
                 }
                 tokio::time::sleep(PROGRESS_EVERY).await;
@@ -795,11 +860,12 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         tally.merge(part);
     }
     let seconds = start.elapsed().as_secs_f64();
+    shared.finished.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         // The bar ends itself once every document is done.
         let _ = p.await;
     }
-    let after = server_stats(&a, &operator).await?;
+    let after = server_stats(&a, &operator, limit).await?;
 
     let summaries = tally.latencies.iter_mut().map(|v| summarize(v)).collect();
     let report = Report {
@@ -807,6 +873,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         circuit: a.circuit.clone(),
         key_alg: a.key_alg,
         documents,
+        attempted: shared.started.load(Ordering::Relaxed),
         concurrency,
         size: a.size as usize,
         seconds,
@@ -824,7 +891,8 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
     let errors = report.tally.error_count();
     if errors > 0 {
         return Err(CliError::Partial(format!(
-            "{errors} errors in {documents} documents (see errors_by_code)"
+            "{errors} errors in {} documents (see errors_by_code)",
+            report.attempted
         )));
     }
     Ok(())
