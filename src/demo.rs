@@ -15,6 +15,17 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_CIRCUIT: &str = "demo";
 pub const P12_PASSWORD: &str = "paraph-test";
 
+/// The trust anchor, intermediate CA and CRLs of the test PKI (files of `certs-test/`).
+pub const TEST_ANCHOR: &str = "root-ca.cert.pem";
+pub const TEST_INTERMEDIATE: &str = "signing-ca.cert.pem";
+pub const TEST_CRLS: &str = "crls.pem";
+/// The test PKI's certificate policy OIDs and their RGS levels (`*`, `**`, `***`).
+pub const TEST_POLICY_LEVELS: [(&str, u8); 3] = [
+    ("1.3.6.1.4.1.99999.1.1.1", 1),
+    ("1.3.6.1.4.1.99999.1.1.2", 2),
+    ("1.3.6.1.4.1.99999.1.1.3", 3),
+];
+
 /// Demo officers: (user, certificate file stem, what they do).
 pub const OFFICERS: &[(&str, &str, &str)] = &[
     ("carol", "officer-l1-rsa2048", "visa (step 0)"),
@@ -102,16 +113,16 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
         )
         .await,
     )?;
-    let mut levels = std::collections::BTreeMap::new();
-    for (i, level) in [(1, 1u8), (2, 2), (3, 3)] {
-        levels.insert(format!("1.3.6.1.4.1.99999.1.1.{i}"), level);
-    }
+    let levels = TEST_POLICY_LEVELS
+        .iter()
+        .map(|(oid, level)| ((*oid).to_owned(), *level))
+        .collect();
     svc.set_trust(
         &admin,
         TrustInput {
-            anchors: vec![read(certs, "root-ca.cert.pem")?],
-            intermediates: vec![read(certs, "signing-ca.cert.pem")?],
-            crls: vec![read(certs, "crls.pem")?],
+            anchors: vec![read(certs, TEST_ANCHOR)?],
+            intermediates: vec![read(certs, TEST_INTERMEDIATE)?],
+            crls: vec![read(certs, TEST_CRLS)?],
             policy_levels: levels,
             signature_policy: None,
         },

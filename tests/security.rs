@@ -714,3 +714,38 @@ async fn bad_inputs_get_precise_errors() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_platform_operator_reads_the_server_statistics() {
+    let srv = TestServer::start().await;
+    let a = Org::create(&srv, "ville-a").await;
+    let stats = |who: &str, tenant: Option<&str>| {
+        let mut admin = srv.admin(who, tenant);
+        async move {
+            admin
+                .get_server_stats(proto::GetServerStatsRequest {})
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    for who in ["boss", "audit", "alice", "finance"] {
+        assert_code(
+            stats(a.token(who), None).await,
+            Code::PermissionDenied,
+            "platform operator",
+        );
+    }
+    assert_code(
+        stats("pph_0000", None).await,
+        Code::Unauthenticated,
+        "token",
+    );
+    // The operator, outside any tenant or acting in one.
+    for tenant in [None, Some("ville-a")] {
+        let s = stats(&srv.operator, tenant).await.unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(s.rss_bytes > 0, "{s:?}");
+            assert!(s.peak_rss_bytes >= s.rss_bytes, "{s:?}");
+        }
+    }
+}

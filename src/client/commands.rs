@@ -82,7 +82,10 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         | Command::Admin {
             command: AdminCommand::Init(_),
         }
-        | Command::Pki { .. } => unreachable!("server and offline commands are dispatched before"),
+        | Command::Pki { .. }
+        | Command::Bench(_) => {
+            unreachable!("server, offline and bench commands are dispatched before")
+        }
         Command::Admin {
             command: AdminCommand::Tenant { command },
         } => tenant(command).await,

@@ -8,6 +8,7 @@
 //! - `render` turns replies into JSON (stable snake_case names) or human text.
 //! - `commands` runs each client command; `signing` (`sign`), `validation` (`signatures`,
 //!   `validate`) and `trust` (`admin trust`, `admin user bind-cert`) the certificate ones.
+//! - `bench` (`paraph bench`) provisions a tenant and drives a load benchmark.
 //! - `paraph pki verify` is [`crate::pki::PkiVerifyArgs`], run offline without a connection.
 //!
 //! Tokens are never logged; they are printed only by the commands whose purpose is to hand out a
@@ -16,6 +17,7 @@
 
 pub mod absence;
 pub mod audit;
+pub mod bench;
 mod circuit_file;
 mod commands;
 mod conn;
@@ -93,6 +95,10 @@ pub enum Command {
     /// Verify a document's evidence bundle offline (no server, no token): log checkpoint,
     /// inclusion proofs, event chain, document, content and signatures. Exits 6 when refused.
     VerifyBundle(evidence::VerifyBundleArgs),
+    /// Load benchmark with the platform operator token: provisions a fresh tenant trusting the
+    /// TEST PKI and pushes documents through a visa and a signature, N at a time; reports
+    /// throughput, latency percentiles per RPC, errors and the server's memory.
+    Bench(bench::BenchArgs),
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]
@@ -508,6 +514,8 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Init(a),
         } => admin_init(a),
+        // Several tasks at once: a multi-threaded runtime.
+        Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
     }
 }

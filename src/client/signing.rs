@@ -115,9 +115,23 @@ impl Signer {
         Signer::from_p12(&bytes, &password, file)
     }
 
+    /// The certificates sent with a preparation (DER, the signer's first).
+    pub(super) fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// Whether the key is an RSA key (slower to sign with than ECDSA).
+    pub(super) fn is_rsa(&self) -> bool {
+        self.key.id() == Id::RSA
+    }
+
     /// Signs the signed attributes prepared by the server, after checking the algorithm the
     /// server expects and the document digest inside them.
-    fn sign(&self, prep: &proto::Preparation, content_sha256: &str) -> Result<Vec<u8>, CliError> {
+    pub(super) fn sign(
+        &self,
+        prep: &proto::Preparation,
+        content_sha256: &str,
+    ) -> Result<Vec<u8>, CliError> {
         let key_kind = self.key.id();
         let fits = match prep.signature_algorithm.as_str() {
             "RSA_PKCS1_SHA256" => key_kind == Id::RSA,
@@ -401,20 +415,20 @@ pub fn progress_bar(done: usize, total: usize) -> String {
 }
 
 /// The progress bar on stderr: redrawn in place on a terminal, one line per update otherwise.
-struct Progress {
-    tty: bool,
+pub(super) struct Progress {
+    pub(super) tty: bool,
     width: usize,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(super) fn new() -> Progress {
         Progress {
             tty: std::io::stderr().is_terminal(),
             width: 0,
         }
     }
 
-    fn draw(&mut self, line: &str) {
+    pub(super) fn draw(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         if self.tty {
             let pad = self.width.saturating_sub(line.chars().count());
@@ -427,7 +441,7 @@ impl Progress {
     }
 
     /// Clears the bar (before other output on a terminal).
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         if self.tty && self.width > 0 {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r{}\r", " ".repeat(self.width));

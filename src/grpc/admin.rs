@@ -1,4 +1,5 @@
-//! `AdminService`: tenants, users, tokens.
+//! `AdminService`: tenants, users, tokens, trust settings, certificate bindings, server
+//! statistics.
 
 use super::convert::{cert_summary_to, role_from, ts, user_to};
 use super::{caller, idem, invalid, principal, to_status, Api};
@@ -189,6 +190,19 @@ impl AdminService for Api {
             .await
             .map_err(to_status)?;
         Ok(Response::new(user_to(&u)))
+    }
+
+    async fn get_server_stats(
+        &self,
+        req: Request<proto::GetServerStatsRequest>,
+    ) -> Result<Response<proto::ServerStats>, Status> {
+        let who = principal(&self.svc, &req).await?;
+        let s = self.svc.server_stats(&who).await.map_err(to_status)?;
+        Ok(Response::new(proto::ServerStats {
+            rss_bytes: s.rss_bytes,
+            peak_rss_bytes: s.peak_rss_bytes,
+            uptime_seconds: s.uptime_seconds,
+        }))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod delegation;
 pub mod documents;
 pub mod report;
 pub mod signatures;
+pub mod stats;
 pub mod tenancy;
 pub mod trust;
 
@@ -105,6 +106,8 @@ pub struct Paraph {
     audit_key: Option<Arc<crate::audit::AuditKey>>,
     /// Successful path validations of signing certificates (see `chain_cache`).
     chains: Arc<chain_cache::ChainCache>,
+    /// When the service was opened (for the uptime in the server statistics).
+    started: std::time::Instant,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -126,6 +129,7 @@ impl Paraph {
             tick_lock: tokio::sync::Mutex::new(()),
             audit_key: None,
             chains: Arc::new(chain_cache::ChainCache::new()),
+            started: std::time::Instant::now(),
         }
     }
 

@@ -177,6 +177,14 @@ pub fn auth(token: &str) -> Auth {
     }
 }
 
+/// An interceptor adding `token` as bearer and naming `tenant` (for the platform operator).
+pub fn auth_in(token: &str, tenant: &str) -> Auth {
+    Auth {
+        token: format!("Bearer {token}").parse().unwrap(),
+        tenant: Some(tenant.parse().unwrap()),
+    }
+}
+
 /// A tenant with named users and their tokens.
 pub struct Org {
     pub tenant: String,

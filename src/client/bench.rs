@@ -1,0 +1,941 @@
+//! `paraph bench`: a load benchmark of a running server, driven with the platform operator token.
+//!
+//! It provisions a fresh tenant `bench-<random hex>` trusting the test PKI (anchor, signing CA,
+//! CRLs, policy OIDs → RGS levels, as `serve --demo` does), a submitter, a visa officer, a
+//! signing officer bound to the test certificate of the chosen key algorithm, a token for each
+//! and the circuit `visa-sign` (visa, then an RGS `***` signature). Then N concurrent tasks push
+//! M documents through SubmitDocument → Approve → PrepareSignature → local signature →
+//! CompleteSignature, one HTTP/2 connection per role shared by all tasks. It reports
+//! throughput, latency percentiles per RPC (successful calls), errors by gRPC code (it goes on
+//! past errors and exits 1 if there were any) and the server's resident memory read with the
+//! operator-only `GetServerStats`.
+
+use super::commands::{idempotency_key, print_json};
+use super::conn::{connect, Chan, Target};
+use super::error::{code_name, CliError};
+use super::signing::{progress_bar, Progress, Signer};
+use super::{ClientOpts, IdemOpts};
+use crate::proto::{
+    self, document_service_client::DocumentServiceClient,
+    signature_service_client::SignatureServiceClient, submit_document_request::Part,
+};
+use clap::{Args, ValueEnum};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The circuit `paraph bench` creates in its tenant.
+pub const BENCH_CIRCUIT: &str = "visa-sign";
+
+/// RGS level of the signature step (the test officer certificates used are `***`).
+const SIGNATURE_LEVEL: u32 = 3;
+
+/// User names in the bench tenant.
+const SUBMITTER: &str = "bench-submitter";
+const VISA_OFFICER: &str = "bench-visa";
+const SIGNER: &str = "bench-signer";
+
+/// How often the progress bar is redrawn.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// The key algorithm of the signing officer, i.e. which test certificate he is bound to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+pub enum KeyAlg {
+    /// ECDSA P-256 (`officer-l3-p256`).
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    /// RSA-2048 (`officer-l3-rsa2048`).
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+}
+
+impl KeyAlg {
+    fn name(self) -> &'static str {
+        match self {
+            KeyAlg::EcdsaP256 => "ecdsa-p256",
+            KeyAlg::Rsa2048 => "rsa-2048",
+        }
+    }
+
+    /// The file stem of its certificate and PKCS#12 file in the test PKI.
+    fn stem(self) -> &'static str {
+        match self {
+            KeyAlg::EcdsaP256 => "officer-l3-p256",
+            KeyAlg::Rsa2048 => "officer-l3-rsa2048",
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Number of concurrent tasks, each taking the next document when its last one is done.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Number of documents to push through the circuit.
+    #[arg(long, value_name = "M", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub documents: u32,
+    /// Circuit to submit to. `visa-sign` is created in the fresh tenant; any other name must
+    /// exist there.
+    #[arg(long, value_name = "NAME", default_value = BENCH_CIRCUIT)]
+    pub circuit: String,
+    /// Key algorithm of the signing officer.
+    #[arg(long, value_enum, value_name = "ALG", default_value = "ecdsa-p256")]
+    pub key_alg: KeyAlg,
+    /// Directory of the test PKI (trust settings, the officer's certificate and PKCS#12 file).
+    #[arg(long, value_name = "DIR", default_value = "certs-test")]
+    pub certs: PathBuf,
+    /// Size of each generated document, in bytes (each one is unique).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(64..=(16 * 1024 * 1024)))]
+    pub size: u32,
+    /// Longest wait for one call, in seconds; a call past it counts as DEADLINE_EXCEEDED.
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// Stop taking new documents once this many errors were counted (0: never stop).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_errors: u64,
+    /// --token is the platform operator token; --tenant is ignored (a fresh tenant is made).
+    #[command(flatten)]
+    pub c: ClientOpts,
+}
+
+/// The RPC kinds timed, in report order; `document` is a whole document, first call to last.
+const KINDS: [&str; 5] = ["submit", "approve", "prepare", "complete", "document"];
+const SUBMIT: usize = 0;
+const APPROVE: usize = 1;
+const PREPARE: usize = 2;
+const COMPLETE: usize = 3;
+const DOCUMENT: usize = 4;
+
+/// Errors found by the client itself (not a gRPC status), e.g. an unexpected document state.
+const CLIENT_ERROR: &str = "CLIENT";
+
+/// What one task (then all of them) measured.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of successful calls, in milliseconds, per kind of [`KINDS`].
+    latencies: [Vec<f64>; 5],
+    /// Calls answered (successfully or not).
+    rpcs: u64,
+    /// Documents that reached `completed`.
+    completed: u64,
+    errors: BTreeMap<String, u64>,
+    /// The first error message of each code, as `rpc: message`.
+    samples: BTreeMap<String, String>,
+}
+
+impl Tally {
+    fn error(&mut self, code: &str, rpc: &str, message: impl std::fmt::Display) {
+        *self.errors.entry(code.to_owned()).or_default() += 1;
+        self.samples
+            .entry(code.to_owned())
+            .or_insert_with(|| format!("{rpc}: {message}"));
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (mine, theirs) in self.latencies.iter_mut().zip(other.latencies) {
+            mine.extend(theirs);
+        }
+        self.rpcs += other.rpcs;
+        self.completed += other.completed;
+        for (code, n) in other.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        for (code, s) in other.samples {
+            self.samples.entry(code).or_insert(s);
+        }
+    }
+
+    /// Times one call, bounded by `limit`; records its latency or its error.
+    async fn call<T>(
+        &mut self,
+        kind: usize,
+        limit: Duration,
+        fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Option<T> {
+        let start = Instant::now();
+        // Dropping the call on time-out cancels it (the stream is reset).
+        let r = tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {} s",
+                limit.as_secs()
+            )))
+        });
+        let elapsed = start.elapsed();
+        self.rpcs += 1;
+        match r {
+            Ok(resp) => {
+                self.latencies[kind].push(millis(elapsed));
+                Some(resp.into_inner())
+            }
+            Err(s) => {
+                self.error(code_name(s.code()), KINDS[kind], s.message());
+                None
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The `p`-th percentile (0 < p ≤ 100) of ascending `sorted` values, by the nearest-rank
+/// method: the smallest value with at least p % of the values at or below it.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = (p / 100.0 * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1])
+}
+
+/// Latency summary of one kind of call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub count: usize,
+    pub mean: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Summarises latencies (any order); `None` when there are none.
+pub fn summarize(values: &mut [f64]) -> Option<Summary> {
+    values.sort_by(f64::total_cmp);
+    let max = *values.last()?;
+    Some(Summary {
+        count: values.len(),
+        mean: values.iter().sum::<f64>() / values.len() as f64,
+        p50: percentile(values, 50.0)?,
+        p95: percentile(values, 95.0)?,
+        p99: percentile(values, 99.0)?,
+        max,
+    })
+}
+
+/// Milliseconds rounded to the microsecond, for the JSON output.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The role clients shared by every task (one connection per role, multiplexed).
+#[derive(Clone)]
+struct Roles {
+    submitter: DocumentServiceClient<Chan>,
+    visa: DocumentServiceClient<Chan>,
+    signer: SignatureServiceClient<Chan>,
+}
+
+/// What every task reads.
+struct Shared {
+    total: usize,
+    next: AtomicUsize,
+    done: AtomicUsize,
+    /// Documents with an error.
+    failed: AtomicU64,
+    /// Errors counted so far, and the count at which no new document is started (0: never).
+    errors: AtomicU64,
+    max_errors: u64,
+    /// Documents started.
+    started: AtomicUsize,
+    /// Set once every task has ended (the progress bar stops then).
+    finished: std::sync::atomic::AtomicBool,
+    timeout: Duration,
+    signer: Arc<Signer>,
+    tenant: String,
+    circuit: String,
+    size: usize,
+}
+
+fn fresh_key() -> Result<String, CliError> {
+    idempotency_key(&IdemOpts {
+        idempotency_key: None,
+    })
+}
+
+fn target(c: &ClientOpts, token: String, tenant: Option<String>) -> Target {
+    Target {
+        addr: c.addr.clone(),
+        token: Some(token),
+        tenant,
+        ca: c.ca.clone(),
+        cert: c.cert.clone(),
+        key: c.key.clone(),
+    }
+}
+
+/// `size` bytes unique to document `i` of `tenant`: a header line, then a filler that depends
+/// on both (so the stored blobs are distinct).
+fn content(tenant: &str, i: usize, size: usize) -> Vec<u8> {
+    let mut out = format!("paraph bench {tenant} document {i}\n").into_bytes();
+    let mut block = Sha256::digest(&out).to_vec();
+    while out.len() < size {
+        out.extend(
+            block
+                .iter()
+                .map(|b| b"0123456789abcdef"[usize::from(b & 15)]),
+        );
+        block = Sha256::digest(&block).to_vec();
+    }
+    out.truncate(size);
+    out
+}
+
+/// One document through the circuit; a failure is recorded and ends this document.
+async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
+    let keys: Result<Vec<String>, CliError> = (0..4).map(|_| fresh_key()).collect();
+    let keys = match keys {
+        Ok(k) => k,
+        Err(e) => return t.error(CLIENT_ERROR, "submit", e),
+    };
+    let data = content(&sh.tenant, i, sh.size);
+    let sha = hex::encode(Sha256::digest(&data));
+    let header = proto::SubmitHeader {
+        r#type: proto::DocumentType::Other as i32,
+        title: format!("bench document {i}"),
+        circuit: sh.circuit.clone(),
+        metadata: Default::default(),
+        file_name: format!("bench-{i}.txt"),
+        idempotency_key: keys[0].clone(),
+    };
+    let msgs = vec![
+        proto::SubmitDocumentRequest {
+            part: Some(Part::Header(header)),
+        },
+        proto::SubmitDocumentRequest {
+            part: Some(Part::Chunk(data)),
+        },
+    ];
+    let start = Instant::now();
+    let Some(d) = t
+        .call(
+            SUBMIT,
+            sh.timeout,
+            r.submitter.submit_document(tokio_stream::iter(msgs)),
+        )
+        .await
+    else {
+        return;
+    };
+    let Ok(step) = u32::try_from(d.current_step) else {
+        return t.error(CLIENT_ERROR, "submit", "no active step after submission");
+    };
+    let Some(d) = t
+        .call(
+            APPROVE,
+            sh.timeout,
+            r.visa.approve(proto::ApproveRequest {
+                id: d.id.clone(),
+                step: Some(step),
+                comment: String::new(),
+                idempotency_key: keys[1].clone(),
+            }),
+        )
+        .await
+    else {
+        return;
+    };
+    let Ok(step) = u32::try_from(d.current_step) else {
+        return t.error(CLIENT_ERROR, "approve", "no active step after the visa");
+    };
+    let Some(prep) = t
+        .call(
+            PREPARE,
+            sh.timeout,
+            r.signer.prepare_signature(proto::PrepareSignatureRequest {
+                document_id: d.id.clone(),
+                step: Some(step),
+                certificate_chain: sh.signer.chain().to_vec(),
+                idempotency_key: keys[2].clone(),
+            }),
+        )
+        .await
+    else {
+        return;
+    };
+    if prep.document_id != d.id || prep.step != step {
+        return t.error(CLIENT_ERROR, "prepare", "preparation of another step");
+    }
+    let prep_id = prep.id.clone();
+    // RSA-2048 signing costs ~0.3 ms of CPU: keep it off the async workers.
+    let value = if sh.signer.is_rsa() {
+        let signer = sh.signer.clone();
+        tokio::task::spawn_blocking(move || signer.sign(&prep, &sha))
+            .await
+            .map_err(|e| CliError::Local(format!("signing task: {e}")))
+            .and_then(|r| r)
+    } else {
+        sh.signer.sign(&prep, &sha)
+    };
+    let value = match value {
+        Ok(v) => v,
+        Err(e) => return t.error(CLIENT_ERROR, "sign", e),
+    };
+    let Some(done) = t
+        .call(
+            COMPLETE,
+            sh.timeout,
+            r.signer
+                .complete_signature(proto::CompleteSignatureRequest {
+                    preparation_id: prep_id,
+                    signature_value: value,
+                    idempotency_key: keys[3].clone(),
+                }),
+        )
+        .await
+    else {
+        return;
+    };
+    if done.state == proto::DocumentState::Completed as i32 {
+        t.completed += 1;
+        t.latencies[DOCUMENT].push(millis(start.elapsed()));
+    } else {
+        t.error(
+            CLIENT_ERROR,
+            "complete",
+            format!(
+                "document {} is {} after the signature, not completed",
+                d.id,
+                super::render::state(done.state)
+            ),
+        );
+    }
+}
+
+async fn worker(mut roles: Roles, sh: Arc<Shared>) -> Tally {
+    let mut t = Tally::default();
+    loop {
+        if sh.max_errors > 0 && sh.errors.load(Ordering::Relaxed) >= sh.max_errors {
+            return t;
+        }
+        let i = sh.next.fetch_add(1, Ordering::Relaxed);
+        if i >= sh.total {
+            return t;
+        }
+        sh.started.fetch_add(1, Ordering::Relaxed);
+        let before = t.error_count();
+        one_document(&mut roles, &sh, i, &mut t).await;
+        let new_errors = t.error_count() - before;
+        if new_errors > 0 {
+            sh.failed.fetch_add(1, Ordering::Relaxed);
+            sh.errors.fetch_add(new_errors, Ordering::Relaxed);
+        }
+        sh.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds a hint to a refusal of the operator-only calls.
+fn operator_hint(s: tonic::Status) -> CliError {
+    if matches!(
+        s.code(),
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+    ) {
+        CliError::Status(tonic::Status::new(
+            s.code(),
+            format!(
+                "{} (paraph bench needs the platform operator token)",
+                s.message()
+            ),
+        ))
+    } else {
+        CliError::Status(s)
+    }
+}
+
+fn read_file(path: PathBuf) -> Result<Vec<u8>, CliError> {
+    std::fs::read(&path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Everything the run needs, provisioned in a fresh tenant.
+struct Setup {
+    tenant: String,
+    roles: Roles,
+    signer: Signer,
+}
+
+async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
+    let certs = &a.certs;
+    // Local inputs first: a bad --certs fails before anything is created.
+    let p12_path = certs.join(format!("{}.p12", a.key_alg.stem()));
+    let signer = Signer::from_p12(
+        &read_file(p12_path.clone())?,
+        crate::demo::P12_PASSWORD,
+        &p12_path,
+    )?;
+    let anchor = read_file(certs.join(crate::demo::TEST_ANCHOR))?;
+    let intermediate = read_file(certs.join(crate::demo::TEST_INTERMEDIATE))?;
+    let crls = read_file(certs.join(crate::demo::TEST_CRLS))?;
+
+    let mut op = connect(&target(&a.c, operator.to_owned(), None)).await?;
+    let mut suffix = [0u8; 6];
+    getrandom::getrandom(&mut suffix)
+        .map_err(|e| CliError::Local(format!("no randomness for the tenant name: {e}")))?;
+    let tenant = format!("bench-{}", hex::encode(suffix));
+    let created = op
+        .admin
+        .create_tenant(proto::CreateTenantRequest {
+            id: tenant.clone(),
+            display_name: "paraph bench (test PKI)".into(),
+            admin_user: "bench-admin".into(),
+            idempotency_key: fresh_key()?,
+        })
+        .await
+        .map_err(operator_hint)?
+        .into_inner();
+    let admin_token = created
+        .admin_token
+        .map(|t| t.token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| CliError::Local("the server returned no admin token".into()))?;
+    let mut adm = connect(&target(&a.c, admin_token, None)).await?;
+
+    if a.circuit != BENCH_CIRCUIT {
+        // Only `visa-sign` is created; another circuit must already exist in the tenant.
+        let found = adm
+            .circuits
+            .get_circuit(proto::GetCircuitRequest {
+                name: a.circuit.clone(),
+                version: 0,
+            })
+            .await;
+        match found {
+            Ok(_) => {}
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Err(CliError::Usage(format!(
+                    "--circuit {0}: no circuit '{0}' in the fresh bench tenant {tenant}; paraph \
+                     bench creates only '{BENCH_CIRCUIT}' (a visa, then a signature): drop \
+                     --circuit or pass --circuit {BENCH_CIRCUIT}",
+                    a.circuit
+                )))
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+
+    adm.admin
+        .set_trust(proto::SetTrustRequest {
+            anchors: vec![anchor],
+            intermediates: vec![intermediate],
+            crls: vec![crls],
+            policy_levels: crate::demo::TEST_POLICY_LEVELS
+                .iter()
+                .map(|(oid, level)| proto::PolicyLevel {
+                    oid: (*oid).to_owned(),
+                    level: u32::from(*level),
+                })
+                .collect(),
+            signature_policy: None,
+            idempotency_key: fresh_key()?,
+        })
+        .await?;
+    let users = [
+        (SUBMITTER, proto::Role::Submitter, "bench submitter"),
+        (VISA_OFFICER, proto::Role::Officer, "bench visa officer"),
+        (SIGNER, proto::Role::Officer, "bench signing officer"),
+    ];
+    let mut tokens = Vec::new();
+    for (name, role, display) in users {
+        adm.admin
+            .create_user(proto::CreateUserRequest {
+                name: name.into(),
+                display_name: display.into(),
+                roles: vec![role as i32],
+                idempotency_key: fresh_key()?,
+            })
+            .await?;
+        let t = adm
+            .admin
+            .issue_token(proto::IssueTokenRequest {
+                user: name.into(),
+                idempotency_key: fresh_key()?,
+            })
+            .await?
+            .into_inner()
+            .token
+            .map(|t| t.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CliError::Local(format!("the server returned no token for {name}")))?;
+        tokens.push(t);
+    }
+    let leaf =
+        signer.chain().first().cloned().ok_or_else(|| {
+            CliError::Usage(format!("{} holds no certificate", p12_path.display()))
+        })?;
+    adm.admin
+        .bind_certificate(proto::BindCertificateRequest {
+            user: SIGNER.into(),
+            certificate: leaf,
+            idempotency_key: fresh_key()?,
+        })
+        .await?;
+    let step = |kind: proto::StepKind, actor: &str, level: u32| proto::StepDefinition {
+        kind: kind as i32,
+        actors: vec![actor.to_owned()],
+        mode: proto::StepMode::All as i32,
+        level,
+        ..Default::default()
+    };
+    if a.circuit == BENCH_CIRCUIT {
+        adm.circuits
+            .create_circuit(proto::CreateCircuitRequest {
+                name: BENCH_CIRCUIT.into(),
+                fallback: String::new(),
+                steps: vec![
+                    step(proto::StepKind::Visa, VISA_OFFICER, 0),
+                    step(proto::StepKind::Signature, SIGNER, SIGNATURE_LEVEL),
+                ],
+                idempotency_key: fresh_key()?,
+            })
+            .await?;
+    }
+
+    let [submitter, visa, signing] = <[String; 3]>::try_from(tokens)
+        .map_err(|_| CliError::Local("expected three tokens".into()))?;
+    let roles = Roles {
+        submitter: connect(&target(&a.c, submitter, None)).await?.docs,
+        visa: connect(&target(&a.c, visa, None)).await?.docs,
+        signer: connect(&target(&a.c, signing, None)).await?.sigs,
+    };
+    Ok(Setup {
+        tenant,
+        roles,
+        signer,
+    })
+}
+
+/// The server's resident memory now and at its peak, when the server tells (`None` for a
+/// server without `GetServerStats`, or where it cannot read them).
+async fn server_stats(
+    a: &BenchArgs,
+    operator: &str,
+    limit: Duration,
+) -> Result<Option<(u64, u64)>, CliError> {
+    let mut op = connect(&target(&a.c, operator.to_owned(), None)).await?;
+    let call = op.admin.get_server_stats(proto::GetServerStatsRequest {});
+    let Ok(answer) = tokio::time::timeout(limit, call).await else {
+        eprintln!(
+            "paraph bench: the server statistics did not come within {} s",
+            limit.as_secs()
+        );
+        return Ok(None);
+    };
+    match answer {
+        Ok(r) => {
+            let s = r.into_inner();
+            Ok((s.peak_rss_bytes > 0).then_some((s.rss_bytes, s.peak_rss_bytes)))
+        }
+        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
+        Err(s) => Err(operator_hint(s)),
+    }
+}
+
+/// The measured run, for the output.
+struct Report {
+    tenant: String,
+    circuit: String,
+    key_alg: KeyAlg,
+    documents: usize,
+    /// Documents started (fewer than `documents` when it stopped at --max-errors).
+    attempted: usize,
+    concurrency: usize,
+    size: usize,
+    seconds: f64,
+    tally: Tally,
+    summaries: Vec<Option<Summary>>,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    peak_rss: Option<u64>,
+}
+
+impl Report {
+    fn per_second(&self, n: u64) -> f64 {
+        if self.seconds > 0.0 {
+            n as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    fn json(&self) -> Value {
+        let mut latency = Map::new();
+        for (kind, s) in KINDS.iter().zip(&self.summaries) {
+            let v = match s {
+                Some(s) => json!({
+                    "count": s.count,
+                    "mean": round3(s.mean),
+                    "p50": round3(s.p50),
+                    "p95": round3(s.p95),
+                    "p99": round3(s.p99),
+                    "max": round3(s.max),
+                }),
+                None => json!({
+                    "count": 0, "mean": null, "p50": null, "p95": null, "p99": null, "max": null,
+                }),
+            };
+            latency.insert((*kind).to_owned(), v);
+        }
+        json!({
+            "tenant": self.tenant,
+            "circuit": self.circuit,
+            "key_alg": self.key_alg.name(),
+            "documents": self.documents,
+            "attempted": self.attempted,
+            "completed": self.tally.completed,
+            "stopped_early": self.attempted < self.documents,
+            "concurrency": self.concurrency,
+            "document_bytes": self.size,
+            "seconds": round3(self.seconds),
+            "documents_per_second": round3(self.per_second(self.tally.completed)),
+            "rpcs": self.tally.rpcs,
+            "rpcs_per_second": round3(self.per_second(self.tally.rpcs)),
+            "errors": self.tally.error_count(),
+            "errors_by_code": self.tally.errors,
+            "latency_ms": latency,
+            "server_rss_bytes_before": self.rss_before,
+            "server_rss_bytes_after": self.rss_after,
+            "server_peak_rss_bytes": self.peak_rss,
+        })
+    }
+
+    fn text(&self) -> String {
+        let mib = |b: Option<u64>| {
+            b.map(|b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)))
+                .unwrap_or_else(|| "?".into())
+        };
+        let mut out = format!(
+            "paraph bench: {} documents of {} bytes, concurrency {}, {} signer, circuit {} \
+             (tenant {})\n",
+            self.documents,
+            self.size,
+            self.concurrency,
+            self.key_alg.name(),
+            self.circuit,
+            self.tenant
+        );
+        out.push_str(&format!("  wall time     {:.2} s\n", self.seconds));
+        out.push_str(&format!(
+            "  documents/s   {:.1}   ({} completed)\n",
+            self.per_second(self.tally.completed),
+            self.tally.completed
+        ));
+        out.push_str(&format!(
+            "  RPCs/s        {:.1}   ({} calls)\n",
+            self.per_second(self.tally.rpcs),
+            self.tally.rpcs
+        ));
+        out.push_str(&format!("  errors        {}\n", self.tally.error_count()));
+        if self.attempted < self.documents {
+            out.push_str(&format!(
+                "  stopped early after {} of {} documents (--max-errors)\n",
+                self.attempted, self.documents
+            ));
+        }
+        for (code, n) in &self.tally.errors {
+            let sample = self.tally.samples.get(code).map_or("", String::as_str);
+            out.push_str(&format!("    {code:<20} {n:>6}   e.g. {sample}\n"));
+        }
+        if self.peak_rss.is_some() {
+            out.push_str(&format!(
+                "  server RSS    {} before, {} after, peak {}\n",
+                mib(self.rss_before),
+                mib(self.rss_after),
+                mib(self.peak_rss)
+            ));
+        } else {
+            out.push_str("  server RSS    not available\n");
+        }
+        out.push_str(&format!(
+            "\n  {:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)\n",
+            "latency", "count", "mean", "p50", "p95", "p99", "max"
+        ));
+        for (kind, s) in KINDS.iter().zip(&self.summaries) {
+            match s {
+                Some(s) => out.push_str(&format!(
+                    "  {kind:<10} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                    s.count, s.mean, s.p50, s.p95, s.p99, s.max
+                )),
+                None => out.push_str(&format!("  {kind:<10} {:>7}\n", 0)),
+            }
+        }
+        out
+    }
+}
+
+/// `paraph bench`.
+pub async fn run(a: BenchArgs) -> Result<(), CliError> {
+    let operator = a
+        .c
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            CliError::NoToken(
+                "no token: pass the platform operator token with --token or PARAPH_TOKEN".into(),
+            )
+        })?
+        .to_owned();
+    let documents = a.documents as usize;
+    let concurrency = a.concurrency as usize;
+    let limit = Duration::from_secs(a.timeout);
+    // About ten calls: bounded as a whole.
+    let setup = tokio::time::timeout(limit * 10, provision(&a, &operator))
+        .await
+        .map_err(|_| {
+            CliError::Status(tonic::Status::deadline_exceeded(format!(
+                "provisioning the bench tenant took more than {} s",
+                limit.as_secs() * 10
+            )))
+        })??;
+    let before = server_stats(&a, &operator, limit).await?;
+
+    let shared = Arc::new(Shared {
+        total: documents,
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        failed: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        max_errors: a.max_errors,
+        started: AtomicUsize::new(0),
+        finished: std::sync::atomic::AtomicBool::new(false),
+        timeout: Duration::from_secs(a.timeout),
+        signer: Arc::new(setup.signer),
+        tenant: setup.tenant.clone(),
+        circuit: a.circuit.clone(),
+        size: a.size as usize,
+    });
+    let progress = (!a.c.json && std::io::stderr().is_terminal()).then(|| {
+        let sh = shared.clone();
+        tokio::spawn(async move {
+            let mut bar = Progress::new();
+            let start = Instant::now();
+            loop {
+                let done = sh.done.load(Ordering::Relaxed);
+                let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3);
+                bar.draw(&format!(
+                    "{} {rate:.0} documents/s, {} failed",
+                    progress_bar(done, sh.total),
+                    sh.failed.load(Ordering::Relaxed)
+                ));
+                if done >= sh.total || sh.finished.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(PROGRESS_EVERY).await;
+            }
+            bar.clear();
+        })
+    });
+
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency.min(documents))
+        .map(|_| tokio::spawn(worker(setup.roles.clone(), shared.clone())))
+        .collect();
+    let mut tally = Tally::default();
+    for t in tasks {
+        let part = t
+            .await
+            .map_err(|e| CliError::Local(format!("benchmark task failed: {e}")))?;
+        tally.merge(part);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    shared.finished.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        // The bar ends itself once every document is done.
+        let _ = p.await;
+    }
+    let after = server_stats(&a, &operator, limit).await?;
+
+    let summaries = tally.latencies.iter_mut().map(|v| summarize(v)).collect();
+    let report = Report {
+        tenant: setup.tenant,
+        circuit: a.circuit.clone(),
+        key_alg: a.key_alg,
+        documents,
+        attempted: shared.started.load(Ordering::Relaxed),
+        concurrency,
+        size: a.size as usize,
+        seconds,
+        summaries,
+        rss_before: before.map(|(rss, _)| rss),
+        rss_after: after.map(|(rss, _)| rss),
+        peak_rss: after.map(|(_, peak)| peak),
+        tally,
+    };
+    if a.c.json {
+        print_json(&report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    let errors = report.tally.error_count();
+    if errors > 0 {
+        return Err(CliError::Partial(format!(
+            "{errors} errors in {} documents (see errors_by_code)",
+            report.attempted
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile(&[7.0], 50.0), Some(7.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 95.0), Some(95.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 50.0), Some(2.0));
+        assert_eq!(percentile(&v, 51.0), Some(3.0));
+        assert_eq!(percentile(&v, 95.0), Some(4.0));
+    }
+
+    #[test]
+    fn summaries_are_ordered_whatever_the_input_order() {
+        let mut v: Vec<f64> = (0..1000).map(|i| f64::from((i * 7919) % 1000)).collect();
+        let s = summarize(&mut v).unwrap();
+        assert_eq!(s.count, 1000);
+        assert_eq!((s.p50, s.p95, s.p99, s.max), (499.0, 949.0, 989.0, 999.0));
+        assert!((s.mean - 499.5).abs() < 1e-9);
+        assert!(summarize(&mut []).is_none());
+    }
+
+    #[test]
+    fn generated_documents_are_unique_and_sized() {
+        let a = content("bench-x", 1, 4096);
+        let b = content("bench-x", 2, 4096);
+        assert_eq!(a.len(), 4096);
+        assert_ne!(a, b);
+        assert_ne!(a, content("bench-y", 1, 4096));
+        assert_eq!(content("bench-x", 1, 100).len(), 100);
+    }
+}
