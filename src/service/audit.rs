@@ -32,8 +32,97 @@ pub fn origin(tenant: &TenantId) -> String {
 fn node_key(t: &TenantId, level: u8, index: u64) -> String {
     format!("mt/{t}/{level:02}/{index:020}")
 }
-fn size_key(t: &TenantId) -> String {
-    format!("mtsize/{t}")
+fn head_key(t: &TenantId) -> String {
+    format!("mthead/{t}")
+}
+
+/// The head of a tenant's log, kept in one record so that an append and a checkpoint read one
+/// key instead of the O(log n) nodes of the tree's right edge: the size, the root, and the
+/// perfect subtrees ("peaks") making up the tree, one per set bit of the size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LogHead {
+    size: u64,
+    root: Hash,
+    /// `(level, index, hash)`, largest subtree first.
+    peaks: Vec<(u8, u64, Hash)>,
+}
+
+impl LogHead {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40 + self.peaks.len() * 41);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.extend_from_slice(&self.root);
+        for (l, i, h) in &self.peaks {
+            out.push(*l);
+            out.extend_from_slice(&i.to_be_bytes());
+            out.extend_from_slice(h);
+        }
+        out
+    }
+
+    fn decode(b: &[u8]) -> Result<LogHead> {
+        let bad = || ServiceError::Internal("corrupt audit log head".into());
+        if b.len() < 40 || (b.len() - 40) % 41 != 0 {
+            return Err(bad());
+        }
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&b[0..8]);
+        let size = u64::from_be_bytes(size);
+        let root = hash_of(&b[8..40])?;
+        let mut peaks = Vec::new();
+        for c in b[40..].chunks(41) {
+            let mut i = [0u8; 8];
+            i.copy_from_slice(&c[1..9]);
+            peaks.push((c[0], u64::from_be_bytes(i), hash_of(&c[9..41])?));
+        }
+        if peaks.len() != size.count_ones() as usize {
+            return Err(bad());
+        }
+        Ok(LogHead { size, root, peaks })
+    }
+
+    fn empty() -> LogHead {
+        LogHead {
+            size: 0,
+            root: merkle::EMPTY_ROOT,
+            peaks: Vec::new(),
+        }
+    }
+}
+
+fn read_head_tx(tx: &Tx<'_>, t: &TenantId) -> Result<LogHead> {
+    match tx.get_raw(&head_key(t))? {
+        Some(b) => LogHead::decode(&b),
+        None => Ok(LogHead::empty()),
+    }
+}
+
+fn read_head(s: &Store, t: &TenantId) -> Result<LogHead> {
+    match s.get_raw(&head_key(t))? {
+        Some(b) => LogHead::decode(&b),
+        None => Ok(LogHead::empty()),
+    }
+}
+
+/// The peaks of the head first, then the stored nodes.
+struct HeadNodes<'a, S> {
+    head: &'a LogHead,
+    inner: S,
+}
+
+impl<S: NodeSource<Error = ServiceError>> NodeSource for HeadNodes<'_, S> {
+    type Error = ServiceError;
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        if let Some((_, _, h)) = self
+            .head
+            .peaks
+            .iter()
+            .find(|(l, i, _)| *l == level && *i == index)
+        {
+            return Ok(Some(*h));
+        }
+        self.inner.node(level, index)
+    }
 }
 fn event_key(t: &TenantId, index: u64) -> String {
     format!("ev/{t}/{index:020}")
@@ -103,26 +192,43 @@ impl NodeSource for StoreNodes<'_> {
 
 /// Appends `event` (its index is assigned here) to its tenant's log inside the transaction.
 /// Returns the index and the leaf hash.
-pub(super) fn append(
-    tx: &mut Tx<'_>,
-    tenant: &TenantId,
-    mut event: AuditEvent,
-) -> Result<(u64, Hash)> {
-    let size: u64 = tx.get(&size_key(tenant))?.unwrap_or(0);
+pub(super) fn append(tx: &mut Tx<'_>, tenant: &TenantId, mut event: AuditEvent) -> Result<(u64, Hash)> {
+    let head = read_head_tx(tx, tenant)?;
+    let size = head.size;
     event.index = size;
     event.tenant = tenant.to_string();
     event.v = crate::audit::event::EVENT_FORMAT;
     let bytes = event.canonical()?;
-    let outcome = {
-        let src = TxNodes { tx, tenant };
+    let (writes, next) = {
+        let src = HeadNodes {
+            head: &head,
+            inner: TxNodes { tx, tenant },
+        };
         let mut appender = Appender::new(&src, size)?;
         appender.append(&bytes)?;
-        appender.finish()
+        let new_size = appender.size();
+        // The new peaks are new nodes or old peaks: both are visible through the appender.
+        let mut peaks = Vec::with_capacity(new_size.count_ones() as usize);
+        for level in (0..64u8).rev() {
+            if (new_size >> level) & 1 == 1 {
+                let index = (new_size >> level) - 1;
+                let h = appender
+                    .node(level, index)?
+                    .ok_or(AuditError::MissingNode { level, index })?;
+                peaks.push((level, index, h));
+            }
+        }
+        let next = LogHead {
+            size: new_size,
+            root: appender.root(),
+            peaks,
+        };
+        (appender.writes(), next)
     };
-    for w in &outcome.writes {
+    for w in &writes {
         tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
     }
-    tx.put(&size_key(tenant), &outcome.size)?;
+    tx.put_raw(&head_key(tenant), &next.encode())?;
     tx.put_raw(&event_key(tenant, size), &bytes)?;
     tx.mark(format!("{MARK}{tenant}"));
     Ok((size, merkle::leaf_hash(&bytes)))
@@ -149,12 +255,12 @@ pub(super) fn append_document_event(
     let mut log: DocLog = tx.get(&key)?.unwrap_or_default();
     let signature_sha256 = match ev.signature {
         Some(i) => {
-            let rec: SignatureRecord = tx
-                .get(&format!("sig/{}/{}/{i:04}", doc.tenant, doc.id))?
+            let h = tx
+                .get_raw(&super::signatures::sig_hash_key(&doc.tenant, &doc.id, i))?
                 .ok_or_else(|| {
                     ServiceError::Internal(format!("signature #{i} of {} is missing", doc.id))
                 })?;
-            Some(super::sha256_hex(&rec.cms.0))
+            Some(String::from_utf8_lossy(&h).into_owned())
         }
         None => None,
     };
@@ -197,18 +303,11 @@ pub(super) fn checkpoint_marked(tx: &mut Tx<'_>, key: &AuditKey, now: Timestamp)
             continue;
         };
         let tenant = TenantId::parse(t)?;
-        let size: u64 = tx.get(&size_key(&tenant))?.unwrap_or(0);
-        let root = merkle::root(
-            &TxNodes {
-                tx,
-                tenant: &tenant,
-            },
-            size,
-        )?;
+        let head = read_head_tx(tx, &tenant)?;
         let signed = key.sign(&Checkpoint {
             origin: origin(&tenant),
-            size,
-            root,
+            size: head.size,
+            root: head.root,
             time: now.0.max(0),
         })?;
         tx.put_raw(&checkpoint_key(&tenant), signed.encode().as_bytes())?;
@@ -264,7 +363,7 @@ impl Paraph {
         self.blocking(move |s| {
             s.transact(|tx| {
                 tx.mark(format!("{MARK}{tenant}"));
-                let size: u64 = tx.get(&size_key(&tenant))?.unwrap_or(0);
+                let size = read_head_tx(tx, &tenant)?.size;
                 if let Some(raw) = tx.get_raw(&checkpoint_key(&tenant))? {
                     let c = SignedCheckpoint::decode(&raw)?;
                     if c.checkpoint.size == size {
@@ -292,7 +391,7 @@ impl Paraph {
         self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         self.blocking(move |s| {
-            let current: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+            let current = read_head(s, &tenant)?.size;
             let size = if size == 0 { current } else { size };
             if size > current {
                 return Err(DomainError::invalid(
@@ -334,7 +433,7 @@ impl Paraph {
         self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         self.blocking(move |s| {
-            let current: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+            let current = read_head(s, &tenant)?.size;
             let new = if new == 0 { current } else { new };
             if new > current {
                 return Err(DomainError::invalid(
@@ -375,7 +474,7 @@ impl Paraph {
                         .indexes
                 }
                 EventFilter::Range { start, count } => {
-                    let size: u64 = s.get(&size_key(&tenant))?.unwrap_or(0);
+                    let size = read_head(s, &tenant)?.size;
                     let end = start
                         .saturating_add(count.clamp(1, MAX_EVENTS_PER_CALL))
                         .min(size);

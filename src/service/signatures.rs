@@ -218,6 +218,11 @@ fn content_digest(doc: &Document) -> Result<[u8; 32]> {
         .map_err(|_| ServiceError::Internal("stored content digest is not 32 bytes".into()))
 }
 
+/// `sighash/{t}/{doc}/{i:04}`: lowercase hex SHA-256 of signature `i`'s CMS.
+pub(super) fn sig_hash_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
+    format!("sighash/{t}/{d}/{i:04}")
+}
+
 fn sig_prefix(t: &TenantId, d: &DocumentId) -> String {
     format!("sig/{t}/{d}/")
 }
@@ -233,6 +238,11 @@ fn put_signature(
     let n: u32 = tx.get(&ckey)?.unwrap_or(0);
     rec.index = n;
     tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &rec)?;
+    // The CMS digest alone, for the audit event (so the event does not re-read the record).
+    tx.put_raw(
+        &sig_hash_key(tenant, doc, n),
+        super::sha256_hex(&rec.cms.0).as_bytes(),
+    )?;
     tx.put(&ckey, &(n + 1))?;
     Ok(rec)
 }

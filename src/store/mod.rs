@@ -23,9 +23,16 @@
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
 //! | `ev/{t}/{index:020}` | canonical audit event bytes: leaf `index` of the tenant's log |
 //! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log |
-//! | `mtsize/{t}` | size of the tenant's log |
+//! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
 //! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
+//! | `sig/{t}/{doc}/{i:04}`, `sigcount/{t}/{doc}` | SignatureRecord i of a document, their count |
+//! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event) |
+//! | `prep/{t}/{id}` | a pending signature Preparation |
+//! | `trust/{t}` | TrustSettings |
+//! | `absences/{t}` | every Absence of the tenant (transactions cannot scan) |
+//! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
+//! | `sched/{t}` | the scheduler's last pass over the tenant |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
 use serde::{de::DeserializeOwned, Serialize};
