@@ -190,7 +190,18 @@ pub async fn serve(
         tracing::info!("shutting down: no new calls, finishing in-flight ones");
         let _ = stop_tx.send(true);
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Small request/response exchanges must not wait for delayed ACKs (Nagle): every accepted
+    // connection gets TCP_NODELAY, as tonic does for the listeners it binds itself.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+            })
+        },
+    );
     builder
         .add_service(health)
         .add_service(reflection)
