@@ -217,8 +217,7 @@ pub fn verify_signature_value(
     signed_attrs_der: &[u8],
     signature: &[u8],
 ) -> Result<SigAlg, CryptoError> {
-    let cert = openssl::x509::X509::from_der(cert_der).map_err(|e| malformed("certificate", e))?;
-    let key = cert.public_key()?;
+    let key = certificate_public_key(cert_der)?;
     let alg = SigAlg::for_key(&key)?;
     let mut v = Verifier::new(MessageDigest::sha256(), &key)?;
     v.update(signed_attrs_der)?;
@@ -227,6 +226,41 @@ pub fn verify_signature_value(
         Ok(true) => Ok(alg),
         _ => Err(CryptoError::BadSignature),
     }
+}
+
+/// Most public keys kept by [`certificate_public_key`].
+const KEY_CACHE_CAPACITY: usize = 1024;
+
+type KeyCache = std::collections::HashMap<[u8; 32], openssl::pkey::PKey<openssl::pkey::Public>>;
+
+/// The public key of a DER certificate. Decoding a certificate and its key through OpenSSL 3's
+/// provider machinery costs far more than the signature check itself, and officers sign with
+/// the same certificate again and again, so decoded keys are kept by the SHA-256 of the exact
+/// certificate bytes (a different byte is a different entry; the map is emptied when full).
+/// The key is only what the certificate says: trusting the certificate is path validation's job.
+pub fn certificate_public_key(
+    cert_der: &[u8],
+) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, CryptoError> {
+    use sha2::Digest as _;
+    static CACHE: std::sync::Mutex<Option<KeyCache>> = std::sync::Mutex::new(None);
+    let id: [u8; 32] = sha2::Sha256::digest(cert_der).into();
+    if let Some(k) = CACHE
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(&id).cloned()))
+    {
+        return Ok(k);
+    }
+    let cert = openssl::x509::X509::from_der(cert_der).map_err(|e| malformed("certificate", e))?;
+    let key = cert.public_key()?;
+    if let Ok(mut m) = CACHE.lock() {
+        let m = m.get_or_insert_with(Default::default);
+        if m.len() >= KEY_CACHE_CAPACITY {
+            m.clear();
+        }
+        m.insert(id, key.clone());
+    }
+    Ok(key)
 }
 
 /// One signer of a SignedData to assemble.

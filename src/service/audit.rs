@@ -192,7 +192,11 @@ impl NodeSource for StoreNodes<'_> {
 
 /// Appends `event` (its index is assigned here) to its tenant's log inside the transaction.
 /// Returns the index and the leaf hash.
-pub(super) fn append(tx: &mut Tx<'_>, tenant: &TenantId, mut event: AuditEvent) -> Result<(u64, Hash)> {
+pub(super) fn append(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    mut event: AuditEvent,
+) -> Result<(u64, Hash)> {
     let head = read_head_tx(tx, tenant)?;
     let size = head.size;
     event.index = size;

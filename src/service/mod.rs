@@ -106,6 +106,8 @@ pub struct Paraph {
     audit_key: Option<Arc<crate::audit::AuditKey>>,
     /// Successful path validations of signing certificates (see `chain_cache`).
     chains: Arc<chain_cache::ChainCache>,
+    /// Trust settings as last read (see `trust::TrustCache`).
+    trusts: Arc<trust::TrustCache>,
     /// When the service was opened (for the uptime in the server statistics).
     started: std::time::Instant,
 }
@@ -129,6 +131,7 @@ impl Paraph {
             tick_lock: tokio::sync::Mutex::new(()),
             audit_key: None,
             chains: Arc::new(chain_cache::ChainCache::new()),
+            trusts: Arc::new(trust::TrustCache::default()),
             started: std::time::Instant::now(),
         }
     }

@@ -371,12 +371,13 @@ impl Paraph {
         let (doc, who, attrs, alg) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
+            let trusts = self.trusts.clone();
             self.blocking(move |s| {
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{id}"))?
                     .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
                 let (who, level) = doc.signable_step(&actor, step)?;
-                let leaf_x509 = openssl::x509::X509::from_der(&leaf).map_err(|e| {
+                let leaf_key = crypto::certificate_public_key(&leaf).map_err(|e| {
                     DomainError::invalid("certificate_chain", format!("signer certificate: {e}"))
                 })?;
                 let fp = hex::encode(sha2::Sha256::digest(&leaf));
@@ -390,7 +391,7 @@ impl Paraph {
                     }
                     .into_error());
                 }
-                let trust: TrustSettings = s.get(&trust_key(&tenant))?.unwrap_or_default();
+                let trust = trusts.get(s, &tenant)?;
                 if !trust.usable() {
                     return Err(
                         DomainError::WrongState("the tenant has no trust settings".into()).into(),
@@ -406,12 +407,7 @@ impl Paraph {
                         level.map(|l| l.get()),
                     )
                     .map_err(ChainRefusal::into_error)?;
-                let alg = crypto::SigAlg::for_key(
-                    &leaf_x509
-                        .public_key()
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
-                )
-                .map_err(|e| {
+                let alg = crypto::SigAlg::for_key(&leaf_key).map_err(|e| {
                     DomainError::WrongState(format!("certificate refused: WEAK_ALGORITHM: {e}"))
                 })?;
                 let attrs = cades::build_signed_attributes(
@@ -488,6 +484,7 @@ impl Paraph {
         let (prep, rec) = {
             let (tenant, actor, pkey) = (tenant.clone(), actor.clone(), pkey.clone());
             let chains = self.chains.clone();
+            let trusts = self.trusts.clone();
             self.blocking(move |s| {
                 let prep: Preparation = s
                     .get(&pkey)?
@@ -503,7 +500,7 @@ impl Paraph {
                         "signature refused: SIG_CRYPTO_FAILURE: the value does not verify over the prepared attributes with the certificate".into(),
                     )
                 })?;
-                let trust: TrustSettings = s.get(&trust_key(&tenant))?.unwrap_or_default();
+                let trust = trusts.get(s, &tenant)?;
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{}", prep.document))?
                     .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;

@@ -123,6 +123,51 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary> {
     summarize_cert(&c).map_err(|e| DomainError::invalid("certificate", e.to_string()).into())
 }
 
+/// The tenants' trust settings as last read, for the signing hot path (decoding them costs more
+/// than the checks they serve). Every change goes through [`Paraph::set_trust`], which bumps the
+/// epoch once its transaction committed; an entry read under an older epoch is never used, so a
+/// read racing with a change is at worst a miss, never a stale answer.
+#[derive(Debug, Default)]
+pub struct TrustCache {
+    epoch: std::sync::atomic::AtomicU64,
+    entries:
+        std::sync::Mutex<std::collections::HashMap<TenantId, (u64, std::sync::Arc<TrustSettings>)>>,
+}
+
+impl TrustCache {
+    fn invalidate(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The tenant's settings, from the cache or the store.
+    pub(super) fn get(
+        &self,
+        store: &crate::store::Store,
+        tenant: &TenantId,
+    ) -> Result<std::sync::Arc<TrustSettings>> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some((e, t)) = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(tenant).cloned())
+        {
+            if e == epoch {
+                return Ok(t);
+            }
+        }
+        let t = std::sync::Arc::new(
+            store
+                .get::<TrustSettings>(&trust_key(tenant))?
+                .unwrap_or_default(),
+        );
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(tenant.clone(), (epoch, t.clone()));
+        }
+        Ok(t)
+    }
+}
+
 impl Paraph {
     pub async fn set_trust(
         &self,
@@ -196,6 +241,8 @@ impl Paraph {
                 Ok((s, Vec::new()))
             })
             .await?;
+        // Committed: readers that started before now must not keep what they read.
+        self.trusts.invalidate();
         self.trust_view(&caller.tenant, stored)
     }
 
