@@ -119,7 +119,7 @@ impl Paraph {
         for t in tenants {
             let tenant = TenantId::parse(&t)
                 .map_err(|_| super::ServiceError::Internal(format!("bad tenant key {t}")))?;
-            let (due, last, absences) = {
+            let (due, absences) = {
                 let tenant = tenant.clone();
                 self.blocking(move |s| {
                     let prefix = format!("due/{tenant}/");
@@ -135,9 +135,8 @@ impl Paraph {
                             due.push(id);
                         }
                     }
-                    let last: Option<i64> = s.get(&format!("sched/{tenant}"))?;
                     let absences: Vec<Absence> = s.get(&absences_key(&tenant))?.unwrap_or_default();
-                    Ok((due, last, absences))
+                    Ok((due, absences))
                 })
                 .await?
             };
@@ -149,7 +148,14 @@ impl Paraph {
                     report.overdue += 1;
                 }
             }
-            let last = last.unwrap_or(i64::MIN);
+            // The previous pass over this tenant, in memory: after a restart every recent
+            // boundary counts as crossed once (rerouting is idempotent).
+            let last = self
+                .sched_last
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&tenant).copied())
+                .unwrap_or(i64::MIN);
             let crossed: Vec<UserName> = absences
                 .iter()
                 .filter(|a| a.boundaries().iter().any(|b| last < b.0 && b.0 <= now.0))
@@ -158,9 +164,9 @@ impl Paraph {
             if !crossed.is_empty() {
                 report.rerouted += self.reroute_absentees(&tenant, &absences, now).await?;
             }
-            let key = format!("sched/{tenant}");
-            self.blocking(move |s| s.transact(|tx| Ok(tx.put(&key, &now.0)?)))
-                .await?;
+            if let Ok(mut m) = self.sched_last.lock() {
+                m.insert(tenant.clone(), now.0);
+            }
         }
         Ok(report)
     }

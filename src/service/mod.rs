@@ -102,6 +102,8 @@ pub struct Paraph {
     seals: std::collections::HashMap<TenantId, Arc<signatures::SealKey>>,
     /// Serialises scheduler passes (the periodic one and any explicit call).
     tick_lock: tokio::sync::Mutex<()>,
+    /// When the scheduler last went over each tenant.
+    sched_last: std::sync::Mutex<std::collections::HashMap<TenantId, i64>>,
     /// Signs the audit logs' checkpoints.
     audit_key: Option<Arc<crate::audit::AuditKey>>,
     /// Successful path validations of signing certificates (see `chain_cache`).
@@ -129,6 +131,7 @@ impl Paraph {
             notices,
             seals: Default::default(),
             tick_lock: tokio::sync::Mutex::new(()),
+            sched_last: Default::default(),
             audit_key: None,
             chains: Arc::new(chain_cache::ChainCache::new()),
             trusts: Arc::new(trust::TrustCache::default()),

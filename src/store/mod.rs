@@ -32,7 +32,6 @@
 //! | `trust/{t}` | TrustSettings |
 //! | `absences/{t}` | every Absence of the tenant (transactions cannot scan) |
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
-//! | `sched/{t}` | the scheduler's last pass over the tenant |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
 use serde::{de::DeserializeOwned, Serialize};
