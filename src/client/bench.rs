@@ -625,29 +625,27 @@ async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
     })
 }
 
-/// The server's resident memory now and at its peak, when the server tells (`None` for a
-/// server without `GetServerStats`, or where it cannot read them).
-async fn server_stats(
-    a: &BenchArgs,
-    operator: &str,
-    limit: Duration,
-) -> Result<Option<(u64, u64)>, CliError> {
-    let mut op = connect(&target(&a.c, operator.to_owned(), None)).await?;
-    let call = op.admin.get_server_stats(proto::GetServerStatsRequest {});
-    let Ok(answer) = tokio::time::timeout(limit, call).await else {
-        eprintln!(
-            "paraph bench: the server statistics did not come within {} s",
-            limit.as_secs()
-        );
-        return Ok(None);
+/// The server's resident memory now and at its peak, when the server tells: `None` for a
+/// server without `GetServerStats`, one that cannot read them, or one that does not answer
+/// (a warning then says why: the report is printed all the same).
+async fn server_stats(a: &BenchArgs, operator: &str, limit: Duration) -> Option<(u64, u64)> {
+    let warn = |why: String| {
+        eprintln!("paraph bench: no server statistics: {why}");
+        None
     };
-    match answer {
-        Ok(r) => {
+    let mut op = match connect(&target(&a.c, operator.to_owned(), None)).await {
+        Ok(c) => c,
+        Err(e) => return warn(e.to_string()),
+    };
+    let call = op.admin.get_server_stats(proto::GetServerStatsRequest {});
+    match tokio::time::timeout(limit, call).await {
+        Err(_) => warn(format!("no answer within {} s", limit.as_secs())),
+        Ok(Ok(r)) => {
             let s = r.into_inner();
-            Ok((s.peak_rss_bytes > 0).then_some((s.rss_bytes, s.peak_rss_bytes)))
+            (s.peak_rss_bytes > 0).then_some((s.rss_bytes, s.peak_rss_bytes))
         }
-        Err(s) if s.code() == tonic::Code::Unimplemented => Ok(None),
-        Err(s) => Err(operator_hint(s)),
+        Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => None,
+        Ok(Err(s)) => warn(operator_hint(s).to_string()),
     }
 }
 
@@ -809,7 +807,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
                 limit.as_secs() * 10
             )))
         })??;
-    let before = server_stats(&a, &operator, limit).await?;
+    let before = server_stats(&a, &operator, limit).await;
 
     let shared = Arc::new(Shared {
         total: documents,
@@ -865,7 +863,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         // The bar ends itself once every document is done.
         let _ = p.await;
     }
-    let after = server_stats(&a, &operator, limit).await?;
+    let after = server_stats(&a, &operator, limit).await;
 
     let summaries = tally.latencies.iter_mut().map(|v| summarize(v)).collect();
     let report = Report {
