@@ -54,6 +54,19 @@ async fn doc_events(a: &mut Audit, id: &str) -> Vec<(u64, Vec<u8>)> {
     .collect()
 }
 
+/// The first 1000 events of the caller's tenant log.
+async fn first_events(a: &mut Audit) -> Vec<proto::LoggedEvent> {
+    a.list_events(proto::ListEventsRequest {
+        start: 0,
+        count: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .events
+}
+
 fn hashes(v: &[Vec<u8>]) -> Vec<merkle::Hash> {
     v.iter()
         .map(|h| merkle::hash_from_slice(h).unwrap())
@@ -144,16 +157,7 @@ async fn every_change_is_logged_proven_and_checkpointed() {
         .unwrap();
     cp2.checkpoint.ensure_not_older(&cp1.checkpoint).unwrap();
     // A range listing sees the user creations too.
-    let range = aud
-        .list_events(proto::ListEventsRequest {
-            start: 0,
-            count: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let range = first_events(&mut aud).await;
     assert_eq!(range.len() as u64, cp2.checkpoint.size);
     let kinds: Vec<String> = range
         .iter()
@@ -208,16 +212,7 @@ async fn only_auditors_and_admins_read_the_log_and_tenants_are_isolated() {
     assert_eq!(e.code(), Code::NotFound);
     let key = log_key(&mut other).await;
     let cp = checkpoint(&mut other, &key, "ville-c").await;
-    let all = other
-        .list_events(proto::ListEventsRequest {
-            start: 0,
-            count: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let all = first_events(&mut other).await;
     assert_eq!(all.len() as u64, cp.checkpoint.size);
     assert!(all
         .iter()
@@ -287,25 +282,11 @@ async fn the_log_and_its_key_survive_a_restart_and_keep_growing_consistently() {
 
 #[tokio::test]
 async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
-    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
-        s.seals.insert(
-            "ville-e".into(),
-            paraph::config::SealSettings {
-                p12: "certs-test/seal.p12".into(),
-                password_env: None,
-                password_file: None,
-                password: Some("paraph-test".into()),
-            },
-        );
-    })
-    .await;
-    let org = Org::create(&srv, "ville-e").await;
-    trust_and_bind_officers(&srv, &org).await;
-    let mut seal = proto::StepDefinition {
+    let (srv, org) = start_with_seal("ville-e").await;
+    let seal = proto::StepDefinition {
         kind: proto::StepKind::Seal as i32,
         ..Default::default()
     };
-    seal.level = 0;
     create_circuit(
         &srv,
         &org,

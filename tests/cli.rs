@@ -819,37 +819,21 @@ fn absences_route_steps_to_the_delegate_and_admins_reassign_from_the_command_lin
     assert!(show.ok().contains("on behalf of alice"), "{}", show.stdout);
 
     // Reassignment: refused to an officer, done by the operator acting as admin.
-    cli.run(
-        &tokens["bob"],
-        &[
-            "reassign",
-            &second,
-            "--step",
-            "0",
-            "--from",
-            "alice",
-            "--to",
-            "carol",
-            "--reason",
-            "long leave",
-        ],
-    )
-    .fails(4, &["PERMISSION_DENIED"]);
-    let moved = cli.run(
-        &operator,
-        &[
-            "reassign",
-            &second,
-            "--step",
-            "0",
-            "--from",
-            "alice",
-            "--to",
-            "carol",
-            "--reason",
-            "long leave",
-        ],
-    );
+    let reassign = [
+        "reassign",
+        &second,
+        "--step",
+        "0",
+        "--from",
+        "alice",
+        "--to",
+        "carol",
+        "--reason",
+        "long leave",
+    ];
+    cli.run(&tokens["bob"], &reassign)
+        .fails(4, &["PERMISSION_DENIED"]);
+    let moved = cli.run(&operator, &reassign);
     assert!(moved.ok().contains("reassigned step 0"), "{}", moved.stdout);
     let carol = cli.run(&tokens["carol"], &["inbox", "--json"]).json();
     assert_eq!(carol["items"][0]["id"], second.as_str());

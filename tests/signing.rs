@@ -9,21 +9,7 @@ use std::path::Path;
 use tonic::Code;
 
 async fn start() -> (TestServer, Org) {
-    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
-        s.seals.insert(
-            "ville-s".into(),
-            paraph::config::SealSettings {
-                p12: "certs-test/seal.p12".into(),
-                password_env: None,
-                password_file: None,
-                password: Some("paraph-test".into()),
-            },
-        );
-    })
-    .await;
-    let org = Org::create(&srv, "ville-s").await;
-    trust_and_bind_officers(&srv, &org).await;
-    (srv, org)
+    start_with_seal("ville-s").await
 }
 
 const CONTENT: &[u8] = b"%PDF-1.7 test content";

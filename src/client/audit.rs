@@ -4,6 +4,7 @@
 
 use super::commands::{clients, print_json};
 use super::error::CliError;
+use super::validation::read_file;
 use super::ClientOpts;
 use crate::audit::{merkle, AuditEvent, AuditPublicKey, SignedCheckpoint};
 use crate::proto;
@@ -97,11 +98,6 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     }
     std::fs::write(path, bytes)
         .map_err(|e| CliError::Local(format!("cannot write {}: {e}", path.display())))
-}
-
-fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path)
-        .map_err(|e| CliError::Usage(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 /// The log key: the pinned file, or the server's.

@@ -306,17 +306,44 @@ pub(super) fn checkpoint_marked(tx: &mut Tx<'_>, key: &AuditKey, now: Timestamp)
         let Some(t) = m.strip_prefix(MARK) else {
             continue;
         };
-        let tenant = TenantId::parse(t)?;
-        let head = read_head_tx(tx, &tenant)?;
-        let signed = key.sign(&Checkpoint {
-            origin: origin(&tenant),
-            size: head.size,
-            root: head.root,
-            time: now.0.max(0),
-        })?;
-        tx.put_raw(&checkpoint_key(&tenant), signed.encode().as_bytes())?;
+        sign_checkpoint(tx, &TenantId::parse(t)?, key, now)?;
     }
     Ok(())
+}
+
+/// Signs and stores a checkpoint of the tenant's log as it is in this transaction.
+fn sign_checkpoint(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    key: &AuditKey,
+    now: Timestamp,
+) -> Result<SignedCheckpoint> {
+    let head = read_head_tx(tx, tenant)?;
+    let signed = key.sign(&Checkpoint {
+        origin: origin(tenant),
+        size: head.size,
+        root: head.root,
+        time: now.0.max(0),
+    })?;
+    tx.put_raw(&checkpoint_key(tenant), signed.encode().as_bytes())?;
+    Ok(signed)
+}
+
+/// The stored checkpoint when it covers the whole log, else a new one signed now.
+fn covering_checkpoint(
+    tx: &mut Tx<'_>,
+    tenant: &TenantId,
+    key: &AuditKey,
+    now: Timestamp,
+) -> Result<SignedCheckpoint> {
+    let size = read_head_tx(tx, tenant)?.size;
+    if let Some(raw) = tx.get_raw(&checkpoint_key(tenant))? {
+        let c = SignedCheckpoint::decode(&raw)?;
+        if c.checkpoint.size == size {
+            return Ok(c);
+        }
+    }
+    sign_checkpoint(tx, tenant, key, now)
 }
 
 /// How ListEvents selects events.
@@ -364,24 +391,8 @@ impl Paraph {
         let key = self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         let now = self.clock.now();
-        self.blocking(move |s| {
-            s.transact(|tx| {
-                tx.mark(format!("{MARK}{tenant}"));
-                let size = read_head_tx(tx, &tenant)?.size;
-                if let Some(raw) = tx.get_raw(&checkpoint_key(&tenant))? {
-                    let c = SignedCheckpoint::decode(&raw)?;
-                    if c.checkpoint.size == size {
-                        return Ok(c);
-                    }
-                }
-                checkpoint_marked(tx, &key, now)?;
-                let raw = tx
-                    .get_raw(&checkpoint_key(&tenant))?
-                    .ok_or_else(|| ServiceError::Internal("checkpoint not written".into()))?;
-                Ok(SignedCheckpoint::decode(&raw)?)
-            })
-        })
-        .await
+        self.blocking(move |s| s.transact(|tx| covering_checkpoint(tx, &tenant, &key, now)))
+            .await
     }
 
     /// An inclusion proof of leaf `index` in the tree of `size` leaves (0: the current size),
@@ -539,13 +550,7 @@ impl Paraph {
                         crls: r.crls.iter().map(|c| B64(c.0.clone())).collect(),
                     });
                 }
-                // A fresh checkpoint covering every event.
-                tx.mark(format!("{MARK}{tenant}"));
-                checkpoint_marked(tx, &key, now)?;
-                let raw = tx
-                    .get_raw(&checkpoint_key(&tenant))?
-                    .ok_or_else(|| ServiceError::Internal("checkpoint not written".into()))?;
-                let checkpoint = SignedCheckpoint::decode(&raw)?;
+                let checkpoint = covering_checkpoint(tx, &tenant, &key, now)?;
                 let size = checkpoint.checkpoint.size;
                 let log: DocLog = tx.get(&doc_log_key(&tenant, &id))?.unwrap_or_default();
                 let src = TxNodes {

@@ -99,10 +99,11 @@ pub struct TickReport {
 }
 
 /// What a document was checked for.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Check {
     Routes,
-    Deadline,
+    /// The deadline entry (`due/…` key) that led to the document.
+    Deadline(String),
 }
 
 impl Paraph {
@@ -131,8 +132,8 @@ impl Paraph {
                         if at.parse::<i64>().map_or(true, |a| a > now.0) {
                             break;
                         }
-                        if let Ok(id) = DocumentId::parse(id) {
-                            due.push(id);
+                        if let Ok(doc) = DocumentId::parse(id) {
+                            due.push((doc, format!("{prefix}{k}")));
                         }
                     }
                     let absences: Vec<Absence> = s.get(&absences_key(&tenant))?.unwrap_or_default();
@@ -140,9 +141,9 @@ impl Paraph {
                 })
                 .await?
             };
-            for id in due {
+            for (id, entry) in due {
                 if self
-                    .check_document(&tenant, id, now, Check::Deadline)
+                    .check_document(&tenant, id, now, Check::Deadline(entry))
                     .await?
                 {
                     report.overdue += 1;
@@ -225,17 +226,14 @@ impl Paraph {
                 return Ok((false, Vec::new()));
             };
             let roster = roster(tx, &tenant, now)?;
-            let next = match check {
+            let next = match &check {
                 Check::Routes => doc.clone().reroute(&roster, now),
-                Check::Deadline => match doc.clone().mark_overdue(&roster, now) {
+                Check::Deadline(entry) => match doc.clone().mark_overdue(&roster, now) {
                     Some(t) => Some(t),
-                    // Not due (any more): drop a stale deadline entry.
                     None => {
-                        if let Some(k) = due_key(&doc) {
-                            if doc.steps.iter().any(|s| s.due_at.is_some_and(|d| d > now)) {
-                                return Ok((false, Vec::new()));
-                            }
-                            tx.remove(&k)?;
+                        // Not due: an entry that no longer matches the document is dropped.
+                        if due_key(&doc).as_ref() != Some(entry) {
+                            tx.remove(entry)?;
                         }
                         return Ok((false, Vec::new()));
                     }

@@ -149,3 +149,24 @@ pub async fn trust_and_bind_officers(srv: &TestServer, org: &Org) {
             .unwrap();
     }
 }
+
+/// A server whose tenant `tenant` has the test seal key, with an [`Org`] in it trusting the test
+/// PKI and the usual officers' certificates bound.
+pub async fn start_with_seal(tenant: &str) -> (TestServer, Org) {
+    let name = tenant.to_owned();
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, move |s| {
+        s.seals.insert(
+            name,
+            paraph::config::SealSettings {
+                p12: "certs-test/seal.p12".into(),
+                password_env: None,
+                password_file: None,
+                password: Some("paraph-test".into()),
+            },
+        );
+    })
+    .await;
+    let org = Org::create(&srv, tenant).await;
+    trust_and_bind_officers(&srv, &org).await;
+    (srv, org)
+}
