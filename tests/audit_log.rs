@@ -173,6 +173,48 @@ async fn every_change_is_logged_proven_and_checkpointed() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let size = cp2.checkpoint.size;
+    let e = aud
+        .get_inclusion_proof(proto::GetInclusionProofRequest {
+            index: 0,
+            tree_size: size + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("tree_size"), "{}", e.message());
+    let e = aud
+        .get_consistency_proof(proto::GetConsistencyProofRequest {
+            from_size: 1,
+            to_size: size + 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("new_size"), "{}", e.message());
+    let e = aud
+        .get_consistency_proof(proto::GetConsistencyProofRequest {
+            from_size: size,
+            to_size: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("never shrinks"), "{}", e.message());
+    let e = aud
+        .list_events(proto::ListEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("count"), "{}", e.message());
+    let e = aud
+        .list_events(proto::ListEventsRequest {
+            document_id: "not-an-id".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
 }
 
 #[tokio::test]

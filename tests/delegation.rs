@@ -473,6 +473,15 @@ async fn declarations_are_checked_and_only_admins_declare_for_others() {
         cancel("boss", &other).await.unwrap_err().code(),
         Code::NotFound
     );
+    let e = dele(&srv, org.token("alice"))
+        .cancel_absence(proto::CancelAbsenceRequest {
+            id: "xyz".into(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("absence id"), "{}", e.message());
     assert!(cancel("alice", &org)
         .await
         .unwrap()
@@ -654,6 +663,16 @@ async fn reassignment_by_an_admin_is_recorded_and_refused_to_others() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let e = dele(&srv, org.token("boss"))
+        .reassign(req(0, "alice", "nobody", "unknown"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("unknown user 'nobody'"),
+        "{}",
+        e.message()
+    );
     let moved = dele(&srv, org.token("boss"))
         .reassign(req(0, "alice", "dave", "alice is on long leave"))
         .await
