@@ -300,9 +300,15 @@ pub(super) fn append_document_event(
     Ok(())
 }
 
-/// Signs a checkpoint of every log the transaction grew (called at its end).
-pub(super) fn checkpoint_marked(tx: &mut Tx<'_>, key: &AuditKey, now: Timestamp) -> Result<()> {
-    for m in tx.take_marks() {
+/// Signs a checkpoint of every log the group of mutations grew (the store's commit hook, at
+/// the end of each group: one signature per tenant and group, not per mutation).
+pub(super) fn checkpoint_marked(
+    tx: &mut Tx<'_>,
+    marks: &[String],
+    key: &AuditKey,
+    now: Timestamp,
+) -> Result<()> {
+    for m in marks {
         let Some(t) = m.strip_prefix(MARK) else {
             continue;
         };
@@ -391,7 +397,8 @@ impl Paraph {
         let key = self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         let now = self.clock.now();
-        self.blocking(move |s| s.transact(|tx| covering_checkpoint(tx, &tenant, &key, now)))
+        self.store
+            .transact(move |tx| covering_checkpoint(tx, &tenant, &key, now))
             .await
     }
 
@@ -518,8 +525,8 @@ impl Paraph {
         let key = self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         let now = self.clock.now();
-        self.blocking(move |s| {
-            s.transact(|tx| {
+        self.store
+            .transact(move |tx| {
                 let doc: Document = tx
                     .get(&format!("doc/{tenant}/{id}"))?
                     .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
@@ -584,7 +591,6 @@ impl Paraph {
                     summary,
                 })
             })
-        })
-        .await
+            .await
     }
 }

@@ -147,7 +147,13 @@ impl Paraph {
 
     /// Installs the key that signs the audit logs' checkpoints (at start-up).
     pub fn with_audit_key(mut self, key: crate::audit::AuditKey) -> Paraph {
-        self.audit_key = Some(Arc::new(key));
+        let key = Arc::new(key);
+        let (signer, clock) = (key.clone(), self.clock.clone());
+        self.store
+            .set_commit_hook(Arc::new(move |tx: &mut Tx<'_>, marks: &[String]| {
+                audit::checkpoint_marked(tx, marks, &signer, clock.now()).map_err(|e| e.to_string())
+            }));
+        self.audit_key = Some(key);
         self
     }
 
@@ -185,14 +191,14 @@ impl Paraph {
             .map_err(|e| ServiceError::Internal(format!("blocking task: {e}")))?
     }
 
-    /// Runs a mutation: one transaction (with its idempotency record), then a shared flush,
-    /// then the notices. A retry with the same idempotency key returns the first answer.
+    /// Runs a mutation: one transaction (with its idempotency record) on the store's writer,
+    /// answered once its group is durable, then the notices. A retry with the same idempotency key returns the first answer.
     async fn mutate<R>(
         &self,
         scope: String,
         method: &'static str,
         idem: Option<Idem>,
-        f: impl Fn(&mut Tx<'_>) -> Result<(R, Vec<Notice>)> + Send + 'static,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<(R, Vec<Notice>)> + Send + 'static,
     ) -> Result<R>
     where
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -201,43 +207,35 @@ impl Paraph {
             .as_ref()
             .map(|i| format!("idem/{scope}/{method}/{}", i.key.as_str()));
         let fingerprint = idem.as_ref().map(|i| hex::encode(i.fingerprint));
-        let audit_key = self.audit_key.clone();
-        let now = self.clock.now();
         let (response, notices) = self
-            .blocking(move |store| {
-                store.transact(|tx| {
-                    if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
-                        if let Some(rec) = tx.get::<IdemRecord>(k)? {
-                            if &rec.fingerprint != fp {
-                                return Err(ServiceError::IdempotencyMismatch);
-                            }
-                            let r: R = serde_json::from_value(rec.response).map_err(|e| {
-                                ServiceError::Internal(format!("stored idempotent answer: {e}"))
-                            })?;
-                            return Ok((r, Vec::new()));
+            .store
+            .transact(move |tx| {
+                if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
+                    if let Some(rec) = tx.get::<IdemRecord>(k)? {
+                        if &rec.fingerprint != fp {
+                            return Err(ServiceError::IdempotencyMismatch);
                         }
+                        let r: R = serde_json::from_value(rec.response).map_err(|e| {
+                            ServiceError::Internal(format!("stored idempotent answer: {e}"))
+                        })?;
+                        return Ok((r, Vec::new()));
                     }
-                    let (r, notices) = f(tx)?;
-                    // The transaction's events are in; sign a checkpoint of each log it grew.
-                    if let Some(key) = &audit_key {
-                        audit::checkpoint_marked(tx, key, now)?;
-                    }
-                    if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
-                        let response = serde_json::to_value(&r)
-                            .map_err(|e| ServiceError::Internal(format!("encode answer: {e}")))?;
-                        tx.put(
-                            k,
-                            &IdemRecord {
-                                fingerprint: fp.clone(),
-                                response,
-                            },
-                        )?;
-                    }
-                    Ok((r, notices))
-                })
+                }
+                let (r, notices) = f(tx)?;
+                if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
+                    let response = serde_json::to_value(&r)
+                        .map_err(|e| ServiceError::Internal(format!("encode answer: {e}")))?;
+                    tx.put(
+                        k,
+                        &IdemRecord {
+                            fingerprint: fp.clone(),
+                            response,
+                        },
+                    )?;
+                }
+                Ok((r, notices))
             })
             .await?;
-        self.store.flush().await?;
         for n in notices {
             // No receiver is not an error: nobody is watching.
             let _ = self.notices.send(Arc::new(n));

@@ -103,7 +103,7 @@ impl Paraph {
         let secret = new_secret()?;
         let token_id = TokenId::from_random(random16()?);
         let now = self.clock.now();
-        let out = self.store.transact(|tx| {
+        let out = self.store.transact_blocking(move |tx| {
             if tx.exists("meta/init")? {
                 return Ok(None);
             }
@@ -125,7 +125,6 @@ impl Paraph {
                 tenant: tenant_id.to_string(),
             }))
         })?;
-        self.store.flush_sync()?;
         Ok(out)
     }
 

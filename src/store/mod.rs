@@ -1,10 +1,16 @@
 //! Persistence of domain records in an embedded sled database.
 //!
-//! Owns the key layout, record encoding and atomicity: every mutation runs as ONE sled
-//! transaction (records, indexes, event log and idempotency record together), under a single
-//! writer lock so that concurrent mutations never interleave, and callers flush before replying
-//! ([`Store::flush`]; concurrent flushes are shared, which gives group commit). It knows nothing
-//! of gRPC, authorisation or workflow rules.
+//! Owns the key layout, record encoding and atomicity. Every mutation is a closure run on ONE
+//! writer thread against a [`Tx`]: it reads through the writes not yet applied and records its
+//! own (records, indexes, event log and idempotency record together); a closure that fails
+//! leaves nothing. The writer takes every mutation waiting at once as a *group*: runs them one
+//! after the other, runs the commit hook (the service signs the audit checkpoints there, once
+//! per group), applies the group's writes as one atomic sled batch (a key written by several
+//! mutations is written once), and hands the group to the flusher thread, which makes it
+//! durable with one fsync and only then answers each mutation. While a group is being flushed
+//! the writer already runs the next one (group commit, pipelined). A failed flush poisons the
+//! store: it refuses every later mutation (fail closed). It knows nothing of gRPC,
+//! authorisation or workflow rules.
 //!
 //! Key layout (one tree, `/`-separated, every tenant-scoped key starts with the tenant id):
 //!
@@ -35,9 +41,11 @@
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
 use serde::{de::DeserializeOwned, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::IVec;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,19 +58,43 @@ pub enum StoreError {
     },
     #[error("record encoding failed: {0}")]
     Encode(serde_json::Error),
-    #[error("the writer lock is poisoned")]
-    Poisoned,
+    #[error("the store refuses writes after a failed flush: {0}")]
+    Poisoned(String),
+    #[error("the commit hook failed: {0}")]
+    Hook(String),
+    #[error("the store's writer has stopped")]
+    Stopped,
 }
+
+/// Work run by the writer at the end of every group that left marks (see [`Tx::mark`]), inside
+/// the group: what it writes commits with the group, and if it fails the whole group fails.
+pub type CommitHook = dyn Fn(&mut Tx<'_>, &[String]) -> Result<(), String> + Send + Sync;
+
+/// What the writer does with one mutation: run it, keep its writes or not, and later tell its
+/// caller how the commit went.
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> (bool, Deliver) + Send>;
+/// Answers a mutation's caller once its group is durable (`None`) or failed (`Some`).
+type Deliver = Box<dyn FnOnce(Option<StoreError>) + Send>;
+
+/// Writes in the order they must be applied: `None` removes the key.
+type Writes = BTreeMap<Vec<u8>, Option<IVec>>;
+
+/// A group the writer applied, on its way to the flusher.
+struct Applied {
+    deliveries: Vec<Deliver>,
+    /// The apply failed: answer with this error without flushing.
+    failed: Option<String>,
+}
+
+/// The most mutations one group takes (bounds the latency the first of them sees).
+const MAX_GROUP: usize = 512;
 
 /// The embedded database.
 pub struct Store {
-    db: sled::Db,
     tree: sled::Tree,
-    writer: Mutex<()>,
-    /// Group commit: flush requests are numbered; one flush at a time covers every request
-    /// numbered before it started.
-    flush_requests: std::sync::atomic::AtomicU64,
-    flushed: tokio::sync::Mutex<u64>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    hook: Arc<Mutex<Option<Arc<CommitHook>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -77,20 +109,50 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir` and starts its writer and flusher threads.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("paraph")?;
+        let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (applied, to_flush) = mpsc::channel::<Applied>();
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let db = db.clone();
+            let poisoned = poisoned.clone();
+            std::thread::Builder::new()
+                .name("paraph-flusher".into())
+                .spawn(move || flusher_loop(&db, &to_flush, &poisoned))
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+        };
+        let writer = {
+            let tree = tree.clone();
+            let hook = hook.clone();
+            std::thread::Builder::new()
+                .name("paraph-writer".into())
+                .spawn(move || {
+                    writer_loop(&tree, &queue, &hook, &applied, &poisoned);
+                    drop(applied);
+                    let _ = flusher.join();
+                })
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+        };
         Ok(Store {
-            db,
             tree,
-            writer: Mutex::new(()),
-            flush_requests: std::sync::atomic::AtomicU64::new(0),
-            flushed: tokio::sync::Mutex::new(0),
+            jobs: Mutex::new(Some(jobs)),
+            hook,
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Installs the work run at the end of each group that left marks.
+    pub fn set_commit_hook(&self, hook: Arc<CommitHook>) {
+        if let Ok(mut h) = self.hook.lock() {
+            *h = Some(hook);
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -170,124 +232,376 @@ impl Store {
         }
     }
 
-    /// Runs `f` as one atomic transaction, serialised with every other writer. `f` may be run
-    /// more than once and must have no side effects besides the ones on `Tx`.
-    pub fn transact<R, E>(&self, f: impl Fn(&mut Tx<'_>) -> Result<R, E>) -> Result<R, E>
-    where
-        E: From<StoreError>,
-    {
-        let _guard = self
-            .writer
+    /// Queues `job` for the writer.
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        let jobs = self
+            .jobs
             .lock()
-            .map_err(|_| E::from(StoreError::Poisoned))?;
-        let result = self.tree.transaction(|t| {
-            let mut tx = Tx {
-                t,
-                marks: Vec::new(),
-            };
-            f(&mut tx).map_err(ConflictableTransactionError::Abort)
-        });
-        match result {
-            Ok(r) => Ok(r),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(E::from(StoreError::Sled(e))),
+            .map_err(|_| StoreError::Poisoned("the job queue lock is poisoned".into()))?;
+        match jobs.as_ref() {
+            Some(s) => s.send(job).map_err(|_| StoreError::Stopped),
+            None => Err(StoreError::Stopped),
         }
     }
 
-    /// Makes every transaction committed before the call durable. Concurrent callers share
-    /// the same fsync (group commit): while one flush runs, the callers queue, and the next
-    /// flush covers all of them at once.
-    ///
-    /// sled 0.34's own `flush_async` can deadlock when called concurrently (sled issue #1308),
-    /// so flushes are serialised here and run the synchronous `flush` on the blocking pool.
+    /// Wraps `f` into a job answering through `answer` once durable.
+    fn job<R, E, F, A>(f: F, answer: A) -> Job
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<R, E> + Send + 'static,
+        A: FnOnce(Result<R, E>) + Send + 'static,
+    {
+        Box::new(move |tx: &mut Tx<'_>| {
+            let out = f(tx);
+            let keep = out.is_ok();
+            let deliver: Deliver = Box::new(move |failure| {
+                answer(match failure {
+                    None => out,
+                    Some(e) => out.and(Err(E::from(e))),
+                })
+            });
+            (keep, deliver)
+        })
+    }
+
+    /// Runs `f` as one atomic mutation on the writer and answers once it is durable. If `f`
+    /// fails, nothing it wrote is kept.
+    pub async fn transact<R, E>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (send, receive) = tokio::sync::oneshot::channel();
+        self.submit(Self::job(f, move |r| {
+            let _ = send.send(r);
+        }))?;
+        receive.await.map_err(|_| E::from(StoreError::Stopped))?
+    }
+
+    /// [`Store::transact`] for callers outside the async runtime (start-up, tools).
+    pub fn transact_blocking<R, E>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (send, receive) = mpsc::sync_channel(1);
+        self.submit(Self::job(f, move |r| {
+            let _ = send.send(r);
+        }))?;
+        receive.recv().map_err(|_| E::from(StoreError::Stopped))?
+    }
+
+    /// Makes every mutation answered before the call durable (they already are: every group
+    /// is flushed, this one included; for shutdown).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        // Every commit of this caller happened before this number was taken.
-        let request = self.flush_requests.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut flushed = self.flushed.lock().await;
-        if *flushed >= request {
-            // A flush that started after our request already covered our commits.
-            return Ok(());
-        }
-        // This flush covers every request numbered up to now.
-        let covers = self.flush_requests.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| {
-                StoreError::Sled(sled::Error::ReportableBug(format!("flush task: {e}")))
-            })??;
-        *flushed = covers;
-        Ok(())
+        self.transact(|_| Ok::<_, StoreError>(())).await
     }
 
-    /// Synchronous flush, for shutdown and command-line tools.
+    /// Synchronous [`Store::flush`].
     pub fn flush_sync(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.transact_blocking(|_| Ok::<_, StoreError>(()))
     }
 }
 
-/// The view of the store inside a transaction.
+impl Drop for Store {
+    /// Stops the writer once every queued mutation is answered.
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut writer) = self.writer.lock() {
+            if let Some(w) = writer.take() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+/// The writer thread: takes every waiting job as one group, applies it, hands it on.
+fn writer_loop(
+    tree: &sled::Tree,
+    queue: &mpsc::Receiver<Job>,
+    hook: &Mutex<Option<Arc<CommitHook>>>,
+    applied: &mpsc::Sender<Applied>,
+    poisoned: &AtomicBool,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        if poisoned.load(Ordering::SeqCst) {
+            for job in group {
+                let mut tx = Tx::new(tree, None);
+                let (_, deliver) = job(&mut tx);
+                deliver(Some(StoreError::Poisoned("an earlier flush failed".into())));
+            }
+            continue;
+        }
+        let mut writes = Writes::new();
+        let mut marks: Vec<String> = Vec::new();
+        let mut deliveries = Vec::with_capacity(group.len());
+        for job in group {
+            let mut tx = Tx::new(tree, Some(&writes));
+            let (keep, deliver) = job(&mut tx);
+            deliveries.push(deliver);
+            if keep {
+                let (w, m) = (tx.writes, tx.marks);
+                writes.extend(w);
+                for note in m {
+                    if !marks.contains(&note) {
+                        marks.push(note);
+                    }
+                }
+            }
+        }
+        let mut failed = None;
+        if !marks.is_empty() {
+            let hook = hook.lock().ok().and_then(|h| h.clone());
+            if let Some(hook) = hook {
+                let mut tx = Tx::new(tree, Some(&writes));
+                match hook(&mut tx, &marks) {
+                    Ok(()) => {
+                        let w = tx.writes;
+                        writes.extend(w);
+                    }
+                    Err(e) => failed = Some(format!("commit hook: {e}")),
+                }
+            }
+        }
+        if failed.is_none() && !writes.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (k, v) in writes {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            if let Err(e) = tree.apply_batch(batch) {
+                failed = Some(e.to_string());
+            }
+        }
+        if applied.send(Applied { deliveries, failed }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The flusher thread: makes applied groups durable, one fsync for all the groups waiting.
+fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &AtomicBool) {
+    while let Ok(first) = to_flush.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = to_flush.try_recv() {
+            groups.push(g);
+        }
+        let flushed = if poisoned.load(Ordering::SeqCst) {
+            Err("an earlier flush failed".to_owned())
+        } else {
+            db.flush().map(|_| ()).map_err(|e| e.to_string())
+        };
+        if let Err(e) = &flushed {
+            poisoned.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, "flush failed: the store now refuses writes");
+        }
+        for g in groups {
+            let failure = match (&g.failed, &flushed) {
+                (Some(e), _) => Some(StoreError::Hook(e.clone())),
+                (None, Err(e)) => Some(StoreError::Poisoned(e.clone())),
+                (None, Ok(())) => None,
+            };
+            for d in g.deliveries {
+                d(failure.as_ref().map(clone_error));
+            }
+        }
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Hook(s) => StoreError::Hook(s.clone()),
+        StoreError::Poisoned(s) => StoreError::Poisoned(s.clone()),
+        other => StoreError::Poisoned(other.to_string()),
+    }
+}
+
+/// The view of the store inside a mutation: the committed tree, under the writes of the
+/// mutations before it in the same group, under its own writes.
 pub struct Tx<'a> {
-    t: &'a TransactionalTree,
-    /// Notes the transaction's code leaves for the end of the same transaction (e.g. which
-    /// audit logs grew and need a new checkpoint), deduplicated, in order.
+    tree: &'a sled::Tree,
+    group: Option<&'a Writes>,
+    writes: Writes,
+    /// Notes the mutation leaves for the end of its group (e.g. which audit logs grew and
+    /// need a new checkpoint), deduplicated, in order.
     marks: Vec<String>,
 }
 
-fn tx_err(e: sled::transaction::UnabortableTransactionError) -> StoreError {
-    match e {
-        sled::transaction::UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
-        // A conflict cannot happen under the writer lock; report it as a storage failure.
-        sled::transaction::UnabortableTransactionError::Conflict => {
-            StoreError::Sled(sled::Error::Unsupported("transaction conflict".into()))
+impl<'a> Tx<'a> {
+    fn new(tree: &'a sled::Tree, group: Option<&'a Writes>) -> Tx<'a> {
+        Tx {
+            tree,
+            group,
+            writes: Writes::new(),
+            marks: Vec::new(),
         }
     }
-}
 
-impl Tx<'_> {
+    pub fn get_raw(&self, key: &str) -> Result<Option<IVec>, StoreError> {
+        let k = key.as_bytes();
+        if let Some(v) = self.writes.get(k) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.group.and_then(|g| g.get(k)) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(k)?)
+    }
+
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        match self.t.get(key.as_bytes()).map_err(tx_err)? {
+        match self.get_raw(key)? {
             Some(v) => Ok(Some(decode(key.as_bytes(), &v)?)),
             None => Ok(None),
         }
     }
 
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.t.get(key.as_bytes()).map_err(tx_err)?.is_some())
+        Ok(self.get_raw(key)?.is_some())
     }
 
-    pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
-        self.t.get(key.as_bytes()).map_err(tx_err)
-    }
-
-    /// Leaves a note for the end of this transaction (kept once).
+    /// Leaves a note for the end of the group (kept once).
     pub fn mark(&mut self, note: String) {
         if !self.marks.contains(&note) {
             self.marks.push(note);
         }
     }
 
-    /// The notes left so far, emptied.
-    pub fn take_marks(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.marks)
-    }
-
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
-        self.t
-            .insert(key.as_bytes(), encode(value)?)
-            .map_err(tx_err)?;
+        self.writes
+            .insert(key.as_bytes().to_vec(), Some(IVec::from(encode(value)?)));
         Ok(())
     }
 
     pub fn put_raw(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.t.insert(key.as_bytes(), value).map_err(tx_err)?;
+        self.writes
+            .insert(key.as_bytes().to_vec(), Some(IVec::from(value)));
         Ok(())
     }
 
     pub fn remove(&mut self, key: &str) -> Result<(), StoreError> {
-        self.t.remove(key.as_bytes()).map_err(tx_err)?;
+        self.writes.insert(key.as_bytes().to_vec(), None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("open the store");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back() {
+        let (_dir, store) = open();
+        let failed: Result<(), StoreError> = store.transact_blocking(|tx| {
+            tx.put_raw("a", b"1")?;
+            Err(StoreError::Hook("refused".into()))
+        });
+        assert!(failed.is_err());
+        assert!(store.get_raw("a").expect("read").is_none());
+        store
+            .transact_blocking(|tx| {
+                tx.put_raw("a", b"2")?;
+                // A mutation reads its own writes.
+                assert_eq!(tx.get_raw("a")?.as_deref(), Some(&b"2"[..]));
+                tx.remove("a")?;
+                assert!(!tx.exists("a")?);
+                tx.put_raw("b", b"3")
+            })
+            .expect("commit");
+        assert!(store.get_raw("a").expect("read").is_none());
+        assert_eq!(
+            store.get_raw("b").expect("read").as_deref(),
+            Some(&b"3"[..])
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_mutations_of_one_counter_never_lose_an_increment() {
+        let (_dir, store) = open();
+        let store = Arc::new(store);
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .transact(|tx| {
+                        let n: u64 = tx.get("n")?.unwrap_or(0);
+                        tx.put("n", &(n + 1))?;
+                        tx.mark("grew".into());
+                        Ok::<_, StoreError>(n)
+                    })
+                    .await
+            }));
+        }
+        let mut seen = Vec::new();
+        for t in tasks {
+            seen.push(t.await.expect("task").expect("commit"));
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..200).collect::<Vec<u64>>());
+        assert_eq!(store.get::<u64>("n").expect("read"), Some(200));
+    }
+
+    #[test]
+    fn the_commit_hook_sees_the_group_and_its_failure_fails_the_group() {
+        let (_dir, store) = open();
+        store.set_commit_hook(Arc::new(|tx: &mut Tx<'_>, marks: &[String]| {
+            if marks.iter().any(|m| m == "refuse") {
+                return Err("refused by the hook".into());
+            }
+            let n: u64 = tx.get("n").map_err(|e| e.to_string())?.unwrap_or(0);
+            tx.put("hooked", &n).map_err(|e| e.to_string())
+        }));
+        store
+            .transact_blocking(|tx| {
+                tx.put("n", &7u64)?;
+                tx.mark("count".into());
+                Ok::<_, StoreError>(())
+            })
+            .expect("commit");
+        assert_eq!(store.get::<u64>("hooked").expect("read"), Some(7));
+        let refused = store.transact_blocking(|tx| {
+            tx.put("n", &8u64)?;
+            tx.mark("refuse".into());
+            Ok::<_, StoreError>(())
+        });
+        assert!(matches!(refused, Err(StoreError::Hook(_))), "{refused:?}");
+        assert_eq!(store.get::<u64>("n").expect("read"), Some(7));
+    }
+
+    #[test]
+    fn answered_mutations_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .transact_blocking(|tx| tx.put("kept", &1u8))
+                .expect("commit");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.get::<u8>("kept").expect("read"), Some(1));
     }
 }
