@@ -12,6 +12,9 @@
 //! store: it refuses every later mutation (fail closed). It knows nothing of gRPC,
 //! authorisation or workflow rules.
 //!
+//! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
+//! sled's pages hold a checked pointer to them; reads resolve pointers transparently.
+//!
 //! Key layout (one tree, `/`-separated, every tenant-scoped key starts with the tenant id):
 //!
 //! | prefix | value |
@@ -40,12 +43,15 @@
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
+mod values;
+
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use values::{Appender, Pointer, ValueLog, ValueLogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,6 +70,10 @@ pub enum StoreError {
     Hook(String),
     #[error("the store's writer has stopped")]
     Stopped,
+    #[error("stored record {key} is unreadable: {source}")]
+    Unreadable { key: String, source: ValueLogError },
+    #[error("{0}")]
+    Values(#[from] ValueLogError),
 }
 
 /// Work run by the writer at the end of every group that left marks (see [`Tx::mark`]), inside
@@ -92,6 +102,7 @@ const MAX_GROUP: usize = 512;
 /// The embedded database.
 pub struct Store {
     tree: sled::Tree,
+    values: Arc<ValueLog>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     hook: Arc<Mutex<Option<Arc<CommitHook>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -102,6 +113,20 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError
         key: String::from_utf8_lossy(key).into_owned(),
         source,
     })
+}
+
+/// The value stored under `key`: inline, or read from the value log.
+fn resolve(values: &ValueLog, key: &[u8], stored: IVec) -> Result<IVec, StoreError> {
+    match Pointer::decode(&stored) {
+        None => Ok(stored),
+        Some(p) => values
+            .read(p)
+            .map(IVec::from)
+            .map_err(|source| StoreError::Unreadable {
+                key: String::from_utf8_lossy(key).into_owned(),
+                source,
+            }),
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -116,6 +141,8 @@ impl Store {
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("paraph")?;
+        let (values, end) = ValueLog::open(dir)?;
+        let values = Arc::new(values);
         let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
         let (jobs, queue) = mpsc::channel::<Job>();
         let (applied, to_flush) = mpsc::channel::<Applied>();
@@ -131,10 +158,17 @@ impl Store {
         let writer = {
             let tree = tree.clone();
             let hook = hook.clone();
+            let values = values.clone();
             std::thread::Builder::new()
                 .name("paraph-writer".into())
                 .spawn(move || {
-                    writer_loop(&tree, &queue, &hook, &applied, &poisoned);
+                    let out = Out {
+                        tree: &tree,
+                        values: &values,
+                        end,
+                        applied: &applied,
+                    };
+                    writer_loop(out, &queue, &hook, &poisoned);
                     drop(applied);
                     let _ = flusher.join();
                 })
@@ -142,6 +176,7 @@ impl Store {
         };
         Ok(Store {
             tree,
+            values,
             jobs: Mutex::new(Some(jobs)),
             hook,
             writer: Mutex::new(Some(writer)),
@@ -156,14 +191,17 @@ impl Store {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key.as_bytes())? {
+        match self.get_raw(key)? {
             Some(v) => Ok(Some(decode(key.as_bytes(), &v)?)),
             None => Ok(None),
         }
     }
 
     pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.tree.get(key.as_bytes())?)
+        match self.tree.get(key.as_bytes())? {
+            Some(v) => Ok(Some(resolve(&self.values, key.as_bytes(), v)?)),
+            None => Ok(None),
+        }
     }
 
     /// Records under `prefix`, in key order, starting strictly after `after` when given,
@@ -187,6 +225,7 @@ impl Store {
             if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
                 break;
             }
+            let v = resolve(&self.values, &k, v)?;
             let key = String::from_utf8_lossy(&k).into_owned();
             out.push((key, decode(&k, &v)?));
         }
@@ -223,6 +262,7 @@ impl Store {
         match self.tree.scan_prefix(prefix.as_bytes()).next_back() {
             Some(item) => {
                 let (k, v) = item?;
+                let v = resolve(&self.values, &k, v)?;
                 Ok(Some((
                     String::from_utf8_lossy(&k).into_owned(),
                     decode(&k, &v)?,
@@ -324,14 +364,50 @@ impl Drop for Store {
     }
 }
 
+/// Where the writer puts a group: the value log, then sled, then the flusher's queue.
+struct Out<'a> {
+    tree: &'a sled::Tree,
+    values: &'a ValueLog,
+    /// The end of the value log.
+    end: u64,
+    applied: &'a mpsc::Sender<Applied>,
+}
+
+impl Out<'_> {
+    /// Moves the group's large values to the value log (durably), then applies the group to
+    /// sled as one atomic batch.
+    fn apply(&mut self, mut writes: Writes) -> Result<(), String> {
+        let mut log = Appender::new(self.end);
+        for v in writes.values_mut().flatten() {
+            if values::goes_to_log(v) {
+                let p = log.push(v).map_err(|e| e.to_string())?;
+                *v = IVec::from(&p.encode()[..]);
+            }
+        }
+        self.values
+            .append_durable(log.start(), log.bytes())
+            .map_err(|e| e.to_string())?;
+        self.end = log.end();
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch).map_err(|e| e.to_string())
+    }
+}
+
 /// The writer thread: takes every waiting job as one group, applies it, hands it on.
 fn writer_loop(
-    tree: &sled::Tree,
+    mut out: Out<'_>,
     queue: &mpsc::Receiver<Job>,
     hook: &Mutex<Option<Arc<CommitHook>>>,
-    applied: &mpsc::Sender<Applied>,
     poisoned: &AtomicBool,
 ) {
+    let tree = out.tree;
+    let values = out.values;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -342,7 +418,7 @@ fn writer_loop(
         }
         if poisoned.load(Ordering::SeqCst) {
             for job in group {
-                let mut tx = Tx::new(tree, None);
+                let mut tx = Tx::new(tree, values, None);
                 let (_, deliver) = job(&mut tx);
                 deliver(Some(StoreError::Poisoned("an earlier flush failed".into())));
             }
@@ -352,7 +428,7 @@ fn writer_loop(
         let mut marks: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
-            let mut tx = Tx::new(tree, Some(&writes));
+            let mut tx = Tx::new(tree, values, Some(&writes));
             let (keep, deliver) = job(&mut tx);
             deliveries.push(deliver);
             if keep {
@@ -369,7 +445,7 @@ fn writer_loop(
         if !marks.is_empty() {
             let hook = hook.lock().ok().and_then(|h| h.clone());
             if let Some(hook) = hook {
-                let mut tx = Tx::new(tree, Some(&writes));
+                let mut tx = Tx::new(tree, values, Some(&writes));
                 match hook(&mut tx, &marks) {
                     Ok(()) => {
                         let w = tx.writes;
@@ -380,18 +456,11 @@ fn writer_loop(
             }
         }
         if failed.is_none() && !writes.is_empty() {
-            let mut batch = sled::Batch::default();
-            for (k, v) in writes {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            if let Err(e) = tree.apply_batch(batch) {
-                failed = Some(e.to_string());
+            if let Err(e) = out.apply(writes) {
+                failed = Some(e);
             }
         }
-        if applied.send(Applied { deliveries, failed }).is_err() {
+        if out.applied.send(Applied { deliveries, failed }).is_err() {
             return;
         }
     }
@@ -438,6 +507,7 @@ fn clone_error(e: &StoreError) -> StoreError {
 /// mutations before it in the same group, under its own writes.
 pub struct Tx<'a> {
     tree: &'a sled::Tree,
+    values: &'a ValueLog,
     group: Option<&'a Writes>,
     writes: Writes,
     /// Notes the mutation leaves for the end of its group (e.g. which audit logs grew and
@@ -446,9 +516,10 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    fn new(tree: &'a sled::Tree, group: Option<&'a Writes>) -> Tx<'a> {
+    fn new(tree: &'a sled::Tree, values: &'a ValueLog, group: Option<&'a Writes>) -> Tx<'a> {
         Tx {
             tree,
+            values,
             group,
             writes: Writes::new(),
             marks: Vec::new(),
@@ -463,7 +534,10 @@ impl<'a> Tx<'a> {
         if let Some(v) = self.group.and_then(|g| g.get(k)) {
             return Ok(v.clone());
         }
-        Ok(self.tree.get(k)?)
+        match self.tree.get(k)? {
+            Some(v) => Ok(Some(resolve(self.values, k, v)?)),
+            None => Ok(None),
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -603,5 +677,53 @@ mod tests {
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.get::<u8>("kept").expect("read"), Some(1));
+    }
+
+    #[test]
+    fn large_values_live_in_the_value_log_and_damage_is_reported_not_returned() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let big = vec![b'd'; 10_000];
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let (a, b) = (big.clone(), big.clone());
+            store
+                .transact_blocking(move |tx| {
+                    tx.put_raw("big", &a)?;
+                    tx.put_raw("small", b"s")?;
+                    // A short value that looks like a pointer is logged, not misread.
+                    tx.put_raw("tricky", b"\0pvlog\x01\xff")?;
+                    // Read back inside the same mutation, before the log has it.
+                    assert_eq!(tx.get_raw("big")?.as_deref(), Some(&b[..]));
+                    Ok::<_, StoreError>(())
+                })
+                .expect("commit");
+            assert_eq!(
+                store.get_raw("big").expect("read").as_deref(),
+                Some(&big[..])
+            );
+            // The page holds a pointer, not the value.
+            assert!(store.tree.get("big").expect("raw").expect("present").len() < 64);
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.get_raw("big").expect("read").as_deref(),
+            Some(&big[..])
+        );
+        assert_eq!(
+            store.get_raw("small").expect("read").as_deref(),
+            Some(&b"s"[..])
+        );
+        assert_eq!(
+            store.get_raw("tricky").expect("read").as_deref(),
+            Some(&b"\0pvlog\x01\xff"[..])
+        );
+        drop(store);
+        let log = dir.path().join("values.log");
+        let mut bytes = std::fs::read(&log).expect("read the log");
+        bytes[100] ^= 1;
+        std::fs::write(&log, bytes).expect("damage the log");
+        let store = Store::open(dir.path()).expect("reopen");
+        let err = store.get_raw("big").expect_err("damage must be reported");
+        assert!(err.to_string().contains("big"), "{err}");
     }
 }
