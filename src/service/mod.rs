@@ -71,10 +71,47 @@ pub struct Notice {
     pub event: Event,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct IdemRecord {
+/// The first answer to an idempotent call, stored as the request's fingerprint (64 hex
+/// characters), a newline and the answer's JSON: the answer is encoded once, straight from its
+/// type. Records written before this layout are one JSON object and are still read.
+struct IdemRecord;
+
+#[derive(Deserialize)]
+struct LegacyIdemRecord {
     fingerprint: String,
     response: serde_json::Value,
+}
+
+impl IdemRecord {
+    fn encode<R: Serialize>(fingerprint: &str, answer: &R) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(fingerprint.as_bytes());
+        out.push(b'\n');
+        serde_json::to_writer(&mut out, answer)
+            .map_err(|e| ServiceError::Internal(format!("encode answer: {e}")))?;
+        Ok(out)
+    }
+
+    /// The stored answer when `fingerprint` matches, else the mismatch error.
+    fn answer<R: DeserializeOwned>(stored: &[u8], fingerprint: &str) -> Result<R> {
+        let corrupt =
+            |e: serde_json::Error| ServiceError::Internal(format!("stored idempotent answer: {e}"));
+        if stored.first() == Some(&b'{') {
+            let rec: LegacyIdemRecord = serde_json::from_slice(stored).map_err(corrupt)?;
+            if rec.fingerprint != fingerprint {
+                return Err(ServiceError::IdempotencyMismatch);
+            }
+            return serde_json::from_value(rec.response).map_err(corrupt);
+        }
+        let (stored_fp, answer) = match stored.iter().position(|b| *b == b'\n') {
+            Some(i) => (&stored[..i], &stored[i + 1..]),
+            None => (stored, &b""[..]),
+        };
+        if stored_fp != fingerprint.as_bytes() {
+            return Err(ServiceError::IdempotencyMismatch);
+        }
+        serde_json::from_slice(answer).map_err(corrupt)
+    }
 }
 
 /// What makes a mutating call idempotent: the client's key and a digest of the request.
@@ -211,27 +248,14 @@ impl Paraph {
             .store
             .transact(move |tx| {
                 if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
-                    if let Some(rec) = tx.get::<IdemRecord>(k)? {
-                        if &rec.fingerprint != fp {
-                            return Err(ServiceError::IdempotencyMismatch);
-                        }
-                        let r: R = serde_json::from_value(rec.response).map_err(|e| {
-                            ServiceError::Internal(format!("stored idempotent answer: {e}"))
-                        })?;
-                        return Ok((r, Vec::new()));
+                    if let Some(stored) = tx.get_raw(k)? {
+                        let first: R = IdemRecord::answer(&stored, fp)?;
+                        return Ok::<_, ServiceError>((first, Vec::new()));
                     }
                 }
                 let (r, notices) = f(tx)?;
                 if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
-                    let response = serde_json::to_value(&r)
-                        .map_err(|e| ServiceError::Internal(format!("encode answer: {e}")))?;
-                    tx.put(
-                        k,
-                        &IdemRecord {
-                            fingerprint: fp.clone(),
-                            response,
-                        },
-                    )?;
+                    tx.put_raw(k, &IdemRecord::encode(fp, &r)?)?;
                 }
                 Ok((r, notices))
             })
@@ -276,4 +300,30 @@ fn append_log(
 /// A SHA-256 in lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod idem_tests {
+    use super::{IdemRecord, ServiceError};
+
+    #[test]
+    fn idempotent_answers_round_trip_refuse_another_request_and_read_the_old_layout() {
+        let fp = "ab".repeat(32);
+        let stored = IdemRecord::encode(&fp, &vec!["first".to_owned()]).expect("encode");
+        let back: Vec<String> = IdemRecord::answer(&stored, &fp).expect("same request");
+        assert_eq!(back, vec!["first".to_owned()]);
+        let other = "cd".repeat(32);
+        assert!(matches!(
+            IdemRecord::answer::<Vec<String>>(&stored, &other),
+            Err(ServiceError::IdempotencyMismatch)
+        ));
+        let legacy = format!(r#"{{"fingerprint":"{fp}","response":["old"]}}"#);
+        let back: Vec<String> = IdemRecord::answer(legacy.as_bytes(), &fp).expect("legacy");
+        assert_eq!(back, vec!["old".to_owned()]);
+        assert!(matches!(
+            IdemRecord::answer::<Vec<String>>(legacy.as_bytes(), &other),
+            Err(ServiceError::IdempotencyMismatch)
+        ));
+        assert!(IdemRecord::answer::<Vec<String>>(b"garbage", &fp).is_err());
+    }
 }

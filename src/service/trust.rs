@@ -10,19 +10,28 @@ use crate::domain::{BoundCertificate, DomainError, Role, TenantId, Timestamp, Us
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// DER bytes, stored as hex.
+/// DER bytes, stored as `b64:` and standard base64 (records written before base64 hold plain
+/// hex, still read).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Der(#[serde(with = "hex_bytes")] pub Vec<u8>);
+pub struct Der(#[serde(with = "der_text")] pub Vec<u8>);
 
-mod hex_bytes {
+mod der_text {
+    use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
     pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(b))
+        let mut text = String::with_capacity(4 + b.len().div_ceil(3) * 4);
+        text.push_str("b64:");
+        B64.encode_string(b, &mut text);
+        s.serialize_str(&text)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        hex::decode(s).map_err(serde::de::Error::custom)
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match s.strip_prefix("b64:") {
+            Some(b) => B64.decode(b).map_err(serde::de::Error::custom),
+            None => hex::decode(s.as_bytes()).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -362,5 +371,24 @@ impl Paraph {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod der_tests {
+    use super::Der;
+
+    #[test]
+    fn der_is_written_as_base64_and_read_from_base64_or_legacy_hex() {
+        let der = Der(vec![0x30, 0x03, 0x02, 0x01, 0xff]);
+        let text = serde_json::to_string(&der).expect("encode");
+        assert_eq!(text, "\"b64:MAMCAf8=\"");
+        assert_eq!(serde_json::from_str::<Der>(&text).expect("decode"), der);
+        assert_eq!(
+            serde_json::from_str::<Der>("\"30030201ff\"").expect("legacy hex"),
+            der
+        );
+        assert!(serde_json::from_str::<Der>("\"b64:***\"").is_err());
+        assert!(serde_json::from_str::<Der>("\"3003zz\"").is_err());
     }
 }
