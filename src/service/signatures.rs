@@ -106,6 +106,18 @@ pub struct SignatureRecord {
 }
 
 impl SignatureRecord {
+    /// The record as an answer carries it: the CMS, which holds the certificate, the signed
+    /// attributes, the value, the chain and the CRLs, without those parts again beside it
+    /// (they stay in the stored record).
+    pub fn without_parts(mut self) -> SignatureRecord {
+        self.cert = Der(Vec::new());
+        self.signed_attrs = Der(Vec::new());
+        self.signature = Der(Vec::new());
+        self.chain = Vec::new();
+        self.crls = Vec::new();
+        self
+    }
+
     fn part(&self) -> Result<SignerPart> {
         let alg = match self.alg.as_str() {
             "RSA_PKCS1_SHA256" => crypto::SigAlg::RsaPkcs1Sha256,
@@ -337,6 +349,7 @@ pub struct PreparationView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Completed {
     pub document: Document,
+    /// The stored record without its parts (see [`SignatureRecord::without_parts`]).
     pub signature: SignatureRecord,
 }
 
@@ -548,16 +561,15 @@ impl Paraph {
             "CompleteSignature",
             idem,
             move |tx| {
-                let mut current: Preparation = tx
-                    .get(&pkey)?
-                    .ok_or_else(|| DomainError::NotFound(format!("preparation '{}'", prep.id)))?;
-                if current.used {
+                // A small marker says the preparation is spent (the record itself is not
+                // rewritten); records from before the marker carry `used`.
+                let used_key = format!("prepused/{tenant}/{}", prep.id);
+                if prep.used || tx.exists(&used_key)? {
                     return Err(
                         DomainError::WrongState("the preparation was already used".into()).into(),
                     );
                 }
-                current.used = true;
-                tx.put(&pkey, &current)?;
+                tx.put_raw(&used_key, b"")?;
                 let dkey = format!("doc/{tenant}/{}", prep.document);
                 let before: Document = tx.get(&dkey)?.ok_or_else(|| {
                     DomainError::NotFound(format!("document '{}'", prep.document))
@@ -595,7 +607,7 @@ impl Paraph {
                 Ok((
                     Completed {
                         document: t.document,
-                        signature: stored,
+                        signature: stored.without_parts(),
                     },
                     notices,
                 ))

@@ -37,7 +37,8 @@
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
 //! | `sig/{t}/{doc}/{i:04}`, `sigcount/{t}/{doc}` | SignatureRecord i of a document, their count |
 //! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event) |
-//! | `prep/{t}/{id}` | a pending signature Preparation |
+//! | `prep/{t}/{id}` | a signature Preparation |
+//! | `prepused/{t}/{id}` | empty: the preparation was used |
 //! | `trust/{t}` | TrustSettings |
 //! | `absences/{t}` | every Absence of the tenant (transactions cannot scan) |
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
