@@ -157,7 +157,7 @@ fn hash_of(bytes: &[u8]) -> Result<Hash> {
     Ok(merkle::hash_from_slice(bytes)?)
 }
 
-/// The log's nodes as seen inside a transaction.
+/// The log's nodes as seen inside a transaction (leaves: hashes of the stored events).
 struct TxNodes<'a, 'b> {
     tx: &'a Tx<'b>,
     tenant: &'a TenantId,
@@ -166,6 +166,10 @@ struct TxNodes<'a, 'b> {
 impl NodeSource for TxNodes<'_, '_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        if level == 0 {
+            let event = self.tx.get_raw(&event_key(self.tenant, index))?;
+            return Ok(event.map(|e| merkle::leaf_hash(&e)));
+        }
         match self.tx.get_raw(&node_key(self.tenant, level, index))? {
             Some(v) => Ok(Some(hash_of(&v)?)),
             None => Ok(None),
@@ -183,6 +187,10 @@ struct StoreNodes<'a> {
 impl NodeSource for StoreNodes<'_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
+        if level == 0 {
+            let event = self.store.get_raw(&event_key(self.tenant, index))?;
+            return Ok(event.map(|e| merkle::leaf_hash(&e)));
+        }
         match self.store.get_raw(&node_key(self.tenant, level, index))? {
             Some(v) => Ok(Some(hash_of(&v)?)),
             None => Ok(None),
@@ -229,7 +237,8 @@ pub(super) fn append(
         };
         (appender.writes(), next)
     };
-    for w in &writes {
+    // Leaves are not stored as nodes: a leaf hash is the hash of the stored event.
+    for w in writes.iter().filter(|w| w.level > 0) {
         tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
     }
     tx.put_raw(&head_key(tenant), &next.encode())?;
