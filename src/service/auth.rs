@@ -7,7 +7,10 @@
 
 use super::{random16, Paraph, Result, ServiceError};
 use crate::domain::{DomainError, Role, TenantId, TokenRecord, User, UserName};
+use crate::store::KeyWatch;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// An authenticated caller acting inside one tenant.
 #[derive(Debug, Clone)]
@@ -67,6 +70,51 @@ impl Principal {
 }
 
 /// The digest under which a token is stored.
+/// Principals already authenticated, by token digest and requested tenant. An entry is used
+/// only while no committed change touched tokens, tenants or users since the records it was
+/// made of were read (the store's [`KeyWatch`]); a revoked token or a changed role is thus
+/// refused or applied from the very next call. Refusals are never cached.
+pub(super) struct AuthCache {
+    watch: Arc<KeyWatch>,
+    entries: Mutex<HashMap<AuthKey, (u64, Principal)>>,
+}
+
+/// A token's digest and the tenant the call names.
+type AuthKey = ([u8; 32], Option<TenantId>);
+
+/// Entries kept at most (the cache is emptied when full).
+const AUTH_CACHE_MAX: usize = 16_384;
+
+impl AuthCache {
+    /// The key prefixes an authentication reads.
+    pub(super) const PREFIXES: [&'static str; 3] = ["token/", "tenant/", "user/"];
+
+    pub(super) fn new(watch: Arc<KeyWatch>) -> AuthCache {
+        AuthCache {
+            watch,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &AuthKey) -> Option<Principal> {
+        let epoch = self.watch.epoch();
+        let entries = self.entries.lock().ok()?;
+        match entries.get(key) {
+            Some((e, p)) if *e == epoch => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: AuthKey, epoch: u64, p: Principal) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= AUTH_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(key, (epoch, p));
+        }
+    }
+}
+
 pub(super) fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -101,48 +149,57 @@ impl Paraph {
         let digest = token_digest(token);
         let digest_hex = hex::encode(digest);
         let tenant = tenant.map(TenantId::parse).transpose()?;
-        self.blocking(move |store| {
-            let stored: StoredToken = store
-                .get(&format!("token/{digest_hex}"))?
-                .ok_or(ServiceError::Unauthenticated)?;
-            let stored_digest =
-                hex::decode(&stored.digest).map_err(|_| ServiceError::Unauthenticated)?;
-            if !ct_eq(&stored_digest, &digest) || stored.record.revoked_at.is_some() {
-                return Err(ServiceError::Unauthenticated);
-            }
-            match (stored.record.tenant, stored.record.user) {
-                (None, _) => match tenant {
-                    None => Ok(Principal::Operator),
-                    Some(t) => {
-                        if store.get_raw(&format!("tenant/{t}"))?.is_none() {
-                            return Err(DomainError::NotFound(format!("tenant '{t}'")).into());
+        let cache_key = (digest, tenant.clone());
+        if let Some(p) = self.auth.get(&cache_key) {
+            return Ok(p);
+        }
+        // Read before the records: a change committed meanwhile invalidates the entry.
+        let epoch = self.auth.watch.epoch();
+        let principal = self
+            .blocking(move |store| {
+                let stored: StoredToken = store
+                    .get(&format!("token/{digest_hex}"))?
+                    .ok_or(ServiceError::Unauthenticated)?;
+                let stored_digest =
+                    hex::decode(&stored.digest).map_err(|_| ServiceError::Unauthenticated)?;
+                if !ct_eq(&stored_digest, &digest) || stored.record.revoked_at.is_some() {
+                    return Err(ServiceError::Unauthenticated);
+                }
+                match (stored.record.tenant, stored.record.user) {
+                    (None, _) => match tenant {
+                        None => Ok(Principal::Operator),
+                        Some(t) => {
+                            if store.get_raw(&format!("tenant/{t}"))?.is_none() {
+                                return Err(DomainError::NotFound(format!("tenant '{t}'")).into());
+                            }
+                            Ok(Principal::Caller(Caller {
+                                tenant: t,
+                                name: UserName::operator(),
+                                roles: vec![Role::Admin, Role::Auditor],
+                                operator: true,
+                            }))
                         }
+                    },
+                    (Some(t), Some(u)) => {
+                        if tenant.as_ref().is_some_and(|h| h != &t) {
+                            return Err(DomainError::NotFound("tenant".into()).into());
+                        }
+                        let user: User = store
+                            .get(&format!("user/{t}/{u}"))?
+                            .ok_or(ServiceError::Unauthenticated)?;
                         Ok(Principal::Caller(Caller {
                             tenant: t,
-                            name: UserName::operator(),
-                            roles: vec![Role::Admin, Role::Auditor],
-                            operator: true,
+                            name: u,
+                            roles: user.roles,
+                            operator: false,
                         }))
                     }
-                },
-                (Some(t), Some(u)) => {
-                    if tenant.as_ref().is_some_and(|h| h != &t) {
-                        return Err(DomainError::NotFound("tenant".into()).into());
-                    }
-                    let user: User = store
-                        .get(&format!("user/{t}/{u}"))?
-                        .ok_or(ServiceError::Unauthenticated)?;
-                    Ok(Principal::Caller(Caller {
-                        tenant: t,
-                        name: u,
-                        roles: user.roles,
-                        operator: false,
-                    }))
+                    (Some(_), None) => Err(ServiceError::Unauthenticated),
                 }
-                (Some(_), None) => Err(ServiceError::Unauthenticated),
-            }
-        })
-        .await
+            })
+            .await?;
+        self.auth.put(cache_key, epoch, principal.clone());
+        Ok(principal)
     }
 }
 

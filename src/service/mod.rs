@@ -149,6 +149,8 @@ pub struct Paraph {
     trusts: Arc<trust::TrustCache>,
     /// When the service was opened (for the uptime in the server statistics).
     started: std::time::Instant,
+    /// Principals already authenticated (see `auth::AuthCache`).
+    auth: auth::AuthCache,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -161,7 +163,9 @@ fn random16() -> Result<[u8; 16]> {
 impl Paraph {
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, limits: Limits) -> Paraph {
         let (notices, _) = broadcast::channel(4096);
+        let auth = auth::AuthCache::new(store.watch(&auth::AuthCache::PREFIXES));
         Paraph {
+            auth,
             store,
             clock,
             limits,

@@ -31,7 +31,7 @@
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
 //! | `ev/{t}/{index:020}` | canonical audit event bytes: leaf `index` of the tenant's log |
-//! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log |
+//! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log (levels 1 and up: a leaf's hash is its event's) |
 //! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
 //! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
@@ -50,7 +50,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use values::{Appender, Pointer, ValueLog, ValueLogError};
 
@@ -97,6 +97,28 @@ struct Applied {
     failed: Option<String>,
 }
 
+/// Counts the committed groups that wrote under some key prefixes, so that a cache of records
+/// under them can tell whether an entry may be stale (see [`Store::watch`]).
+pub struct KeyWatch {
+    prefixes: Vec<Vec<u8>>,
+    epoch: AtomicU64,
+}
+
+impl KeyWatch {
+    /// Read it BEFORE reading the records a cache entry is made of: an entry made under epoch
+    /// `e` is valid while `epoch() == e`. The writer bumps it after a group that wrote under
+    /// one of the prefixes is applied and before any of that group's callers is answered.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn concerns(&self, key: &[u8]) -> bool {
+        self.prefixes.iter().any(|p| key.starts_with(p))
+    }
+}
+
+type Watches = Arc<Mutex<Vec<Arc<KeyWatch>>>>;
+
 /// The most mutations one group takes (bounds the latency the first of them sees).
 const MAX_GROUP: usize = 512;
 
@@ -104,6 +126,7 @@ const MAX_GROUP: usize = 512;
 pub struct Store {
     tree: sled::Tree,
     values: Arc<ValueLog>,
+    watches: Watches,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     hook: Arc<Mutex<Option<Arc<CommitHook>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -144,6 +167,7 @@ impl Store {
         let tree = db.open_tree("paraph")?;
         let (values, end) = ValueLog::open(dir)?;
         let values = Arc::new(values);
+        let watches: Watches = Arc::default();
         let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
         let (jobs, queue) = mpsc::channel::<Job>();
         let (applied, to_flush) = mpsc::channel::<Applied>();
@@ -160,12 +184,14 @@ impl Store {
             let tree = tree.clone();
             let hook = hook.clone();
             let values = values.clone();
+            let watches = watches.clone();
             std::thread::Builder::new()
                 .name("paraph-writer".into())
                 .spawn(move || {
                     let out = Out {
                         tree: &tree,
                         values: &values,
+                        watches: &watches,
                         end,
                         applied: &applied,
                     };
@@ -178,10 +204,23 @@ impl Store {
         Ok(Store {
             tree,
             values,
+            watches,
             jobs: Mutex::new(Some(jobs)),
             hook,
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// A counter of the committed groups that wrote under any of `prefixes`.
+    pub fn watch(&self, prefixes: &[&str]) -> Arc<KeyWatch> {
+        let w = Arc::new(KeyWatch {
+            prefixes: prefixes.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            epoch: AtomicU64::new(0),
+        });
+        if let Ok(mut all) = self.watches.lock() {
+            all.push(w.clone());
+        }
+        w
     }
 
     /// Installs the work run at the end of each group that left marks.
@@ -369,6 +408,7 @@ impl Drop for Store {
 struct Out<'a> {
     tree: &'a sled::Tree,
     values: &'a ValueLog,
+    watches: &'a Mutex<Vec<Arc<KeyWatch>>>,
     /// The end of the value log.
     end: u64,
     applied: &'a mpsc::Sender<Applied>,
@@ -389,6 +429,14 @@ impl Out<'_> {
             .append_durable(log.start(), log.bytes())
             .map_err(|e| e.to_string())?;
         self.end = log.end();
+        let watches: Vec<Arc<KeyWatch>> = match self.watches.lock() {
+            Ok(all) => all
+                .iter()
+                .filter(|w| writes.keys().any(|k| w.concerns(k)))
+                .cloned()
+                .collect(),
+            Err(_) => return Err("the watch list lock is poisoned".into()),
+        };
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             match v {
@@ -396,7 +444,12 @@ impl Out<'_> {
                 None => batch.remove(k),
             }
         }
-        self.tree.apply_batch(batch).map_err(|e| e.to_string())
+        let applied = self.tree.apply_batch(batch).map_err(|e| e.to_string());
+        // Bumped even if the batch failed (it then changed nothing): staying safe is cheap.
+        for w in watches {
+            w.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        applied
     }
 }
 
@@ -726,5 +779,27 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let err = store.get_raw("big").expect_err("damage must be reported");
         assert!(err.to_string().contains("big"), "{err}");
+    }
+
+    #[test]
+    fn a_watch_moves_only_when_a_group_writes_under_its_prefixes() {
+        let (_dir, store) = open();
+        let w = store.watch(&["token/", "user/"]);
+        let e0 = w.epoch();
+        store
+            .transact_blocking(|tx| tx.put_raw("doc/x", b"1"))
+            .expect("commit");
+        assert_eq!(w.epoch(), e0, "an unrelated write does not move it");
+        store
+            .transact_blocking(|tx| tx.remove("user/t/alice"))
+            .expect("commit");
+        // Moved by the time the caller is answered.
+        assert!(w.epoch() > e0);
+        let e1 = w.epoch();
+        let _ = store.transact_blocking(|tx| {
+            tx.put_raw("token/abc", b"x")?;
+            Err::<(), _>(StoreError::Hook("refused".into()))
+        });
+        assert_eq!(w.epoch(), e1, "a refused mutation wrote nothing");
     }
 }
