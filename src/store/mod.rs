@@ -162,7 +162,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(16 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("paraph")?;
         let (values, end) = ValueLog::open(dir)?;
