@@ -69,7 +69,7 @@ pub enum StoreError {
     Poisoned(String),
     #[error("the commit hook failed: {0}")]
     Hook(String),
-    #[error("the store's writer has stopped")]
+    #[error("the store dropped this mutation (its writer stopped, or the mutation panicked)")]
     Stopped,
     #[error("stored record {key} is unreadable: {source}")]
     Unreadable { key: String, source: ValueLogError },
@@ -483,7 +483,13 @@ fn writer_loop(
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
             let mut tx = Tx::new(tree, values, Some(&writes));
-            let (keep, deliver) = job(&mut tx);
+            // A mutation that panics (a bug) loses its writes and its answer (its caller sees
+            // the writer as stopped for that call); the writer and the group go on.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+            let Ok((keep, deliver)) = run else {
+                tracing::error!("a mutation panicked; its writes are discarded");
+                continue;
+            };
             deliveries.push(deliver);
             if keep {
                 let (w, m) = (tx.writes, tx.marks);
@@ -801,5 +807,20 @@ mod tests {
             Err::<(), _>(StoreError::Hook("refused".into()))
         });
         assert_eq!(w.epoch(), e1, "a refused mutation wrote nothing");
+    }
+
+    #[test]
+    fn a_panicking_mutation_fails_alone() {
+        let (_dir, store) = open();
+        let failed = store.transact_blocking(|tx| -> Result<(), StoreError> {
+            tx.put_raw("lost", b"1")?;
+            panic!("a bug in a mutation");
+        });
+        assert!(matches!(failed, Err(StoreError::Stopped)), "{failed:?}");
+        assert!(store.get_raw("lost").expect("read").is_none());
+        store
+            .transact_blocking(|tx| tx.put_raw("next", b"2"))
+            .expect("the writer goes on");
+        assert!(store.get_raw("next").expect("read").is_some());
     }
 }
