@@ -1,6 +1,7 @@
 //! The tenants' audit logs in the store: every change appends its canonical event to the
-//! tenant's RFC 6962 Merkle tree in the same transaction as the change itself, and the
-//! transaction ends by signing a checkpoint of each log it grew. Serves checkpoints, inclusion
+//! tenant's RFC 6962 Merkle tree in the same transaction as the change itself, and each group
+//! of transactions the store commits together ends by signing a checkpoint of each log it grew
+//! (the store's commit hook). Serves checkpoints, inclusion
 //! and consistency proofs, event listings and evidence bundles to the tenant's admins and
 //! auditors.
 //!

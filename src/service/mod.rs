@@ -1,10 +1,10 @@
 //! The application layer: authenticate, authorise, load, run a pure domain transition, store
-//! the result with its indexes, log entries and idempotency record in one transaction, flush,
-//! then notify watchers.
+//! the result with its indexes, log entries and idempotency record in one transaction (on the
+//! store's writer, answered once durable), then notify watchers.
 //!
 //! Owns authorisation and orchestration. It must not know gRPC types (the `grpc` layer converts)
 //! nor encode records itself (the `store` layer does). Blocking storage work runs on the blocking
-//! pool, never on the async executor.
+//! pool or the store's writer, never on the async executor.
 
 pub mod audit;
 mod auth;
