@@ -67,8 +67,8 @@ pub enum StoreError {
     Encode(serde_json::Error),
     #[error("the store refuses writes after a failed flush: {0}")]
     Poisoned(String),
-    #[error("the commit hook failed: {0}")]
-    Hook(String),
+    #[error("the group of mutations could not be committed: {0}")]
+    Commit(String),
     #[error("the store dropped this mutation (its writer stopped, or the mutation panicked)")]
     Stopped,
     #[error("stored record {key} is unreadable: {source}")]
@@ -517,7 +517,7 @@ fn writer_loop(
         }
         if failed.is_none() && !writes.is_empty() {
             if let Err(e) = out.apply(writes) {
-                failed = Some(e);
+                failed = Some(format!("writing the group: {e}"));
             }
         }
         if out.applied.send(Applied { deliveries, failed }).is_err() {
@@ -544,7 +544,7 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
         }
         for g in groups {
             let failure = match (&g.failed, &flushed) {
-                (Some(e), _) => Some(StoreError::Hook(e.clone())),
+                (Some(e), _) => Some(StoreError::Commit(e.clone())),
                 (None, Err(e)) => Some(StoreError::Poisoned(e.clone())),
                 (None, Ok(())) => None,
             };
@@ -557,7 +557,7 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
 
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
-        StoreError::Hook(s) => StoreError::Hook(s.clone()),
+        StoreError::Commit(s) => StoreError::Commit(s.clone()),
         StoreError::Poisoned(s) => StoreError::Poisoned(s.clone()),
         other => StoreError::Poisoned(other.to_string()),
     }
@@ -651,7 +651,7 @@ mod tests {
         let (_dir, store) = open();
         let failed: Result<(), StoreError> = store.transact_blocking(|tx| {
             tx.put_raw("a", b"1")?;
-            Err(StoreError::Hook("refused".into()))
+            Err(StoreError::Commit("refused".into()))
         });
         assert!(failed.is_err());
         assert!(store.get_raw("a").expect("read").is_none());
@@ -722,7 +722,7 @@ mod tests {
             tx.mark("refuse".into());
             Ok::<_, StoreError>(())
         });
-        assert!(matches!(refused, Err(StoreError::Hook(_))), "{refused:?}");
+        assert!(matches!(refused, Err(StoreError::Commit(_))), "{refused:?}");
         assert_eq!(store.get::<u64>("n").expect("read"), Some(7));
     }
 
@@ -804,7 +804,7 @@ mod tests {
         let e1 = w.epoch();
         let _ = store.transact_blocking(|tx| {
             tx.put_raw("token/abc", b"x")?;
-            Err::<(), _>(StoreError::Hook("refused".into()))
+            Err::<(), _>(StoreError::Commit("refused".into()))
         });
         assert_eq!(w.epoch(), e1, "a refused mutation wrote nothing");
     }
