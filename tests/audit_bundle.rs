@@ -207,15 +207,6 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
     (doc, sigs)
 }
 
-fn state_after(kind: EventKind) -> DocState {
-    match kind {
-        EventKind::Completed => DocState::Completed,
-        EventKind::Rejected => DocState::Rejected,
-        EventKind::Withdrawn => DocState::Withdrawn,
-        _ => DocState::InProgress,
-    }
-}
-
 /// The tenant's log in memory.
 #[derive(Default)]
 struct Log {
@@ -266,7 +257,7 @@ impl Log {
                 id: doc.id.to_string(),
                 seq: ev.seq,
                 step: ev.step,
-                state: state_after(ev.kind).as_str().into(),
+                state: ev.kind.state_after().as_str().into(),
                 content_sha256: doc.content.sha256.clone(),
                 signature: ev.signature,
                 signature_sha256,

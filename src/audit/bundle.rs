@@ -12,7 +12,7 @@ use super::checkpoint::{AuditPublicKey, SignedCheckpoint};
 use super::event::{AuditEvent, DocumentFacts};
 use super::merkle::{self, Hash};
 use super::AuditError;
-use crate::domain::{DocState, Document, Event};
+use crate::domain::{DocState, Document, Event, EventKind};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -380,14 +380,14 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-/// The state a document is left in by an event of kind `kind`.
+/// The state a document is left in by an event of kind `kind` (the domain's rule; a kind this
+/// version does not know leaves it in progress).
 fn state_after(kind: &str) -> &'static str {
-    match kind {
-        "completed" => DocState::Completed.as_str(),
-        "rejected" => DocState::Rejected.as_str(),
-        "withdrawn" => DocState::Withdrawn.as_str(),
-        _ => DocState::InProgress.as_str(),
-    }
+    use serde::de::IntoDeserializer;
+    let kind: Result<EventKind, serde::de::value::Error> =
+        serde::Deserialize::deserialize(kind.into_deserializer());
+    kind.map_or(DocState::InProgress, EventKind::state_after)
+        .as_str()
 }
 
 fn decode_proof(proof: &[String]) -> Result<Vec<Hash>, String> {

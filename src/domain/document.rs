@@ -283,6 +283,16 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The state a document is left in by an event of this kind.
+    pub fn state_after(self) -> DocState {
+        match self {
+            EventKind::Completed => DocState::Completed,
+            EventKind::Rejected => DocState::Rejected,
+            EventKind::Withdrawn => DocState::Withdrawn,
+            _ => DocState::InProgress,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Submitted => "submitted",

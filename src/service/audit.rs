@@ -16,9 +16,7 @@ use crate::audit::merkle::{self, Appender};
 use crate::audit::{
     AuditError, AuditEvent, AuditKey, Checkpoint, DocumentFacts, Hash, NodeSource, SignedCheckpoint,
 };
-use crate::domain::{
-    DocState, Document, DocumentId, DomainError, Event, EventKind, TenantId, Timestamp,
-};
+use crate::domain::{Document, DocumentId, DomainError, Event, TenantId, Timestamp};
 use crate::store::{Store, Tx};
 use serde::{Deserialize, Serialize};
 
@@ -248,16 +246,6 @@ pub(super) fn append(
     Ok((size, merkle::leaf_hash(&bytes)))
 }
 
-/// The state a document is in once `kind` happened.
-fn state_after(kind: EventKind) -> DocState {
-    match kind {
-        EventKind::Completed => DocState::Completed,
-        EventKind::Rejected => DocState::Rejected,
-        EventKind::Withdrawn => DocState::Withdrawn,
-        _ => DocState::InProgress,
-    }
-}
-
 /// Appends one event of a document's history, chained to the document's previous one.
 pub(super) fn append_document_event(
     tx: &mut Tx<'_>,
@@ -296,7 +284,7 @@ pub(super) fn append_document_event(
             id: doc.id.to_string(),
             seq: ev.seq,
             step: ev.step,
-            state: state_after(ev.kind).as_str().to_owned(),
+            state: ev.kind.state_after().as_str().to_owned(),
             content_sha256: doc.content.sha256.clone(),
             signature: ev.signature,
             signature_sha256,
