@@ -383,11 +383,6 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.transact(|_| Ok::<_, StoreError>(())).await
     }
-
-    /// Synchronous [`Store::flush`].
-    pub fn flush_sync(&self) -> Result<(), StoreError> {
-        self.transact_blocking(|_| Ok::<_, StoreError>(()))
-    }
 }
 
 impl Drop for Store {
@@ -526,6 +521,9 @@ fn writer_loop(
     }
 }
 
+/// Builds the error a failed group's callers receive.
+type MakeError = fn(String) -> StoreError;
+
 /// The flusher thread: makes applied groups durable, one fsync for all the groups waiting.
 fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &AtomicBool) {
     while let Ok(first) = to_flush.recv() {
@@ -543,23 +541,16 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
             tracing::error!(error = %e, "flush failed: the store now refuses writes");
         }
         for g in groups {
+            // Each caller gets its own error, made from the group's failure.
             let failure = match (&g.failed, &flushed) {
-                (Some(e), _) => Some(StoreError::Commit(e.clone())),
-                (None, Err(e)) => Some(StoreError::Poisoned(e.clone())),
+                (Some(e), _) => Some((StoreError::Commit as MakeError, e)),
+                (None, Err(e)) => Some((StoreError::Poisoned as MakeError, e)),
                 (None, Ok(())) => None,
             };
             for d in g.deliveries {
-                d(failure.as_ref().map(clone_error));
+                d(failure.map(|(make, e)| make(e.clone())));
             }
         }
-    }
-}
-
-fn clone_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Commit(s) => StoreError::Commit(s.clone()),
-        StoreError::Poisoned(s) => StoreError::Poisoned(s.clone()),
-        other => StoreError::Poisoned(other.to_string()),
     }
 }
 
