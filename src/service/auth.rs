@@ -5,12 +5,10 @@
 //! A revoked token, a token of a deleted user, or a tenant header that does not match the token's
 //! tenant all fail closed.
 
+use super::watched::WatchedCache;
 use super::{random16, Paraph, Result, ServiceError};
 use crate::domain::{DomainError, Role, TenantId, TokenRecord, User, UserName};
-use crate::store::KeyWatch;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 /// An authenticated caller acting inside one tenant.
 #[derive(Debug, Clone)]
@@ -69,52 +67,19 @@ impl Principal {
     }
 }
 
+/// Principals already authenticated, by token digest and requested tenant, while no committed
+/// change touched tokens, tenants or users since they were read (see `watched`): a revoked
+/// token or a changed role is refused or applied from the very next call. Refusals are never
+/// cached.
+pub(super) type AuthCache = WatchedCache<([u8; 32], Option<TenantId>), Principal>;
+
+/// The key prefixes an authentication reads.
+pub(super) const AUTH_PREFIXES: [&str; 3] = ["token/", "tenant/", "user/"];
+
+/// Principals kept at most.
+pub(super) const AUTH_CACHE_MAX: usize = 16_384;
+
 /// The digest under which a token is stored.
-/// Principals already authenticated, by token digest and requested tenant. An entry is used
-/// only while no committed change touched tokens, tenants or users since the records it was
-/// made of were read (the store's [`KeyWatch`]); a revoked token or a changed role is thus
-/// refused or applied from the very next call. Refusals are never cached.
-pub(super) struct AuthCache {
-    watch: Arc<KeyWatch>,
-    entries: Mutex<HashMap<AuthKey, (u64, Principal)>>,
-}
-
-/// A token's digest and the tenant the call names.
-type AuthKey = ([u8; 32], Option<TenantId>);
-
-/// Entries kept at most (the cache is emptied when full).
-const AUTH_CACHE_MAX: usize = 16_384;
-
-impl AuthCache {
-    /// The key prefixes an authentication reads.
-    pub(super) const PREFIXES: [&'static str; 3] = ["token/", "tenant/", "user/"];
-
-    pub(super) fn new(watch: Arc<KeyWatch>) -> AuthCache {
-        AuthCache {
-            watch,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn get(&self, key: &AuthKey) -> Option<Principal> {
-        let epoch = self.watch.epoch();
-        let entries = self.entries.lock().ok()?;
-        match entries.get(key) {
-            Some((e, p)) if *e == epoch => Some(p.clone()),
-            _ => None,
-        }
-    }
-
-    fn put(&self, key: AuthKey, epoch: u64, p: Principal) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= AUTH_CACHE_MAX {
-                entries.clear();
-            }
-            entries.insert(key, (epoch, p));
-        }
-    }
-}
-
 pub(super) fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -154,7 +119,7 @@ impl Paraph {
             return Ok(p);
         }
         // Read before the records: a change committed meanwhile invalidates the entry.
-        let epoch = self.auth.watch.epoch();
+        let epoch = self.auth.epoch();
         let principal = self
             .blocking(move |store| {
                 let stored: StoredToken = store

@@ -16,6 +16,7 @@ pub mod signatures;
 pub mod stats;
 pub mod tenancy;
 pub mod trust;
+mod watched;
 
 pub use auth::{Caller, Principal};
 
@@ -163,7 +164,8 @@ fn random16() -> Result<[u8; 16]> {
 impl Paraph {
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, limits: Limits) -> Paraph {
         let (notices, _) = broadcast::channel(4096);
-        let auth = auth::AuthCache::new(store.watch(&auth::AuthCache::PREFIXES));
+        let auth = auth::AuthCache::new(store.watch(&auth::AUTH_PREFIXES), auth::AUTH_CACHE_MAX);
+        let trusts = trust::TrustCache::new(store.watch(&[trust::TRUST_PREFIX]), 4096);
         Paraph {
             auth,
             store,
@@ -175,7 +177,7 @@ impl Paraph {
             sched_last: Default::default(),
             audit_key: None,
             chains: Arc::new(chain_cache::ChainCache::new()),
-            trusts: Arc::new(trust::TrustCache::default()),
+            trusts: Arc::new(trusts),
             started: std::time::Instant::now(),
         }
     }

@@ -404,7 +404,7 @@ impl Paraph {
                     }
                     .into_error());
                 }
-                let trust = trusts.get(s, &tenant)?;
+                let trust = trusts.settings(s, &tenant)?;
                 if !trust.usable() {
                     return Err(
                         DomainError::WrongState("the tenant has no trust settings".into()).into(),
@@ -513,7 +513,7 @@ impl Paraph {
                         "signature refused: SIG_CRYPTO_FAILURE: the value does not verify over the prepared attributes with the certificate".into(),
                     )
                 })?;
-                let trust = trusts.get(s, &tenant)?;
+                let trust = trusts.settings(s, &tenant)?;
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{}", prep.document))?
                     .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;

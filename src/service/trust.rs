@@ -1,6 +1,7 @@
 //! Trust settings of a tenant (anchors, intermediates, CRLs, policy -> RGS level map, signature
 //! policy), certificate binding, and the one adapter from stored trust to `pki` validation.
 
+use super::watched::WatchedCache;
 use super::{append_log, Caller, Idem, Paraph, Result, ServiceError};
 use crate::crypto::certs::{
     certs_from, crls_from, summarize_cert, summarize_crl, CertSummary, CrlSummary,
@@ -112,7 +113,7 @@ fn check_oid(field: &str, oid: &str) -> Result<()> {
 }
 
 pub(super) fn trust_key(t: &TenantId) -> String {
-    format!("trust/{t}")
+    format!("{TRUST_PREFIX}{t}")
 }
 
 fn summarize_all(ders: &[Der]) -> Result<Vec<CertSummary>> {
@@ -132,47 +133,31 @@ pub fn summarize_der(der: &[u8]) -> Result<CertSummary> {
     summarize_cert(&c).map_err(|e| DomainError::invalid("certificate", e.to_string()).into())
 }
 
+/// The key prefix of the tenants' trust settings.
+pub(super) const TRUST_PREFIX: &str = "trust/";
+
 /// The tenants' trust settings as last read, for the signing hot path (decoding them costs more
-/// than the checks they serve). Every change goes through [`Paraph::set_trust`], which bumps the
-/// epoch once its transaction committed; an entry read under an older epoch is never used, so a
-/// read racing with a change is at worst a miss, never a stale answer.
-#[derive(Debug, Default)]
-pub struct TrustCache {
-    epoch: std::sync::atomic::AtomicU64,
-    entries:
-        std::sync::Mutex<std::collections::HashMap<TenantId, (u64, std::sync::Arc<TrustSettings>)>>,
-}
+/// than the checks they serve), while no committed change wrote trust settings since (see
+/// `watched`).
+pub(super) type TrustCache = WatchedCache<TenantId, std::sync::Arc<TrustSettings>>;
 
 impl TrustCache {
-    fn invalidate(&self) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    }
-
     /// The tenant's settings, from the cache or the store.
-    pub(super) fn get(
+    pub(super) fn settings(
         &self,
         store: &crate::store::Store,
         tenant: &TenantId,
     ) -> Result<std::sync::Arc<TrustSettings>> {
-        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
-        if let Some((e, t)) = self
-            .entries
-            .lock()
-            .ok()
-            .and_then(|m| m.get(tenant).cloned())
-        {
-            if e == epoch {
-                return Ok(t);
-            }
+        if let Some(t) = self.get(tenant) {
+            return Ok(t);
         }
+        let epoch = self.epoch();
         let t = std::sync::Arc::new(
             store
                 .get::<TrustSettings>(&trust_key(tenant))?
                 .unwrap_or_default(),
         );
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(tenant.clone(), (epoch, t.clone()));
-        }
+        self.put(tenant.clone(), epoch, t.clone());
         Ok(t)
     }
 }
@@ -250,8 +235,6 @@ impl Paraph {
                 Ok((s, Vec::new()))
             })
             .await?;
-        // Committed: readers that started before now must not keep what they read.
-        self.trusts.invalidate();
         self.trust_view(&caller.tenant, stored)
     }
 
