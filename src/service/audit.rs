@@ -298,6 +298,23 @@ pub(super) fn append_document_event(
     Ok(())
 }
 
+/// The log size a request names in `field`: 0 means the current size; beyond it is refused.
+fn requested_size(
+    s: &Store,
+    tenant: &TenantId,
+    requested: u64,
+    field: &'static str,
+) -> Result<u64> {
+    let current = read_head(s, tenant)?.size;
+    match requested {
+        0 => Ok(current),
+        n if n > current => {
+            Err(DomainError::invalid(field, format!("the log has {current} events")).into())
+        }
+        n => Ok(n),
+    }
+}
+
 /// Signs a checkpoint of every log the group of mutations grew (the store's commit hook, at
 /// the end of each group: one signature per tenant and group, not per mutation).
 pub(super) fn checkpoint_marked(
@@ -411,15 +428,7 @@ impl Paraph {
         self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         self.blocking(move |s| {
-            let current = read_head(s, &tenant)?.size;
-            let size = if size == 0 { current } else { size };
-            if size > current {
-                return Err(DomainError::invalid(
-                    "tree_size",
-                    format!("the log has {current} events"),
-                )
-                .into());
-            }
+            let size = requested_size(s, &tenant, size, "tree_size")?;
             let proof = merkle::inclusion_proof(
                 &StoreNodes {
                     store: s,
@@ -453,15 +462,7 @@ impl Paraph {
         self.require_audit(caller)?;
         let tenant = caller.tenant.clone();
         self.blocking(move |s| {
-            let current = read_head(s, &tenant)?.size;
-            let new = if new == 0 { current } else { new };
-            if new > current {
-                return Err(DomainError::invalid(
-                    "new_size",
-                    format!("the log has {current} events"),
-                )
-                .into());
-            }
+            let new = requested_size(s, &tenant, new, "new_size")?;
             let proof = merkle::consistency_proof(
                 &StoreNodes {
                     store: s,
