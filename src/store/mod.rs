@@ -776,6 +776,22 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         let err = store.get_raw("big").expect_err("damage must be reported");
         assert!(err.to_string().contains("big"), "{err}");
+        assert!(err.to_string().contains("checksum"), "{err}");
+        drop(store);
+        // A log cut short (a lost tail) is reported the same way, naming the record.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .and_then(|f| f.set_len(50))
+            .expect("truncate the log");
+        let store = Store::open(dir.path()).expect("reopen");
+        let err = store
+            .get_raw("big")
+            .expect_err("a missing value must be reported");
+        assert!(
+            matches!(err, StoreError::Unreadable { ref key, .. } if key == "big"),
+            "{err}"
+        );
     }
 
     #[test]
