@@ -4,13 +4,15 @@
 //! writer thread against a [`Tx`]: it reads through the writes not yet applied and records its
 //! own (records, indexes, event log and idempotency record together); a closure that fails
 //! leaves nothing. The writer takes every mutation waiting at once as a *group*: runs them one
-//! after the other, runs the commit hook (the service signs the audit checkpoints there, once
-//! per group), applies the group's writes as one atomic sled batch (a key written by several
-//! mutations is written once), and hands the group to the flusher thread, which makes it
-//! durable with one fsync and only then answers each mutation. While a group is being flushed
-//! the writer already runs the next one (group commit, pipelined). A failed flush poisons the
-//! store: it refuses every later mutation (fail closed). It knows nothing of gRPC,
-//! authorisation or workflow rules.
+//! after the other and runs the commit hook (the service signs the audit checkpoints there,
+//! once per group). It hands the group's writes to the applier thread, which applies them as
+//! one atomic sled batch (a key written by several mutations is written once), then to the
+//! flusher thread, which makes them durable with one fsync and only then answers each
+//! mutation. The three stages overlap (group commit, pipelined): while a group is applied and
+//! another flushed, the writer already runs the next one, reading through the writes of the
+//! groups not applied yet. A failed apply or flush poisons the store: it refuses every later
+//! mutation (fail closed), and a group built over a failed one is never applied. It knows
+//! nothing of gRPC, authorisation or workflow rules.
 //!
 //! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
 //! sled's pages hold a checked pointer to them; reads resolve pointers transparently.
@@ -90,7 +92,17 @@ type Deliver = Box<dyn FnOnce(Option<StoreError>) + Send>;
 /// Writes in the order they must be applied: `None` removes the key.
 type Writes = BTreeMap<Vec<u8>, Option<IVec>>;
 
-/// A group the writer applied, on its way to the flusher.
+/// A group on its way from the writer to the applier.
+struct Built {
+    /// Numbers the groups in order, from 1.
+    seq: u64,
+    writes: Arc<Writes>,
+    deliveries: Vec<Deliver>,
+    /// The group failed at the writer: answer with this error, apply nothing.
+    failed: Option<String>,
+}
+
+/// A group the applier applied, on its way to the flusher.
 struct Applied {
     deliveries: Vec<Deliver>,
     /// The apply failed: answer with this error without flushing.
@@ -121,6 +133,9 @@ type Watches = Arc<Mutex<Vec<Arc<KeyWatch>>>>;
 
 /// The most mutations one group takes (bounds the latency the first of them sees).
 const MAX_GROUP: usize = 512;
+
+/// How many built groups may wait for the applier before the writer waits.
+const MAX_AHEAD: usize = 2;
 
 /// The embedded database.
 pub struct Store {
@@ -171,6 +186,10 @@ impl Store {
         let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
         let (jobs, queue) = mpsc::channel::<Job>();
         let (applied, to_flush) = mpsc::channel::<Applied>();
+        // Bounded: a writer ahead of the applier by more groups waits (its reads go through
+        // every group not applied yet).
+        let (built, to_apply) = mpsc::sync_channel::<Built>(MAX_AHEAD);
+        let applied_upto = Arc::new(AtomicU64::new(0));
         let poisoned = Arc::new(AtomicBool::new(false));
         let flusher = {
             let db = db.clone();
@@ -180,24 +199,43 @@ impl Store {
                 .spawn(move || flusher_loop(&db, &to_flush, &poisoned))
                 .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
         };
-        let writer = {
+        let applier = {
             let tree = tree.clone();
-            let hook = hook.clone();
             let values = values.clone();
             let watches = watches.clone();
+            let applied_upto = applied_upto.clone();
+            let poisoned = poisoned.clone();
             std::thread::Builder::new()
-                .name("paraph-writer".into())
+                .name("paraph-applier".into())
                 .spawn(move || {
                     let out = Out {
                         tree: &tree,
                         values: &values,
                         watches: &watches,
                         end,
-                        applied: &applied,
                     };
-                    writer_loop(out, &queue, &hook, &poisoned);
+                    applier_loop(out, &to_apply, &applied, &applied_upto, &poisoned);
                     drop(applied);
                     let _ = flusher.join();
+                })
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+        };
+        let writer = {
+            let tree = tree.clone();
+            let hook = hook.clone();
+            let values = values.clone();
+            std::thread::Builder::new()
+                .name("paraph-writer".into())
+                .spawn(move || {
+                    let stage = Stage {
+                        tree: &tree,
+                        values: &values,
+                        built: &built,
+                        applied_upto: &applied_upto,
+                    };
+                    writer_loop(&stage, &queue, &hook, &poisoned);
+                    drop(built);
+                    let _ = applier.join();
                 })
                 .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
         };
@@ -399,25 +437,29 @@ impl Drop for Store {
     }
 }
 
-/// Where the writer puts a group: the value log, then sled, then the flusher's queue.
+/// Where the applier puts a group: the value log, then sled.
 struct Out<'a> {
     tree: &'a sled::Tree,
     values: &'a ValueLog,
     watches: &'a Mutex<Vec<Arc<KeyWatch>>>,
     /// The end of the value log.
     end: u64,
-    applied: &'a mpsc::Sender<Applied>,
 }
 
 impl Out<'_> {
     /// Moves the group's large values to the value log (durably), then applies the group to
     /// sled as one atomic batch.
-    fn apply(&mut self, mut writes: Writes) -> Result<(), String> {
+    fn apply(&mut self, writes: &Writes) -> Result<(), String> {
         let mut log = Appender::new(self.end);
-        for v in writes.values_mut().flatten() {
-            if values::goes_to_log(v) {
-                let p = log.push(v).map_err(|e| e.to_string())?;
-                *v = IVec::from(&p.encode()[..]);
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) if values::goes_to_log(v) => {
+                    let p = log.push(v).map_err(|e| e.to_string())?;
+                    batch.insert(k.as_slice(), &p.encode()[..]);
+                }
+                Some(v) => batch.insert(k.as_slice(), v.clone()),
+                None => batch.remove(k.as_slice()),
             }
         }
         self.values
@@ -432,13 +474,6 @@ impl Out<'_> {
                 .collect(),
             Err(_) => return Err("the watch list lock is poisoned".into()),
         };
-        let mut batch = sled::Batch::default();
-        for (k, v) in writes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
         let applied = self.tree.apply_batch(batch).map_err(|e| e.to_string());
         // Bumped even if the batch failed (it then changed nothing): staying safe is cheap.
         for w in watches {
@@ -448,15 +483,27 @@ impl Out<'_> {
     }
 }
 
-/// The writer thread: takes every waiting job as one group, applies it, hands it on.
+/// What the writer reads through and hands its groups to.
+struct Stage<'a> {
+    tree: &'a sled::Tree,
+    values: &'a ValueLog,
+    built: &'a mpsc::SyncSender<Built>,
+    /// The number of the last group the applier is done with (applied or failed).
+    applied_upto: &'a AtomicU64,
+}
+
+/// The writer thread: takes every waiting job as one group, runs it over the groups not
+/// applied yet, hands it on.
 fn writer_loop(
-    mut out: Out<'_>,
+    stage: &Stage<'_>,
     queue: &mpsc::Receiver<Job>,
     hook: &Mutex<Option<Arc<CommitHook>>>,
     poisoned: &AtomicBool,
 ) {
-    let tree = out.tree;
-    let values = out.values;
+    let (tree, values) = (stage.tree, stage.values);
+    // The groups handed to the applier and not applied yet, oldest first.
+    let mut ahead: Vec<(u64, Arc<Writes>)> = Vec::new();
+    let mut seq = 0;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -465,11 +512,14 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        let done = stage.applied_upto.load(Ordering::SeqCst);
+        ahead.retain(|(s, _)| *s > done);
+        seq += 1;
         if poisoned.load(Ordering::SeqCst) {
             for job in group {
-                let mut tx = Tx::new(tree, values, None);
+                let mut tx = Tx::new(tree, values, &[], None);
                 let (_, deliver) = job(&mut tx);
-                deliver(Some(StoreError::Poisoned("an earlier flush failed".into())));
+                deliver(Some(StoreError::Poisoned("an earlier write failed".into())));
             }
             continue;
         }
@@ -477,7 +527,7 @@ fn writer_loop(
         let mut marks: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
-            let mut tx = Tx::new(tree, values, Some(&writes));
+            let mut tx = Tx::new(tree, values, &ahead, Some(&writes));
             // A mutation that panics (a bug) loses its writes and its answer (its caller sees
             // the writer as stopped for that call); the writer and the group go on.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
@@ -500,7 +550,7 @@ fn writer_loop(
         if !marks.is_empty() {
             let hook = hook.lock().ok().and_then(|h| h.clone());
             if let Some(hook) = hook {
-                let mut tx = Tx::new(tree, values, Some(&writes));
+                let mut tx = Tx::new(tree, values, &ahead, Some(&writes));
                 match hook(&mut tx, &marks) {
                     Ok(()) => {
                         let w = tx.writes;
@@ -510,12 +560,54 @@ fn writer_loop(
                 }
             }
         }
+        let writes = Arc::new(if failed.is_some() {
+            Writes::new()
+        } else {
+            writes
+        });
+        if !writes.is_empty() {
+            ahead.push((seq, writes.clone()));
+        }
+        let group = Built {
+            seq,
+            writes,
+            deliveries,
+            failed,
+        };
+        if stage.built.send(group).is_err() {
+            return;
+        }
+    }
+}
+
+/// The applier thread: applies each built group, hands it to the flusher. After a failure
+/// nothing more is applied: the groups behind it may have read its writes.
+fn applier_loop(
+    mut out: Out<'_>,
+    to_apply: &mpsc::Receiver<Built>,
+    applied: &mpsc::Sender<Applied>,
+    applied_upto: &AtomicU64,
+    poisoned: &AtomicBool,
+) {
+    while let Ok(group) = to_apply.recv() {
+        let Built {
+            seq,
+            writes,
+            deliveries,
+            mut failed,
+        } = group;
         if failed.is_none() && !writes.is_empty() {
-            if let Err(e) = out.apply(writes) {
+            if poisoned.load(Ordering::SeqCst) {
+                failed = Some("an earlier write failed".into());
+            } else if let Err(e) = out.apply(&writes) {
+                poisoned.store(true, Ordering::SeqCst);
+                tracing::error!(error = %e, "applying a group failed: the store now refuses writes");
                 failed = Some(format!("writing the group: {e}"));
             }
         }
-        if out.applied.send(Applied { deliveries, failed }).is_err() {
+        drop(writes);
+        applied_upto.store(seq, Ordering::SeqCst);
+        if applied.send(Applied { deliveries, failed }).is_err() {
             return;
         }
     }
@@ -554,11 +646,13 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
     }
 }
 
-/// The view of the store inside a mutation: the committed tree, under the writes of the
-/// mutations before it in the same group, under its own writes.
+/// The view of the store inside a mutation: the committed tree, under the groups not applied
+/// yet, under the writes of the mutations before it in the same group, under its own writes.
 pub struct Tx<'a> {
     tree: &'a sled::Tree,
     values: &'a ValueLog,
+    /// Groups built but not applied yet, oldest first.
+    ahead: &'a [(u64, Arc<Writes>)],
     group: Option<&'a Writes>,
     writes: Writes,
     /// Notes the mutation leaves for the end of its group (e.g. which audit logs grew and
@@ -567,10 +661,16 @@ pub struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    fn new(tree: &'a sled::Tree, values: &'a ValueLog, group: Option<&'a Writes>) -> Tx<'a> {
+    fn new(
+        tree: &'a sled::Tree,
+        values: &'a ValueLog,
+        ahead: &'a [(u64, Arc<Writes>)],
+        group: Option<&'a Writes>,
+    ) -> Tx<'a> {
         Tx {
             tree,
             values,
+            ahead,
             group,
             writes: Writes::new(),
             marks: Vec::new(),
@@ -583,6 +683,9 @@ impl<'a> Tx<'a> {
             return Ok(v.clone());
         }
         if let Some(v) = self.group.and_then(|g| g.get(k)) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.ahead.iter().rev().find_map(|(_, g)| g.get(k)) {
             return Ok(v.clone());
         }
         match self.tree.get(k)? {
