@@ -217,6 +217,79 @@ async fn every_change_is_logged_proven_and_checkpointed() {
     assert_eq!(e.code(), Code::InvalidArgument);
 }
 
+/// A log of several hundred events spans stored and recomputed levels of the tree (only every
+/// fourth level is stored): every event's inclusion proof, at the final size and at earlier
+/// sizes, and every earlier checkpoint's consistency proof verify, and the root recomputed
+/// from the listed events is the checkpointed one.
+#[tokio::test]
+async fn proofs_hold_over_a_log_spanning_several_stored_levels() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-a").await;
+    create_circuit(&srv, &org, "two", vec![visa(&["alice"]), visa(&["bob"])]).await;
+    let mut aud = audit(&srv, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    let mut earlier = Vec::new();
+    for i in 0..40 {
+        let d = submit(&srv, &org, "two", &[]).await;
+        approve(&srv, &org, "alice", &d.id, Some(0)).await.unwrap();
+        approve(&srv, &org, "bob", &d.id, Some(1)).await.unwrap();
+        if i % 7 == 0 {
+            earlier.push(checkpoint(&mut aud, &key, "ville-a").await);
+        }
+    }
+    let last = checkpoint(&mut aud, &key, "ville-a").await;
+    let size = last.checkpoint.size;
+    assert!(size > 256, "{size} events: the test must reach level 8");
+    let events = first_events(&mut aud).await;
+    assert_eq!(events.len() as u64, size);
+    let mut mem = merkle::MemNodes::new();
+    for e in &events {
+        mem.append(&e.event).unwrap();
+    }
+    assert_eq!(merkle::root(&mem, size).unwrap(), last.checkpoint.root);
+    for e in &events {
+        let p = aud
+            .get_inclusion_proof(proto::GetInclusionProofRequest {
+                index: e.index,
+                tree_size: size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(p.event, e.event);
+        last.checkpoint
+            .verify_inclusion(&merkle::leaf_hash(&e.event), e.index, &hashes(&p.hashes))
+            .unwrap();
+    }
+    for old in &earlier {
+        let old_size = old.checkpoint.size;
+        for index in [0, old_size / 3, old_size - 1] {
+            let p = aud
+                .get_inclusion_proof(proto::GetInclusionProofRequest {
+                    index,
+                    tree_size: old_size,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            old.checkpoint
+                .verify_inclusion(&merkle::leaf_hash(&p.event), index, &hashes(&p.hashes))
+                .unwrap();
+        }
+        let c = aud
+            .get_consistency_proof(proto::GetConsistencyProofRequest {
+                from_size: old_size,
+                to_size: size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        old.checkpoint
+            .verify_consistency(&last.checkpoint, &hashes(&c.hashes))
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn only_auditors_and_admins_read_the_log_and_tenants_are_isolated() {
     let srv = TestServer::start().await;

@@ -156,7 +156,40 @@ fn hash_of(bytes: &[u8]) -> Result<Hash> {
     Ok(merkle::hash_from_slice(bytes)?)
 }
 
-/// The log's nodes as seen inside a transaction (leaves: hashes of the stored events).
+/// Only every `NODE_STRIDE`-th level of a log's tree is stored (levels 4, 8, …): a leaf is
+/// the hash of its stored event and a node of another level is recomputed from its children,
+/// at most 2^(NODE_STRIDE-1) reads away from a stored level. An append then writes one node
+/// per 16 events instead of one per event, and a proof reads at most 15 records per band of 4
+/// levels. Logs written when every level was stored read the same: their extra nodes are
+/// simply not consulted.
+const NODE_STRIDE: u8 = 4;
+
+/// Reads (or recomputes) the node at `level`, `index` of a tenant's log through `get`.
+fn node_through(
+    get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+    tenant: &TenantId,
+    level: u8,
+    index: u64,
+) -> Result<Option<Hash>> {
+    if level == 0 {
+        return Ok(get(&event_key(tenant, index))?.map(|e| merkle::leaf_hash(&e)));
+    }
+    if level % NODE_STRIDE == 0 {
+        return match get(&node_key(tenant, level, index))? {
+            Some(v) => Ok(Some(hash_of(&v)?)),
+            None => Ok(None),
+        };
+    }
+    let Some(left) = node_through(get, tenant, level - 1, 2 * index)? else {
+        return Ok(None);
+    };
+    let Some(right) = node_through(get, tenant, level - 1, 2 * index + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(merkle::node_hash(&left, &right)))
+}
+
+/// The log's nodes as seen inside a transaction.
 struct TxNodes<'a, 'b> {
     tx: &'a Tx<'b>,
     tenant: &'a TenantId,
@@ -165,14 +198,7 @@ struct TxNodes<'a, 'b> {
 impl NodeSource for TxNodes<'_, '_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        if level == 0 {
-            let event = self.tx.get_raw(&event_key(self.tenant, index))?;
-            return Ok(event.map(|e| merkle::leaf_hash(&e)));
-        }
-        match self.tx.get_raw(&node_key(self.tenant, level, index))? {
-            Some(v) => Ok(Some(hash_of(&v)?)),
-            None => Ok(None),
-        }
+        node_through(&|k| Ok(self.tx.get_raw(k)?), self.tenant, level, index)
     }
 }
 
@@ -186,14 +212,7 @@ struct StoreNodes<'a> {
 impl NodeSource for StoreNodes<'_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        if level == 0 {
-            let event = self.store.get_raw(&event_key(self.tenant, index))?;
-            return Ok(event.map(|e| merkle::leaf_hash(&e)));
-        }
-        match self.store.get_raw(&node_key(self.tenant, level, index))? {
-            Some(v) => Ok(Some(hash_of(&v)?)),
-            None => Ok(None),
-        }
+        node_through(&|k| Ok(self.store.get_raw(k)?), self.tenant, level, index)
     }
 }
 
@@ -236,8 +255,12 @@ pub(super) fn append(
         };
         (appender.writes(), next)
     };
-    // Leaves are not stored as nodes: a leaf hash is the hash of the stored event.
-    for w in writes.iter().filter(|w| w.level > 0) {
+    // Leaves are not stored as nodes (a leaf hash is the hash of the stored event), nor are
+    // the levels between the stored ones.
+    for w in writes
+        .iter()
+        .filter(|w| w.level % NODE_STRIDE == 0 && w.level > 0)
+    {
         tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
     }
     tx.put_raw(&head_key(tenant), &next.encode())?;

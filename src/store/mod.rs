@@ -33,7 +33,7 @@
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
 //! | `ev/{t}/{index:020}` | canonical audit event bytes: leaf `index` of the tenant's log |
-//! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log (levels 1 and up: a leaf's hash is its event's) |
+//! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log, levels 4, 8, 12… only (a leaf's hash is its event's, other levels are recomputed from their children) |
 //! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
 //! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
