@@ -217,25 +217,43 @@ impl NodeSource for StoreNodes<'_> {
 }
 
 /// Appends `event` (its index is assigned here) to its tenant's log inside the transaction.
-/// Returns the index and the leaf hash.
-pub(super) fn append(
+pub(super) fn append(tx: &mut Tx<'_>, tenant: &TenantId, event: AuditEvent) -> Result<()> {
+    append_all(tx, tenant, vec![event], |_, _| {})?;
+    Ok(())
+}
+
+/// Appends `events` in order to the tenant's log inside the transaction (their indexes are
+/// assigned here), reading and writing the log's head once. `link` sees each event, with the
+/// leaf hash of the one appended before it in this call, before the event is sealed. Returns
+/// the index of the first event and the leaf hash of the last.
+fn append_all(
     tx: &mut Tx<'_>,
     tenant: &TenantId,
-    mut event: AuditEvent,
-) -> Result<(u64, Hash)> {
+    events: Vec<AuditEvent>,
+    mut link: impl FnMut(&mut AuditEvent, Option<&Hash>),
+) -> Result<(u64, Option<Hash>)> {
     let head = read_head_tx(tx, tenant)?;
-    let size = head.size;
-    event.index = size;
-    event.tenant = tenant.to_string();
-    event.v = crate::audit::event::EVENT_FORMAT;
-    let bytes = event.canonical()?;
+    let first = head.size;
+    let mut sealed = Vec::with_capacity(events.len());
+    let mut last: Option<Hash> = None;
+    for (n, mut event) in (first..).zip(events) {
+        event.index = n;
+        event.tenant = tenant.to_string();
+        event.v = crate::audit::event::EVENT_FORMAT;
+        link(&mut event, last.as_ref());
+        let bytes = event.canonical()?;
+        last = Some(merkle::leaf_hash(&bytes));
+        sealed.push(bytes);
+    }
     let (writes, next) = {
         let src = HeadNodes {
             head: &head,
             inner: TxNodes { tx, tenant },
         };
-        let mut appender = Appender::new(&src, size)?;
-        appender.append(&bytes)?;
+        let mut appender = Appender::new(&src, first)?;
+        for bytes in &sealed {
+            appender.append(bytes)?;
+        }
         let new_size = appender.size();
         // The new peaks are new nodes or old peaks: both are visible through the appender.
         let mut peaks = Vec::with_capacity(new_size.count_ones() as usize);
@@ -264,59 +282,75 @@ pub(super) fn append(
         tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
     }
     tx.put_raw(&head_key(tenant), &next.encode())?;
-    tx.put_raw(&event_key(tenant, size), &bytes)?;
+    for (n, bytes) in (first..).zip(&sealed) {
+        tx.put_raw(&event_key(tenant, n), bytes)?;
+    }
     tx.mark(format!("{MARK}{tenant}"));
-    Ok((size, merkle::leaf_hash(&bytes)))
+    Ok((first, last))
 }
 
-/// Appends one event of a document's history, chained to the document's previous one.
-pub(super) fn append_document_event(
+/// Appends events of a document's history (with their details), chained to the document's
+/// previous one and to each other, reading and writing the document's place in the log once.
+pub(super) fn append_document_events<'e>(
     tx: &mut Tx<'_>,
     doc: &Document,
-    ev: &Event,
-    detail: String,
+    events: impl IntoIterator<Item = (&'e Event, String)>,
 ) -> Result<()> {
     let key = doc_log_key(&doc.tenant, &doc.id);
     let mut log: DocLog = tx.get(&key)?.unwrap_or_default();
-    let signature_sha256 = match ev.signature {
-        Some(i) => {
-            let h = tx
-                .get_raw(&super::signatures::sig_hash_key(&doc.tenant, &doc.id, i))?
-                .ok_or_else(|| {
-                    ServiceError::Internal(format!("signature #{i} of {} is missing", doc.id))
-                })?;
-            Some(String::from_utf8_lossy(&h).into_owned())
+    let mut audit_events = Vec::new();
+    for (ev, detail) in events {
+        let signature_sha256 = match ev.signature {
+            Some(i) => {
+                let h = tx
+                    .get_raw(&super::signatures::sig_hash_key(&doc.tenant, &doc.id, i))?
+                    .ok_or_else(|| {
+                        ServiceError::Internal(format!("signature #{i} of {} is missing", doc.id))
+                    })?;
+                Some(String::from_utf8_lossy(&h).into_owned())
+            }
+            None => None,
+        };
+        audit_events.push(AuditEvent {
+            v: 0,
+            tenant: String::new(),
+            index: 0,
+            at: ev.at.0,
+            actor: ev
+                .actor
+                .as_ref()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "_system".into()),
+            on_behalf_of: ev.on_behalf_of.as_ref().map(|u| u.to_string()),
+            subject: format!("document/{}", doc.id),
+            kind: ev.kind.as_str().to_owned(),
+            detail,
+            document: Some(DocumentFacts {
+                id: doc.id.to_string(),
+                seq: ev.seq,
+                step: ev.step,
+                state: ev.kind.state_after().as_str().to_owned(),
+                content_sha256: doc.content.sha256.clone(),
+                signature: ev.signature,
+                signature_sha256,
+                prev: String::new(),
+            }),
+        });
+    }
+    let count = audit_events.len() as u64;
+    if count == 0 {
+        return Ok(());
+    }
+    let before = log.last.clone();
+    let (first, last) = append_all(tx, &doc.tenant, audit_events, |event, prev| {
+        if let Some(facts) = event.document.as_mut() {
+            facts.prev = prev.map_or_else(|| before.clone(), hex::encode);
         }
-        None => None,
-    };
-    let event = AuditEvent {
-        v: 0,
-        tenant: String::new(),
-        index: 0,
-        at: ev.at.0,
-        actor: ev
-            .actor
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "_system".into()),
-        on_behalf_of: ev.on_behalf_of.as_ref().map(|u| u.to_string()),
-        subject: format!("document/{}", doc.id),
-        kind: ev.kind.as_str().to_owned(),
-        detail,
-        document: Some(DocumentFacts {
-            id: doc.id.to_string(),
-            seq: ev.seq,
-            step: ev.step,
-            state: ev.kind.state_after().as_str().to_owned(),
-            content_sha256: doc.content.sha256.clone(),
-            signature: ev.signature,
-            signature_sha256,
-            prev: log.last.clone(),
-        }),
-    };
-    let (index, leaf) = append(tx, &doc.tenant, event)?;
-    log.indexes.push(index);
-    log.last = hex::encode(leaf);
+    })?;
+    log.indexes.extend(first..first + count);
+    if let Some(leaf) = last {
+        log.last = hex::encode(leaf);
+    }
     tx.put(&key, &log)?;
     Ok(())
 }

@@ -68,14 +68,20 @@ pub(super) fn record(
         tx.put_raw(&k, b"")?;
     }
     tx.put(&doc_key(&doc.tenant, &doc.id), doc)?;
+    super::audit::append_document_events(
+        tx,
+        doc,
+        t.events.iter().map(|ev| {
+            let detail = match ev.step {
+                Some(s) => format!("step {s}: {}", ev.detail),
+                None => ev.detail.clone(),
+            };
+            (ev, detail)
+        }),
+    )?;
     let concerned = doc.concerned();
     let mut notices = Vec::with_capacity(t.events.len());
     for ev in &t.events {
-        let detail = match ev.step {
-            Some(s) => format!("step {s}: {}", ev.detail),
-            None => ev.detail.clone(),
-        };
-        super::audit::append_document_event(tx, doc, ev, detail)?;
         notices.push(Notice {
             tenant: doc.tenant.clone(),
             concerned: concerned.clone(),
