@@ -1,6 +1,6 @@
 //! Documents: submission, reading, the inbox index, visas, rejection and withdrawal.
 
-use super::{random16, Caller, Idem, Notice, Paraph, Result, ServiceError};
+use super::{ordered_id16, Caller, Idem, Notice, Paraph, Result, ServiceError};
 use crate::domain::{
     CircuitName, ContentRef, Document, DocumentId, DocumentType, DomainError, NewDocument, Role,
     TenantId, Transition, User, UserName,
@@ -161,7 +161,7 @@ impl Paraph {
             }
         }
         let now = self.clock.now();
-        let id = DocumentId::from_random(random16()?);
+        let id = DocumentId::from_random(ordered_id16()?);
         let sha = super::sha256_hex(&sub.content);
         let tenant = caller.tenant.clone();
         let submitter = caller.name.clone();

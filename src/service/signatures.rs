@@ -9,7 +9,7 @@
 
 use super::documents::record;
 use super::trust::{trust_key, Der, TrustSettings};
-use super::{random16, Caller, Idem, Paraph, Result, ServiceError};
+use super::{ordered_id16, Caller, Idem, Paraph, Result, ServiceError};
 use crate::crypto::{self, cades, SignerPart};
 use crate::domain::{
     Document, DocumentId, DomainError, Role, TenantId, Timestamp, Transition, User, UserName,
@@ -380,7 +380,7 @@ impl Paraph {
         let tenant = caller.tenant.clone();
         let actor = caller.name.clone();
         let now = self.clock.now();
-        let prep_id = hex::encode(random16()?);
+        let prep_id = hex::encode(ordered_id16()?);
         let (doc, who, attrs, alg) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
