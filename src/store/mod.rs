@@ -194,10 +194,9 @@ impl Store {
         let flusher = {
             let db = db.clone();
             let poisoned = poisoned.clone();
-            std::thread::Builder::new()
-                .name("paraph-flusher".into())
-                .spawn(move || flusher_loop(&db, &to_flush, &poisoned))
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+            spawn_stage("paraph-flusher", move || {
+                flusher_loop(&db, &to_flush, &poisoned)
+            })?
         };
         let applier = {
             let tree = tree.clone();
@@ -205,39 +204,33 @@ impl Store {
             let watches = watches.clone();
             let applied_upto = applied_upto.clone();
             let poisoned = poisoned.clone();
-            std::thread::Builder::new()
-                .name("paraph-applier".into())
-                .spawn(move || {
-                    let out = Out {
-                        tree: &tree,
-                        values: &values,
-                        watches: &watches,
-                        end,
-                    };
-                    applier_loop(out, &to_apply, &applied, &applied_upto, &poisoned);
-                    drop(applied);
-                    let _ = flusher.join();
-                })
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+            spawn_stage("paraph-applier", move || {
+                let out = Out {
+                    tree: &tree,
+                    values: &values,
+                    watches: &watches,
+                    end,
+                };
+                applier_loop(out, &to_apply, &applied, &applied_upto, &poisoned);
+                drop(applied);
+                let _ = flusher.join();
+            })?
         };
         let writer = {
             let tree = tree.clone();
             let hook = hook.clone();
             let values = values.clone();
-            std::thread::Builder::new()
-                .name("paraph-writer".into())
-                .spawn(move || {
-                    let stage = Stage {
-                        tree: &tree,
-                        values: &values,
-                        built: &built,
-                        applied_upto: &applied_upto,
-                    };
-                    writer_loop(&stage, &queue, &hook, &poisoned);
-                    drop(built);
-                    let _ = applier.join();
-                })
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+            spawn_stage("paraph-writer", move || {
+                let stage = Stage {
+                    tree: &tree,
+                    values: &values,
+                    built: &built,
+                    applied_upto: &applied_upto,
+                };
+                writer_loop(&stage, &queue, &hook, &poisoned);
+                drop(built);
+                let _ = applier.join();
+            })?
         };
         Ok(Store {
             tree,
@@ -435,6 +428,17 @@ impl Drop for Store {
             }
         }
     }
+}
+
+/// Starts one stage of the pipeline on its own named thread.
+fn spawn_stage(
+    name: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(run)
+        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
 }
 
 /// Where the applier puts a group: the value log, then sled.
