@@ -593,10 +593,11 @@ impl Paraph {
                 let mut signatures = Vec::new();
                 for i in 0..count {
                     let r: SignatureRecord = tx
-                        .get(&format!("sig/{tenant}/{id}/{i:04}"))?
+                        .get::<SignatureRecord>(&format!("sig/{tenant}/{id}/{i:04}"))?
                         .ok_or_else(|| {
                             ServiceError::Internal(format!("signature #{i} is missing"))
-                        })?;
+                        })?
+                        .with_material(&tenant, &|k| Ok(tx.get_raw(k)?))?;
                     signatures.push(BundleSignature {
                         index: r.index,
                         step: r.step,

@@ -101,6 +101,13 @@ pub struct SignatureRecord {
     /// The validated chain (signer first) and the CRLs used.
     pub chain: Vec<Der>,
     pub crls: Vec<Der>,
+    /// As stored: the chain and the CRLs by SHA-256 (hex) of DER kept once per tenant under
+    /// `der/` (a tenant's signatures share a few chains and CRLs); empty in answers and in
+    /// records stored before, which hold `chain` and `crls` themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain_refs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crl_refs: Vec<String>,
     /// This signature alone as a detached CMS SignedData.
     pub cms: Der,
 }
@@ -115,7 +122,38 @@ impl SignatureRecord {
         self.signature = Der(Vec::new());
         self.chain = Vec::new();
         self.crls = Vec::new();
+        self.chain_refs = Vec::new();
+        self.crl_refs = Vec::new();
         self
+    }
+
+    /// The record with its chain and CRLs read back from the tenant's `der/` records (a
+    /// record stored before holds them already). `get` reads a key.
+    pub(super) fn with_material(
+        mut self,
+        tenant: &TenantId,
+        get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+    ) -> Result<SignatureRecord> {
+        let resolve = |refs: &[String]| -> Result<Vec<Der>> {
+            refs.iter()
+                .map(|h| {
+                    get(&der_key(tenant, h))?
+                        .map(|v| Der(v.to_vec()))
+                        .ok_or_else(|| {
+                            ServiceError::Internal(format!("certificate or CRL {h} is missing"))
+                        })
+                })
+                .collect()
+        };
+        if !self.chain_refs.is_empty() {
+            self.chain = resolve(&self.chain_refs)?;
+            self.chain_refs = Vec::new();
+        }
+        if !self.crl_refs.is_empty() {
+            self.crls = resolve(&self.crl_refs)?;
+            self.crl_refs = Vec::new();
+        }
+        Ok(self)
     }
 
     fn part(&self) -> Result<SignerPart> {
@@ -235,6 +273,25 @@ pub(super) fn sig_hash_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
     format!("sighash/{t}/{d}/{i:04}")
 }
 
+/// `der/{t}/{sha256}`: a certificate or CRL that signature records of the tenant refer to.
+fn der_key(t: &TenantId, sha256_hex: &str) -> String {
+    format!("der/{t}/{sha256_hex}")
+}
+
+/// Keeps `ders` once in the tenant's `der/` records; their hashes, in order.
+fn put_material(tx: &mut Tx<'_>, tenant: &TenantId, ders: &[Der]) -> Result<Vec<String>> {
+    let mut refs = Vec::with_capacity(ders.len());
+    for d in ders {
+        let h = super::sha256_hex(&d.0);
+        let key = der_key(tenant, &h);
+        if !tx.exists(&key)? {
+            tx.put_raw(&key, &d.0)?;
+        }
+        refs.push(h);
+    }
+    Ok(refs)
+}
+
 fn sig_prefix(t: &TenantId, d: &DocumentId) -> String {
     format!("sig/{t}/{d}/")
 }
@@ -249,7 +306,14 @@ fn put_signature(
     let ckey = format!("sigcount/{tenant}/{doc}");
     let n: u32 = tx.get(&ckey)?.unwrap_or(0);
     rec.index = n;
-    tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &rec)?;
+    let stored = SignatureRecord {
+        chain: Vec::new(),
+        crls: Vec::new(),
+        chain_refs: put_material(tx, tenant, &rec.chain)?,
+        crl_refs: put_material(tx, tenant, &rec.crls)?,
+        ..rec.clone()
+    };
+    tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &stored)?;
     // The CMS digest alone, for the audit event (so the event does not re-read the record).
     tx.put_raw(
         &sig_hash_key(tenant, doc, n),
@@ -317,6 +381,8 @@ pub(super) fn settle_seals(
             alg: alg.name().to_owned(),
             chain: ok.chain.iter().cloned().map(Der).collect(),
             crls: trust.crls.clone(),
+            chain_refs: Vec::new(),
+            crl_refs: Vec::new(),
             cms: Der(cms),
         };
         let doc_id = t.document.id.clone();
@@ -549,6 +615,8 @@ impl Paraph {
                     alg: alg.name().to_owned(),
                     chain: ok.chain.into_iter().map(Der).collect(),
                     crls: trust.crls.clone(),
+                    chain_refs: Vec::new(),
+                    crl_refs: Vec::new(),
                     cms: Der(cms),
                 };
                 Ok((prep, rec))
@@ -628,8 +696,8 @@ impl Paraph {
             let recs: Vec<SignatureRecord> = s
                 .scan::<SignatureRecord>(&sig_prefix(&tenant, &doc.id), None, usize::MAX)?
                 .into_iter()
-                .map(|(_, r)| r)
-                .collect();
+                .map(|(_, r)| r.with_material(&tenant, &|k| Ok(s.get_raw(k)?)))
+                .collect::<Result<_>>()?;
             if recs.is_empty() {
                 return Ok((recs, Vec::new()));
             }
@@ -672,5 +740,77 @@ impl Paraph {
             ))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod material_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn record(chain: Vec<Der>, crls: Vec<Der>) -> SignatureRecord {
+        SignatureRecord {
+            index: 0,
+            step: 0,
+            signer: UserName::seal(),
+            on_behalf_of: None,
+            absence: None,
+            route: None,
+            subject: "CN=x".into(),
+            cert_sha256: String::new(),
+            level: 3,
+            signing_time: Timestamp(0),
+            seal: true,
+            cert: Der(vec![1]),
+            signed_attrs: Der(vec![2]),
+            signature: Der(vec![3]),
+            alg: "ECDSA_SHA256".into(),
+            chain,
+            crls,
+            chain_refs: Vec::new(),
+            crl_refs: Vec::new(),
+            cms: Der(vec![4]),
+        }
+    }
+
+    #[test]
+    fn chains_and_crls_are_read_back_by_hash_and_old_records_keep_theirs() {
+        let tenant = TenantId::parse("ville-a").expect("tenant");
+        let (leaf, ca, crl) = (Der(vec![10; 40]), Der(vec![11; 40]), Der(vec![12; 40]));
+        let mut kept: HashMap<String, Vec<u8>> = HashMap::new();
+        for d in [&leaf, &ca, &crl] {
+            kept.insert(
+                der_key(&tenant, &super::super::sha256_hex(&d.0)),
+                d.0.clone(),
+            );
+        }
+        let get = |k: &str| Ok(kept.get(k).map(|v| sled::IVec::from(v.as_slice())));
+        // As stored now: references only, in order.
+        let mut stored = record(Vec::new(), Vec::new());
+        stored.chain_refs = vec![
+            super::super::sha256_hex(&leaf.0),
+            super::super::sha256_hex(&ca.0),
+        ];
+        stored.crl_refs = vec![super::super::sha256_hex(&crl.0)];
+        let back = stored
+            .clone()
+            .with_material(&tenant, &get)
+            .expect("resolved");
+        assert_eq!(back.chain, vec![leaf.clone(), ca.clone()]);
+        assert_eq!(back.crls, vec![crl.clone()]);
+        assert!(back.chain_refs.is_empty() && back.crl_refs.is_empty());
+        // The references survive the stored encoding.
+        let json = serde_json::to_vec(&stored).expect("json");
+        let reread: SignatureRecord = serde_json::from_slice(&json).expect("decode");
+        assert_eq!(reread.chain_refs, stored.chain_refs);
+        assert_eq!(reread.crl_refs, stored.crl_refs);
+        // An older record holds its chain itself: left as it is, no read needed.
+        let old = record(vec![leaf.clone(), ca.clone()], vec![crl.clone()]);
+        let none = |_: &str| -> Result<Option<sled::IVec>> { Ok(None) };
+        let back = old.with_material(&tenant, &none).expect("old layout");
+        assert_eq!(back.chain, vec![leaf, ca]);
+        // A missing certificate is an error naming it, never a shorter chain.
+        let err = stored.with_material(&tenant, &none).expect_err("missing");
+        assert!(err.to_string().contains("is missing"), "{err}");
     }
 }

@@ -39,6 +39,7 @@
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
 //! | `sig/{t}/{doc}/{i:04}`, `sigcount/{t}/{doc}` | SignatureRecord i of a document, their count |
 //! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event) |
+//! | `der/{t}/{sha256}` | a certificate or CRL signature records refer to by hash (kept once) |
 //! | `prep/{t}/{id}` | a signature Preparation |
 //! | `prepused/{t}/{id}` | empty: the preparation was used |
 //! | `trust/{t}` | TrustSettings |
