@@ -68,7 +68,7 @@ pub enum StoreError {
     },
     #[error("record encoding failed: {0}")]
     Encode(serde_json::Error),
-    #[error("the store refuses writes after a failed flush: {0}")]
+    #[error("the store refuses writes after a failed apply or flush: {0}")]
     Poisoned(String),
     #[error("the group of mutations could not be committed: {0}")]
     Commit(String),
@@ -119,7 +119,7 @@ pub struct KeyWatch {
 
 impl KeyWatch {
     /// Read it BEFORE reading the records a cache entry is made of: an entry made under epoch
-    /// `e` is valid while `epoch() == e`. The writer bumps it after a group that wrote under
+    /// `e` is valid while `epoch() == e`. The applier bumps it after a group that wrote under
     /// one of the prefixes is applied and before any of that group's callers is answered.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
@@ -137,6 +137,9 @@ const MAX_GROUP: usize = 512;
 
 /// How many built groups may wait for the applier before the writer waits.
 const MAX_AHEAD: usize = 2;
+
+/// Why a group is refused once the store is poisoned by a failed apply or flush.
+const EARLIER_FAILURE: &str = "an earlier write or flush failed";
 
 /// The embedded database.
 pub struct Store {
@@ -524,7 +527,7 @@ fn writer_loop(
             for job in group {
                 let mut tx = Tx::new(tree, values, &[], None);
                 let (_, deliver) = job(&mut tx);
-                deliver(Some(StoreError::Poisoned("an earlier write failed".into())));
+                deliver(Some(StoreError::Poisoned(EARLIER_FAILURE.into())));
             }
             continue;
         }
@@ -603,7 +606,7 @@ fn applier_loop(
         } = group;
         if failed.is_none() && !writes.is_empty() {
             if poisoned.load(Ordering::SeqCst) {
-                failed = Some("an earlier write failed".into());
+                failed = Some(EARLIER_FAILURE.into());
             } else if let Err(e) = out.apply(&writes) {
                 poisoned.store(true, Ordering::SeqCst);
                 tracing::error!(error = %e, "applying a group failed: the store now refuses writes");
@@ -629,7 +632,7 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
             groups.push(g);
         }
         let flushed = if poisoned.load(Ordering::SeqCst) {
-            Err("an earlier flush failed".to_owned())
+            Err(EARLIER_FAILURE.to_owned())
         } else {
             db.flush().map(|_| ()).map_err(|e| e.to_string())
         };

@@ -6,7 +6,7 @@
 //! grow; with documents, signature records and idempotent answers of several KiB in those
 //! leaves, every small change rewrote hundreds of KiB and spilled pages into separate files.
 //!
-//! Crash safety: the writer appends a group's large values and `fdatasync`s them BEFORE it
+//! Crash safety: the applier thread appends a group's large values and `fdatasync`s them BEFORE it
 //! applies the group's batch to sled, so sled never refers to a value that is not on disk.
 //! A crash between the two leaves unreferenced bytes at the end of the log, which are never
 //! read. Every pointer carries the value's CRC-32: a damaged log is reported as an unreadable
@@ -80,7 +80,7 @@ pub enum ValueLogError {
     TooLarge(usize),
 }
 
-/// The append-only file. Appends come from the writer thread only; reads from anywhere.
+/// The append-only file. Appends come from the applier thread only; reads from anywhere.
 pub struct ValueLog {
     file: File,
 }
