@@ -137,11 +137,16 @@ impl SignatureRecord {
         let resolve = |refs: &[String]| -> Result<Vec<Der>> {
             refs.iter()
                 .map(|h| {
-                    get(&der_key(tenant, h))?
-                        .map(|v| Der(v.to_vec()))
-                        .ok_or_else(|| {
-                            ServiceError::Internal(format!("certificate or CRL {h} is missing"))
-                        })
+                    let der = get(&der_key(tenant, h))?.ok_or_else(|| {
+                        ServiceError::Internal(format!("certificate or CRL {h} is missing"))
+                    })?;
+                    // Kept by its hash: a record that no longer matches it is refused.
+                    if super::sha256_hex(&der) != *h {
+                        return Err(ServiceError::Internal(format!(
+                            "certificate or CRL {h} does not match its hash"
+                        )));
+                    }
+                    Ok(Der(der.to_vec()))
                 })
                 .collect()
         };
@@ -810,7 +815,16 @@ mod material_tests {
         let back = old.with_material(&tenant, &none).expect("old layout");
         assert_eq!(back.chain, vec![leaf, ca]);
         // A missing certificate is an error naming it, never a shorter chain.
-        let err = stored.with_material(&tenant, &none).expect_err("missing");
+        let err = stored
+            .clone()
+            .with_material(&tenant, &none)
+            .expect_err("missing");
         assert!(err.to_string().contains("is missing"), "{err}");
+        // A record swapped for other bytes under the same hash is refused.
+        let swapped = |k: &str| Ok(kept.get(k).map(|_| sled::IVec::from(&crl.0[..])));
+        let err = stored
+            .with_material(&tenant, &swapped)
+            .expect_err("swapped");
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
     }
 }
