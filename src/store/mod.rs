@@ -11,8 +11,9 @@
 //! mutation. The three stages overlap (group commit, pipelined): while a group is applied and
 //! another flushed, the writer already runs the next one, reading through the writes of the
 //! groups not applied yet. A failed apply or flush poisons the store: it refuses every later
-//! mutation (fail closed), and a group built over a failed one is never applied. It knows
-//! nothing of gRPC, authorisation or workflow rules.
+//! mutation (fail closed), and a group built over a failed one is never applied. Below the
+//! groups in flight, the writer reads through a bounded cache of the records it read and wrote
+//! lately ([`recent`]). It knows nothing of gRPC, authorisation or workflow rules.
 //!
 //! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
 //! sled's pages hold a checked pointer to them; reads resolve pointers transparently.
@@ -32,13 +33,14 @@
 //! | `doc/{t}/{id}` | Document |
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
-//! | `ev/{t}/{index:020}` | canonical audit event bytes: leaf `index` of the tenant's log |
+//! | `evs/{t}/{first:020}` | the canonical bytes of the events one transaction appended to the tenant's log, leaves `first`… (length-prefixed) |
+//! | `ev/{t}/{index:020}` | canonical audit event bytes of leaf `index` alone; read only, written by older versions |
 //! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log, levels 4, 8, 12… only (a leaf's hash is its event's, other levels are recomputed from their children) |
 //! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
 //! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
 //! | `sig/{t}/{doc}/{i:04}`, `sigcount/{t}/{doc}` | SignatureRecord i of a document, their count |
-//! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event) |
+//! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event); read only, written by older versions |
 //! | `der/{t}/{sha256}` | a certificate or CRL signature records refer to by hash (kept once) |
 //! | `prep/{t}/{id}` | a signature Preparation |
 //! | `prepused/{t}/{id}` | empty: the preparation was used |
@@ -47,10 +49,13 @@
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
+mod recent;
 mod values;
 
+use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,6 +142,8 @@ const MAX_GROUP: usize = 512;
 
 /// How many built groups may wait for the applier before the writer waits.
 const MAX_AHEAD: usize = 2;
+/// Bytes of recently read and written records the writer keeps (see [`recent`]).
+const RECENT_BUDGET: usize = 32 * 1024 * 1024;
 
 /// Why a group is refused once the store is poisoned by a failed apply or flush.
 const EARLIER_FAILURE: &str = "an earlier write or flush failed";
@@ -329,6 +336,22 @@ impl Store {
         Ok(out)
     }
 
+    /// The record under `prefix` with the greatest key at or before `key`, if any, with its key.
+    pub fn floor_raw(&self, prefix: &str, key: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
+        match self
+            .tree
+            .range(prefix.as_bytes()..=key.as_bytes())
+            .next_back()
+        {
+            Some(item) => {
+                let (k, v) = item?;
+                let v = resolve(&self.values, &k, v)?;
+                Ok(Some((k, v)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The last record under `prefix` in key order.
     pub fn last<T: DeserializeOwned>(
         &self,
@@ -511,6 +534,7 @@ fn writer_loop(
     let (tree, values) = (stage.tree, stage.values);
     // The groups handed to the applier and not applied yet, oldest first.
     let mut ahead: Vec<(u64, Arc<Writes>)> = Vec::new();
+    let recent = RefCell::new(Recent::new(RECENT_BUDGET));
     let mut seq = 0;
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -525,7 +549,7 @@ fn writer_loop(
         seq += 1;
         if poisoned.load(Ordering::SeqCst) {
             for job in group {
-                let mut tx = Tx::new(tree, values, &[], None);
+                let mut tx = Tx::new(tree, values, &[], None, &recent);
                 let (_, deliver) = job(&mut tx);
                 deliver(Some(StoreError::Poisoned(EARLIER_FAILURE.into())));
             }
@@ -535,7 +559,7 @@ fn writer_loop(
         let mut marks: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
-            let mut tx = Tx::new(tree, values, &ahead, Some(&writes));
+            let mut tx = Tx::new(tree, values, &ahead, Some(&writes), &recent);
             // A mutation that panics (a bug) loses its writes and its answer (its caller sees
             // the writer as stopped for that call); the writer and the group go on.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
@@ -558,7 +582,7 @@ fn writer_loop(
         if !marks.is_empty() {
             let hook = hook.lock().ok().and_then(|h| h.clone());
             if let Some(hook) = hook {
-                let mut tx = Tx::new(tree, values, &ahead, Some(&writes));
+                let mut tx = Tx::new(tree, values, &ahead, Some(&writes), &recent);
                 match hook(&mut tx, &marks) {
                     Ok(()) => {
                         let w = tx.writes;
@@ -575,6 +599,10 @@ fn writer_loop(
         });
         if !writes.is_empty() {
             ahead.push((seq, writes.clone()));
+            let mut recent = recent.borrow_mut();
+            for (k, v) in writes.iter() {
+                recent.put(k.clone(), v.clone());
+            }
         }
         let group = Built {
             seq,
@@ -662,10 +690,14 @@ pub struct Tx<'a> {
     /// Groups built but not applied yet, oldest first.
     ahead: &'a [(u64, Arc<Writes>)],
     group: Option<&'a Writes>,
+    /// What the writer read and wrote lately, under the groups not applied yet.
+    recent: &'a RefCell<Recent>,
     writes: Writes,
     /// Notes the mutation leaves for the end of its group (e.g. which audit logs grew and
     /// need a new checkpoint), deduplicated, in order.
     marks: Vec<String>,
+    /// Facts one part of the mutation hands to another, never written.
+    locals: std::collections::HashMap<String, Vec<u8>>,
 }
 
 impl<'a> Tx<'a> {
@@ -674,14 +706,17 @@ impl<'a> Tx<'a> {
         values: &'a ValueLog,
         ahead: &'a [(u64, Arc<Writes>)],
         group: Option<&'a Writes>,
+        recent: &'a RefCell<Recent>,
     ) -> Tx<'a> {
         Tx {
             tree,
             values,
             ahead,
             group,
+            recent,
             writes: Writes::new(),
             marks: Vec::new(),
+            locals: Default::default(),
         }
     }
 
@@ -696,10 +731,16 @@ impl<'a> Tx<'a> {
         if let Some(v) = self.ahead.iter().rev().find_map(|(_, g)| g.get(k)) {
             return Ok(v.clone());
         }
-        match self.tree.get(k)? {
-            Some(v) => Ok(Some(resolve(self.values, k, v)?)),
-            None => Ok(None),
+        // No group in flight wrote the key: what the cache or sled holds is the latest.
+        if let Some(v) = self.recent.borrow_mut().get(k) {
+            return Ok(v);
         }
+        let v = match self.tree.get(k)? {
+            Some(v) => Some(resolve(self.values, k, v)?),
+            None => None,
+        };
+        self.recent.borrow_mut().put(k.to_vec(), v.clone());
+        Ok(v)
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -709,8 +750,57 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// [`Store::floor_raw`] as this mutation sees the store: through its own writes, its
+    /// group's and the groups not applied yet, removals included.
+    pub fn floor_raw(&self, prefix: &str, key: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
+        use std::ops::Bound;
+        let p = prefix.as_bytes();
+        let mut upper = Bound::Included(key.as_bytes().to_vec());
+        loop {
+            let range = (Bound::Included(p.to_vec()), upper.clone());
+            // The greatest candidate of every layer; sled's own is the latest applied state.
+            let mut best: Option<Vec<u8>> = self
+                .tree
+                .range::<Vec<u8>, _>(range.clone())
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| k.to_vec());
+            let layers = [Some(&self.writes), self.group]
+                .into_iter()
+                .flatten()
+                .chain(self.ahead.iter().map(|(_, g)| &**g));
+            for layer in layers {
+                if let Some((k, _)) = layer.range::<Vec<u8>, _>(range.clone()).next_back() {
+                    if best.as_ref().is_none_or(|b| k > b) {
+                        best = Some(k.clone());
+                    }
+                }
+            }
+            let Some(k) = best else {
+                return Ok(None);
+            };
+            let found = self.get_raw(&String::from_utf8_lossy(&k))?;
+            match found {
+                Some(v) => return Ok(Some((IVec::from(k), v))),
+                // Removed by a write not applied yet: look further back.
+                None => upper = Bound::Excluded(k),
+            }
+        }
+    }
+
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.get_raw(key)?.is_some())
+    }
+
+    /// Keeps `value` under `key` for the rest of this mutation only (see [`Tx::local`]): a fact
+    /// one part of the mutation hands to another without storing it.
+    pub fn set_local(&mut self, key: &str, value: Vec<u8>) {
+        self.locals.insert(key.to_owned(), value);
+    }
+
+    /// What [`Tx::set_local`] kept under `key` in this mutation.
+    pub fn local(&self, key: &str) -> Option<&[u8]> {
+        self.locals.get(key).map(Vec::as_slice)
     }
 
     /// Leaves a note for the end of the group (kept once).
@@ -826,6 +916,9 @@ mod tests {
         });
         assert!(matches!(refused, Err(StoreError::Commit(_))), "{refused:?}");
         assert_eq!(store.get::<u64>("n").expect("read"), Some(7));
+        // Nor does the writer itself remember the refused group's write.
+        let seen = store.transact_blocking(|tx| tx.get::<u64>("n"));
+        assert_eq!(seen.expect("read"), Some(7));
     }
 
     #[test]
@@ -925,6 +1018,46 @@ mod tests {
             Err::<(), _>(StoreError::Commit("refused".into()))
         });
         assert_eq!(w.epoch(), e1, "a refused mutation wrote nothing");
+    }
+
+    #[test]
+    fn floor_lookups_see_the_writes_of_the_mutation_and_skip_removed_keys() {
+        let (_dir, store) = open();
+        store
+            .transact_blocking(|tx| {
+                tx.put_raw("f/1", b"one")?;
+                tx.put_raw("f/3", &[b't'; 300])?;
+                tx.put_raw("g/0", b"other prefix")
+            })
+            .expect("commit");
+        fn key(r: Option<(IVec, IVec)>) -> Option<String> {
+            r.map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+        }
+        assert_eq!(
+            key(store.floor_raw("f/", "f/2").expect("floor")),
+            Some("f/1".into())
+        );
+        let (_, v) = store.floor_raw("f/", "f/9").expect("floor").expect("found");
+        assert_eq!(&v[..], &[b't'; 300][..], "a logged value is resolved");
+        assert_eq!(key(store.floor_raw("f/", "f/0").expect("floor")), None);
+        assert_eq!(
+            key(store.floor_raw("g/", "g/z").expect("floor")),
+            Some("g/0".into())
+        );
+        store
+            .transact_blocking(|tx| {
+                let floor = |tx: &Tx<'_>, k: &str| tx.floor_raw("f/", k).map(key);
+                assert_eq!(floor(tx, "f/2")?, Some("f/1".into()));
+                tx.put_raw("f/2", b"two")?;
+                assert_eq!(floor(tx, "f/2")?, Some("f/2".into()));
+                tx.remove("f/2")?;
+                tx.remove("f/1")?;
+                assert_eq!(floor(tx, "f/2")?, None, "removed here, present in sled");
+                assert_eq!(floor(tx, "f/4")?, Some("f/3".into()));
+                Ok::<_, StoreError>(())
+            })
+            .expect("commit");
+        assert_eq!(key(store.floor_raw("f/", "f/2").expect("floor")), None);
     }
 
     #[test]
