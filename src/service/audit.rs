@@ -123,8 +123,102 @@ impl<S: NodeSource<Error = ServiceError>> NodeSource for HeadNodes<'_, S> {
         self.inner.node(level, index)
     }
 }
+/// `ev/{t}/{index:020}`: one event alone, as logs were written before event batches.
 fn event_key(t: &TenantId, index: u64) -> String {
     format!("ev/{t}/{index:020}")
+}
+fn event_batch_prefix(t: &TenantId) -> String {
+    format!("evs/{t}/")
+}
+/// `evs/{t}/{first:020}`: the events one transaction appended, from index `first` on.
+fn event_batch_key(t: &TenantId, first: u64) -> String {
+    format!("evs/{t}/{first:020}")
+}
+
+/// The events of one append, each as a 4-byte big-endian length then its canonical bytes: one
+/// store record per transition instead of one per event (a document's life appends 8 events
+/// in 3 transitions).
+fn encode_event_batch(events: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(events.iter().map(|e| e.len() + 4).sum());
+    for e in events {
+        let len = u32::try_from(e.len())
+            .map_err(|_| ServiceError::Internal("an audit event over 4 GiB".into()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// The `nth` event of a batch; `None` if the batch holds fewer. A batch that does not parse is
+/// an error, never a shorter batch.
+fn event_in_batch(batch: &[u8], nth: u64) -> Result<Option<&[u8]>> {
+    let bad = || ServiceError::Internal("corrupt audit event batch".into());
+    let mut rest = batch;
+    let mut n = 0u64;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(bad());
+        }
+        let (event, tail) = tail.split_at(len);
+        if n == nth {
+            return Ok(Some(event));
+        }
+        rest = tail;
+        n += 1;
+    }
+    Ok(None)
+}
+
+/// The records of a tenant's log as a transaction or a plain read sees them.
+trait LogRecords {
+    fn get(&self, key: &str) -> Result<Option<sled::IVec>>;
+    /// The record under `prefix` with the greatest key at or before `key`, with its key.
+    fn floor(&self, prefix: &str, key: &str) -> Result<Option<(sled::IVec, sled::IVec)>>;
+}
+
+impl LogRecords for Tx<'_> {
+    fn get(&self, key: &str) -> Result<Option<sled::IVec>> {
+        Ok(self.get_raw(key)?)
+    }
+    fn floor(&self, prefix: &str, key: &str) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        Ok(self.floor_raw(prefix, key)?)
+    }
+}
+
+impl LogRecords for Store {
+    fn get(&self, key: &str) -> Result<Option<sled::IVec>> {
+        Ok(self.get_raw(key)?)
+    }
+    fn floor(&self, prefix: &str, key: &str) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        Ok(self.floor_raw(prefix, key)?)
+    }
+}
+
+/// The canonical bytes of event `index` of a tenant's log: from the batch holding it, else
+/// (logs written before batches) from its own record.
+fn read_event(log: &dyn LogRecords, tenant: &TenantId, index: u64) -> Result<Option<Vec<u8>>> {
+    let prefix = event_batch_prefix(tenant);
+    if let Some((key, batch)) = log.floor(&prefix, &event_batch_key(tenant, index))? {
+        let first = std::str::from_utf8(&key[prefix.len()..])
+            .ok()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))?;
+        let nth = index
+            .checked_sub(first)
+            .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))?;
+        if let Some(event) = event_in_batch(&batch, nth)? {
+            return Ok(Some(event.to_vec()));
+        }
+    }
+    Ok(log.get(&event_key(tenant, index))?.map(|e| e.to_vec()))
+}
+
+/// [`read_event`], where a missing event is an error naming it.
+fn stored_event(log: &dyn LogRecords, tenant: &TenantId, index: u64) -> Result<Vec<u8>> {
+    read_event(log, tenant, index)?
+        .ok_or_else(|| ServiceError::Internal(format!("event {index} is missing")))
 }
 fn doc_log_key(t: &TenantId, doc: &DocumentId) -> String {
     format!("evdoc/{t}/{doc}")
@@ -164,26 +258,26 @@ fn hash_of(bytes: &[u8]) -> Result<Hash> {
 /// simply not consulted.
 const NODE_STRIDE: u8 = 4;
 
-/// Reads (or recomputes) the node at `level`, `index` of a tenant's log through `get`.
+/// Reads (or recomputes) the node at `level`, `index` of a tenant's log.
 fn node_through(
-    get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+    log: &dyn LogRecords,
     tenant: &TenantId,
     level: u8,
     index: u64,
 ) -> Result<Option<Hash>> {
     if level == 0 {
-        return Ok(get(&event_key(tenant, index))?.map(|e| merkle::leaf_hash(&e)));
+        return Ok(read_event(log, tenant, index)?.map(|e| merkle::leaf_hash(&e)));
     }
     if level % NODE_STRIDE == 0 {
-        return match get(&node_key(tenant, level, index))? {
+        return match log.get(&node_key(tenant, level, index))? {
             Some(v) => Ok(Some(hash_of(&v)?)),
             None => Ok(None),
         };
     }
-    let Some(left) = node_through(get, tenant, level - 1, 2 * index)? else {
+    let Some(left) = node_through(log, tenant, level - 1, 2 * index)? else {
         return Ok(None);
     };
-    let Some(right) = node_through(get, tenant, level - 1, 2 * index + 1)? else {
+    let Some(right) = node_through(log, tenant, level - 1, 2 * index + 1)? else {
         return Ok(None);
     };
     Ok(Some(merkle::node_hash(&left, &right)))
@@ -198,7 +292,7 @@ struct TxNodes<'a, 'b> {
 impl NodeSource for TxNodes<'_, '_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        node_through(&|k| Ok(self.tx.get_raw(k)?), self.tenant, level, index)
+        node_through(self.tx, self.tenant, level, index)
     }
 }
 
@@ -212,7 +306,7 @@ struct StoreNodes<'a> {
 impl NodeSource for StoreNodes<'_> {
     type Error = ServiceError;
     fn node(&self, level: u8, index: u64) -> Result<Option<Hash>> {
-        node_through(&|k| Ok(self.store.get_raw(k)?), self.tenant, level, index)
+        node_through(self.store, self.tenant, level, index)
     }
 }
 
@@ -282,8 +376,11 @@ fn append_all(
         tx.put_raw(&node_key(tenant, w.level, w.index), &w.hash)?;
     }
     tx.put_raw(&head_key(tenant), &next.encode())?;
-    for (n, bytes) in (first..).zip(&sealed) {
-        tx.put_raw(&event_key(tenant, n), bytes)?;
+    if !sealed.is_empty() {
+        tx.put_raw(
+            &event_batch_key(tenant, first),
+            &encode_event_batch(&sealed)?,
+        )?;
     }
     tx.mark(format!("{MARK}{tenant}"));
     Ok((first, last))
@@ -301,14 +398,7 @@ pub(super) fn append_document_events<'e>(
     let mut audit_events = Vec::new();
     for (ev, detail) in events {
         let signature_sha256 = match ev.signature {
-            Some(i) => {
-                let h = tx
-                    .get_raw(&super::signatures::sig_hash_key(&doc.tenant, &doc.id, i))?
-                    .ok_or_else(|| {
-                        ServiceError::Internal(format!("signature #{i} of {} is missing", doc.id))
-                    })?;
-                Some(String::from_utf8_lossy(&h).into_owned())
-            }
+            Some(i) => Some(super::signatures::cms_sha256(tx, &doc.tenant, &doc.id, i)?),
             None => None,
         };
         audit_events.push(AuditEvent {
@@ -494,17 +584,8 @@ impl Paraph {
                 index,
                 size,
             )?;
-            let bytes = s
-                .get_raw(&event_key(&tenant, index))?
-                .ok_or_else(|| ServiceError::Internal(format!("event {index} is missing")))?;
-            Ok((
-                StoredEvent {
-                    index,
-                    bytes: bytes.to_vec(),
-                },
-                size,
-                proof,
-            ))
+            let bytes = stored_event(s, &tenant, index)?;
+            Ok((StoredEvent { index, bytes }, size, proof))
         })
         .await
     }
@@ -562,12 +643,9 @@ impl Paraph {
             indexes
                 .into_iter()
                 .map(|i| {
-                    let b = s
-                        .get_raw(&event_key(&tenant, i))?
-                        .ok_or_else(|| ServiceError::Internal(format!("event {i} is missing")))?;
                     Ok(StoredEvent {
                         index: i,
-                        bytes: b.to_vec(),
+                        bytes: stored_event(s, &tenant, i)?,
                     })
                 })
                 .collect()
@@ -624,14 +702,12 @@ impl Paraph {
                 let mut events = Vec::new();
                 let mut decoded = Vec::new();
                 for i in &log.indexes {
-                    let bytes = tx
-                        .get_raw(&event_key(&tenant, *i))?
-                        .ok_or_else(|| ServiceError::Internal(format!("event {i} is missing")))?;
+                    let bytes = stored_event(tx, &tenant, *i)?;
                     decoded.push(AuditEvent::parse(&bytes)?);
                     let proof = merkle::inclusion_proof(&src, *i, size)?;
                     events.push(BundleEvent {
                         index: *i,
-                        event: B64(bytes.to_vec()),
+                        event: B64(bytes),
                         proof: proof.iter().map(hex::encode).collect(),
                     });
                 }
@@ -649,5 +725,60 @@ impl Paraph {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod event_batch_tests {
+    use super::*;
+
+    #[test]
+    fn events_read_back_from_batches_and_from_the_older_one_record_layout() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("open");
+        let t = TenantId::parse("t1").expect("tenant");
+        let ev = |i: u64| format!("{{\"event\":{i}}}").into_bytes();
+        let (tt, big) = (t.clone(), vec![b'x'; 400]);
+        store
+            .transact_blocking(move |tx| {
+                // Events 0 and 1 as older logs stored them, 2..5 in two batches.
+                tx.put_raw(&event_key(&tt, 0), &ev(0))?;
+                tx.put_raw(&event_key(&tt, 1), &ev(1))?;
+                tx.put_raw(
+                    &event_batch_key(&tt, 2),
+                    &encode_event_batch(&[ev(2), ev(3)])?,
+                )?;
+                tx.put_raw(
+                    &event_batch_key(&tt, 4),
+                    &encode_event_batch(&[big, ev(5)])?,
+                )?;
+                // Read back inside the transaction, before anything is applied.
+                assert_eq!(read_event(tx, &tt, 3)?, Some(ev(3)));
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
+        for i in [0, 1, 2, 3, 5] {
+            assert_eq!(
+                read_event(&store, &t, i).expect("read"),
+                Some(ev(i)),
+                "event {i}"
+            );
+        }
+        assert_eq!(
+            read_event(&store, &t, 4).expect("read"),
+            Some(vec![b'x'; 400])
+        );
+        assert_eq!(read_event(&store, &t, 6).expect("read"), None);
+        let other = TenantId::parse("t2").expect("tenant");
+        assert_eq!(
+            read_event(&store, &other, 3).expect("read"),
+            None,
+            "another tenant's log"
+        );
+        // A batch cut short is an error, not a shorter batch.
+        let batch = encode_event_batch(&[ev(7), ev(8)]).expect("encode");
+        assert_eq!(event_in_batch(&batch, 1).expect("parse"), Some(&ev(8)[..]));
+        assert!(event_in_batch(&batch[..batch.len() - 1], 1).is_err());
+        assert!(event_in_batch(&batch[..2], 0).is_err());
     }
 }

@@ -273,9 +273,26 @@ fn content_digest(doc: &Document) -> Result<[u8; 32]> {
         .map_err(|_| ServiceError::Internal("stored content digest is not 32 bytes".into()))
 }
 
-/// `sighash/{t}/{doc}/{i:04}`: lowercase hex SHA-256 of signature `i`'s CMS.
-pub(super) fn sig_hash_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
+/// `sighash/{t}/{doc}/{i:04}`: lowercase hex SHA-256 of signature `i`'s CMS (a record older
+/// versions stored; now a transaction-local fact).
+fn sig_hash_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
     format!("sighash/{t}/{d}/{i:04}")
+}
+
+/// The lowercase hex SHA-256 of signature `i`'s CMS: handed over by the transaction that stored
+/// the signature, else as older versions stored it, else from the signature record itself.
+pub(super) fn cms_sha256(tx: &Tx<'_>, t: &TenantId, d: &DocumentId, i: u32) -> Result<String> {
+    let key = sig_hash_key(t, d, i);
+    if let Some(h) = tx.local(&key) {
+        return Ok(String::from_utf8_lossy(h).into_owned());
+    }
+    if let Some(h) = tx.get_raw(&key)? {
+        return Ok(String::from_utf8_lossy(&h).into_owned());
+    }
+    let rec: SignatureRecord = tx
+        .get(&format!("{}{i:04}", sig_prefix(t, d)))?
+        .ok_or_else(|| ServiceError::Internal(format!("signature #{i} of {d} is missing")))?;
+    Ok(super::sha256_hex(&rec.cms.0))
 }
 
 /// `der/{t}/{sha256}`: a certificate or CRL that signature records of the tenant refer to.
@@ -319,11 +336,12 @@ fn put_signature(
         ..rec.clone()
     };
     tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &stored)?;
-    // The CMS digest alone, for the audit event (so the event does not re-read the record).
-    tx.put_raw(
+    // The CMS digest alone, for the audit event of the same transition (so the event does not
+    // re-read the record); not stored: [`cms_sha256`] recomputes it from the record.
+    tx.set_local(
         &sig_hash_key(tenant, doc, n),
-        super::sha256_hex(&rec.cms.0).as_bytes(),
-    )?;
+        super::sha256_hex(&rec.cms.0).into_bytes(),
+    );
     tx.put(&ckey, &(n + 1))?;
     Ok(rec)
 }
@@ -753,7 +771,7 @@ mod material_tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn record(chain: Vec<Der>, crls: Vec<Der>) -> SignatureRecord {
+    pub(super) fn record(chain: Vec<Der>, crls: Vec<Der>) -> SignatureRecord {
         SignatureRecord {
             index: 0,
             step: 0,
@@ -826,5 +844,45 @@ mod material_tests {
             .with_material(&tenant, &swapped)
             .expect_err("swapped");
         assert!(err.to_string().contains("does not match its hash"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod cms_digest_tests {
+    use super::*;
+
+    #[test]
+    fn the_cms_digest_comes_from_the_transaction_else_an_old_record_else_the_signature() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = crate::store::Store::open(dir.path()).expect("open");
+        let t = TenantId::parse("ville-a").expect("tenant");
+        let d = DocumentId::parse(&"d1".repeat(16)).expect("document");
+        let rec = material_tests::record(vec![Der(vec![10; 40])], Vec::new());
+        let want = super::super::sha256_hex(&rec.cms.0);
+        let (t2, d2) = (t.clone(), d.clone());
+        store
+            .transact_blocking(move |tx| {
+                let stored = put_signature(tx, &t2, &d2, rec)?;
+                assert_eq!(stored.index, 0);
+                // Handed over inside the transaction, and not stored.
+                assert_eq!(cms_sha256(tx, &t2, &d2, 0)?, want);
+                assert!(tx.get_raw(&sig_hash_key(&t2, &d2, 0))?.is_none());
+                // As older versions stored it.
+                tx.put_raw(&sig_hash_key(&t2, &d2, 7), b"older")?;
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
+        let (t3, d3) = (t.clone(), d.clone());
+        let want = super::super::sha256_hex(&[4]);
+        store
+            .transact_blocking(move |tx| {
+                // A later transaction recomputes it from the record.
+                assert_eq!(cms_sha256(tx, &t3, &d3, 0)?, want);
+                assert_eq!(cms_sha256(tx, &t3, &d3, 7)?, "older");
+                let missing = cms_sha256(tx, &t3, &d3, 1).expect_err("no signature #1");
+                assert!(missing.to_string().contains("signature #1"), "{missing}");
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
     }
 }
