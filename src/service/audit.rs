@@ -667,7 +667,7 @@ impl Paraph {
                 let content = tx
                     .get_raw(&format!("blob/{tenant}/{}", doc.content.sha256))?
                     .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
-                let count: u32 = tx.get(&format!("sigcount/{tenant}/{id}"))?.unwrap_or(0);
+                let count = super::signatures::signature_count(tx, &tenant, &id)?;
                 let mut signatures = Vec::new();
                 for i in 0..count {
                     let r: SignatureRecord = tx

@@ -318,6 +318,27 @@ fn sig_prefix(t: &TenantId, d: &DocumentId) -> String {
     format!("sig/{t}/{d}/")
 }
 
+/// How many signature records the document has: one past the last one's index (records are
+/// numbered from 0 and never removed). Older versions also kept the count in `sigcount/`; it
+/// is no longer read or written.
+pub(super) fn signature_count(tx: &Tx<'_>, tenant: &TenantId, doc: &DocumentId) -> Result<u32> {
+    let prefix = sig_prefix(tenant, doc);
+    // `~` sorts after every digit: the floor is the record with the greatest index.
+    let Some((key, _)) = tx.floor_raw(&prefix, &format!("{prefix}~"))? else {
+        return Ok(0);
+    };
+    let last: u32 = std::str::from_utf8(&key[prefix.len()..])
+        .ok()
+        .and_then(|i| i.parse().ok())
+        .ok_or_else(|| ServiceError::Internal(format!("corrupt signature key under {prefix}")))?;
+    let mut n = last + 1;
+    // Indexes of 10,000 and more sort before 9999 (four digits): step over them.
+    while n >= 10_000 && tx.exists(&format!("{prefix}{n:04}"))? {
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Stores a signature record under the next index of the document.
 fn put_signature(
     tx: &mut Tx<'_>,
@@ -325,8 +346,7 @@ fn put_signature(
     doc: &DocumentId,
     mut rec: SignatureRecord,
 ) -> Result<SignatureRecord> {
-    let ckey = format!("sigcount/{tenant}/{doc}");
-    let n: u32 = tx.get(&ckey)?.unwrap_or(0);
+    let n = signature_count(tx, tenant, doc)?;
     rec.index = n;
     let stored = SignatureRecord {
         chain: Vec::new(),
@@ -342,7 +362,6 @@ fn put_signature(
         &sig_hash_key(tenant, doc, n),
         super::sha256_hex(&rec.cms.0).into_bytes(),
     );
-    tx.put(&ckey, &(n + 1))?;
     Ok(rec)
 }
 
@@ -862,8 +881,11 @@ mod cms_digest_tests {
         let (t2, d2) = (t.clone(), d.clone());
         store
             .transact_blocking(move |tx| {
-                let stored = put_signature(tx, &t2, &d2, rec)?;
+                assert_eq!(signature_count(tx, &t2, &d2)?, 0);
+                let stored = put_signature(tx, &t2, &d2, rec.clone())?;
                 assert_eq!(stored.index, 0);
+                let stored = put_signature(tx, &t2, &d2, rec)?;
+                assert_eq!(stored.index, 1, "numbered after the last record");
                 // Handed over inside the transaction, and not stored.
                 assert_eq!(cms_sha256(tx, &t2, &d2, 0)?, want);
                 assert!(tx.get_raw(&sig_hash_key(&t2, &d2, 0))?.is_none());
@@ -879,8 +901,9 @@ mod cms_digest_tests {
                 // A later transaction recomputes it from the record.
                 assert_eq!(cms_sha256(tx, &t3, &d3, 0)?, want);
                 assert_eq!(cms_sha256(tx, &t3, &d3, 7)?, "older");
-                let missing = cms_sha256(tx, &t3, &d3, 1).expect_err("no signature #1");
-                assert!(missing.to_string().contains("signature #1"), "{missing}");
+                assert_eq!(signature_count(tx, &t3, &d3)?, 2);
+                let missing = cms_sha256(tx, &t3, &d3, 2).expect_err("no signature #2");
+                assert!(missing.to_string().contains("signature #2"), "{missing}");
                 Ok::<_, ServiceError>(())
             })
             .expect("commit");

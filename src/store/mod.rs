@@ -39,7 +39,7 @@
 //! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
 //! | `evdoc/{t}/{doc}` | the document's event indexes and the leaf hash of the last one |
 //! | `ckpt/{t}` | the latest signed checkpoint of the tenant's log |
-//! | `sig/{t}/{doc}/{i:04}`, `sigcount/{t}/{doc}` | SignatureRecord i of a document, their count |
+//! | `sig/{t}/{doc}/{i:04}` | SignatureRecord i of a document (`sigcount/{t}/{doc}`, their count, is left by older versions and no longer read) |
 //! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event); read only, written by older versions |
 //! | `der/{t}/{sha256}` | a certificate or CRL signature records refer to by hash (kept once) |
 //! | `prep/{t}/{id}` | a signature Preparation |
