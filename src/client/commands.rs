@@ -45,13 +45,22 @@ pub(super) fn print_json(v: &Value) {
 }
 
 /// The idempotency key to send: the one given, or 16 fresh random bytes in hex.
+/// The key given, else a fresh one in time order, as a UUIDv7 is (RFC 9562): 48 bits of
+/// milliseconds since the epoch, then 80 random bits, in 32 hex digits. The server keeps its
+/// idempotency records in key order: keys that grow with time land beside each other, while
+/// random ones scatter over the whole index (over 100,000 documents that cost about a fifth
+/// of the server's time, see BENCHMARKS.md).
 pub(super) fn idempotency_key(i: &IdemOpts) -> Result<String, CliError> {
     match &i.idempotency_key {
         Some(k) => Ok(k.clone()),
         None => {
             let mut b = [0u8; 16];
-            getrandom::getrandom(&mut b)
+            getrandom::getrandom(&mut b[6..])
                 .map_err(|e| CliError::Local(format!("no randomness for a key: {e}")))?;
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
             Ok(hex::encode(b))
         }
     }
@@ -711,7 +720,17 @@ mod tests {
         };
         let a = idempotency_key(&none).unwrap();
         assert_eq!(a.len(), 32);
-        assert_ne!(a, idempotency_key(&none).unwrap());
+        let b = idempotency_key(&none).unwrap();
+        assert_ne!(a, b);
+        // In time order by their first 12 digits, random after.
+        assert!(a[..12] <= b[..12], "{a} then {b}");
+        assert_ne!(a[12..], b[12..]);
+        let ms = u64::from_str_radix(&a[..12], 16).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(now - ms < 60_000, "{a} does not start with the time");
         let given = IdemOpts {
             idempotency_key: Some("k1".into()),
         };
