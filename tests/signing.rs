@@ -662,3 +662,60 @@ async fn trust_settings_are_validated_and_needed_for_signature_circuits() {
     assert_eq!(u.certificates.len(), 1);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_completion_answers_the_first_signature_again_and_a_reused_key_is_refused() {
+    let (srv, org) = start().await;
+    create_circuit(
+        &srv,
+        &org,
+        "two",
+        vec![step(K::Signature, &["alice", "bob"], M::All, 0)],
+    )
+    .await;
+    let d = submit(&srv, &org, "two", &[]).await;
+    let stem = "officer-l2-p256";
+    let p = prepare(&srv, &org, "alice", &d.id, stem, &["signing-ca"])
+        .await
+        .unwrap();
+    let value = paraph::crypto::sign_with_key(&key(stem), &p.signed_attributes).unwrap();
+    let request = |value: Vec<u8>| proto::CompleteSignatureRequest {
+        preparation_id: p.id.clone(),
+        signature_value: value,
+        idempotency_key: "complete-1".into(),
+    };
+    let mut alice = sigs(&srv, org.token("alice"));
+    let first = alice
+        .complete_signature(request(value.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The document moves on before the retry: the retry still answers the first answer.
+    sign(&srv, &org, "bob", &d.id, "officer-l3-p384")
+        .await
+        .unwrap();
+    let again = alice
+        .complete_signature(request(value.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+    let signature = first.signature.as_ref().expect("the signature");
+    assert!(!signature.cms.is_empty(), "the answer carries the CMS");
+    // The same key for another request (another valid value: ECDSA signs with a fresh nonce)
+    // is refused, and changes nothing.
+    let other = paraph::crypto::sign_with_key(&key(stem), &p.signed_attributes).unwrap();
+    assert_ne!(other, value);
+    let refused = alice.complete_signature(request(other)).await;
+    assert_code(refused, Code::InvalidArgument, "idempotency");
+    let all = sigs(&srv, org.token("audit"))
+        .get_signatures(proto::GetSignaturesRequest {
+            document_id: d.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.signatures.len(), 2, "the retry signed nothing again");
+    assert_eq!(all.signatures[0].cms, signature.cms);
+    srv.stop().await;
+}

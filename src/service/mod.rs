@@ -270,6 +270,34 @@ impl Paraph {
     where
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let (r, ()) = self
+            .mutate_with(
+                scope,
+                method,
+                idem,
+                move |tx| f(tx).map(|(r, notices)| (r, (), notices)),
+                |_, _| Ok(()),
+            )
+            .await?;
+        Ok(r)
+    }
+
+    /// [`Paraph::mutate`] for an answer with a part the idempotency record need not hold again
+    /// because the store keeps it, never changed, elsewhere (a signature record): `f` returns it
+    /// beside the part that is stored, and a retry reads it back with `reread` from the stored
+    /// part, inside its transaction.
+    async fn mutate_with<R, X>(
+        &self,
+        scope: String,
+        method: &'static str,
+        idem: Option<Idem>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<(R, X, Vec<Notice>)> + Send + 'static,
+        reread: impl FnOnce(&Tx<'_>, &R) -> Result<X> + Send + 'static,
+    ) -> Result<(R, X)>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+        X: Send + 'static,
+    {
         let idem_key = idem
             .as_ref()
             .map(|i| format!("idem/{scope}/{method}/{}", i.key.as_str()));
@@ -280,14 +308,15 @@ impl Paraph {
                 if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
                     if let Some(stored) = tx.get_raw(k)? {
                         let first: R = IdemRecord::answer(&stored, fp)?;
-                        return Ok::<_, ServiceError>((first, Vec::new()));
+                        let rest = reread(tx, &first)?;
+                        return Ok::<_, ServiceError>(((first, rest), Vec::new()));
                     }
                 }
-                let (r, notices) = f(tx)?;
+                let (r, x, notices) = f(tx)?;
                 if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
                     tx.put_raw(k, &IdemRecord::encode(fp, &r)?)?;
                 }
-                Ok((r, notices))
+                Ok(((r, x), notices))
             })
             .await?;
         for n in notices {

@@ -453,6 +453,21 @@ pub struct PreparationView {
     pub expires_at: Timestamp,
 }
 
+/// What the idempotency record of a `CompleteSignature` holds: the document, and the signature
+/// by its index (its record never changes); records written before hold the whole signature.
+#[derive(Debug, Serialize, Deserialize)]
+struct CompletedAnswer {
+    document: Document,
+    signature: StoredSignature,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredSignature {
+    Index(u32),
+    Record(Box<SignatureRecord>),
+}
+
 /// What `CompleteSignature` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Completed {
@@ -666,64 +681,85 @@ impl Paraph {
             .await?
         };
         let seal = self.seals.get(&tenant).cloned();
-        self.mutate(
-            format!("{tenant}/{actor}"),
-            "CompleteSignature",
-            idem,
-            move |tx| {
-                // A small marker says the preparation is spent (the record itself is not
-                // rewritten); records from before the marker carry `used`.
-                let used_key = format!("prepused/{tenant}/{}", prep.id);
-                if prep.used || tx.exists(&used_key)? {
-                    return Err(
-                        DomainError::WrongState("the preparation was already used".into()).into(),
-                    );
-                }
-                tx.put_raw(&used_key, b"")?;
-                let dkey = format!("doc/{tenant}/{}", prep.document);
-                let before: Document = tx.get(&dkey)?.ok_or_else(|| {
-                    DomainError::NotFound(format!("document '{}'", prep.document))
-                })?;
-                if before.content.sha256.is_empty() {
-                    return Err(ServiceError::Internal(
-                        "document without content digest".into(),
-                    ));
-                }
-                // Who signs for whom now; a share done or returned meanwhile refuses the value.
-                let (who, _) = before.signable_step(&actor, Some(prep.step))?;
-                if who.on_behalf_of != prep.on_behalf_of {
-                    return Err(DomainError::WrongState(format!(
-                        "step {} was rerouted since the signature was prepared: prepare again",
-                        prep.step
+        let reread_tenant = tenant.clone();
+        let (answer, signature) = self
+            .mutate_with(
+                format!("{tenant}/{actor}"),
+                "CompleteSignature",
+                idem,
+                move |tx| {
+                    // A small marker says the preparation is spent (the record itself is not
+                    // rewritten); records from before the marker carry `used`.
+                    let used_key = format!("prepused/{tenant}/{}", prep.id);
+                    if prep.used || tx.exists(&used_key)? {
+                        return Err(DomainError::WrongState(
+                            "the preparation was already used".into(),
+                        )
+                        .into());
+                    }
+                    tx.put_raw(&used_key, b"")?;
+                    let dkey = format!("doc/{tenant}/{}", prep.document);
+                    let before: Document = tx.get(&dkey)?.ok_or_else(|| {
+                        DomainError::NotFound(format!("document '{}'", prep.document))
+                    })?;
+                    if before.content.sha256.is_empty() {
+                        return Err(ServiceError::Internal(
+                            "document without content digest".into(),
+                        ));
+                    }
+                    // Who signs for whom now; a share done or returned meanwhile refuses the value.
+                    let (who, _) = before.signable_step(&actor, Some(prep.step))?;
+                    if who.on_behalf_of != prep.on_behalf_of {
+                        return Err(DomainError::WrongState(format!(
+                            "step {} was rerouted since the signature was prepared: prepare again",
+                            prep.step
+                        ))
+                        .into());
+                    }
+                    let mut rec = rec.clone();
+                    rec.on_behalf_of = who.on_behalf_of.clone();
+                    rec.absence = who.absence.clone();
+                    rec.route = who.route;
+                    let stored = put_signature(tx, &tenant, &prep.document, rec)?;
+                    let t = before.clone().sign(
+                        &who,
+                        format!(
+                            "signature #{} by {} (level {})",
+                            stored.index, stored.subject, stored.level
+                        ),
+                        stored.index,
+                        now,
+                    )?;
+                    let t = super::documents::settle(tx, seal.as_ref(), t, now)?;
+                    let notices = record(tx, Some(&before), &t)?;
+                    Ok((
+                        CompletedAnswer {
+                            document: t.document,
+                            signature: StoredSignature::Index(stored.index),
+                        },
+                        stored.without_parts(),
+                        notices,
                     ))
-                    .into());
-                }
-                let mut rec = rec.clone();
-                rec.on_behalf_of = who.on_behalf_of.clone();
-                rec.absence = who.absence.clone();
-                rec.route = who.route;
-                let stored = put_signature(tx, &tenant, &prep.document, rec)?;
-                let t = before.clone().sign(
-                    &who,
-                    format!(
-                        "signature #{} by {} (level {})",
-                        stored.index, stored.subject, stored.level
-                    ),
-                    stored.index,
-                    now,
-                )?;
-                let t = super::documents::settle(tx, seal.as_ref(), t, now)?;
-                let notices = record(tx, Some(&before), &t)?;
-                Ok((
-                    Completed {
-                        document: t.document,
-                        signature: stored.without_parts(),
-                    },
-                    notices,
-                ))
-            },
-        )
-        .await
+                },
+                // A retry answers the signature as first answered, from its record.
+                move |tx, first| match &first.signature {
+                    StoredSignature::Record(r) => Ok((**r).clone()),
+                    StoredSignature::Index(i) => {
+                        let d = &first.document.id;
+                        let r: SignatureRecord = tx
+                            .get(&format!("{}{i:04}", sig_prefix(&reread_tenant, d)))?
+                            .ok_or_else(|| {
+                                ServiceError::Internal(format!("signature #{i} of {d} is missing"))
+                            })?;
+                        Ok(r.without_parts())
+                    }
+                },
+            )
+            .await?;
+        Ok(Completed {
+            document: answer.document,
+            signature,
+        })
     }
 
     /// A document's signatures, each alone, and all of them as one SignedData.
@@ -863,6 +899,29 @@ mod material_tests {
             .with_material(&tenant, &swapped)
             .expect_err("swapped");
         assert!(err.to_string().contains("does not match its hash"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod completed_answer_tests {
+    use super::*;
+
+    #[test]
+    fn completion_answers_hold_the_signature_by_index_and_older_ones_whole() {
+        let rec = material_tests::record(Vec::new(), Vec::new()).without_parts();
+        let by_index = serde_json::to_string(&StoredSignature::Index(3)).expect("encode");
+        assert_eq!(by_index, "3");
+        assert!(matches!(
+            serde_json::from_str::<StoredSignature>(&by_index),
+            Ok(StoredSignature::Index(3))
+        ));
+        // What older versions stored: the whole record.
+        let older = serde_json::to_string(&rec).expect("encode");
+        match serde_json::from_str::<StoredSignature>(&older) {
+            Ok(StoredSignature::Record(r)) => assert_eq!(r.cms.0, rec.cms.0),
+            other => panic!("{other:?}"),
+        }
+        assert!(serde_json::from_str::<StoredSignature>("\"x\"").is_err());
     }
 }
 
