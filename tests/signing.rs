@@ -135,13 +135,7 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
         proto::ActionKind::Sealed as i32
     );
 
-    let all = sigs(&srv, org.token("audit"))
-        .get_signatures(proto::GetSignaturesRequest {
-            document_id: d.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let all = signatures_of(&srv, &org, &d.id).await;
     assert_eq!(all.signatures.len(), 2);
     assert!(all.signatures[1].seal);
     let dir = tempfile::tempdir().unwrap();
@@ -244,13 +238,7 @@ async fn every_key_type_signs_and_several_signatures_form_one_signed_data() {
             .await
             .unwrap_or_else(|e| panic!("{who}: {e:?}"));
     }
-    let all = sigs(&srv, org.token("audit"))
-        .get_signatures(proto::GetSignaturesRequest {
-            document_id: d.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let all = signatures_of(&srv, &org, &d.id).await;
     assert_eq!(all.signatures.len(), 4);
     let dir = tempfile::tempdir().unwrap();
     let (ok, err) = openssl_cms_verify(dir.path(), &all.combined_cms, CONTENT, &[L1, L2, L3]);
@@ -708,13 +696,7 @@ async fn a_retried_completion_answers_the_first_signature_again_and_a_reused_key
     assert_ne!(other, value);
     let refused = alice.complete_signature(request(other)).await;
     assert_code(refused, Code::InvalidArgument, "idempotency");
-    let all = sigs(&srv, org.token("audit"))
-        .get_signatures(proto::GetSignaturesRequest {
-            document_id: d.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let all = signatures_of(&srv, &org, &d.id).await;
     assert_eq!(all.signatures.len(), 2, "the retry signed nothing again");
     assert_eq!(all.signatures[0].cms, signature.cms);
     srv.stop().await;

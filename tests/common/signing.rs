@@ -121,6 +121,17 @@ pub async fn complete(
         .map(|r| r.into_inner())
 }
 
+/// A document's signatures, as the tenant's auditor reads them.
+pub async fn signatures_of(srv: &TestServer, org: &Org, id: &str) -> proto::GetSignaturesResponse {
+    sigs(srv, org.token("audit"))
+        .get_signatures(proto::GetSignaturesRequest {
+            document_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The officer's side: prepare, sign locally, complete.
 pub async fn sign(
     srv: &TestServer,
