@@ -481,6 +481,12 @@ impl Out<'_> {
     /// Moves the group's large values to the value log (durably), then applies the group to
     /// sled as one atomic batch.
     fn apply(&mut self, writes: &Writes) -> Result<(), String> {
+        // The fault seam of the tests: a group writing this key fails to apply, as a full disk
+        // or an I/O error would.
+        #[cfg(test)]
+        if writes.contains_key(tests::FAIL_APPLY.as_bytes()) {
+            return Err("injected failure".into());
+        }
         let mut log = Appender::new(self.end);
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
@@ -861,6 +867,52 @@ mod tests {
         assert_eq!(
             store.get_raw("b").expect("read").as_deref(),
             Some(&b"3"[..])
+        );
+    }
+
+    /// A group writing this key fails at the applier (see `Out::apply`).
+    pub(super) const FAIL_APPLY: &str = "test/fail-apply";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it() {
+        let (_dir, store) = open();
+        store
+            .transact(|tx| tx.put_raw("before", b"1"))
+            .await
+            .expect("commit");
+        // The second mutation reads what the failing one wrote: in the same group or in one
+        // built over it, it must fail too.
+        let (failed, over) = tokio::join!(
+            store.transact(|tx| {
+                tx.put_raw(FAIL_APPLY, b"x")?;
+                tx.put_raw("lost", b"2")
+            }),
+            store.transact(|tx| {
+                let seen = tx.get_raw("lost")?;
+                tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
+            }),
+        );
+        let failed = failed.expect_err("the failing group is refused");
+        assert!(
+            matches!(failed, StoreError::Commit(ref m) if m.contains("injected")),
+            "{failed}"
+        );
+        assert!(
+            over.is_err(),
+            "a mutation behind a failed apply was answered as committed"
+        );
+        // Later mutations are refused (fail closed), and nothing of the failed groups is read.
+        let later = store.transact(|tx| tx.put_raw("after", b"3")).await;
+        assert!(matches!(later, Err(StoreError::Poisoned(_))), "{later:?}");
+        for key in ["lost", "copied", "after", FAIL_APPLY] {
+            assert!(
+                store.get_raw(key).expect("read").is_none(),
+                "{key} was applied"
+            );
+        }
+        assert_eq!(
+            store.get_raw("before").expect("read").as_deref(),
+            Some(&b"1"[..])
         );
     }
 
