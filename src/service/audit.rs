@@ -9,7 +9,6 @@
 //! checkpoints). The hashing, proofs, checkpoint format and bundle format are `crate::audit`'s;
 //! this module must not re-implement them.
 
-use super::signatures::SignatureRecord;
 use super::{Caller, Paraph, Result, ServiceError};
 use crate::audit::bundle::{BundleEvent, BundleSignature, EvidenceBundle, B64, BUNDLE_FORMAT};
 use crate::audit::merkle::{self, Appender};
@@ -670,11 +669,7 @@ impl Paraph {
                 let count = super::signatures::signature_count(tx, &tenant, &id)?;
                 let mut signatures = Vec::new();
                 for i in 0..count {
-                    let r: SignatureRecord = tx
-                        .get::<SignatureRecord>(&format!("sig/{tenant}/{id}/{i:04}"))?
-                        .ok_or_else(|| {
-                            ServiceError::Internal(format!("signature #{i} is missing"))
-                        })?
+                    let r = super::signatures::signature_at(tx, &tenant, &id, i)?
                         .with_material(&tenant, &|k| Ok(tx.get_raw(k)?))?;
                     signatures.push(BundleSignature {
                         index: r.index,

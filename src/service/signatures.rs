@@ -289,10 +289,7 @@ pub(super) fn cms_sha256(tx: &Tx<'_>, t: &TenantId, d: &DocumentId, i: u32) -> R
     if let Some(h) = tx.get_raw(&key)? {
         return Ok(String::from_utf8_lossy(&h).into_owned());
     }
-    let rec: SignatureRecord = tx
-        .get(&format!("{}{i:04}", sig_prefix(t, d)))?
-        .ok_or_else(|| ServiceError::Internal(format!("signature #{i} of {d} is missing")))?;
-    Ok(super::sha256_hex(&rec.cms.0))
+    Ok(super::sha256_hex(&signature_at(tx, t, d, i)?.cms.0))
 }
 
 /// `der/{t}/{sha256}`: a certificate or CRL that signature records of the tenant refer to.
@@ -318,6 +315,23 @@ fn sig_prefix(t: &TenantId, d: &DocumentId) -> String {
     format!("sig/{t}/{d}/")
 }
 
+/// `sig/{t}/{doc}/{i:04}`: signature record `i` of a document.
+fn sig_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
+    format!("{}{i:04}", sig_prefix(t, d))
+}
+
+/// Signature record `i` of a document as stored (chain and CRLs by reference); a missing one is
+/// an error naming it.
+pub(super) fn signature_at(
+    tx: &Tx<'_>,
+    t: &TenantId,
+    d: &DocumentId,
+    i: u32,
+) -> Result<SignatureRecord> {
+    tx.get(&sig_key(t, d, i))?
+        .ok_or_else(|| ServiceError::Internal(format!("signature #{i} of {d} is missing")))
+}
+
 /// How many signature records the document has: one past the last one's index (records are
 /// numbered from 0 and never removed). Older versions also kept the count in `sigcount/`; it
 /// is no longer read or written.
@@ -333,7 +347,7 @@ pub(super) fn signature_count(tx: &Tx<'_>, tenant: &TenantId, doc: &DocumentId) 
         .ok_or_else(|| ServiceError::Internal(format!("corrupt signature key under {prefix}")))?;
     let mut n = last + 1;
     // Indexes of 10,000 and more sort before 9999 (four digits): step over them.
-    while n >= 10_000 && tx.exists(&format!("{prefix}{n:04}"))? {
+    while n >= 10_000 && tx.exists(&sig_key(tenant, doc, n))? {
         n += 1;
     }
     Ok(n)
@@ -348,14 +362,19 @@ fn put_signature(
 ) -> Result<SignatureRecord> {
     let n = signature_count(tx, tenant, doc)?;
     rec.index = n;
-    let stored = SignatureRecord {
-        chain: Vec::new(),
-        crls: Vec::new(),
-        chain_refs: put_material(tx, tenant, &rec.chain)?,
-        crl_refs: put_material(tx, tenant, &rec.crls)?,
-        ..rec.clone()
-    };
-    tx.put(&format!("{}{n:04}", sig_prefix(tenant, doc)), &stored)?;
+    // Stored with the chain and CRLs by reference: they are moved out for the write and back
+    // for the caller, instead of copying the whole record.
+    let (chain, crls) = (
+        std::mem::take(&mut rec.chain),
+        std::mem::take(&mut rec.crls),
+    );
+    rec.chain_refs = put_material(tx, tenant, &chain)?;
+    rec.crl_refs = put_material(tx, tenant, &crls)?;
+    tx.put(&sig_key(tenant, doc, n), &rec)?;
+    rec.chain = chain;
+    rec.crls = crls;
+    rec.chain_refs = Vec::new();
+    rec.crl_refs = Vec::new();
     // The CMS digest alone, for the audit event of the same transition (so the event does not
     // re-read the record); not stored: [`cms_sha256`] recomputes it from the record.
     tx.set_local(
@@ -745,12 +764,7 @@ impl Paraph {
                 move |tx, first| match &first.signature {
                     StoredSignature::Record(r) => Ok((**r).clone()),
                     StoredSignature::Index(i) => {
-                        let d = &first.document.id;
-                        let r: SignatureRecord = tx
-                            .get(&format!("{}{i:04}", sig_prefix(&reread_tenant, d)))?
-                            .ok_or_else(|| {
-                                ServiceError::Internal(format!("signature #{i} of {d} is missing"))
-                            })?;
+                        let r = signature_at(tx, &reread_tenant, &first.document.id, *i)?;
                         Ok(r.without_parts())
                     }
                 },
@@ -945,6 +959,12 @@ mod cms_digest_tests {
                 assert_eq!(stored.index, 0);
                 let stored = put_signature(tx, &t2, &d2, rec)?;
                 assert_eq!(stored.index, 1, "numbered after the last record");
+                // The caller keeps the chain; the record holds it by reference.
+                assert_eq!(stored.chain.len(), 1);
+                assert!(stored.chain_refs.is_empty());
+                let kept = signature_at(tx, &t2, &d2, 1)?;
+                assert!(kept.chain.is_empty());
+                assert_eq!(kept.chain_refs, vec![super::super::sha256_hex(&[10; 40])]);
                 // Handed over inside the transaction, and not stored.
                 assert_eq!(cms_sha256(tx, &t2, &d2, 0)?, want);
                 assert!(tx.get_raw(&sig_hash_key(&t2, &d2, 0))?.is_none());
