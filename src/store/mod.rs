@@ -727,7 +727,11 @@ impl<'a> Tx<'a> {
     }
 
     pub fn get_raw(&self, key: &str) -> Result<Option<IVec>, StoreError> {
-        let k = key.as_bytes();
+        self.get_bytes(key.as_bytes())
+    }
+
+    /// The value of key `k` as this mutation sees it.
+    fn get_bytes(&self, k: &[u8]) -> Result<Option<IVec>, StoreError> {
         if let Some(v) = self.writes.get(k) {
             return Ok(v.clone());
         }
@@ -764,7 +768,8 @@ impl<'a> Tx<'a> {
         let mut upper = Bound::Included(key.as_bytes().to_vec());
         loop {
             let range = (Bound::Included(p.to_vec()), upper.clone());
-            // The greatest candidate of every layer; sled's own is the latest applied state.
+            // The greatest candidate of every layer; sled's own is the latest applied state. The
+            // recent cache needs no look: every key it holds is in sled or in a group ahead.
             let mut best: Option<Vec<u8>> = self
                 .tree
                 .range::<Vec<u8>, _>(range.clone())
@@ -785,8 +790,7 @@ impl<'a> Tx<'a> {
             let Some(k) = best else {
                 return Ok(None);
             };
-            let found = self.get_raw(&String::from_utf8_lossy(&k))?;
-            match found {
+            match self.get_bytes(&k)? {
                 Some(v) => return Ok(Some((IVec::from(k), v))),
                 // Removed by a write not applied yet: look further back.
                 None => upper = Bound::Excluded(k),
