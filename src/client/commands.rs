@@ -44,7 +44,6 @@ pub(super) fn print_json(v: &Value) {
     );
 }
 
-/// The idempotency key to send: the one given, or 16 fresh random bytes in hex.
 /// The key given, else a fresh one in time order, as a UUIDv7 is (RFC 9562): 48 bits of
 /// milliseconds since the epoch, then 80 random bits, in 32 hex digits. The server keeps its
 /// idempotency records in key order: keys that grow with time land beside each other, while
