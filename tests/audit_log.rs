@@ -67,6 +67,14 @@ async fn first_events(a: &mut Audit) -> Vec<proto::LoggedEvent> {
     .events
 }
 
+/// The inclusion proof of event `index` in the tree of `tree_size` events, as served.
+async fn inclusion(a: &mut Audit, index: u64, tree_size: u64) -> proto::InclusionProof {
+    a.get_inclusion_proof(proto::GetInclusionProofRequest { index, tree_size })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn hashes(v: &[Vec<u8>]) -> Vec<merkle::Hash> {
     v.iter()
         .map(|h| merkle::hash_from_slice(h).unwrap())
@@ -123,14 +131,7 @@ async fn every_change_is_logged_proven_and_checkpointed() {
     // Each event is provably in the checkpointed tree.
     let cp2 = checkpoint(&mut aud, &key, "ville-a").await;
     for (index, bytes) in &events {
-        let p = aud
-            .get_inclusion_proof(proto::GetInclusionProofRequest {
-                index: *index,
-                tree_size: cp2.checkpoint.size,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let p = inclusion(&mut aud, *index, cp2.checkpoint.size).await;
         assert_eq!(&p.event, bytes);
         cp2.checkpoint
             .verify_inclusion(&merkle::leaf_hash(bytes), *index, &hashes(&p.hashes))
@@ -248,14 +249,7 @@ async fn proofs_hold_over_a_log_spanning_several_stored_levels() {
     }
     assert_eq!(merkle::root(&mem, size).unwrap(), last.checkpoint.root);
     for e in &events {
-        let p = aud
-            .get_inclusion_proof(proto::GetInclusionProofRequest {
-                index: e.index,
-                tree_size: size,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let p = inclusion(&mut aud, e.index, size).await;
         assert_eq!(p.event, e.event);
         last.checkpoint
             .verify_inclusion(&merkle::leaf_hash(&e.event), e.index, &hashes(&p.hashes))
@@ -264,14 +258,7 @@ async fn proofs_hold_over_a_log_spanning_several_stored_levels() {
     for old in &earlier {
         let old_size = old.checkpoint.size;
         for index in [0, old_size / 3, old_size - 1] {
-            let p = aud
-                .get_inclusion_proof(proto::GetInclusionProofRequest {
-                    index,
-                    tree_size: old_size,
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            let p = inclusion(&mut aud, index, old_size).await;
             old.checkpoint
                 .verify_inclusion(&merkle::leaf_hash(&p.event), index, &hashes(&p.hashes))
                 .unwrap();
