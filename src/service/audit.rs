@@ -770,6 +770,20 @@ mod event_batch_tests {
             None,
             "another tenant's log"
         );
+        // A batch key that is not an index is an error, not a missing event.
+        let bad = TenantId::parse("t3").expect("tenant");
+        let bb = bad.clone();
+        store
+            .transact_blocking(move |tx| {
+                tx.put_raw(
+                    &format!("{}00000000000000000002x", event_batch_prefix(&bb)),
+                    &encode_event_batch(&[ev(2)])?,
+                )?;
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
+        let err = read_event(&store, &bad, 3).expect_err("a corrupt batch key");
+        assert!(err.to_string().contains("batch key"), "{err}");
         // A batch cut short is an error, not a shorter batch.
         let batch = encode_event_batch(&[ev(7), ev(8)]).expect("encode");
         assert_eq!(event_in_batch(&batch, 1).expect("parse"), Some(&ev(8)[..]));

@@ -981,6 +981,16 @@ mod cms_digest_tests {
                 assert_eq!(cms_sha256(tx, &t3, &d3, 0)?, want);
                 assert_eq!(cms_sha256(tx, &t3, &d3, 7)?, "older");
                 assert_eq!(signature_count(tx, &t3, &d3)?, 2);
+                // Past 9999 the four-digit keys sort out of order: the count steps over them.
+                let many = DocumentId::parse(&"e2".repeat(16)).expect("document");
+                tx.put_raw(&sig_key(&t3, &many, 9999), b"{}")?;
+                tx.put_raw(&sig_key(&t3, &many, 10_000), b"{}")?;
+                assert_eq!(signature_count(tx, &t3, &many)?, 10_001);
+                // A key that is not an index is an error, not a count.
+                let odd = DocumentId::parse(&"f3".repeat(16)).expect("document");
+                tx.put_raw(&format!("{}abcd", sig_prefix(&t3, &odd)), b"{}")?;
+                let err = signature_count(tx, &t3, &odd).expect_err("a corrupt key");
+                assert!(err.to_string().contains("corrupt signature key"), "{err}");
                 let missing = cms_sha256(tx, &t3, &d3, 2).expect_err("no signature #2");
                 assert!(missing.to_string().contains("signature #2"), "{missing}");
                 Ok::<_, ServiceError>(())
