@@ -129,14 +129,14 @@ fn event_key(t: &TenantId, index: u64) -> String {
 fn event_batch_prefix(t: &TenantId) -> String {
     format!("evs/{t}/")
 }
-/// `evs/{t}/{first:020}`: the events one transaction appended, from index `first` on.
+/// `evs/{t}/{first:020}`: consecutive events from index `first` on, appended by one
+/// transaction or by several of one group (see [`put_events`]).
 fn event_batch_key(t: &TenantId, first: u64) -> String {
     format!("evs/{t}/{first:020}")
 }
 
-/// The events of one append, each as a 4-byte big-endian length then its canonical bytes: one
-/// store record per transition instead of one per event (a document's life appends 8 events
-/// in 3 transitions).
+/// Events as one batch record, each as a 4-byte big-endian length then its canonical bytes, so
+/// that two batches one after the other are the batch of all their events.
 fn encode_event_batch(events: &[Vec<u8>]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(events.iter().map(|e| e.len() + 4).sum());
     for e in events {
@@ -148,23 +148,45 @@ fn encode_event_batch(events: &[Vec<u8>]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The index of the first event of the batch stored under `key`.
+fn batch_first(prefix: &str, key: &[u8]) -> Result<u64> {
+    key.strip_prefix(prefix.as_bytes())
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<u64>().ok())
+        .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))
+}
+
+/// How many events a batch holds; a batch that does not parse is an error.
+fn events_in_batch(mut batch: &[u8]) -> Result<u64> {
+    let mut n = 0u64;
+    while !batch.is_empty() {
+        batch = next_in_batch(batch)?.1;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The first event of a non-empty batch, and the rest of the batch.
+fn next_in_batch(batch: &[u8]) -> Result<(&[u8], &[u8])> {
+    let bad = || ServiceError::Internal("corrupt audit event batch".into());
+    let (len, tail) = batch.split_first_chunk::<4>().ok_or_else(bad)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(bad());
+    }
+    Ok(tail.split_at(len))
+}
+
 /// The `nth` event of a batch; `None` if the batch holds fewer. A batch that does not parse is
 /// an error, never a shorter batch.
-fn event_in_batch(batch: &[u8], nth: u64) -> Result<Option<&[u8]>> {
-    let bad = || ServiceError::Internal("corrupt audit event batch".into());
-    let mut rest = batch;
+fn event_in_batch(mut batch: &[u8], nth: u64) -> Result<Option<&[u8]>> {
     let mut n = 0u64;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if tail.len() < len {
-            return Err(bad());
-        }
-        let (event, tail) = tail.split_at(len);
+    while !batch.is_empty() {
+        let (event, tail) = next_in_batch(batch)?;
         if n == nth {
             return Ok(Some(event));
         }
-        rest = tail;
+        batch = tail;
         n += 1;
     }
     Ok(None)
@@ -200,10 +222,7 @@ impl LogRecords for Store {
 fn read_event(log: &dyn LogRecords, tenant: &TenantId, index: u64) -> Result<Option<Vec<u8>>> {
     let prefix = event_batch_prefix(tenant);
     if let Some((key, batch)) = log.floor(&prefix, &event_batch_key(tenant, index))? {
-        let first = std::str::from_utf8(&key[prefix.len()..])
-            .ok()
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))?;
+        let first = batch_first(&prefix, &key)?;
         let nth = index
             .checked_sub(first)
             .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))?;
@@ -376,13 +395,34 @@ fn append_all(
     }
     tx.put_raw(&head_key(tenant), &next.encode())?;
     if !sealed.is_empty() {
-        tx.put_raw(
-            &event_batch_key(tenant, first),
-            &encode_event_batch(&sealed)?,
-        )?;
+        put_events(tx, tenant, first, &sealed)?;
     }
     tx.mark(format!("{MARK}{tenant}"));
     Ok((first, last))
+}
+
+/// A batch record grows over the appends of one group until it holds this many bytes.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// Stores `sealed`, the events from index `first` on: appended to the batch record an earlier
+/// append of the same group wrote, if it ends right before `first` and is not full, else as a
+/// new batch. A group of concurrent documents then leaves one record per 32 KiB of events
+/// instead of one per transition: fewer keys in the index, and fewer to apply.
+fn put_events(tx: &mut Tx<'_>, tenant: &TenantId, first: u64, sealed: &[Vec<u8>]) -> Result<()> {
+    let events = encode_event_batch(sealed)?;
+    let prefix = event_batch_prefix(tenant);
+    if let Some((key, batch)) = tx.floor_in_group(&prefix, &event_batch_key(tenant, first)) {
+        let start = batch_first(&prefix, &key)?;
+        if batch.len() < BATCH_BYTES && start + events_in_batch(&batch)? == first {
+            let mut grown = Vec::with_capacity(batch.len() + events.len());
+            grown.extend_from_slice(&batch);
+            grown.extend_from_slice(&events);
+            tx.put_raw(&event_batch_key(tenant, start), &grown)?;
+            return Ok(());
+        }
+    }
+    tx.put_raw(&event_batch_key(tenant, first), &events)?;
+    Ok(())
 }
 
 /// Appends events of a document's history (with their details), chained to the document's
@@ -789,5 +829,66 @@ mod event_batch_tests {
         assert_eq!(event_in_batch(&batch, 1).expect("parse"), Some(&ev(8)[..]));
         assert!(event_in_batch(&batch[..batch.len() - 1], 1).is_err());
         assert!(event_in_batch(&batch[..2], 0).is_err());
+        assert_eq!(events_in_batch(&batch).expect("parse"), 2);
+        assert!(events_in_batch(&batch[..batch.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn appends_of_one_group_share_one_batch_record_until_it_is_full() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("open");
+        let t = TenantId::parse("t1").expect("tenant");
+        let event = |detail: usize| AuditEvent {
+            v: 0,
+            tenant: String::new(),
+            index: 0,
+            at: 1,
+            actor: "alice".into(),
+            on_behalf_of: None,
+            subject: "user/alice".into(),
+            kind: "test".into(),
+            detail: "d".repeat(detail),
+            document: None,
+        };
+        let tt = t.clone();
+        store
+            .transact_blocking(move |tx| {
+                append_all(tx, &tt, vec![event(10), event(10)], |_, _| {})?;
+                append_all(tx, &tt, vec![event(10)], |_, _| {})?;
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
+        let batches = || {
+            store
+                .scan_keys(&event_batch_prefix(&t), None, 10)
+                .expect("scan")
+        };
+        assert_eq!(batches(), [format!("{:020}", 0)], "two appends, one record");
+        // A later group starts its own record, which grows until it holds 32 KiB.
+        let tt = t.clone();
+        store
+            .transact_blocking(move |tx| {
+                for _ in 0..3 {
+                    append_all(tx, &tt, vec![event(20_000)], |_, _| {})?;
+                }
+                Ok::<_, ServiceError>(())
+            })
+            .expect("commit");
+        let keys: Vec<String> = [0, 3, 5].iter().map(|i| format!("{i:020}")).collect();
+        assert_eq!(batches(), keys);
+        for i in 0..6 {
+            let bytes = stored_event(&store, &t, i).expect("read");
+            let e = AuditEvent::parse(&bytes).expect("parse");
+            assert_eq!(e.index, i);
+            assert_eq!(e.detail.len(), if i < 3 { 10 } else { 20_000 });
+        }
+        assert_eq!(read_event(&store, &t, 6).expect("read"), None);
+        let nodes = StoreNodes {
+            store: &store,
+            tenant: &t,
+        };
+        let head = read_head(&store, &t).expect("head");
+        assert_eq!(head.size, 6);
+        assert_eq!(merkle::root(&nodes, 6).expect("root"), head.root);
     }
 }

@@ -33,7 +33,7 @@
 //! | `doc/{t}/{id}` | Document |
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
-//! | `evs/{t}/{first:020}` | the canonical bytes of the events one transaction appended to the tenant's log, leaves `first`… (length-prefixed) |
+//! | `evs/{t}/{first:020}` | the canonical bytes of consecutive events of the tenant's log, leaves `first`… (length-prefixed), appended by the transactions of one group up to 32 KiB |
 //! | `ev/{t}/{index:020}` | canonical audit event bytes of leaf `index` alone; read only, written by older versions |
 //! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log, levels 4, 8, 12… only (a leaf's hash is its event's, other levels are recomputed from their children) |
 //! | `mthead/{t}` | head of the tenant's log: size, root, right-edge subtree hashes |
@@ -798,6 +798,29 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The record under `prefix` with the greatest key at or before `key` among those this
+    /// group wrote (this mutation or one before it in the group), with its key: `None` if the
+    /// group wrote none there or removed the greatest. Reads neither sled nor other groups, so
+    /// it is cheap; a record it returns is one the group may still rewrite before it commits.
+    pub fn floor_in_group(&self, prefix: &str, key: &str) -> Option<(IVec, IVec)> {
+        use std::ops::Bound;
+        let range = (
+            Bound::Included(prefix.as_bytes().to_vec()),
+            Bound::Included(key.as_bytes().to_vec()),
+        );
+        let mine = self.writes.range::<Vec<u8>, _>(range.clone()).next_back();
+        let group = self
+            .group
+            .and_then(|g| g.range::<Vec<u8>, _>(range).next_back());
+        // This mutation's own write of a key is newer than its group's.
+        let (k, v) = match (mine, group) {
+            (Some(m), Some(g)) if g.0 > m.0 => g,
+            (Some(m), _) => m,
+            (None, g) => g?,
+        };
+        v.as_ref().map(|v| (IVec::from(k.as_slice()), v.clone()))
+    }
+
     pub fn exists(&self, key: &str) -> Result<bool, StoreError> {
         Ok(self.get_raw(key)?.is_some())
     }
@@ -1114,6 +1137,39 @@ mod tests {
             })
             .expect("commit");
         assert_eq!(key(store.floor_raw("f/", "f/2").expect("floor")), None);
+    }
+
+    #[test]
+    fn group_floor_lookups_see_only_the_group_and_this_mutation() {
+        let (_dir, store) = open();
+        store
+            .transact_blocking(|tx| tx.put_raw("f/1", b"applied"))
+            .expect("commit");
+        let values = &*store.values;
+        let recent = RefCell::new(Recent::new(1 << 20));
+        let mut group = Writes::new();
+        group.insert(b"f/3".to_vec(), Some(IVec::from(&b"group"[..])));
+        group.insert(b"f/5".to_vec(), None);
+        group.insert(b"g/0".to_vec(), Some(IVec::from(&b"other prefix"[..])));
+        let mut tx = Tx::new(&store.tree, values, &[], Some(&group), &recent);
+        let floor = |tx: &Tx<'_>, k: &str| {
+            tx.floor_in_group("f/", k)
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+        };
+        assert_eq!(floor(&tx, "f/2"), None, "f/1 is in sled, not the group's");
+        assert_eq!(floor(&tx, "f/4"), Some(("f/3".into(), b"group".to_vec())));
+        assert_eq!(
+            floor(&tx, "f/9"),
+            None,
+            "the group's greatest write removed f/5"
+        );
+        tx.put_raw("f/3", b"mine").expect("put");
+        assert_eq!(floor(&tx, "f/4"), Some(("f/3".into(), b"mine".to_vec())));
+        tx.put_raw("f/4", b"four").expect("put");
+        assert_eq!(floor(&tx, "f/4"), Some(("f/4".into(), b"four".to_vec())));
+        assert_eq!(floor(&tx, "f/3"), Some(("f/3".into(), b"mine".to_vec())));
+        tx.put_raw("f/6", b"six").expect("put");
+        assert_eq!(floor(&tx, "f/9"), Some(("f/6".into(), b"six".to_vec())));
     }
 
     #[test]
