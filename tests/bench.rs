@@ -120,6 +120,17 @@ fn check_report(r: &Value, key_alg: &str) {
             peak >= num(&r["server_rss_bytes_after"], "rss after"),
             "{r:#}"
         );
+        // Memory read as the run goes, the last time once every document is done.
+        let trace = r["server_rss_trace"].as_array().expect("server_rss_trace");
+        let done: Vec<u64> = trace
+            .iter()
+            .map(|p| p["documents_done"].as_u64().expect("documents_done"))
+            .collect();
+        assert!(done.windows(2).all(|w| w[0] < w[1]), "{r:#}");
+        assert_eq!(done.last(), Some(&DOCUMENTS), "{r:#}");
+        assert!(trace
+            .iter()
+            .all(|p| num(&p["rss_bytes"], "rss_bytes") > 0.0));
     }
     let tenant = r["tenant"].as_str().expect("tenant");
     assert!(tenant.starts_with("bench-"), "{tenant}");

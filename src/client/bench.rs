@@ -628,12 +628,12 @@ async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
 /// The server's resident memory now and at its peak, when the server tells: `None` for a
 /// server without `GetServerStats`, one that cannot read them, or one that does not answer
 /// (a warning then says why: the report is printed all the same).
-async fn server_stats(a: &BenchArgs, operator: &str, limit: Duration) -> Option<(u64, u64)> {
+async fn server_stats(op: &Target, limit: Duration) -> Option<(u64, u64)> {
     let warn = |why: String| {
         eprintln!("paraph bench: no server statistics: {why}");
         None
     };
-    let mut op = match connect(&target(&a.c, operator.to_owned(), None)).await {
+    let mut op = match connect(op).await {
         Ok(c) => c,
         Err(e) => return warn(e.to_string()),
     };
@@ -647,6 +647,35 @@ async fn server_stats(a: &BenchArgs, operator: &str, limit: Duration) -> Option<
         Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => None,
         Ok(Err(s)) => warn(operator_hint(s).to_string()),
     }
+}
+
+/// How many times the server's memory is read during the run.
+const RSS_SAMPLES: usize = 10;
+
+/// The server's resident memory each time another tenth of the documents is done, as
+/// `(documents done, RSS bytes)`: whether memory stays flat over a long run shows there, not
+/// in one peak figure. Ends when the run does; empty if the server does not tell.
+async fn rss_trace(op: Target, sh: Arc<Shared>, limit: Duration) -> Vec<(usize, u64)> {
+    let mut trace = Vec::with_capacity(RSS_SAMPLES);
+    let mut next = 1;
+    while next <= RSS_SAMPLES {
+        let done = sh.done.load(Ordering::Relaxed);
+        if done * RSS_SAMPLES >= next * sh.total {
+            match server_stats(&op, limit).await {
+                Some((rss, _)) => trace.push((done, rss)),
+                None => break,
+            }
+            while next * sh.total <= done * RSS_SAMPLES {
+                next += 1;
+            }
+        } else if sh.finished.load(Ordering::Relaxed) {
+            // Stopped early (--max-errors): the remaining tenths never come.
+            break;
+        } else {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+        }
+    }
+    trace
 }
 
 /// The measured run, for the output.
@@ -665,6 +694,8 @@ struct Report {
     rss_before: Option<u64>,
     rss_after: Option<u64>,
     peak_rss: Option<u64>,
+    /// `(documents done, server RSS)` at each tenth of the run.
+    rss_trace: Vec<(usize, u64)>,
 }
 
 impl Report {
@@ -714,6 +745,11 @@ impl Report {
             "server_rss_bytes_before": self.rss_before,
             "server_rss_bytes_after": self.rss_after,
             "server_peak_rss_bytes": self.peak_rss,
+            "server_rss_trace": self
+                .rss_trace
+                .iter()
+                .map(|(done, rss)| json!({ "documents_done": done, "rss_bytes": rss }))
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -764,6 +800,17 @@ impl Report {
         } else {
             out.push_str("  server RSS    not available\n");
         }
+        if !self.rss_trace.is_empty() {
+            let points: Vec<String> = self
+                .rss_trace
+                .iter()
+                .map(|(done, rss)| format!("{done}: {}", mib(Some(*rss))))
+                .collect();
+            out.push_str(&format!(
+                "  server RSS by documents done   {}\n",
+                points.join(", ")
+            ));
+        }
         out.push_str(&format!(
             "\n  {:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)\n",
             "latency", "count", "mean", "p50", "p95", "p99", "max"
@@ -807,7 +854,8 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
                 limit.as_secs() * 10
             )))
         })??;
-    let before = server_stats(&a, &operator, limit).await;
+    let op = target(&a.c, operator.clone(), None);
+    let before = server_stats(&op, limit).await;
 
     let shared = Arc::new(Shared {
         total: documents,
@@ -846,6 +894,10 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         })
     });
 
+    let trace = before.is_some().then(|| {
+        let op = target(&a.c, operator.clone(), None);
+        tokio::spawn(rss_trace(op, shared.clone(), limit))
+    });
     let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency.min(documents))
         .map(|_| tokio::spawn(worker(setup.roles.clone(), shared.clone())))
@@ -863,7 +915,11 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         // The bar ends itself once every document is done.
         let _ = p.await;
     }
-    let after = server_stats(&a, &operator, limit).await;
+    let rss_trace = match trace {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let after = server_stats(&op, limit).await;
 
     let summaries = tally.latencies.iter_mut().map(|v| summarize(v)).collect();
     let report = Report {
@@ -879,6 +935,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         rss_before: before.map(|(rss, _)| rss),
         rss_after: after.map(|(rss, _)| rss),
         peak_rss: after.map(|(_, peak)| peak),
+        rss_trace,
         tally,
     };
     if a.c.json {
