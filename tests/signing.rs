@@ -504,6 +504,48 @@ async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_
         Code::FailedPrecondition,
         "already",
     );
+    // Preparations older versions marked as spent, with a `prepused/` record or their `used`
+    // flag, stay spent; once the marker is gone (to show it is what refuses), the value works.
+    let store = srv.svc.as_ref().expect("in-process server").store().clone();
+    let p5 = prepare(
+        &srv,
+        &org,
+        "alice",
+        &d4.id,
+        "officer-l2-p256",
+        &["signing-ca"],
+    )
+    .await
+    .unwrap();
+    let v4 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p4.signed_attributes).unwrap();
+    let v5 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p5.signed_attributes).unwrap();
+    let (t, id4, id5) = (org.tenant.clone(), p4.id.clone(), p5.id.clone());
+    store
+        .transact(move |tx| {
+            tx.put_raw(&format!("prepused/{t}/{id4}"), b"")?;
+            let k5 = format!("prep/{t}/{id5}");
+            let p5 = String::from_utf8(tx.get_raw(&k5)?.expect("p5").to_vec()).expect("JSON");
+            assert!(p5.contains(r#""used":false"#), "{p5}");
+            tx.put_raw(
+                &k5,
+                p5.replace(r#""used":false"#, r#""used":true"#).as_bytes(),
+            )
+        })
+        .await
+        .unwrap();
+    for (p, v) in [(&p4, &v4), (&p5, &v5)] {
+        assert_code(
+            complete(&srv, &org, "alice", &p.id, v.clone()).await,
+            Code::FailedPrecondition,
+            "already",
+        );
+    }
+    let (t, id4) = (org.tenant.clone(), p4.id.clone());
+    store
+        .transact(move |tx| tx.remove(&format!("prepused/{t}/{id4}")))
+        .await
+        .unwrap();
+    complete(&srv, &org, "alice", &p4.id, v4).await.unwrap();
     // An expired preparation.
     srv.clock.advance(601);
     let v2 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p2.signed_attributes).unwrap();

@@ -636,14 +636,26 @@ impl Paraph {
         let now = self.clock.now();
         let pkey = format!("prep/{tenant}/{prep_id}");
         // Verify and validate outside the writer lock (CPU work), then commit atomically.
-        let (prep, rec) = {
+        let prepared = {
             let (tenant, actor, pkey) = (tenant.clone(), actor.clone(), pkey.clone());
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
             self.blocking(move |s| {
-                let prep: Preparation = s
-                    .get(&pkey)?
+                let stored = s
+                    .get_raw(&pkey)?
                     .ok_or_else(|| DomainError::NotFound(format!("preparation '{prep_id}'")))?;
+                // Older versions marked a spent preparation with its `used` flag or a
+                // `prepused/` record. No version writes those any more, so reading them here,
+                // outside the writer, cannot race.
+                let legacy_used = format!("prepused/{tenant}/{prep_id}");
+                let spent = stored.is_empty() || s.get_raw(&legacy_used)?.is_some();
+                let prep: Option<Preparation> =
+                    if spent { None } else { Some(crate::store::decode(pkey.as_bytes(), &stored)?) };
+                // Spent: only a retry of the completion that spent it gets an answer, the
+                // first one, from its idempotency record (in the writer).
+                let Some(prep) = prep.filter(|p| !p.used) else {
+                    return Ok(None);
+                };
                 if prep.actor != actor {
                     return Err(DomainError::Forbidden("this preparation belongs to another user".into()).into());
                 }
@@ -695,7 +707,7 @@ impl Paraph {
                     crl_refs: Vec::new(),
                     cms: Der(cms),
                 };
-                Ok((prep, rec))
+                Ok(Some((prep, rec)))
             })
             .await?
         };
@@ -707,16 +719,18 @@ impl Paraph {
                 "CompleteSignature",
                 idem,
                 move |tx| {
-                    // A small marker says the preparation is spent (the record itself is not
-                    // rewritten); records from before the marker carry `used`.
-                    let used_key = format!("prepused/{tenant}/{}", prep.id);
-                    if prep.used || tx.exists(&used_key)? {
-                        return Err(DomainError::WrongState(
+                    // A spent preparation's record is emptied: one record per preparation,
+                    // and what it held lives on in the signature record.
+                    let spent = || {
+                        ServiceError::from(DomainError::WrongState(
                             "the preparation was already used".into(),
-                        )
-                        .into());
+                        ))
+                    };
+                    let (prep, rec) = prepared.ok_or_else(spent)?;
+                    if tx.get_raw(&pkey)?.is_none_or(|p| p.is_empty()) {
+                        return Err(spent());
                     }
-                    tx.put_raw(&used_key, b"")?;
+                    tx.put_raw(&pkey, b"")?;
                     let dkey = format!("doc/{tenant}/{}", prep.document);
                     let before: Document = tx.get(&dkey)?.ok_or_else(|| {
                         DomainError::NotFound(format!("document '{}'", prep.document))

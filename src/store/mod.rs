@@ -42,8 +42,8 @@
 //! | `sig/{t}/{doc}/{i:04}` | SignatureRecord i of a document (`sigcount/{t}/{doc}`, their count, is left by older versions and no longer read) |
 //! | `sighash/{t}/{doc}/{i:04}` | hex SHA-256 of signature i's CMS (for its audit event); read only, written by older versions |
 //! | `der/{t}/{sha256}` | a certificate or CRL signature records refer to by hash (kept once) |
-//! | `prep/{t}/{id}` | a signature Preparation |
-//! | `prepused/{t}/{id}` | empty: the preparation was used |
+//! | `prep/{t}/{id}` | a signature Preparation; empty once it was used |
+//! | `prepused/{t}/{id}` | empty: the preparation was used; read only, written by older versions |
 //! | `trust/{t}` | TrustSettings |
 //! | `absences/{t}` | every Absence of the tenant (transactions cannot scan) |
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
@@ -158,7 +158,8 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes the record `bytes` read raw from under `key` (see [`Store::get_raw`]).
+pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         source,
