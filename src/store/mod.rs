@@ -180,9 +180,14 @@ fn resolve(values: &ValueLog, key: &[u8], stored: IVec) -> Result<IVec, StoreErr
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(StoreError::Encode)
+thread_local! {
+    /// The buffer records are encoded into on the writer, reused from one write to the next:
+    /// a record of a few KiB is not grown by doubling, each step a copy, at every write.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A scratch buffer grown past this by an unusually large record is not kept.
+const SCRATCH_KEPT: usize = 1 << 20;
 
 impl Store {
     /// Opens (or creates) the database in `dir` and starts its writer and flusher threads.
@@ -845,8 +850,16 @@ impl<'a> Tx<'a> {
     }
 
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), StoreError> {
-        self.writes
-            .insert(key.as_bytes().to_vec(), Some(IVec::from(encode(value)?)));
+        let encoded = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, value).map_err(StoreError::Encode)?;
+            let encoded = IVec::from(&buf[..]);
+            if buf.capacity() > SCRATCH_KEPT {
+                *buf = Vec::new();
+            }
+            Ok::<_, StoreError>(encoded)
+        })?;
+        self.writes.insert(key.as_bytes().to_vec(), Some(encoded));
         Ok(())
     }
 
