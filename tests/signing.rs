@@ -364,6 +364,15 @@ async fn each_defective_certificate_is_refused_with_its_own_reason() {
     srv.stop().await;
 }
 
+/// alice prepares a signature of document `id` with her level-2 P-256 certificate.
+async fn alice_prepares_l2(
+    srv: &TestServer,
+    org: &Org,
+    id: &str,
+) -> Result<proto::Preparation, tonic::Status> {
+    prepare(srv, org, "alice", id, "officer-l2-p256", &["signing-ca"]).await
+}
+
 #[tokio::test]
 async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_refused() {
     let (srv, org) = start().await;
@@ -404,39 +413,13 @@ async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_
     // Level below the step's requirement.
     let d3 = submit(&srv, &org, "s3", &[]).await;
     assert_code(
-        prepare(
-            &srv,
-            &org,
-            "alice",
-            &d3.id,
-            "officer-l2-p256",
-            &["signing-ca"],
-        )
-        .await,
+        alice_prepares_l2(&srv, &org, &d3.id).await,
         Code::FailedPrecondition,
         "LEVEL_TOO_LOW",
     );
 
-    let p1 = prepare(
-        &srv,
-        &org,
-        "alice",
-        &d1.id,
-        "officer-l2-p256",
-        &["signing-ca"],
-    )
-    .await
-    .unwrap();
-    let p2 = prepare(
-        &srv,
-        &org,
-        "alice",
-        &d2.id,
-        "officer-l2-p256",
-        &["signing-ca"],
-    )
-    .await
-    .unwrap();
+    let p1 = alice_prepares_l2(&srv, &org, &d1.id).await.unwrap();
+    let p2 = alice_prepares_l2(&srv, &org, &d2.id).await.unwrap();
     let v1 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p1.signed_attributes).unwrap();
     // A value over altered attributes.
     let mut altered = p1.signed_attributes.clone();
@@ -457,16 +440,7 @@ async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_
     // Same content as d1 but prepared a second later: the signing time binds the value too.
     srv.clock.advance(1);
     let d4 = submit(&srv, &org, "s2", &[]).await;
-    let p4 = prepare(
-        &srv,
-        &org,
-        "alice",
-        &d4.id,
-        "officer-l2-p256",
-        &["signing-ca"],
-    )
-    .await
-    .unwrap();
+    let p4 = alice_prepares_l2(&srv, &org, &d4.id).await.unwrap();
     assert_ne!(p4.signed_attributes, p1.signed_attributes);
     assert_code(
         complete(&srv, &org, "alice", &p4.id, v1.clone()).await,
@@ -507,16 +481,7 @@ async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_
     // Preparations older versions marked as spent, with a `prepused/` record or their `used`
     // flag, stay spent; once the marker is gone (to show it is what refuses), the value works.
     let store = srv.svc.as_ref().expect("in-process server").store().clone();
-    let p5 = prepare(
-        &srv,
-        &org,
-        "alice",
-        &d4.id,
-        "officer-l2-p256",
-        &["signing-ca"],
-    )
-    .await
-    .unwrap();
+    let p5 = alice_prepares_l2(&srv, &org, &d4.id).await.unwrap();
     let v4 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p4.signed_attributes).unwrap();
     let v5 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p5.signed_attributes).unwrap();
     let (t, id4, id5) = (org.tenant.clone(), p4.id.clone(), p5.id.clone());
