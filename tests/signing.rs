@@ -511,6 +511,29 @@ async fn forged_replayed_unbound_underlevel_expired_and_reused_preparations_are_
         .await
         .unwrap();
     complete(&srv, &org, "alice", &p4.id, v4).await.unwrap();
+    // A preparation records the level its step requires; one of an older version, without
+    // it, makes the completion read the level from the document. Moved (in the store) onto
+    // the level-3 document, a level-2 preparation without its recorded level is refused.
+    let p6 = alice_prepares_l2(&srv, &org, &d2.id).await.unwrap();
+    let v6 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p6.signed_attributes).unwrap();
+    let (t, id6, d3id) = (org.tenant.clone(), p6.id.clone(), d3.id.clone());
+    store
+        .transact(move |tx| {
+            let k6 = format!("prep/{t}/{id6}");
+            let mut p6: serde_json::Value =
+                serde_json::from_slice(&tx.get_raw(&k6)?.expect("p6")).expect("JSON");
+            assert_eq!(p6["step_level"], serde_json::json!({ "required": 2 }));
+            p6["document"] = d3id.into();
+            p6.as_object_mut().expect("object").remove("step_level");
+            tx.put_raw(&k6, &serde_json::to_vec(&p6).expect("JSON"))
+        })
+        .await
+        .unwrap();
+    assert_code(
+        complete(&srv, &org, "alice", &p6.id, v6).await,
+        Code::FailedPrecondition,
+        "LEVEL_TOO_LOW",
+    );
     // An expired preparation.
     srv.clock.advance(601);
     let v2 = paraph::crypto::sign_with_key(&key("officer-l2-p256"), &p2.signed_attributes).unwrap();

@@ -75,6 +75,17 @@ pub struct Preparation {
     /// The actor whose share this signature does, when the signer is his delegate.
     #[serde(default)]
     pub on_behalf_of: Option<UserName>,
+    /// The level the step requires (a document's steps are fixed when it is submitted), so
+    /// that the completion validates the chain without reading the document first. `None` in
+    /// preparations of older versions: the completion reads it from the document.
+    #[serde(default)]
+    pub step_level: Option<PreparedLevel>,
+}
+
+/// The level a step required when a signature of it was prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedLevel {
+    pub required: Option<crate::domain::RgsLevel>,
 }
 
 /// A signature stored with the validation material it relied on.
@@ -523,7 +534,7 @@ impl Paraph {
         let actor = caller.name.clone();
         let now = self.clock.now();
         let prep_id = hex::encode(ordered_id16()?);
-        let (doc, who, attrs, alg) = {
+        let (doc, who, attrs, alg, level) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
@@ -572,7 +583,7 @@ impl Paraph {
                     trust.signature_policy.as_ref(),
                 )
                 .map_err(|e| DomainError::invalid("certificate_chain", e.to_string()))?;
-                Ok((doc, who, attrs, alg))
+                Ok((doc, who, attrs, alg, level))
             })
             .await?
         };
@@ -589,6 +600,7 @@ impl Paraph {
             expires_at: now.plus_seconds(PREPARATION_TTL_SECS),
             used: false,
             on_behalf_of: who.on_behalf_of.clone(),
+            step_level: Some(PreparedLevel { required: level }),
         };
         self.mutate(
             format!("{tenant}/{actor}"),
@@ -668,10 +680,16 @@ impl Paraph {
                     )
                 })?;
                 let trust = trusts.settings(s, &tenant)?;
-                let doc: Document = s
-                    .get(&format!("doc/{tenant}/{}", prep.document))?
-                    .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;
-                let level = doc.steps.get(prep.step as usize).and_then(|st| st.level).map(|l| l.get());
+                let level = match prep.step_level {
+                    Some(l) => l.required,
+                    None => {
+                        let doc: Document = s
+                            .get(&format!("doc/{tenant}/{}", prep.document))?
+                            .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;
+                        doc.steps.get(prep.step as usize).and_then(|st| st.level)
+                    }
+                }
+                .map(|l| l.get());
                 let extra: Vec<Vec<u8>> = prep.chain.iter().map(|d| d.0.clone()).collect();
                 let ok = chains
                     .validate(&tenant, &trust, &prep.cert.0, &extra, prep.signing_time.0, level)
