@@ -458,9 +458,21 @@ fn init_tracing(default: &str) {
         .try_init();
 }
 
+/// The most threads the blocking pool may run: twice the cores, at least 4. What runs there is
+/// CPU work (signature verification, chain validation) and short store reads, so threads
+/// beyond the cores only add context switches and allocator arenas: with tokio's default (up
+/// to 512, of which 56 were started under a 64-client load) the server spent 8 to 15 % more
+/// CPU per document than with 4 on two cores (BENCHMARKS.md). Work beyond it waits its turn.
+fn blocking_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    (2 * cores).max(4)
+}
+
 fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
     let mut b = if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.max_blocking_threads(blocking_threads());
+        b
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
