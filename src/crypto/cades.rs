@@ -693,9 +693,9 @@ mod assembly_tests {
         assert!(assemble(std::slice::from_ref(&p), &[trailing], &[]).is_err());
     }
 
-    /// The assembly this module used before: every certificate and CRL decoded and encoded again.
-    /// Assembles a detached SignedData (ContentInfo DER) with one SignerInfo per part, the given
-    /// certificates (signers' and their chains) and CRLs (validation material).
+    /// The reference [`assemble`] must match byte for byte: the assembly this module used
+    /// before, every certificate and CRL decoded into its type and encoded again by the `cms`
+    /// crate.
     fn assemble_by_decoding(
         parts: &[SignerPart],
         certs: &[Vec<u8>],

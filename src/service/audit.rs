@@ -150,9 +150,7 @@ fn encode_event_batch(events: &[Vec<u8>]) -> Result<Vec<u8>> {
 
 /// The index of the first event of the batch stored under `key`.
 fn batch_first(prefix: &str, key: &[u8]) -> Result<u64> {
-    key.strip_prefix(prefix.as_bytes())
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|f| f.parse::<u64>().ok())
+    super::key_number(prefix, key)
         .ok_or_else(|| ServiceError::Internal("corrupt audit event batch key".into()))
 }
 

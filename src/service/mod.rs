@@ -356,6 +356,14 @@ fn append_log(
     Ok(())
 }
 
+/// The number a record key carries after `prefix` (`evs/{t}/{first:020}`,
+/// `sig/{t}/{doc}/{i:04}`): `None` if the key does not start with `prefix` or what follows is
+/// not a number.
+fn key_number<T: std::str::FromStr>(prefix: &str, key: &[u8]) -> Option<T> {
+    let digits = key.strip_prefix(prefix.as_bytes())?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// A SHA-256 in lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))

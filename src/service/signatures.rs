@@ -352,9 +352,7 @@ pub(super) fn signature_count(tx: &Tx<'_>, tenant: &TenantId, doc: &DocumentId) 
     let Some((key, _)) = tx.floor_raw(&prefix, &format!("{prefix}~"))? else {
         return Ok(0);
     };
-    let last: u32 = std::str::from_utf8(&key[prefix.len()..])
-        .ok()
-        .and_then(|i| i.parse().ok())
+    let last: u32 = super::key_number(&prefix, &key)
         .ok_or_else(|| ServiceError::Internal(format!("corrupt signature key under {prefix}")))?;
     let mut n = last + 1;
     // Indexes of 10,000 and more sort before 9999 (four digits): step over them.
