@@ -22,8 +22,11 @@ pub enum ConfigError {
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// The sled data directory.
+    /// The data directory.
     pub data: PathBuf,
+    /// The engine of a new data directory (`sled`, the default, or `redb`); a directory that
+    /// already holds a store keeps its engine, and naming another one is refused.
+    pub engine: Option<crate::store::EngineKind>,
     /// Largest document accepted, in bytes.
     pub max_document_bytes: u64,
     /// Tenant created on the first start.
@@ -93,6 +96,7 @@ impl Default for Settings {
         Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data: PathBuf::from("./data"),
+            engine: None,
             max_document_bytes: 64 * 1024 * 1024,
             first_tenant: "default".to_owned(),
             tls: None,
@@ -186,5 +190,20 @@ mod tests {
         std::fs::write(&f, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let e = Settings::load(Some(&f), []).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn the_engine_is_a_setting_and_an_unknown_one_is_refused() {
+        let none: [(String, String); 0] = [];
+        assert_eq!(Settings::load(None, none).unwrap().engine, None);
+        let env = |v: &str| [("PARAPH__ENGINE".to_string(), v.to_string())];
+        assert_eq!(
+            Settings::load(None, env("redb")).unwrap().engine,
+            Some(crate::store::EngineKind::Redb)
+        );
+        let e = Settings::load(None, env("rocksdb"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rocksdb") && e.contains("redb"), "{e}");
     }
 }

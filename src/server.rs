@@ -102,10 +102,11 @@ pub fn open(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<Paraph>, Option<Bootstrap>), ServerError> {
-    let store = Store::open(&settings.data).map_err(|source| ServerError::Store {
-        path: settings.data.clone(),
-        source,
-    })?;
+    let store =
+        Store::open_with(&settings.data, settings.engine).map_err(|source| ServerError::Store {
+            path: settings.data.clone(),
+            source,
+        })?;
     let mut svc = Paraph::new(
         Arc::new(store),
         clock,
@@ -312,7 +313,7 @@ pub async fn run_with(
         addr: settings.listen,
         source,
     })?;
-    tracing::info!(%addr, data = %settings.data.display(), tls = settings.tls.is_some(), "paraph listening");
+    tracing::info!(%addr, data = %settings.data.display(), engine = %svc.store().engine(), tls = settings.tls.is_some(), "paraph listening");
     // A stable line for scripts and tests (the port may have been chosen by the system).
     println!("paraph listening on {addr}");
     serve(svc, &settings, listener, shutdown_signal()).await

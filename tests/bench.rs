@@ -138,6 +138,18 @@ fn check_report(r: &Value, key_alg: &str) {
 
 #[test]
 fn bench_pushes_every_document_through_the_visa_and_the_signature() {
+    bench_case(&[], &["ecdsa-p256", "rsa-2048"], "db");
+}
+
+#[test]
+fn bench_pushes_every_document_through_on_redb() {
+    bench_case(&["--engine", "redb"], &["ecdsa-p256"], "index.redb");
+}
+
+/// Serves with `serve_args` (its engine leaves `engine_file` in the data directory), runs the
+/// bench once per key algorithm, then reads every document back; the restart that reads them
+/// names no engine.
+fn bench_case(serve_args: &[&str], key_algs: &[&str], engine_file: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
 
@@ -146,6 +158,7 @@ fn bench_pushes_every_document_through_the_visa_and_the_signature() {
         paraph()
             .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
             .arg(&data)
+            .args(serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -177,14 +190,17 @@ fn bench_pushes_every_document_through_the_visa_and_the_signature() {
         .expect("listening line")
         .to_owned();
 
+    assert!(data.join(engine_file).exists(), "{engine_file}");
+
     // --- One run per key algorithm, each in its own fresh tenant. ---
-    let mut tenants = Vec::new();
-    for key_alg in ["ecdsa-p256", "rsa-2048"] {
+    let mut tenants: Vec<String> = Vec::new();
+    for key_alg in key_algs {
         let report = bench(&addr, &operator, key_alg);
         check_report(&report, key_alg);
-        tenants.push(report["tenant"].as_str().expect("tenant").to_owned());
+        let tenant = report["tenant"].as_str().expect("tenant").to_owned();
+        assert!(!tenants.contains(&tenant), "{tenant} reused");
+        tenants.push(tenant);
     }
-    assert_ne!(tenants[0], tenants[1]);
 
     // A refused circuit name fails clearly (exit 2) and runs nothing.
     let out = paraph()

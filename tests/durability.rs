@@ -50,12 +50,14 @@ struct Proc {
     addr: std::net::SocketAddr,
 }
 
-/// Starts `paraph serve` as a child process; returns it with the bootstrap token if printed.
+/// Starts `paraph serve` as a child process (with `extra` arguments); returns it with the
+/// bootstrap token if printed.
 #[allow(clippy::zombie_processes)] // the caller kills and waits for the child
-fn spawn_server(data: &std::path::Path) -> (Proc, Option<String>) {
+fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (Proc, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paraph"))
         .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -93,9 +95,21 @@ fn spawn_server(data: &std::path::Path) -> (Proc, Option<String>) {
 
 #[tokio::test]
 async fn sigkill_never_loses_an_acknowledged_action() {
+    sigkill_case(&[], "db").await;
+}
+
+#[tokio::test]
+async fn sigkill_never_loses_an_acknowledged_action_on_redb() {
+    sigkill_case(&["--engine", "redb"], "index.redb").await;
+}
+
+/// Starts the server with `first_start`, which must leave the engine's file `engine_file` in the
+/// data directory. The restart names no engine: the directory's own is found.
+async fn sigkill_case(first_start: &[&str], engine_file: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut p, token) = spawn_server(&data);
+    let (mut p, token) = spawn_server(&data, first_start);
+    assert!(data.join(engine_file).exists(), "{engine_file}");
     let operator = token.expect("first start prints the operator token");
     let srv = TestServer::attach(p.addr, operator.clone()).await;
     let org = Org::create(&srv, "default").await;
@@ -149,7 +163,7 @@ async fn sigkill_never_loses_an_acknowledged_action() {
     p.child.wait().unwrap();
     drop(srv);
 
-    let (mut p2, token2) = spawn_server(&data);
+    let (mut p2, token2) = spawn_server(&data, &[]);
     assert!(token2.is_none(), "a restart must not bootstrap again");
     let srv = TestServer::attach(p2.addr, operator).await;
     for (id, approvals) in &acked {

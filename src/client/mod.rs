@@ -121,9 +121,13 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:50051 (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Data directory (sled).
+    /// Data directory.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Storage engine of a new data directory (default: sled); an existing directory keeps
+    /// its own, and naming another one is refused.
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::store::EngineKind>,
     /// Largest document accepted, in bytes.
     #[arg(long, value_name = "N")]
     pub max_document_bytes: Option<u64>,
@@ -489,6 +493,9 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(d) = a.data {
         settings.data = d;
+    }
+    if a.engine.is_some() {
+        settings.engine = a.engine;
     }
     if let Some(m) = a.max_document_bytes {
         settings.max_document_bytes = m;

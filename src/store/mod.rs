@@ -1,4 +1,5 @@
-//! Persistence of domain records in an embedded sled database.
+//! Persistence of domain records in an embedded ordered key–value index: sled (the default) or
+//! redb (see [`engine`]), chosen per data directory.
 //!
 //! Owns the key layout, record encoding and atomicity. Every mutation is a closure run on ONE
 //! writer thread against a [`Tx`]: it reads through the writes not yet applied and records its
@@ -6,7 +7,7 @@
 //! leaves nothing. The writer takes every mutation waiting at once as a *group*: runs them one
 //! after the other and runs the commit hook (the service signs the audit checkpoints there,
 //! once per group). It hands the group's writes to the applier thread, which applies them as
-//! one atomic sled batch (a key written by several mutations is written once), then to the
+//! one atomic batch to the index (a key written by several mutations is written once), then to the
 //! flusher thread, which makes them durable with one fsync and only then answers each
 //! mutation. The three stages overlap (group commit, pipelined): while a group is applied and
 //! another flushed, the writer already runs the next one, reading through the writes of the
@@ -16,7 +17,7 @@
 //! lately ([`recent`]). It knows nothing of gRPC, authorisation or workflow rules.
 //!
 //! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
-//! sled's pages hold a checked pointer to them; reads resolve pointers transparently.
+//! the index holds a checked pointer to them; reads resolve pointers transparently.
 //!
 //! Key layout (one tree, `/`-separated, every tenant-scoped key starts with the tenant id):
 //!
@@ -49,9 +50,12 @@
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
+mod engine;
 mod recent;
 mod values;
 
+pub use engine::EngineKind;
+use engine::Index;
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
@@ -66,6 +70,14 @@ use values::{Appender, Pointer, ValueLog, ValueLogError};
 pub enum StoreError {
     #[error("storage failure: {0}")]
     Sled(#[from] sled::Error),
+    #[error("storage failure: {0}")]
+    Redb(Box<redb::Error>),
+    #[error("data directory {dir} holds a {found} store, not {wanted}")]
+    WrongEngine {
+        dir: String,
+        found: EngineKind,
+        wanted: EngineKind,
+    },
     #[error("stored record {key} is unreadable: {source}")]
     Corrupt {
         key: String,
@@ -150,7 +162,7 @@ const EARLIER_FAILURE: &str = "an earlier write or flush failed";
 
 /// The embedded database.
 pub struct Store {
-    tree: sled::Tree,
+    index: Index,
     values: Arc<ValueLog>,
     watches: Watches,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -190,13 +202,16 @@ thread_local! {
 const SCRATCH_KEPT: usize = 1 << 20;
 
 impl Store {
-    /// Opens (or creates) the database in `dir` and starts its writer and flusher threads.
+    /// Opens (or creates) the database in `dir` with the engine found there (sled for a new
+    /// one) and starts its writer and flusher threads.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(16 * 1024 * 1024)
-            .open()?;
-        let tree = db.open_tree("paraph")?;
+        Store::open_with(dir, None)
+    }
+
+    /// [`Store::open`], with the engine `engine` when given: a new directory gets it, and one
+    /// holding another engine's files is refused.
+    pub fn open_with(dir: &Path, engine: Option<EngineKind>) -> Result<Store, StoreError> {
+        let index = Index::open(dir, engine)?;
         let (values, end) = ValueLog::open(dir)?;
         let values = Arc::new(values);
         let watches: Watches = Arc::default();
@@ -209,21 +224,21 @@ impl Store {
         let applied_upto = Arc::new(AtomicU64::new(0));
         let poisoned = Arc::new(AtomicBool::new(false));
         let flusher = {
-            let db = db.clone();
+            let index = index.clone();
             let poisoned = poisoned.clone();
             spawn_stage("paraph-flusher", move || {
-                flusher_loop(&db, &to_flush, &poisoned)
+                flusher_loop(&index, &to_flush, &poisoned)
             })?
         };
         let applier = {
-            let tree = tree.clone();
+            let index = index.clone();
             let values = values.clone();
             let watches = watches.clone();
             let applied_upto = applied_upto.clone();
             let poisoned = poisoned.clone();
             spawn_stage("paraph-applier", move || {
                 let out = Out {
-                    tree: &tree,
+                    index: &index,
                     values: &values,
                     watches: &watches,
                     end,
@@ -234,12 +249,12 @@ impl Store {
             })?
         };
         let writer = {
-            let tree = tree.clone();
+            let index = index.clone();
             let hook = hook.clone();
             let values = values.clone();
             spawn_stage("paraph-writer", move || {
                 let stage = Stage {
-                    tree: &tree,
+                    index: &index,
                     values: &values,
                     built: &built,
                     applied_upto: &applied_upto,
@@ -250,7 +265,7 @@ impl Store {
             })?
         };
         Ok(Store {
-            tree,
+            index,
             values,
             watches,
             jobs: Mutex::new(Some(jobs)),
@@ -285,8 +300,13 @@ impl Store {
         }
     }
 
+    /// The engine holding the index.
+    pub fn engine(&self) -> EngineKind {
+        self.index.kind()
+    }
+
     pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
-        match self.tree.get(key.as_bytes())? {
+        match self.index.get(key.as_bytes())? {
             Some(v) => Ok(Some(resolve(&self.values, key.as_bytes(), v)?)),
             None => Ok(None),
         }
@@ -301,22 +321,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
-        let iter = match after {
-            Some(a) => {
-                let start = format!("{prefix}{a}\u{0}");
-                self.tree.range(start.into_bytes()..)
-            }
-            None => self.tree.range(prefix.as_bytes().to_vec()..),
-        };
-        for item in iter {
-            let (k, v) = item?;
+        self.index.walk_from(&scan_start(prefix, after), |k, v| {
             if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                break;
+                return Ok(false);
             }
-            let v = resolve(&self.values, &k, v)?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            out.push((key, decode(&k, &v)?));
-        }
+            let v = resolve(&self.values, k, v)?;
+            let key = String::from_utf8_lossy(k).into_owned();
+            out.push((key, decode(k, &v)?));
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -328,29 +341,23 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        let iter = match after {
-            Some(a) => self.tree.range(format!("{prefix}{a}\u{0}").into_bytes()..),
-            None => self.tree.range(prefix.as_bytes().to_vec()..),
-        };
-        for item in iter {
-            let (k, _) = item?;
+        self.index.walk_from(&scan_start(prefix, after), |k, _| {
             if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                break;
+                return Ok(false);
             }
             out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
     /// The record under `prefix` with the greatest key at or before `key`, if any, with its key.
     pub fn floor_raw(&self, prefix: &str, key: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
         match self
-            .tree
-            .range(prefix.as_bytes()..=key.as_bytes())
-            .next_back()
+            .index
+            .last_in(prefix.as_bytes(), std::ops::Bound::Included(key.as_bytes()))?
         {
-            Some(item) => {
-                let (k, v) = item?;
+            Some((k, v)) => {
                 let v = resolve(&self.values, &k, v)?;
                 Ok(Some((k, v)))
             }
@@ -363,9 +370,13 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Option<(String, T)>, StoreError> {
-        match self.tree.scan_prefix(prefix.as_bytes()).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
+        let high = prefix_end(prefix.as_bytes());
+        let high = match &high {
+            Some(h) => std::ops::Bound::Excluded(&h[..]),
+            None => std::ops::Bound::Unbounded,
+        };
+        match self.index.last_in(prefix.as_bytes(), high)? {
+            Some((k, v)) => {
                 let v = resolve(&self.values, &k, v)?;
                 Ok(Some((
                     String::from_utf8_lossy(&k).into_owned(),
@@ -474,9 +485,29 @@ fn spawn_stage(
         .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
 }
 
-/// Where the applier puts a group: the value log, then sled.
+/// Where a scan of `prefix` starts: at the prefix, or just after the key `prefix + after`.
+fn scan_start(prefix: &str, after: Option<&str>) -> Vec<u8> {
+    match after {
+        Some(a) => format!("{prefix}{a}\u{0}").into_bytes(),
+        None => prefix.as_bytes().to_vec(),
+    }
+}
+
+/// The least key greater than every key starting with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Where the applier puts a group: the value log, then the index.
 struct Out<'a> {
-    tree: &'a sled::Tree,
+    index: &'a Index,
     values: &'a ValueLog,
     watches: &'a Mutex<Vec<Arc<KeyWatch>>>,
     /// The end of the value log.
@@ -485,7 +516,7 @@ struct Out<'a> {
 
 impl Out<'_> {
     /// Moves the group's large values to the value log (durably), then applies the group to
-    /// sled as one atomic batch.
+    /// the index as one atomic batch.
     fn apply(&mut self, writes: &Writes) -> Result<(), String> {
         // The fault seam of the tests: a group writing this key fails to apply, as a full disk
         // or an I/O error would.
@@ -494,16 +525,17 @@ impl Out<'_> {
             return Err("injected failure".into());
         }
         let mut log = Appender::new(self.end);
-        let mut batch = sled::Batch::default();
+        let mut batch: Vec<(&[u8], Option<IVec>)> = Vec::with_capacity(writes.len());
         for (k, v) in writes {
-            match v {
+            let stored = match v {
                 Some(v) if values::goes_to_log(v) => {
                     let p = log.push(v).map_err(|e| e.to_string())?;
-                    batch.insert(k.as_slice(), &p.encode()[..]);
+                    Some(IVec::from(&p.encode()[..]))
                 }
-                Some(v) => batch.insert(k.as_slice(), v.clone()),
-                None => batch.remove(k.as_slice()),
-            }
+                Some(v) => Some(v.clone()),
+                None => None,
+            };
+            batch.push((k.as_slice(), stored));
         }
         self.values
             .append_durable(log.start(), log.bytes())
@@ -517,7 +549,7 @@ impl Out<'_> {
                 .collect(),
             Err(_) => return Err("the watch list lock is poisoned".into()),
         };
-        let applied = self.tree.apply_batch(batch).map_err(|e| e.to_string());
+        let applied = self.index.apply(batch).map_err(|e| e.to_string());
         // Bumped even if the batch failed (it then changed nothing): staying safe is cheap.
         for w in watches {
             w.epoch.fetch_add(1, Ordering::SeqCst);
@@ -528,7 +560,7 @@ impl Out<'_> {
 
 /// What the writer reads through and hands its groups to.
 struct Stage<'a> {
-    tree: &'a sled::Tree,
+    index: &'a Index,
     values: &'a ValueLog,
     built: &'a mpsc::SyncSender<Built>,
     /// The number of the last group the applier is done with (applied or failed).
@@ -543,7 +575,7 @@ fn writer_loop(
     hook: &Mutex<Option<Arc<CommitHook>>>,
     poisoned: &AtomicBool,
 ) {
-    let (tree, values) = (stage.tree, stage.values);
+    let (index, values) = (stage.index, stage.values);
     // The groups handed to the applier and not applied yet, oldest first.
     let mut ahead: Vec<(u64, Arc<Writes>)> = Vec::new();
     let recent = RefCell::new(Recent::new(RECENT_BUDGET));
@@ -561,7 +593,7 @@ fn writer_loop(
         seq += 1;
         if poisoned.load(Ordering::SeqCst) {
             for job in group {
-                let mut tx = Tx::new(tree, values, &[], None, &recent);
+                let mut tx = Tx::new(index, values, &[], None, &recent);
                 let (_, deliver) = job(&mut tx);
                 deliver(Some(StoreError::Poisoned(EARLIER_FAILURE.into())));
             }
@@ -571,7 +603,7 @@ fn writer_loop(
         let mut marks: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
-            let mut tx = Tx::new(tree, values, &ahead, Some(&writes), &recent);
+            let mut tx = Tx::new(index, values, &ahead, Some(&writes), &recent);
             // A mutation that panics (a bug) loses its writes and its answer (its caller sees
             // the writer as stopped for that call); the writer and the group go on.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
@@ -594,7 +626,7 @@ fn writer_loop(
         if !marks.is_empty() {
             let hook = hook.lock().ok().and_then(|h| h.clone());
             if let Some(hook) = hook {
-                let mut tx = Tx::new(tree, values, &ahead, Some(&writes), &recent);
+                let mut tx = Tx::new(index, values, &ahead, Some(&writes), &recent);
                 match hook(&mut tx, &marks) {
                     Ok(()) => {
                         let w = tx.writes;
@@ -665,7 +697,7 @@ fn applier_loop(
 type MakeError = fn(String) -> StoreError;
 
 /// The flusher thread: makes applied groups durable, one fsync for all the groups waiting.
-fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &AtomicBool) {
+fn flusher_loop(index: &Index, to_flush: &mpsc::Receiver<Applied>, poisoned: &AtomicBool) {
     while let Ok(first) = to_flush.recv() {
         let mut groups = vec![first];
         while let Ok(g) = to_flush.try_recv() {
@@ -674,7 +706,7 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
         let flushed = if poisoned.load(Ordering::SeqCst) {
             Err(EARLIER_FAILURE.to_owned())
         } else {
-            db.flush().map(|_| ()).map_err(|e| e.to_string())
+            index.flush().map_err(|e| e.to_string())
         };
         if let Err(e) = &flushed {
             poisoned.store(true, Ordering::SeqCst);
@@ -697,7 +729,7 @@ fn flusher_loop(db: &sled::Db, to_flush: &mpsc::Receiver<Applied>, poisoned: &At
 /// The view of the store inside a mutation: the committed tree, under the groups not applied
 /// yet, under the writes of the mutations before it in the same group, under its own writes.
 pub struct Tx<'a> {
-    tree: &'a sled::Tree,
+    index: &'a Index,
     values: &'a ValueLog,
     /// Groups built but not applied yet, oldest first.
     ahead: &'a [(u64, Arc<Writes>)],
@@ -714,14 +746,14 @@ pub struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     fn new(
-        tree: &'a sled::Tree,
+        index: &'a Index,
         values: &'a ValueLog,
         ahead: &'a [(u64, Arc<Writes>)],
         group: Option<&'a Writes>,
         recent: &'a RefCell<Recent>,
     ) -> Tx<'a> {
         Tx {
-            tree,
+            index,
             values,
             ahead,
             group,
@@ -747,11 +779,11 @@ impl<'a> Tx<'a> {
         if let Some(v) = self.ahead.iter().rev().find_map(|(_, g)| g.get(k)) {
             return Ok(v.clone());
         }
-        // No group in flight wrote the key: what the cache or sled holds is the latest.
+        // No group in flight wrote the key: what the cache or the index holds is the latest.
         if let Some(v) = self.recent.borrow_mut().get(k) {
             return Ok(v);
         }
-        let v = match self.tree.get(k)? {
+        let v = match self.index.get(k)? {
             Some(v) => Some(resolve(self.values, k, v)?),
             None => None,
         };
@@ -774,14 +806,15 @@ impl<'a> Tx<'a> {
         let mut upper = Bound::Included(key.as_bytes().to_vec());
         loop {
             let range = (Bound::Included(p.to_vec()), upper.clone());
-            // The greatest candidate of every layer; sled's own is the latest applied state. The
-            // recent cache needs no look: every key it holds is in sled or in a group ahead.
-            let mut best: Option<Vec<u8>> = self
-                .tree
-                .range::<Vec<u8>, _>(range.clone())
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k.to_vec());
+            // The greatest candidate of every layer; the index's own is the latest applied state.
+            // The recent cache needs no look: every key it holds is in the index or in a group
+            // ahead.
+            let high = match &upper {
+                Bound::Included(k) => Bound::Included(&k[..]),
+                Bound::Excluded(k) => Bound::Excluded(&k[..]),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            let mut best: Option<Vec<u8>> = self.index.last_in(p, high)?.map(|(k, _)| k.to_vec());
             let layers = [Some(&self.writes), self.group]
                 .into_iter()
                 .flatten()
@@ -806,7 +839,7 @@ impl<'a> Tx<'a> {
 
     /// The record under `prefix` with the greatest key at or before `key` among those this
     /// group wrote (this mutation or one before it in the group), with its key: `None` if the
-    /// group wrote none there or removed the greatest. Reads neither sled nor other groups, so
+    /// group wrote none there or removed the greatest. Reads neither the index nor other groups, so
     /// it is cheap; a record it returns is one the group may still rewrite before it commits.
     pub fn floor_in_group(&self, prefix: &str, key: &str) -> Option<(IVec, IVec)> {
         use std::ops::Bound;
@@ -879,15 +912,49 @@ impl<'a> Tx<'a> {
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Store) {
+    fn open(engine: EngineKind) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let store = Store::open(dir.path()).expect("open the store");
+        let store = Store::open_with(dir.path(), Some(engine)).expect("open the store");
         (dir, store)
     }
 
-    #[test]
-    fn a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back() {
-        let (_dir, store) = open();
+    /// A runtime for the tests that await mutations.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// Every test below runs once on each engine.
+    macro_rules! on_each_engine {
+        ($($name:ident),* $(,)?) => {
+            mod on_sled {
+                $(#[test] fn $name() { super::$name(super::EngineKind::Sled) })*
+            }
+            mod on_redb {
+                $(#[test] fn $name() { super::$name(super::EngineKind::Redb) })*
+            }
+        };
+    }
+
+    on_each_engine!(
+        a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back,
+        a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it,
+        concurrent_mutations_of_one_counter_never_lose_an_increment,
+        the_commit_hook_sees_the_group_and_its_failure_fails_the_group,
+        answered_mutations_survive_a_reopen,
+        large_values_live_in_the_value_log_and_damage_is_reported_not_returned,
+        a_watch_moves_only_when_a_group_writes_under_its_prefixes,
+        floor_lookups_see_the_writes_of_the_mutation_and_skip_removed_keys,
+        group_floor_lookups_see_only_the_group_and_this_mutation,
+        a_panicking_mutation_fails_alone,
+        scans_and_last_stay_within_their_prefix,
+    );
+
+    fn a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         let failed: Result<(), StoreError> = store.transact_blocking(|tx| {
             tx.put_raw("a", b"1")?;
             Err(StoreError::Commit("refused".into()))
@@ -914,79 +981,82 @@ mod tests {
     /// A group writing this key fails at the applier (see `Out::apply`).
     pub(super) const FAIL_APPLY: &str = "test/fail-apply";
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it() {
-        let (_dir, store) = open();
-        store
-            .transact(|tx| tx.put_raw("before", b"1"))
-            .await
-            .expect("commit");
-        // The second mutation reads what the failing one wrote: in the same group or in one
-        // built over it, it must fail too.
-        let (failed, over) = tokio::join!(
-            store.transact(|tx| {
-                tx.put_raw(FAIL_APPLY, b"x")?;
-                tx.put_raw("lost", b"2")
-            }),
-            store.transact(|tx| {
-                let seen = tx.get_raw("lost")?;
-                tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
-            }),
-        );
-        let failed = failed.expect_err("the failing group is refused");
-        assert!(
-            matches!(failed, StoreError::Commit(ref m) if m.contains("injected")),
-            "{failed}"
-        );
-        assert!(
-            over.is_err(),
-            "a mutation behind a failed apply was answered as committed"
-        );
-        // Later mutations are refused (fail closed), and nothing of the failed groups is read.
-        let later = store.transact(|tx| tx.put_raw("after", b"3")).await;
-        assert!(matches!(later, Err(StoreError::Poisoned(_))), "{later:?}");
-        for key in ["lost", "copied", "after", FAIL_APPLY] {
-            assert!(
-                store.get_raw(key).expect("read").is_none(),
-                "{key} was applied"
+    fn a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it(
+        engine: EngineKind,
+    ) {
+        runtime().block_on(async {
+            let (_dir, store) = open(engine);
+            store
+                .transact(|tx| tx.put_raw("before", b"1"))
+                .await
+                .expect("commit");
+            // The second mutation reads what the failing one wrote: in the same group or in one
+            // built over it, it must fail too.
+            let (failed, over) = tokio::join!(
+                store.transact(|tx| {
+                    tx.put_raw(FAIL_APPLY, b"x")?;
+                    tx.put_raw("lost", b"2")
+                }),
+                store.transact(|tx| {
+                    let seen = tx.get_raw("lost")?;
+                    tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
+                }),
             );
-        }
-        assert_eq!(
-            store.get_raw("before").expect("read").as_deref(),
-            Some(&b"1"[..])
-        );
+            let failed = failed.expect_err("the failing group is refused");
+            assert!(
+                matches!(failed, StoreError::Commit(ref m) if m.contains("injected")),
+                "{failed}"
+            );
+            assert!(
+                over.is_err(),
+                "a mutation behind a failed apply was answered as committed"
+            );
+            // Later mutations are refused (fail closed), and nothing of the failed groups is read.
+            let later = store.transact(|tx| tx.put_raw("after", b"3")).await;
+            assert!(matches!(later, Err(StoreError::Poisoned(_))), "{later:?}");
+            for key in ["lost", "copied", "after", FAIL_APPLY] {
+                assert!(
+                    store.get_raw(key).expect("read").is_none(),
+                    "{key} was applied"
+                );
+            }
+            assert_eq!(
+                store.get_raw("before").expect("read").as_deref(),
+                Some(&b"1"[..])
+            );
+        })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_mutations_of_one_counter_never_lose_an_increment() {
-        let (_dir, store) = open();
-        let store = Arc::new(store);
-        let mut tasks = Vec::new();
-        for _ in 0..200 {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .transact(|tx| {
-                        let n: u64 = tx.get("n")?.unwrap_or(0);
-                        tx.put("n", &(n + 1))?;
-                        tx.mark("grew".into());
-                        Ok::<_, StoreError>(n)
-                    })
-                    .await
-            }));
-        }
-        let mut seen = Vec::new();
-        for t in tasks {
-            seen.push(t.await.expect("task").expect("commit"));
-        }
-        seen.sort_unstable();
-        assert_eq!(seen, (0..200).collect::<Vec<u64>>());
-        assert_eq!(store.get::<u64>("n").expect("read"), Some(200));
+    fn concurrent_mutations_of_one_counter_never_lose_an_increment(engine: EngineKind) {
+        runtime().block_on(async {
+            let (_dir, store) = open(engine);
+            let store = Arc::new(store);
+            let mut tasks = Vec::new();
+            for _ in 0..200 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .transact(|tx| {
+                            let n: u64 = tx.get("n")?.unwrap_or(0);
+                            tx.put("n", &(n + 1))?;
+                            tx.mark("grew".into());
+                            Ok::<_, StoreError>(n)
+                        })
+                        .await
+                }));
+            }
+            let mut seen = Vec::new();
+            for t in tasks {
+                seen.push(t.await.expect("task").expect("commit"));
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (0..200).collect::<Vec<u64>>());
+            assert_eq!(store.get::<u64>("n").expect("read"), Some(200));
+        })
     }
 
-    #[test]
-    fn the_commit_hook_sees_the_group_and_its_failure_fails_the_group() {
-        let (_dir, store) = open();
+    fn the_commit_hook_sees_the_group_and_its_failure_fails_the_group(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         store.set_commit_hook(Arc::new(|tx: &mut Tx<'_>, marks: &[String]| {
             if marks.iter().any(|m| m == "refuse") {
                 return Err("refused by the hook".into());
@@ -1014,11 +1084,10 @@ mod tests {
         assert_eq!(seen.expect("read"), Some(7));
     }
 
-    #[test]
-    fn answered_mutations_survive_a_reopen() {
+    fn answered_mutations_survive_a_reopen(engine: EngineKind) {
         let dir = tempfile::tempdir().expect("temporary directory");
         {
-            let store = Store::open(dir.path()).expect("open");
+            let store = Store::open_with(dir.path(), Some(engine)).expect("open");
             store
                 .transact_blocking(|tx| tx.put("kept", &1u8))
                 .expect("commit");
@@ -1027,12 +1096,11 @@ mod tests {
         assert_eq!(store.get::<u8>("kept").expect("read"), Some(1));
     }
 
-    #[test]
-    fn large_values_live_in_the_value_log_and_damage_is_reported_not_returned() {
+    fn large_values_live_in_the_value_log_and_damage_is_reported_not_returned(engine: EngineKind) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let big = vec![b'd'; 10_000];
         {
-            let store = Store::open(dir.path()).expect("open");
+            let store = Store::open_with(dir.path(), Some(engine)).expect("open");
             let (a, b) = (big.clone(), big.clone());
             store
                 .transact_blocking(move |tx| {
@@ -1050,7 +1118,15 @@ mod tests {
                 Some(&big[..])
             );
             // The page holds a pointer, not the value.
-            assert!(store.tree.get("big").expect("raw").expect("present").len() < 64);
+            assert!(
+                store
+                    .index
+                    .get(b"big")
+                    .expect("raw")
+                    .expect("present")
+                    .len()
+                    < 64
+            );
         }
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(
@@ -1091,9 +1167,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_watch_moves_only_when_a_group_writes_under_its_prefixes() {
-        let (_dir, store) = open();
+    fn a_watch_moves_only_when_a_group_writes_under_its_prefixes(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         let w = store.watch(&["token/", "user/"]);
         let e0 = w.epoch();
         store
@@ -1113,9 +1188,8 @@ mod tests {
         assert_eq!(w.epoch(), e1, "a refused mutation wrote nothing");
     }
 
-    #[test]
-    fn floor_lookups_see_the_writes_of_the_mutation_and_skip_removed_keys() {
-        let (_dir, store) = open();
+    fn floor_lookups_see_the_writes_of_the_mutation_and_skip_removed_keys(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         store
             .transact_blocking(|tx| {
                 tx.put_raw("f/1", b"one")?;
@@ -1145,7 +1219,11 @@ mod tests {
                 assert_eq!(floor(tx, "f/2")?, Some("f/2".into()));
                 tx.remove("f/2")?;
                 tx.remove("f/1")?;
-                assert_eq!(floor(tx, "f/2")?, None, "removed here, present in sled");
+                assert_eq!(
+                    floor(tx, "f/2")?,
+                    None,
+                    "removed here, present in the index"
+                );
                 assert_eq!(floor(tx, "f/4")?, Some("f/3".into()));
                 Ok::<_, StoreError>(())
             })
@@ -1153,9 +1231,8 @@ mod tests {
         assert_eq!(key(store.floor_raw("f/", "f/2").expect("floor")), None);
     }
 
-    #[test]
-    fn group_floor_lookups_see_only_the_group_and_this_mutation() {
-        let (_dir, store) = open();
+    fn group_floor_lookups_see_only_the_group_and_this_mutation(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         store
             .transact_blocking(|tx| tx.put_raw("f/1", b"applied"))
             .expect("commit");
@@ -1165,12 +1242,16 @@ mod tests {
         group.insert(b"f/3".to_vec(), Some(IVec::from(&b"group"[..])));
         group.insert(b"f/5".to_vec(), None);
         group.insert(b"g/0".to_vec(), Some(IVec::from(&b"other prefix"[..])));
-        let mut tx = Tx::new(&store.tree, values, &[], Some(&group), &recent);
+        let mut tx = Tx::new(&store.index, values, &[], Some(&group), &recent);
         let floor = |tx: &Tx<'_>, k: &str| {
             tx.floor_in_group("f/", k)
                 .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
         };
-        assert_eq!(floor(&tx, "f/2"), None, "f/1 is in sled, not the group's");
+        assert_eq!(
+            floor(&tx, "f/2"),
+            None,
+            "f/1 is in the index, not the group's"
+        );
         assert_eq!(floor(&tx, "f/4"), Some(("f/3".into(), b"group".to_vec())));
         assert_eq!(
             floor(&tx, "f/9"),
@@ -1186,9 +1267,8 @@ mod tests {
         assert_eq!(floor(&tx, "f/9"), Some(("f/6".into(), b"six".to_vec())));
     }
 
-    #[test]
-    fn a_panicking_mutation_fails_alone() {
-        let (_dir, store) = open();
+    fn a_panicking_mutation_fails_alone(engine: EngineKind) {
+        let (_dir, store) = open(engine);
         let failed = store.transact_blocking(|tx| -> Result<(), StoreError> {
             tx.put_raw("lost", b"1")?;
             panic!("a bug in a mutation");
@@ -1199,5 +1279,82 @@ mod tests {
             .transact_blocking(|tx| tx.put_raw("next", b"2"))
             .expect("the writer goes on");
         assert!(store.get_raw("next").expect("read").is_some());
+    }
+
+    fn scans_and_last_stay_within_their_prefix(engine: EngineKind) {
+        let (_dir, store) = open(engine);
+        store
+            .transact_blocking(|tx| {
+                for k in ["p", "p/a", "p/b", "p/c", "p0", "q/\u{7f}"] {
+                    tx.put_raw(k, k.as_bytes())?;
+                }
+                tx.put_raw("p/big", &[b'v'; 400])
+            })
+            .expect("commit");
+        let last = store.last::<serde_json::Value>("p/");
+        // "p/c" holds no JSON: reaching it (and not "p0") is what is checked.
+        let err = last.expect_err("p/c is not JSON");
+        assert!(err.to_string().contains("p/c"), "{err}");
+        assert_eq!(
+            store.scan_keys("p/", None, 10).expect("scan"),
+            vec!["a", "b", "big", "c"]
+        );
+        assert_eq!(
+            store.scan_keys("p/", Some("b"), 2).expect("scan"),
+            vec!["big", "c"]
+        );
+        assert!(store.last::<u8>("r/").expect("nothing there").is_none());
+        assert!(store
+            .last::<u8>("q/\u{7f}/")
+            .expect("nothing there")
+            .is_none());
+        let (k, v) = store
+            .floor_raw("p/", "p/bz")
+            .expect("floor")
+            .expect("found");
+        assert_eq!((&k[..], v.len()), (&b"p/big"[..], 400));
+    }
+
+    #[test]
+    fn a_directory_keeps_its_engine_and_another_one_is_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = Store::open_with(dir.path(), Some(EngineKind::Redb)).expect("open");
+            store
+                .transact_blocking(|tx| tx.put("kept", &1u8))
+                .expect("commit");
+        }
+        // Found again without being named, and refused when another engine is named.
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.engine(), EngineKind::Redb);
+        assert_eq!(store.get::<u8>("kept").expect("read"), Some(1));
+        drop(store);
+        let err = Store::open_with(dir.path(), Some(EngineKind::Sled))
+            .err()
+            .expect("a redb directory is not opened as sled");
+        assert!(
+            err.to_string().contains("holds a redb store, not sled"),
+            "{err}"
+        );
+        let fresh = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(fresh.path()).expect("open");
+        assert_eq!(store.engine(), EngineKind::Sled, "the default");
+        drop(store);
+        let err = Store::open_with(fresh.path(), Some(EngineKind::Redb))
+            .err()
+            .expect("a sled directory is not opened as redb");
+        assert!(
+            err.to_string().contains("holds a sled store, not redb"),
+            "{err}"
+        );
+        assert!(!fresh.path().join("index.redb").exists());
+    }
+
+    #[test]
+    fn the_end_of_a_prefix_is_the_least_key_after_it() {
+        assert_eq!(prefix_end(b"p/"), Some(b"p0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
     }
 }
