@@ -45,6 +45,50 @@ async fn restart_keeps_tenants_users_tokens_circuits_documents_and_inboxes() {
     srv.stop().await;
 }
 
+#[tokio::test]
+async fn a_sled_directory_converted_to_redb_keeps_everything() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-c").await;
+    create_circuit(&srv, &org, "two", vec![visa(&["alice"]), visa(&["bob"])]).await;
+    let d = submit(&srv, &org, "two", &[("amount", "7")]).await;
+    approve(&srv, &org, "alice", &d.id, Some(0)).await.unwrap();
+    let before = get(&srv, &org, "audit", &d.id).await.unwrap();
+    let (dir, operator) = srv.stop().await;
+    let data = dir.path().join("data");
+    assert!(data.join("db").exists(), "the default engine is sled");
+
+    let convert = |to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_paraph"))
+            .args(["admin", "convert", "--to", to, "--data"])
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let refused = convert("sled");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only a conversion to redb"));
+    let done = convert("redb");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(data.join("index.redb").exists());
+    assert!(!data.join("db").exists());
+    assert!(
+        !convert("redb").status.success(),
+        "a second conversion is refused"
+    );
+
+    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    assert_eq!(get(&srv, &org, "audit", &d.id).await.unwrap(), before);
+    assert_eq!(inbox(&srv, &org, "bob").await, vec![d.id.clone()]);
+    let done = approve(&srv, &org, "bob", &d.id, Some(1)).await.unwrap();
+    assert_eq!(state(&done), S::Completed);
+    srv.stop().await;
+}
+
 struct Proc {
     child: Child,
     addr: std::net::SocketAddr,

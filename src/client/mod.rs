@@ -146,6 +146,8 @@ pub struct ServeArgs {
 pub enum AdminCommand {
     /// Initialise a data directory without serving: prints the operator token once.
     Init(InitArgs),
+    /// Convert a stopped server's data directory from sled to redb, in place.
+    Convert(ConvertArgs),
     /// Tenants (platform operator only).
     Tenant {
         #[command(subcommand)]
@@ -166,6 +168,19 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: trust::TrustCommand,
     },
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (its server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The engine to convert to (only redb: a sled directory becomes a redb one).
+    #[arg(long, value_enum)]
+    pub to: crate::store::EngineKind,
 }
 
 #[derive(Args)]
@@ -527,12 +542,37 @@ fn admin_init(a: InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+fn admin_convert(a: ConvertArgs) -> Result<(), CliError> {
+    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(d) = a.data {
+        settings.data = d;
+    }
+    if a.to != crate::store::EngineKind::Redb {
+        return Err(CliError::Usage(format!(
+            "only a conversion to redb exists, not to {}",
+            a.to
+        )));
+    }
+    let keys = crate::store::convert_sled_to_redb(&settings.data)
+        .map_err(|e| CliError::Precondition(e.to_string()))?;
+    eprintln!(
+        "paraph: {} converted to redb ({keys} keys copied and checked); sled's files are kept \
+         in its sled-before-conversion/ until you remove them",
+        settings.data.display()
+    );
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(a) => serve(a),
         Command::Admin {
             command: AdminCommand::Init(a),
         } => admin_init(a),
+        Command::Admin {
+            command: AdminCommand::Convert(a),
+        } => admin_convert(a),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
@@ -562,7 +602,7 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Serve(_)
             | Command::Admin {
-                command: AdminCommand::Init(_)
+                command: AdminCommand::Init(_) | AdminCommand::Convert(_)
             }
     );
     init_tracing(if server_side { "info" } else { "warn" });

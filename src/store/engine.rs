@@ -39,6 +39,12 @@ impl std::fmt::Display for EngineKind {
 
 /// redb's file in the data directory.
 const REDB_FILE: &str = "index.redb";
+/// redb's file while a conversion writes it: never opened as the index.
+const REDB_PARTIAL: &str = "index.redb.partial";
+/// Where a conversion moves sled's files, kept until the operator removes them.
+const SLED_KEPT: &str = "sled-before-conversion";
+/// Keys copied per redb transaction during a conversion.
+const CONVERT_CHUNK: usize = 10_000;
 /// The file sled creates first in the data directory.
 const SLED_FILE: &str = "db";
 /// redb's page cache (its only memory that grows with use, and bounded).
@@ -232,4 +238,121 @@ impl Index {
             }
         }
     }
+}
+
+/// Converts the sled index of `dir` to redb, with nothing else open on `dir`: copies every key
+/// and value (value-log pointers stay valid: the value log is not touched), checks the copy
+/// key by key, makes it durable, and only then puts it in place as `index.redb` and moves sled's
+/// files under `sled-before-conversion/`. An interrupted conversion leaves the sled index in
+/// use and at most an `index.redb.partial`, which the next conversion overwrites. Returns the
+/// number of keys copied.
+pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
+    let io = |e: std::io::Error| StoreError::Sled(sled::Error::Io(e));
+    match found_in(dir) {
+        Some(EngineKind::Sled) => {}
+        Some(EngineKind::Redb) => {
+            return Err(StoreError::Convert(format!(
+                "{} already holds a redb store",
+                dir.display()
+            )))
+        }
+        None => {
+            return Err(StoreError::Convert(format!(
+                "{} holds no store",
+                dir.display()
+            )))
+        }
+    }
+    let Index::Sled { db, tree } = Index::open(dir, Some(EngineKind::Sled))? else {
+        return Err(StoreError::Convert(
+            "the sled index did not open as sled".into(),
+        ));
+    };
+    let partial = dir.join(REDB_PARTIAL);
+    if partial.exists() {
+        std::fs::remove_file(&partial).map_err(io)?;
+    }
+    let target = redb::Database::builder()
+        .set_cache_size(REDB_CACHE)
+        .create(&partial)
+        .map_err(redb_error)?;
+    let mut copied = 0u64;
+    let mut entries = tree.iter();
+    loop {
+        let mut tx = target.begin_write().map_err(redb_error)?;
+        tx.set_durability(redb::Durability::None);
+        let mut in_chunk = 0;
+        {
+            let mut t = tx.open_table(TABLE).map_err(redb_error)?;
+            for entry in entries.by_ref() {
+                let (k, v) = entry?;
+                t.insert(&k[..], &v[..]).map_err(redb_error)?;
+                in_chunk += 1;
+                if in_chunk == CONVERT_CHUNK {
+                    break;
+                }
+            }
+        }
+        tx.commit().map_err(redb_error)?;
+        copied += in_chunk as u64;
+        if in_chunk < CONVERT_CHUNK {
+            break;
+        }
+    }
+    // Key by key, in order: the copy is whole before anything is moved.
+    {
+        let rtx = target.begin_read().map_err(redb_error)?;
+        let t = rtx.open_table(TABLE).map_err(redb_error)?;
+        let mut copy = redb::ReadableTable::iter(&t).map_err(redb_error)?;
+        for entry in tree.iter() {
+            let (k, v) = entry?;
+            let same = match copy.next() {
+                Some(c) => {
+                    let (ck, cv) = c.map_err(redb_error)?;
+                    ck.value() == &k[..] && cv.value() == &v[..]
+                }
+                None => false,
+            };
+            if !same {
+                return Err(StoreError::Convert(format!(
+                    "the copy differs from sled at key {}",
+                    String::from_utf8_lossy(&k)
+                )));
+            }
+        }
+        if copy.next().is_some() {
+            return Err(StoreError::Convert(
+                "the copy holds more keys than sled".into(),
+            ));
+        }
+    }
+    let mut tx = target.begin_write().map_err(redb_error)?;
+    tx.set_durability(redb::Durability::Immediate);
+    tx.commit().map_err(redb_error)?;
+    drop(target);
+    drop(tree);
+    drop(db);
+    std::fs::rename(&partial, dir.join(REDB_FILE)).map_err(io)?;
+    sync_dir(dir).map_err(io)?;
+    // From here the directory opens as redb; sled's files are only kept.
+    let kept = dir.join(SLED_KEPT);
+    std::fs::create_dir_all(&kept).map_err(io)?;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let sled_file = name == "db"
+            || name == "conf"
+            || name == "blobs"
+            || name.to_string_lossy().starts_with("snap.");
+        if sled_file {
+            std::fs::rename(entry.path(), kept.join(&name)).map_err(io)?;
+        }
+    }
+    sync_dir(dir).map_err(io)?;
+    Ok(copied)
+}
+
+/// Makes the renames in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -54,8 +54,8 @@ mod engine;
 mod recent;
 mod values;
 
-pub use engine::EngineKind;
 use engine::Index;
+pub use engine::{convert_sled_to_redb, EngineKind};
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
@@ -72,6 +72,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("storage failure: {0}")]
     Redb(Box<redb::Error>),
+    #[error("conversion refused: {0}")]
+    Convert(String),
     #[error("data directory {dir} holds a {found} store, not {wanted}")]
     WrongEngine {
         dir: String,
@@ -1348,6 +1350,58 @@ mod tests {
             "{err}"
         );
         assert!(!fresh.path().join("index.redb").exists());
+    }
+
+    #[test]
+    fn a_sled_directory_converts_to_redb_whole_and_only_once() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let big = vec![b'b'; 5_000];
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let b = big.clone();
+            store
+                .transact_blocking(move |tx| {
+                    for i in 0..25_000u32 {
+                        tx.put_raw(&format!("k/{i:06}"), &i.to_be_bytes())?;
+                    }
+                    tx.put_raw("big", &b)?;
+                    tx.put_raw("gone", b"x")
+                })
+                .expect("commit");
+            store
+                .transact_blocking(|tx| tx.remove("gone"))
+                .expect("commit");
+        }
+        // A conversion interrupted earlier left a partial file: it is overwritten.
+        std::fs::write(dir.path().join("index.redb.partial"), b"junk").expect("junk");
+        let copied = convert_sled_to_redb(dir.path()).expect("convert");
+        assert_eq!(copied, 25_001);
+        assert!(!dir.path().join("db").exists());
+        assert!(dir.path().join("sled-before-conversion/db").exists());
+        assert!(!dir.path().join("index.redb.partial").exists());
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.engine(), EngineKind::Redb);
+        assert_eq!(
+            store.get_raw("big").expect("read").as_deref(),
+            Some(&big[..]),
+            "a value in the value log is found through the copied pointer"
+        );
+        assert!(store.get_raw("gone").expect("read").is_none());
+        let keys = store.scan_keys("k/", None, usize::MAX).expect("scan");
+        assert_eq!(keys.len(), 25_000);
+        assert_eq!(
+            store.get_raw("k/012345").expect("read").as_deref(),
+            Some(&12_345u32.to_be_bytes()[..])
+        );
+        drop(store);
+        let again = convert_sled_to_redb(dir.path()).expect_err("already redb");
+        assert!(
+            again.to_string().contains("already holds a redb store"),
+            "{again}"
+        );
+        let empty = tempfile::tempdir().expect("temporary directory");
+        let none = convert_sled_to_redb(empty.path()).expect_err("no store");
+        assert!(none.to_string().contains("holds no store"), "{none}");
     }
 
     #[test]
