@@ -101,7 +101,7 @@ impl Index {
                 Ok(Index::Sled { db, tree })
             }
             EngineKind::Redb => {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+                std::fs::create_dir_all(dir)?;
                 let db = redb::Database::builder()
                     .set_cache_size(REDB_CACHE)
                     .create(dir.join(REDB_FILE))
@@ -247,7 +247,6 @@ impl Index {
 /// use and at most an `index.redb.partial`, which the next conversion overwrites. Returns the
 /// number of keys copied.
 pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
-    let io = |e: std::io::Error| StoreError::Sled(sled::Error::Io(e));
     match found_in(dir) {
         Some(EngineKind::Sled) => {}
         Some(EngineKind::Redb) => {
@@ -270,7 +269,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
     };
     let partial = dir.join(REDB_PARTIAL);
     if partial.exists() {
-        std::fs::remove_file(&partial).map_err(io)?;
+        std::fs::remove_file(&partial)?;
     }
     let target = redb::Database::builder()
         .set_cache_size(REDB_CACHE)
@@ -332,23 +331,23 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
     drop(target);
     drop(tree);
     drop(db);
-    std::fs::rename(&partial, dir.join(REDB_FILE)).map_err(io)?;
-    sync_dir(dir).map_err(io)?;
+    std::fs::rename(&partial, dir.join(REDB_FILE))?;
+    sync_dir(dir)?;
     // From here the directory opens as redb; sled's files are only kept.
     let kept = dir.join(SLED_KEPT);
-    std::fs::create_dir_all(&kept).map_err(io)?;
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
+    std::fs::create_dir_all(&kept)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
         let name = entry.file_name();
         let sled_file = name == "db"
             || name == "conf"
             || name == "blobs"
             || name.to_string_lossy().starts_with("snap.");
         if sled_file {
-            std::fs::rename(entry.path(), kept.join(&name)).map_err(io)?;
+            std::fs::rename(entry.path(), kept.join(&name))?;
         }
     }
-    sync_dir(dir).map_err(io)?;
+    sync_dir(dir)?;
     Ok(copied)
 }
 

@@ -72,6 +72,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("storage failure: {0}")]
     Redb(Box<redb::Error>),
+    #[error("storage I/O failure: {0}")]
+    Io(#[from] std::io::Error),
     #[error("conversion refused: {0}")]
     Convert(String),
     #[error("data directory {dir} holds a {found} store, not {wanted}")]
@@ -484,7 +486,7 @@ fn spawn_stage(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(run)
-        .map_err(|e| StoreError::Sled(sled::Error::Io(e)))
+        .map_err(StoreError::Io)
 }
 
 /// Where a scan of `prefix` starts: at the prefix, or just after the key `prefix + after`.
