@@ -4,9 +4,9 @@
 //!
 //! - [`domain`]: pure, synchronous model and workflow state machine. No I/O, no clock, no async.
 //! - [`audit`]: pure audit-trail core: RFC 6962 Merkle log, proofs, signed checkpoints. No I/O.
-//! - [`store`]: persistence of domain records in sled: each mutation atomic, run on one writer
-//!   thread in groups applied as one batch and made durable by one shared fsync before any
-//!   reply.
+//! - [`store`]: persistence of domain records in an embedded index (sled by default, or redb)
+//!   beside a value log: each mutation atomic, run on one writer thread in groups applied as one
+//!   batch and made durable by one shared fsync before any reply.
 //! - [`service`]: application layer: authorisation, load, domain transition, store, notify.
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one map from errors to `Status`.
 //! - [`server`]: process wiring: settings, listener, TLS, health, reflection, graceful shutdown.
