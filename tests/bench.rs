@@ -86,7 +86,8 @@ fn num(v: &Value, what: &str) -> f64 {
         .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
 }
 
-fn check_report(r: &Value, key_alg: &str) {
+fn check_report(r: &Value, key_alg: &str, engine: &str) {
+    assert_eq!(r["server_storage_engine"], engine, "{r:#}");
     assert_eq!(r["documents"], DOCUMENTS, "{r:#}");
     assert_eq!(r["attempted"], DOCUMENTS, "{r:#}");
     assert_eq!(r["completed"], DOCUMENTS, "{r:#}");
@@ -138,18 +139,19 @@ fn check_report(r: &Value, key_alg: &str) {
 
 #[test]
 fn bench_pushes_every_document_through_the_visa_and_the_signature() {
-    bench_case(&[], &["ecdsa-p256", "rsa-2048"], "db");
+    bench_case(&[], &["ecdsa-p256", "rsa-2048"], "sled");
 }
 
 #[test]
 fn bench_pushes_every_document_through_on_redb() {
-    bench_case(&["--engine", "redb"], &["ecdsa-p256"], "index.redb");
+    bench_case(&["--engine", "redb"], &["ecdsa-p256"], "redb");
 }
 
-/// Serves with `serve_args` (its engine leaves `engine_file` in the data directory), runs the
-/// bench once per key algorithm, then reads every document back; the restart that reads them
-/// names no engine.
-fn bench_case(serve_args: &[&str], key_algs: &[&str], engine_file: &str) {
+/// Serves with `serve_args` (which give the server the storage engine `engine`, whose file it
+/// leaves in the data directory), runs the bench once per key algorithm, then reads every
+/// document back; the restart that reads them names no engine.
+fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
+    let engine_file = if engine == "redb" { "index.redb" } else { "db" };
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
 
@@ -196,7 +198,7 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine_file: &str) {
     let mut tenants: Vec<String> = Vec::new();
     for key_alg in key_algs {
         let report = bench(&addr, &operator, key_alg);
-        check_report(&report, key_alg);
+        check_report(&report, key_alg, engine);
         let tenant = report["tenant"].as_str().expect("tenant").to_owned();
         assert!(!tenants.contains(&tenant), "{tenant} reused");
         tenants.push(tenant);

@@ -625,10 +625,18 @@ async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
     })
 }
 
-/// The server's resident memory now and at its peak, when the server tells: `None` for a
-/// server without `GetServerStats`, one that cannot read them, or one that does not answer
-/// (a warning then says why: the report is printed all the same).
-async fn server_stats(op: &Target, limit: Duration) -> Option<(u64, u64)> {
+/// What the server tells of itself.
+struct ServerFigures {
+    rss: u64,
+    peak: u64,
+    /// Its storage engine; empty from a server that does not say.
+    engine: String,
+}
+
+/// The server's resident memory now and at its peak, and its storage engine, when the server
+/// tells: `None` for a server without `GetServerStats`, one that cannot read them, or one that
+/// does not answer (a warning then says why: the report is printed all the same).
+async fn server_stats(op: &Target, limit: Duration) -> Option<ServerFigures> {
     let warn = |why: String| {
         eprintln!("paraph bench: no server statistics: {why}");
         None
@@ -642,7 +650,11 @@ async fn server_stats(op: &Target, limit: Duration) -> Option<(u64, u64)> {
         Err(_) => warn(format!("no answer within {} s", limit.as_secs())),
         Ok(Ok(r)) => {
             let s = r.into_inner();
-            (s.peak_rss_bytes > 0).then_some((s.rss_bytes, s.peak_rss_bytes))
+            (s.peak_rss_bytes > 0).then_some(ServerFigures {
+                rss: s.rss_bytes,
+                peak: s.peak_rss_bytes,
+                engine: s.storage_engine,
+            })
         }
         Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => None,
         Ok(Err(s)) => warn(operator_hint(s).to_string()),
@@ -662,7 +674,7 @@ async fn rss_trace(op: Target, sh: Arc<Shared>, limit: Duration) -> Vec<(usize, 
         let done = sh.done.load(Ordering::Relaxed);
         if done * RSS_SAMPLES >= next * sh.total {
             match server_stats(&op, limit).await {
-                Some((rss, _)) => trace.push((done, rss)),
+                Some(s) => trace.push((done, s.rss)),
                 None => break,
             }
             while next * sh.total <= done * RSS_SAMPLES {
@@ -694,6 +706,8 @@ struct Report {
     rss_before: Option<u64>,
     rss_after: Option<u64>,
     peak_rss: Option<u64>,
+    /// The server's storage engine, when it says.
+    engine: Option<String>,
     /// `(documents done, server RSS)` at each tenth of the run.
     rss_trace: Vec<(usize, u64)>,
 }
@@ -745,6 +759,7 @@ impl Report {
             "server_rss_bytes_before": self.rss_before,
             "server_rss_bytes_after": self.rss_after,
             "server_peak_rss_bytes": self.peak_rss,
+            "server_storage_engine": self.engine,
             "server_rss_trace": self
                 .rss_trace
                 .iter()
@@ -789,6 +804,9 @@ impl Report {
         for (code, n) in &self.tally.errors {
             let sample = self.tally.samples.get(code).map_or("", String::as_str);
             out.push_str(&format!("    {code:<20} {n:>6}   e.g. {sample}\n"));
+        }
+        if let Some(engine) = &self.engine {
+            out.push_str(&format!("  server engine {engine}\n"));
         }
         if self.peak_rss.is_some() {
             out.push_str(&format!(
@@ -932,9 +950,13 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         size: a.size as usize,
         seconds,
         summaries,
-        rss_before: before.map(|(rss, _)| rss),
-        rss_after: after.map(|(rss, _)| rss),
-        peak_rss: after.map(|(_, peak)| peak),
+        rss_before: before.as_ref().map(|s| s.rss),
+        rss_after: after.as_ref().map(|s| s.rss),
+        peak_rss: after.as_ref().map(|s| s.peak),
+        engine: after
+            .as_ref()
+            .map(|s| s.engine.clone())
+            .filter(|e| !e.is_empty()),
         rss_trace,
         tally,
     };

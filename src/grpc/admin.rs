@@ -202,6 +202,7 @@ impl AdminService for Api {
             rss_bytes: s.rss_bytes,
             peak_rss_bytes: s.peak_rss_bytes,
             uptime_seconds: s.uptime_seconds,
+            storage_engine: s.storage_engine.to_string(),
         }))
     }
 }

@@ -1,11 +1,12 @@
 //! Process figures of the server for the platform operator: resident memory now and at its
-//! peak (from `/proc/self/status`, zero where the platform does not expose it) and uptime.
+//! peak (from `/proc/self/status`, zero where the platform does not expose it), uptime and the
+//! storage engine (so that a measurement says what it measured).
 
 use super::{Paraph, Principal, Result};
 use crate::domain::DomainError;
 
 /// What `GetServerStats` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerStats {
     /// Resident set size now (`VmRSS`), in bytes; 0 when unknown.
     pub rss_bytes: u64,
@@ -13,6 +14,8 @@ pub struct ServerStats {
     pub peak_rss_bytes: u64,
     /// Seconds since the service was opened.
     pub uptime_seconds: u64,
+    /// The engine of the store's index.
+    pub storage_engine: crate::store::EngineKind,
 }
 
 /// Reads `VmRSS` and `VmHWM` (given in kB) from the text of `/proc/<pid>/status`.
@@ -52,6 +55,7 @@ impl Paraph {
             rss_bytes,
             peak_rss_bytes,
             uptime_seconds: self.started.elapsed().as_secs(),
+            storage_engine: self.store().engine(),
         })
     }
 }
