@@ -89,6 +89,34 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
     srv.stop().await;
 }
 
+#[test]
+fn a_directory_keeps_its_engine_and_serving_it_with_another_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let paraph = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_paraph"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let init = paraph(&["admin", "init", "--engine", "redb", "--json"]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(data.join("index.redb").exists());
+    assert!(!data.join("db").exists());
+    let wrong = paraph(&["serve", "--listen", "127.0.0.1:0", "--engine", "sled"]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("holds a redb store, not sled"), "{err}");
+    assert!(!data.join("db").exists(), "nothing of sled was created");
+}
+
 struct Proc {
     child: Child,
     addr: std::net::SocketAddr,

@@ -188,9 +188,12 @@ pub struct InitArgs {
     /// Settings file (default: ./paraph.toml when it exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Data directory (sled).
+    /// Data directory.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Storage engine of a new data directory (default: sled).
+    #[arg(long, value_enum)]
+    pub engine: Option<crate::store::EngineKind>,
     /// Print the secrets as JSON.
     #[arg(long)]
     pub json: bool,
@@ -529,6 +532,9 @@ fn admin_init(a: InitArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(d) = a.data {
         settings.data = d;
+    }
+    if a.engine.is_some() {
+        settings.engine = a.engine;
     }
     let fresh =
         crate::server::admin_init(&settings, a.json).map_err(|e| CliError::Local(e.to_string()))?;
