@@ -169,6 +169,15 @@ impl Index {
         low: &[u8],
         high: Bound<&[u8]>,
     ) -> Result<Option<(IVec, IVec)>, StoreError> {
+        // An empty range (its end before its start) holds nothing, on every engine.
+        let empty = match high {
+            Bound::Included(h) => h < low,
+            Bound::Excluded(h) => h <= low,
+            Bound::Unbounded => false,
+        };
+        if empty {
+            return Ok(None);
+        }
         let range = (Bound::Included(low), high);
         match self {
             Index::Sled { tree, .. } => {

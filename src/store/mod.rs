@@ -807,6 +807,10 @@ impl<'a> Tx<'a> {
     pub fn floor_raw(&self, prefix: &str, key: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
         use std::ops::Bound;
         let p = prefix.as_bytes();
+        if key.as_bytes() < p {
+            // Nothing lies between (and a map's range would panic on it).
+            return Ok(None);
+        }
         let mut upper = Bound::Included(key.as_bytes().to_vec());
         loop {
             let range = (Bound::Included(p.to_vec()), upper.clone());
@@ -847,6 +851,9 @@ impl<'a> Tx<'a> {
     /// it is cheap; a record it returns is one the group may still rewrite before it commits.
     pub fn floor_in_group(&self, prefix: &str, key: &str) -> Option<(IVec, IVec)> {
         use std::ops::Bound;
+        if key < prefix {
+            return None;
+        }
         let range = (
             Bound::Included(prefix.as_bytes().to_vec()),
             Bound::Included(key.as_bytes().to_vec()),
@@ -1317,6 +1324,14 @@ mod tests {
             .expect("floor")
             .expect("found");
         assert_eq!((&k[..], v.len()), (&b"p/big"[..], 400));
+        // A key before the prefix: an empty range, not a failure.
+        assert!(store.floor_raw("p/", "a").expect("floor").is_none());
+        let in_tx = store.transact_blocking(|tx| {
+            tx.put_raw("p/d", b"written here")?;
+            let floor = tx.floor_raw("p/", "a")?;
+            Ok::<_, StoreError>((floor, tx.floor_in_group("p/", "a")))
+        });
+        assert_eq!(in_tx.expect("floor"), (None, None));
     }
 
     #[test]
