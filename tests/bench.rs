@@ -254,7 +254,8 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
     // --- Each one read back through the API: completed, one signature by the signer. ---
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let srv = TestServer::start_with(tmp, Some(operator.clone()), |_| {}).await;
+        // The directory's own engine, found.
+        let srv = TestServer::start_with(tmp, Some(operator.clone()), |s| s.engine = None).await;
         for (tenant, docs) in &ids {
             let mut reader = srv.docs(&operator, Some(tenant));
             let mut sigs = SignatureServiceClient::with_interceptor(

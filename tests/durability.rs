@@ -47,7 +47,8 @@ async fn restart_keeps_tenants_users_tokens_circuits_documents_and_inboxes() {
 
 #[tokio::test]
 async fn a_sled_directory_converted_to_redb_keeps_everything() {
-    let srv = TestServer::start().await;
+    let sled = |s: &mut paraph::config::Settings| s.engine = Some(paraph::store::EngineKind::Sled);
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, sled).await;
     let org = Org::create(&srv, "ville-c").await;
     create_circuit(&srv, &org, "two", vec![visa(&["alice"]), visa(&["bob"])]).await;
     let d = submit(&srv, &org, "two", &[("amount", "7")]).await;
@@ -81,7 +82,7 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
         "a second conversion is refused"
     );
 
-    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    let srv = TestServer::start_with(dir, Some(operator), |s| s.engine = None).await;
     assert_eq!(get(&srv, &org, "audit", &d.id).await.unwrap(), before);
     assert_eq!(inbox(&srv, &org, "bob").await, vec![d.id.clone()]);
     let done = approve(&srv, &org, "bob", &d.id, Some(1)).await.unwrap();

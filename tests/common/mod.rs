@@ -56,12 +56,24 @@ pub struct TestServer {
     channel: Channel,
 }
 
+/// The storage engine the in-process servers of the tests use: `PARAPH_TEST_ENGINE` (`sled`
+/// or `redb`), else the default. CI runs the tests once more with `redb`.
+pub fn test_engine() -> Option<paraph::store::EngineKind> {
+    match std::env::var("PARAPH_TEST_ENGINE").as_deref() {
+        Err(_) | Ok("") => None,
+        Ok("sled") => Some(paraph::store::EngineKind::Sled),
+        Ok("redb") => Some(paraph::store::EngineKind::Redb),
+        Ok(other) => panic!("PARAPH_TEST_ENGINE={other}: expected sled or redb"),
+    }
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(tempfile::tempdir().unwrap(), None, |_| {}).await
     }
 
-    /// Starts on `dir`; `operator` is the token from an earlier start of the same directory.
+    /// Starts on `dir` (with the engine of [`test_engine`] unless `tweak` says otherwise);
+    /// `operator` is the token from an earlier start of the same directory.
     pub async fn start_with(
         dir: tempfile::TempDir,
         operator: Option<String>,
@@ -69,6 +81,7 @@ impl TestServer {
     ) -> TestServer {
         let mut settings = Settings {
             data: dir.path().join("data"),
+            engine: test_engine(),
             ..Settings::default()
         };
         tweak(&mut settings);
