@@ -54,11 +54,41 @@ const SLED_CACHE: u64 = 16 * 1024 * 1024;
 
 const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("paraph");
 
-/// An open index, shared by the store's threads.
+/// The file paraph locks while a data directory is open, whatever its engine.
+const LOCK_FILE: &str = "lock";
+
+/// An open index, shared by the store's threads; the directory's lock is held until the last
+/// clone is dropped.
 #[derive(Clone)]
 pub enum Index {
-    Sled { db: sled::Db, tree: sled::Tree },
-    Redb(Arc<redb::Database>),
+    Sled {
+        db: sled::Db,
+        tree: sled::Tree,
+        _lock: Arc<std::fs::File>,
+    },
+    Redb {
+        db: Arc<redb::Database>,
+        _lock: Arc<std::fs::File>,
+    },
+}
+
+/// Takes the directory's exclusive lock (created on first use): a second process, or a second
+/// opening in this one, is refused before any engine file is touched.
+fn lock(dir: &Path) -> Result<Arc<std::fs::File>, StoreError> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))?;
+    match fs2::FileExt::try_lock_exclusive(&file) {
+        Ok(()) => Ok(Arc::new(file)),
+        Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+            Err(StoreError::InUse(dir.display().to_string()))
+        }
+        Err(e) => Err(StoreError::Io(e)),
+    }
 }
 
 fn redb_error(e: impl Into<redb::Error>) -> StoreError {
@@ -91,6 +121,7 @@ impl Index {
             (Some(found), _) => found,
             (None, w) => w.unwrap_or(EngineKind::Sled),
         };
+        let lock = lock(dir)?;
         match kind {
             EngineKind::Sled => {
                 let db = sled::Config::new()
@@ -98,10 +129,13 @@ impl Index {
                     .cache_capacity(SLED_CACHE)
                     .open()?;
                 let tree = db.open_tree("paraph")?;
-                Ok(Index::Sled { db, tree })
+                Ok(Index::Sled {
+                    db,
+                    tree,
+                    _lock: lock,
+                })
             }
             EngineKind::Redb => {
-                std::fs::create_dir_all(dir)?;
                 let db = redb::Database::builder()
                     .set_cache_size(REDB_CACHE)
                     .create(dir.join(REDB_FILE))
@@ -110,7 +144,10 @@ impl Index {
                 let tx = db.begin_write().map_err(redb_error)?;
                 tx.open_table(TABLE).map_err(redb_error)?;
                 tx.commit().map_err(redb_error)?;
-                Ok(Index::Redb(Arc::new(db)))
+                Ok(Index::Redb {
+                    db: Arc::new(db),
+                    _lock: lock,
+                })
             }
         }
     }
@@ -118,7 +155,7 @@ impl Index {
     pub fn kind(&self) -> EngineKind {
         match self {
             Index::Sled { .. } => EngineKind::Sled,
-            Index::Redb(_) => EngineKind::Redb,
+            Index::Redb { .. } => EngineKind::Redb,
         }
     }
 
@@ -126,7 +163,7 @@ impl Index {
     pub fn get(&self, k: &[u8]) -> Result<Option<IVec>, StoreError> {
         match self {
             Index::Sled { tree, .. } => Ok(tree.get(k)?),
-            Index::Redb(db) => {
+            Index::Redb { db, .. } => {
                 let rtx = db.begin_read().map_err(redb_error)?;
                 let t = rtx.open_table(TABLE).map_err(redb_error)?;
                 Ok(t.get(k).map_err(redb_error)?.map(|v| IVec::from(v.value())))
@@ -149,7 +186,7 @@ impl Index {
                     }
                 }
             }
-            Index::Redb(db) => {
+            Index::Redb { db, .. } => {
                 let rtx = db.begin_read().map_err(redb_error)?;
                 let t = rtx.open_table(TABLE).map_err(redb_error)?;
                 for item in t.range(start..).map_err(redb_error)? {
@@ -183,7 +220,7 @@ impl Index {
             Index::Sled { tree, .. } => {
                 Ok(tree.range::<&[u8], _>(range).next_back().transpose()?)
             }
-            Index::Redb(db) => {
+            Index::Redb { db, .. } => {
                 let rtx = db.begin_read().map_err(redb_error)?;
                 let t = rtx.open_table(TABLE).map_err(redb_error)?;
                 let last = t
@@ -214,7 +251,7 @@ impl Index {
                 }
                 Ok(tree.apply_batch(batch)?)
             }
-            Index::Redb(db) => {
+            Index::Redb { db, .. } => {
                 let mut tx = db.begin_write().map_err(redb_error)?;
                 tx.set_durability(redb::Durability::None);
                 {
@@ -239,7 +276,7 @@ impl Index {
     pub fn flush(&self) -> Result<(), StoreError> {
         match self {
             Index::Sled { db, .. } => db.flush().map(|_| ()).map_err(StoreError::from),
-            Index::Redb(db) => {
+            Index::Redb { db, .. } => {
                 // An empty commit at `Immediate` persists the `None` commits before it.
                 let mut tx = db.begin_write().map_err(redb_error)?;
                 tx.set_durability(redb::Durability::Immediate);
@@ -271,7 +308,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
             )))
         }
     }
-    let Index::Sled { db, tree } = Index::open(dir, Some(EngineKind::Sled))? else {
+    let Index::Sled { db, tree, _lock } = Index::open(dir, Some(EngineKind::Sled))? else {
         return Err(StoreError::Convert(
             "the sled index did not open as sled".into(),
         ));
@@ -340,6 +377,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
     drop(target);
     drop(tree);
     drop(db);
+    // The lock is held until the end: no server may open the directory half converted.
     std::fs::rename(&partial, dir.join(REDB_FILE))?;
     sync_dir(dir)?;
     // From here the directory opens as redb; sled's files are only kept.

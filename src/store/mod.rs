@@ -74,6 +74,8 @@ pub enum StoreError {
     Redb(Box<redb::Error>),
     #[error("storage I/O failure: {0}")]
     Io(#[from] std::io::Error),
+    #[error("data directory {0} is in use by another process (a running paraph server?)")]
+    InUse(String),
     #[error("conversion refused: {0}")]
     Convert(String),
     #[error("data directory {dir} holds a {found} store, not {wanted}")]
@@ -962,6 +964,7 @@ mod tests {
         group_floor_lookups_see_only_the_group_and_this_mutation,
         a_panicking_mutation_fails_alone,
         scans_and_last_stay_within_their_prefix,
+        a_directory_in_use_is_refused_naming_it,
     );
 
     fn a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back(engine: EngineKind) {
@@ -1332,6 +1335,22 @@ mod tests {
             Ok::<_, StoreError>((floor, tx.floor_in_group("p/", "a")))
         });
         assert_eq!(in_tx.expect("floor"), (None, None));
+    }
+
+    fn a_directory_in_use_is_refused_naming_it(engine: EngineKind) {
+        let (dir, _store) = open(engine);
+        let err = Store::open(dir.path())
+            .err()
+            .expect("a second opening while the first is open");
+        assert!(matches!(err, StoreError::InUse(_)), "{err}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        let convert = convert_sled_to_redb(dir.path()).expect_err("not while in use");
+        if engine == EngineKind::Sled {
+            assert!(matches!(convert, StoreError::InUse(_)), "{convert}");
+        }
     }
 
     #[test]
