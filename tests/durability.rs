@@ -58,14 +58,7 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
     let data = dir.path().join("data");
     assert!(data.join("db").exists(), "the default engine is sled");
 
-    let convert = |to: &str| {
-        Command::new(env!("CARGO_BIN_EXE_paraph"))
-            .args(["admin", "convert", "--to", to, "--data"])
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let convert = |to: &str| paraph_on(&data, &["admin", "convert", "--to", to]);
     let refused = convert("sled");
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only a conversion to redb"));
@@ -94,16 +87,7 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
 fn a_directory_keeps_its_engine_and_serving_it_with_another_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let paraph = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_paraph"))
-            .args(args)
-            .arg("--data")
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    };
-    let init = paraph(&["admin", "init", "--engine", "redb", "--json"]);
+    let init = paraph_on(&data, &["admin", "init", "--engine", "redb", "--json"]);
     assert!(
         init.status.success(),
         "{}",
@@ -111,11 +95,25 @@ fn a_directory_keeps_its_engine_and_serving_it_with_another_is_refused() {
     );
     assert!(data.join("index.redb").exists());
     assert!(!data.join("db").exists());
-    let wrong = paraph(&["serve", "--listen", "127.0.0.1:0", "--engine", "sled"]);
+    let wrong = paraph_on(
+        &data,
+        &["serve", "--listen", "127.0.0.1:0", "--engine", "sled"],
+    );
     assert!(!wrong.status.success());
     let err = String::from_utf8_lossy(&wrong.stderr);
     assert!(err.contains("holds a redb store, not sled"), "{err}");
     assert!(!data.join("db").exists(), "nothing of sled was created");
+}
+
+/// Runs `paraph ARGS --data DATA` to its end.
+fn paraph_on(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_paraph"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 struct Proc {

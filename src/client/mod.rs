@@ -503,17 +503,28 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::Local(format!("cannot start the async runtime: {e}")))
 }
 
-fn serve(a: ServeArgs) -> Result<(), CliError> {
-    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
+/// The settings of a command that works on a data directory: the file and the environment,
+/// then its `--data` and `--engine` flags when given.
+fn local_settings(
+    config: Option<&std::path::Path>,
+    data: Option<PathBuf>,
+    engine: Option<crate::store::EngineKind>,
+) -> Result<crate::config::Settings, CliError> {
+    let mut settings = crate::config::Settings::load(config, std::env::vars())
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(l) = a.listen {
-        settings.listen = l;
-    }
-    if let Some(d) = a.data {
+    if let Some(d) = data {
         settings.data = d;
     }
-    if a.engine.is_some() {
-        settings.engine = a.engine;
+    if engine.is_some() {
+        settings.engine = engine;
+    }
+    Ok(settings)
+}
+
+fn serve(a: ServeArgs) -> Result<(), CliError> {
+    let mut settings = local_settings(a.config.as_deref(), a.data, a.engine)?;
+    if let Some(l) = a.listen {
+        settings.listen = l;
     }
     if let Some(m) = a.max_document_bytes {
         settings.max_document_bytes = m;
@@ -528,14 +539,7 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
 }
 
 fn admin_init(a: InitArgs) -> Result<(), CliError> {
-    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(d) = a.data {
-        settings.data = d;
-    }
-    if a.engine.is_some() {
-        settings.engine = a.engine;
-    }
+    let settings = local_settings(a.config.as_deref(), a.data, a.engine)?;
     let fresh =
         crate::server::admin_init(&settings, a.json).map_err(|e| CliError::Local(e.to_string()))?;
     if !fresh {
@@ -549,11 +553,7 @@ fn admin_init(a: InitArgs) -> Result<(), CliError> {
 }
 
 fn admin_convert(a: ConvertArgs) -> Result<(), CliError> {
-    let mut settings = crate::config::Settings::load(a.config.as_deref(), std::env::vars())
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    if let Some(d) = a.data {
-        settings.data = d;
-    }
+    let settings = local_settings(a.config.as_deref(), a.data, None)?;
     if a.to != crate::store::EngineKind::Redb {
         return Err(CliError::Usage(format!(
             "only a conversion to redb exists, not to {}",
