@@ -39,14 +39,14 @@ impl std::fmt::Display for EngineKind {
 
 /// redb's file in the data directory.
 const REDB_FILE: &str = "index.redb";
+/// The file sled creates first in the data directory.
+const SLED_FILE: &str = "db";
 /// redb's file while a conversion writes it: never opened as the index.
 const REDB_PARTIAL: &str = "index.redb.partial";
 /// Where a conversion moves sled's files, kept until the operator removes them.
 const SLED_KEPT: &str = "sled-before-conversion";
 /// Keys copied per redb transaction during a conversion.
 const CONVERT_CHUNK: usize = 10_000;
-/// The file sled creates first in the data directory.
-const SLED_FILE: &str = "db";
 /// redb's page cache (its only memory that grows with use, and bounded).
 const REDB_CACHE: usize = 32 * 1024 * 1024;
 /// sled's cache capacity (sled's own accounting, not its resident memory).
@@ -110,6 +110,8 @@ impl Index {
     /// Opens the index in `dir`: the engine whose files are there, else `wanted`, else sled.
     /// Refuses a directory holding another engine's files than the one `wanted`.
     pub fn open(dir: &Path, wanted: Option<EngineKind>) -> Result<Index, StoreError> {
+        // Locked first: what the directory holds cannot change (a conversion) while it is read.
+        let lock = lock(dir)?;
         let kind = match (found_in(dir), wanted) {
             (Some(found), Some(w)) if found != w => {
                 return Err(StoreError::WrongEngine {
@@ -121,7 +123,6 @@ impl Index {
             (Some(found), _) => found,
             (None, w) => w.unwrap_or(EngineKind::Sled),
         };
-        let lock = lock(dir)?;
         match kind {
             EngineKind::Sled => {
                 let db = sled::Config::new()
@@ -386,7 +387,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let sled_file = name == "db"
+        let sled_file = name == SLED_FILE
             || name == "conf"
             || name == "blobs"
             || name.to_string_lossy().starts_with("snap.");

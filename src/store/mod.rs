@@ -819,11 +819,7 @@ impl<'a> Tx<'a> {
             // The greatest candidate of every layer; the index's own is the latest applied state.
             // The recent cache needs no look: every key it holds is in the index or in a group
             // ahead.
-            let high = match &upper {
-                Bound::Included(k) => Bound::Included(&k[..]),
-                Bound::Excluded(k) => Bound::Excluded(&k[..]),
-                Bound::Unbounded => Bound::Unbounded,
-            };
+            let high = upper.as_ref().map(Vec::as_slice);
             let mut best: Option<Vec<u8>> = self.index.last_in(p, high)?.map(|(k, _)| k.to_vec());
             let layers = [Some(&self.writes), self.group]
                 .into_iter()
