@@ -4,8 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use paraph::crypto::{self, SignerPart};
-use paraph::service::signatures::validate_chain;
-use paraph::service::trust::{Der, TrustSettings};
+use paraph::validation::{validate_chain, Der, TrustSettings};
 use sha2::Digest;
 
 const AT: i64 = 1_780_000_000;
@@ -90,11 +89,8 @@ fn bench(c: &mut Criterion) {
         let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls).unwrap();
         c.bench_function(&format!("validate_signature/{label}"), |b| {
             b.iter(|| {
-                let r = paraph::service::report::validate_cms(&trust, &data, &cms, None, None);
-                assert_eq!(
-                    r.indication,
-                    paraph::service::report::Indication::TotalPassed
-                );
+                let r = paraph::validation::validate_cms(&trust, &data, &cms, None, None);
+                assert_eq!(r.indication, paraph::validation::Indication::TotalPassed);
             })
         });
     }

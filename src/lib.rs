@@ -7,6 +7,8 @@
 //! - [`store`]: persistence of domain records in an embedded index (sled by default, or redb)
 //!   beside a value log: each mutation atomic, run on one writer thread in groups applied as one
 //!   batch and made durable by one shared fsync before any reply.
+//! - [`validation`]: the one signature validator (CMS, path, RGS level, validation time), used
+//!   by the service and the client alike. No I/O.
 //! - [`service`]: application layer: authorisation, load, domain transition, store, notify.
 //! - [`grpc`]: tonic services, proto <-> domain conversion, the one map from errors to `Status`.
 //! - [`server`]: process wiring: settings, listener, TLS, health, reflection, graceful shutdown.
@@ -25,6 +27,7 @@ pub mod pki;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod validation;
 
 /// Generated protobuf and gRPC code for package `paraph.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -17,8 +17,7 @@ use paraph::domain::{
     DocumentType, EventKind, Mode, NewDocument, RgsLevel, Role, StepDef, StepKind, TenantId,
     Timestamp, UserName,
 };
-use paraph::service::signatures::validate_chain;
-use paraph::service::trust::{Der, TrustSettings};
+use paraph::validation::{validate_chain, Der, TrustSettings};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;

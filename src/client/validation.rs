@@ -6,7 +6,7 @@ use super::error::CliError;
 use super::render;
 use super::ClientOpts;
 use crate::proto;
-use crate::service::trust::{Der, TrustSettings};
+use crate::validation::{Der, TrustSettings};
 use clap::Args;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -207,7 +207,7 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             .into_inner()
     } else {
         let trust = offline_trust(&a)?;
-        let r = crate::service::report::validate_cms(&trust, &data, &signature, at, a.level);
+        let r = crate::validation::validate_cms(&trust, &data, &signature, at, a.level);
         crate::grpc::signatures::report_to(&r)
     };
     if a.c.json {

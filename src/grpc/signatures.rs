@@ -4,8 +4,8 @@ use super::convert::{document_to, state_to, ts};
 use super::{caller, idem, invalid, to_status, Api};
 use crate::domain::{DocumentId, DomainError, Timestamp};
 use crate::proto::{self, signature_service_server::SignatureService};
-use crate::service::report::{Indication, Report};
 use crate::service::signatures::SignatureRecord;
+use crate::validation::{Indication, Report};
 use tonic::{Request, Response, Status};
 
 pub type SignatureApi = Api;

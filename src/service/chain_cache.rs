@@ -1,6 +1,6 @@
 //! A cache of successful certificate path validations for the signing hot path.
 //!
-//! Owns only memoisation; the validation itself is [`super::signatures::validate_chain`]. Safety
+//! Owns only memoisation; the validation itself is [`crate::validation::validate_chain`]. Safety
 //! rules (a cache must never turn a refusal into a pass):
 //!
 //! - only successes are kept; a refusal is always recomputed;
@@ -11,9 +11,8 @@
 //!   depends on changes: after every notBefore and CRL thisUpdate involved, before every
 //!   notAfter and CRL nextUpdate involved. Outside it, the chain is validated again.
 
-use super::signatures::{validate_chain, ChainOk, ChainRefusal};
-use super::trust::TrustSettings;
 use crate::domain::TenantId;
+use crate::validation::{validate_chain, ChainOk, ChainRefusal, TrustSettings};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -135,7 +134,7 @@ impl ChainCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::trust::Der;
+    use crate::validation::Der;
 
     const AT: i64 = 1_780_000_000;
     // 2049-12-01: the test CRLs' nextUpdate.

@@ -11,7 +11,6 @@ mod auth;
 pub mod chain_cache;
 pub mod delegation;
 pub mod documents;
-pub mod report;
 pub mod signatures;
 pub mod stats;
 pub mod tenancy;

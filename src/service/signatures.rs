@@ -8,13 +8,14 @@
 //! whose chain is validated again at completion with the CRLs in force.
 
 use super::documents::record;
-use super::trust::{trust_key, Der, TrustSettings};
+use super::trust::trust_key;
 use super::{ordered_id16, Caller, Idem, Paraph, Result, ServiceError};
 use crate::crypto::{self, cades, SignerPart};
 use crate::domain::{
     Document, DocumentId, DomainError, Role, TenantId, Timestamp, Transition, User, UserName,
 };
 use crate::store::Tx;
+use crate::validation::{validate_chain, ChainRefusal, Der, TrustSettings};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::sync::Arc;
@@ -187,95 +188,9 @@ impl SignatureRecord {
     }
 }
 
-/// A certificate chain that passed validation.
-#[derive(Debug, Clone)]
-pub struct ChainOk {
-    pub level: u8,
-    pub subject: String,
-    pub policy_oid: Option<String>,
-    /// Signer first, up to the anchor.
-    pub chain: Vec<Vec<u8>>,
-}
-
-/// Why a certificate is refused: an ETSI-style code and a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainRefusal {
-    pub code: String,
-    pub message: String,
-}
-
-impl ChainRefusal {
-    fn into_error(self) -> ServiceError {
-        DomainError::WrongState(format!(
-            "certificate refused: {}: {}",
-            self.code, self.message
-        ))
-        .into()
-    }
-}
-
-/// Validates `leaf` (with `extra` untrusted certificates) against the tenant's trust at `at`,
-/// with the RGS profile and revocation checking.
-pub fn validate_chain(
-    trust: &TrustSettings,
-    leaf: &[u8],
-    extra: &[Vec<u8>],
-    extra_crls: &[Vec<u8>],
-    at: i64,
-    required_level: Option<u8>,
-) -> std::result::Result<ChainOk, ChainRefusal> {
-    use crate::pki;
-    let refuse = |code: &str, message: String| ChainRefusal {
-        code: code.into(),
-        message,
-    };
-    let leaf = openssl::x509::X509::from_der(leaf)
-        .map_err(|e| refuse("FORMAT_FAILURE", format!("signer certificate: {e}")))?;
-    let certs = |ders: &mut dyn Iterator<Item = &[u8]>, what: &str| {
-        ders.map(|d| {
-            openssl::x509::X509::from_der(d)
-                .map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-    };
-    let mut opts = pki::VerifyOptions::new(at, pki::Profile::Rgs);
-    opts.trust_anchors = certs(
-        &mut trust.anchors.iter().map(|d| d.0.as_slice()),
-        "trust anchor",
-    )?;
-    opts.untrusted = certs(
-        &mut trust
-            .intermediates
-            .iter()
-            .map(|d| d.0.as_slice())
-            .chain(extra.iter().map(Vec::as_slice)),
-        "intermediate certificate",
-    )?;
-    opts.crls = trust
-        .crls
-        .iter()
-        .map(|d| d.0.as_slice())
-        .chain(extra_crls.iter().map(Vec::as_slice))
-        .map(|d| pki::Crl::from_der(d).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    opts.policy_levels = trust.policy_levels.clone();
-    opts.required_level = required_level;
-    match pki::verify(&leaf, &opts) {
-        Ok(v) => Ok(ChainOk {
-            level: v.level().unwrap_or(0),
-            subject: v.subject().to_owned(),
-            policy_oid: v.policy().map(str::to_owned),
-            chain: v
-                .chain()
-                .iter()
-                .map(|c| {
-                    c.to_der()
-                        .map_err(|e| refuse("FORMAT_FAILURE", e.to_string()))
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?,
-        }),
-        Err(r) => Err(refuse(r.code(), r.to_string())),
-    }
+/// A refused certificate as the service reports it.
+fn refused(r: ChainRefusal) -> ServiceError {
+    DomainError::WrongState(format!("certificate refused: {}: {}", r.code, r.message)).into()
 }
 
 fn content_digest(doc: &Document) -> Result<[u8; 32]> {
@@ -549,11 +464,10 @@ impl Paraph {
                     .get(&format!("user/{tenant}/{actor}"))?
                     .ok_or(ServiceError::Unauthenticated)?;
                 if !user.signs_with(&fp) {
-                    return Err(ChainRefusal {
+                    return Err(refused(ChainRefusal {
                         code: "NOT_BOUND".into(),
                         message: format!("this certificate is not bound to '{actor}'"),
-                    }
-                    .into_error());
+                    }));
                 }
                 let trust = trusts.settings(s, &tenant)?;
                 if !trust.usable() {
@@ -570,7 +484,7 @@ impl Paraph {
                         now.0,
                         level.map(|l| l.get()),
                     )
-                    .map_err(ChainRefusal::into_error)?;
+                    .map_err(refused)?;
                 let alg = crypto::SigAlg::for_key(&leaf_key).map_err(|e| {
                     DomainError::WrongState(format!("certificate refused: WEAK_ALGORITHM: {e}"))
                 })?;
@@ -691,7 +605,7 @@ impl Paraph {
                 let extra: Vec<Vec<u8>> = prep.chain.iter().map(|d| d.0.clone()).collect();
                 let ok = chains
                     .validate(&tenant, &trust, &prep.cert.0, &extra, prep.signing_time.0, level)
-                    .map_err(ChainRefusal::into_error)?;
+                    .map_err(refused)?;
                 let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
                 let part = SignerPart {
                     cert_der: prep.cert.0.clone(),
@@ -850,10 +764,10 @@ impl Paraph {
         cms: Vec<u8>,
         at: Option<i64>,
         required_level: Option<u8>,
-    ) -> Result<crate::service::report::Report> {
+    ) -> Result<crate::validation::report::Report> {
         let trust = self.load_trust(&caller.tenant).await?;
         self.blocking(move |_| {
-            Ok(crate::service::report::validate_cms(
+            Ok(crate::validation::report::validate_cms(
                 &trust,
                 &data,
                 &cms,

@@ -2,7 +2,7 @@
 //! an indication (TOTAL_PASSED, TOTAL_FAILED, INDETERMINATE) and a sub-indication naming why.
 //! Pure function of its inputs (trust settings, data, signature, time): usable offline.
 
-use super::signatures::validate_chain;
+use super::chain::validate_chain;
 use super::trust::TrustSettings;
 use crate::crypto::cades::{check_signer, SignerDefect};
 use crate::crypto::certs::{certs_from, summarize_cert};

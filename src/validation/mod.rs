@@ -1,0 +1,15 @@
+//! Signature validation: the one validator every entry point calls (CompleteSignature,
+//! ValidateSignature, `paraph validate`, `paraph verify-bundle`), over [`crate::crypto`] (the CMS
+//! and its signature value) and [`crate::pki`] (RFC 5280 path validation with the RGS profile).
+//!
+//! It sits below the service and the client: both call it, neither reaches into the other. Pure
+//! function of its inputs (trust material, data, signature, validation time): no store, no
+//! clock, no network.
+
+pub mod chain;
+pub mod report;
+pub mod trust;
+
+pub use chain::{validate_chain, ChainOk, ChainRefusal};
+pub use report::{validate_cms, Indication, Report, SignerReport};
+pub use trust::{Der, TrustSettings};

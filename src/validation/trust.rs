@@ -1,0 +1,70 @@
+//! The trust material a validation runs against: anchors, intermediates, CRLs, the policy OID
+//! -> RGS level allowlist and the signature policy, as a tenant stores them (or as the command
+//! line gives them offline). Data only: reading and writing them is the service's business.
+
+use crate::crypto::SignaturePolicy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// DER bytes, stored as `b64:` and standard base64 (records written before base64 hold plain
+/// hex, still read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Der(#[serde(with = "der_text")] pub Vec<u8>);
+
+mod der_text {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(4 + b.len().div_ceil(3) * 4);
+        text.push_str("b64:");
+        B64.encode_string(b, &mut text);
+        s.serialize_str(&text)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match s.strip_prefix("b64:") {
+            Some(b) => B64.decode(b).map_err(serde::de::Error::custom),
+            None => hex::decode(s.as_bytes()).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A tenant's trust settings, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustSettings {
+    pub anchors: Vec<Der>,
+    pub intermediates: Vec<Der>,
+    pub crls: Vec<Der>,
+    pub policy_levels: BTreeMap<String, u8>,
+    pub signature_policy: Option<SignaturePolicy>,
+    /// Bumped at every change: validation caches key on it.
+    pub generation: u64,
+}
+
+impl TrustSettings {
+    /// Whether certificate signatures can be validated at all.
+    pub fn usable(&self) -> bool {
+        !self.anchors.is_empty() && !self.policy_levels.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod der_tests {
+    use super::Der;
+
+    #[test]
+    fn der_is_written_as_base64_and_read_from_base64_or_legacy_hex() {
+        let der = Der(vec![0x30, 0x03, 0x02, 0x01, 0xff]);
+        let text = serde_json::to_string(&der).expect("encode");
+        assert_eq!(text, "\"b64:MAMCAf8=\"");
+        assert_eq!(serde_json::from_str::<Der>(&text).expect("decode"), der);
+        assert_eq!(
+            serde_json::from_str::<Der>("\"30030201ff\"").expect("legacy hex"),
+            der
+        );
+        assert!(serde_json::from_str::<Der>("\"b64:***\"").is_err());
+        assert!(serde_json::from_str::<Der>("\"3003zz\"").is_err());
+    }
+}
