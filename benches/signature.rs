@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
         let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls).unwrap();
         c.bench_function(&format!("validate_signature/{label}"), |b| {
             b.iter(|| {
-                let r = paraph::validation::validate_cms(&trust, &data, &cms, None, None);
+                let r = paraph::validation::validate_cms(&trust, &data, &cms, AT, &[], None);
                 assert_eq!(r.indication, paraph::validation::Indication::TotalPassed);
             })
         });

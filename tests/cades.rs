@@ -228,7 +228,9 @@ fn tampering_is_detected() {
     let s = &parse(&cms).unwrap().signers[0];
     assert_eq!(
         check_signer(s, &digest, &part.cert_der),
-        Err(SignerDefect::SigCrypto)
+        Err(SignerDefect::SigCrypto(
+            "the signature value does not verify".into()
+        ))
     );
     // Garbage is a clean error.
     assert!(parse(b"not a cms").is_err());

@@ -161,6 +161,7 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
             signature: all.signatures[0].cms.clone(),
             at: None,
             required_level: 2,
+            document_id: String::new(),
         })
         .await
         .unwrap()
@@ -179,6 +180,7 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
             signature: all.signatures[0].cms.clone(),
             at: None,
             required_level: 0,
+            document_id: String::new(),
         })
         .await
         .unwrap()
@@ -193,6 +195,7 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
             signature: all.signatures[0].cms.clone(),
             at: None,
             required_level: 3,
+            document_id: String::new(),
         })
         .await
         .unwrap()
@@ -204,6 +207,7 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
             signature: b"garbage".to_vec(),
             at: None,
             required_level: 0,
+            document_id: String::new(),
         })
         .await
         .unwrap()

@@ -11,7 +11,7 @@ use super::validation::read_file;
 use crate::audit::bundle::{self, BundleSignature, EvidenceBundle, VerifiedBundle};
 use crate::audit::AuditPublicKey;
 use crate::pki::format_rfc3339;
-use crate::validation::{validate_cms, Der, Indication, TrustSettings};
+use crate::validation::{validate_cms, Der, Indication, ProofOfExistence, TrustSettings};
 use clap::Args;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -79,13 +79,24 @@ fn check_signature(
         policy_levels: policies.into_iter().map(|p| (p, s.level)).collect(),
         ..TrustSettings::default()
     };
-    let report = validate_cms(
-        &trust,
-        content,
-        &s.cms.0,
-        Some(s.signing_time),
-        Some(s.level),
-    );
+    // The audit log proves the signature existed when the server recorded it; the CMS is
+    // judged at that time, with the revocation information the bundle carries, as of now.
+    let proofs: Vec<ProofOfExistence> = crate::crypto::parse(&s.cms.0)
+        .map(|p| {
+            p.signers
+                .into_iter()
+                .map(|signer| ProofOfExistence {
+                    signature_value: signer.signature,
+                    at: s.signing_time,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let now = {
+        use crate::clock::Clock;
+        crate::clock::SystemClock.now().0
+    };
+    let report = validate_cms(&trust, content, &s.cms.0, now, &proofs, Some(s.level));
     if report.indication != Indication::TotalPassed {
         let why = report
             .signers

@@ -28,7 +28,7 @@ pub fn parse_signature_policy(s: &str) -> Result<SignaturePolicyArg, String> {
         .ok_or_else(|| format!("{s:?} is not OID,HASH,URI"))?
         .trim();
     let uri = parts.next().unwrap_or_default().trim();
-    der::asn1::ObjectIdentifier::new(oid)
+    crate::crypto::der_util::encode_oid(oid)
         .map_err(|_| format!("{oid:?} is not an object identifier"))?;
     let sha256 = hex::decode(hash)
         .ok()

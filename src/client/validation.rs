@@ -32,9 +32,14 @@ pub struct ValidateArgs {
     /// The detached CMS signature (DER or PEM), e.g. a file written by `paraph signatures`.
     #[arg(long, value_name = "FILE.p7s")]
     pub signature: PathBuf,
-    /// Validation time, RFC 3339 (default: each signer's signing time).
+    /// Validation time, RFC 3339 (default: now). A signer's signing-time attribute is his claim:
+    /// it is reported, never used as the validation time.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
+    /// Through the server: the document this signature was made for through paraph; each of
+    /// its signatures is then judged at the time the server recorded it (proof of existence).
+    #[arg(long, value_name = "ID", conflicts_with = "trust")]
+    pub document: Option<String>,
     /// Minimum RGS level required of every signer (1-3 or *, **, ***).
     #[arg(long, value_name = "N", value_parser = parse_level)]
     pub level: Option<u8>,
@@ -73,7 +78,7 @@ pub fn parse_policy_level(s: &str) -> Result<(String, u8), String> {
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not OID=LEVEL"))?;
     let oid = oid.trim();
-    der::asn1::ObjectIdentifier::new(oid)
+    crate::crypto::der_util::encode_oid(oid)
         .map_err(|_| format!("{oid:?} is not an object identifier"))?;
     Ok((oid.to_owned(), parse_level(level)?))
 }
@@ -202,12 +207,17 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
                 signature,
                 at: at.map(|seconds| proto::Timestamp { seconds }),
                 required_level: a.level.map(u32::from).unwrap_or(0),
+                document_id: a.document.clone().unwrap_or_default(),
             })
             .await?
             .into_inner()
     } else {
         let trust = offline_trust(&a)?;
-        let r = crate::validation::validate_cms(&trust, &data, &signature, at, a.level);
+        let now = at.unwrap_or_else(|| {
+            use crate::clock::Clock;
+            crate::clock::SystemClock.now().0
+        });
+        let r = crate::validation::validate_cms(&trust, &data, &signature, now, &[], a.level);
         crate::grpc::signatures::report_to(&r)
     };
     if a.c.json {

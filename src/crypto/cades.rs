@@ -33,6 +33,15 @@ pub const ID_SHA1: &str = "1.3.14.3.2.26";
 pub const ID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 pub const ID_RSA: &str = "1.2.840.113549.1.1.1";
 pub const ID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+pub const ID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+pub const ID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
+pub const ID_SHA384_RSA: &str = "1.2.840.113549.1.1.12";
+pub const ID_SHA512_RSA: &str = "1.2.840.113549.1.1.13";
+pub const ID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
+pub const ID_MGF1: &str = "1.2.840.113549.1.1.8";
+pub const ID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+pub const ID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
+const ID_SUBJECT_KEY_ID: &str = "2.5.29.14";
 
 fn o(s: &str) -> ObjectIdentifier {
     // Only called with the constants above, which are valid.
@@ -384,6 +393,8 @@ pub struct ParsedSigner {
     pub signature: Vec<u8>,
     pub digest_oid: String,
     pub signature_oid: String,
+    /// DER of the signature algorithm's parameters (RSASSA-PSS), if any.
+    pub signature_params: Option<Vec<u8>>,
     pub message_digest: Option<Vec<u8>>,
     pub signing_time: Option<i64>,
     pub signing_cert_hash: Option<Vec<u8>>,
@@ -419,7 +430,10 @@ fn parse_signer(
                     && c.tbs_certificate.serial_number == ias.serial_number
             })
             .map(|(_, d)| d.clone()),
-        SignerIdentifier::SubjectKeyIdentifier(_) => None,
+        SignerIdentifier::SubjectKeyIdentifier(ski) => certs
+            .iter()
+            .find(|(c, _)| subject_key_id(c).as_deref() == Some(ski.0.as_bytes()))
+            .map(|(_, d)| d.clone()),
     };
     let attrs = si
         .signed_attrs
@@ -497,12 +511,30 @@ fn parse_signer(
         signature: si.signature.as_bytes().to_vec(),
         digest_oid: si.digest_alg.oid.to_string(),
         signature_oid: si.signature_algorithm.oid.to_string(),
+        signature_params: si
+            .signature_algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.to_der().ok()),
         message_digest,
         signing_time,
         signing_cert_hash,
         policy_oid,
         attributes,
     })
+}
+
+/// The keyIdentifier of a certificate's subjectKeyIdentifier extension.
+fn subject_key_id(c: &Certificate) -> Option<Vec<u8>> {
+    let ext = c
+        .tbs_certificate
+        .extensions
+        .as_ref()?
+        .iter()
+        .find(|e| e.extn_id == o(ID_SUBJECT_KEY_ID))?;
+    OctetString::from_der(ext.extn_value.as_bytes())
+        .ok()
+        .map(|k| k.as_bytes().to_vec())
 }
 
 /// Parses a CMS ContentInfo holding a SignedData (DER).
@@ -548,34 +580,193 @@ pub fn parse(cms_der: &[u8]) -> Result<ParsedCms, CryptoError> {
     })
 }
 
+/// The signed content, or its SHA-256 alone when that is all the caller has.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    Data(&'a [u8]),
+    Sha256(&'a [u8; 32]),
+}
+
+impl<'a> From<&'a [u8; 32]> for Content<'a> {
+    fn from(d: &'a [u8; 32]) -> Content<'a> {
+        Content::Sha256(d)
+    }
+}
+
+impl Content<'_> {
+    /// The content's digest with the algorithm `oid` (SHA-256, SHA-384, SHA-512); `None` for
+    /// any other algorithm, or one that cannot be computed from what is at hand.
+    fn digest(&self, oid: &str) -> Option<Vec<u8>> {
+        use sha2::Digest;
+        match (self, oid) {
+            (Content::Sha256(d), ID_SHA256) => Some(d.to_vec()),
+            (Content::Data(d), ID_SHA256) => Some(sha2::Sha256::digest(d).to_vec()),
+            (Content::Data(d), ID_SHA384) => Some(sha2::Sha384::digest(d).to_vec()),
+            (Content::Data(d), ID_SHA512) => Some(sha2::Sha512::digest(d).to_vec()),
+            _ => None,
+        }
+    }
+}
+
+/// The digest algorithms a signer may use (RGS: at least 256 bits).
+fn message_digest(oid: &str) -> Option<MessageDigest> {
+    match oid {
+        ID_SHA256 => Some(MessageDigest::sha256()),
+        ID_SHA384 => Some(MessageDigest::sha384()),
+        ID_SHA512 => Some(MessageDigest::sha512()),
+        _ => None,
+    }
+}
+
+/// How a SignerInfo's signature value is to be verified, from its signatureAlgorithm and
+/// digestAlgorithm, checked against the key type of the certificate: an algorithm of another
+/// key family (an RSA value labelled ECDSA) or a hash that differs from the digest algorithm is
+/// a defect, never a pass.
+enum Scheme {
+    RsaPkcs1(MessageDigest),
+    RsaPss { md: MessageDigest, salt: i32 },
+    Ecdsa(MessageDigest),
+}
+
+fn scheme(s: &ParsedSigner, key: &PKey<Public>) -> Result<Scheme, SignerDefect> {
+    let md = message_digest(&s.digest_oid).ok_or_else(|| {
+        SignerDefect::WeakAlgorithm(if s.digest_oid == ID_SHA1 {
+            "SHA-1 digest".into()
+        } else {
+            format!(
+                "digest algorithm {} (SHA-256, SHA-384 or SHA-512 required)",
+                s.digest_oid
+            )
+        })
+    })?;
+    let is_rsa = key.id() == Id::RSA;
+    let is_ec = key.id() == Id::EC;
+    let same_hash = |hash_oid: &str, family: &str| {
+        if hash_oid == s.digest_oid {
+            Ok(())
+        } else {
+            Err(SignerDefect::SigCrypto(format!(
+                "signature algorithm {family} uses hash {hash_oid} but the digest algorithm is {}",
+                s.digest_oid
+            )))
+        }
+    };
+    let wrong_key = |family: &str| {
+        Err(SignerDefect::SigCrypto(format!(
+            "signature algorithm {} ({family}) does not match the certificate's {} key",
+            s.signature_oid,
+            if is_rsa {
+                "RSA"
+            } else if is_ec {
+                "EC"
+            } else {
+                "unsupported"
+            }
+        )))
+    };
+    match s.signature_oid.as_str() {
+        ID_RSA | ID_SHA256_RSA | ID_SHA384_RSA | ID_SHA512_RSA => {
+            if !is_rsa {
+                return wrong_key("RSA PKCS#1 v1.5");
+            }
+            match s.signature_oid.as_str() {
+                ID_SHA256_RSA => same_hash(ID_SHA256, "sha256WithRSAEncryption")?,
+                ID_SHA384_RSA => same_hash(ID_SHA384, "sha384WithRSAEncryption")?,
+                ID_SHA512_RSA => same_hash(ID_SHA512, "sha512WithRSAEncryption")?,
+                _ => {}
+            }
+            Ok(Scheme::RsaPkcs1(md))
+        }
+        ID_ECDSA_SHA256 | ID_ECDSA_SHA384 | ID_ECDSA_SHA512 => {
+            if !is_ec {
+                return wrong_key("ECDSA");
+            }
+            let hash = match s.signature_oid.as_str() {
+                ID_ECDSA_SHA256 => ID_SHA256,
+                ID_ECDSA_SHA384 => ID_SHA384,
+                _ => ID_SHA512,
+            };
+            same_hash(hash, "ECDSA")?;
+            Ok(Scheme::Ecdsa(md))
+        }
+        ID_RSASSA_PSS => {
+            if !is_rsa {
+                return wrong_key("RSASSA-PSS");
+            }
+            let (hash, mgf_hash, salt) = pss_params(s.signature_params.as_deref())?;
+            same_hash(&hash, "RSASSA-PSS")?;
+            if mgf_hash != hash {
+                return Err(SignerDefect::Format(format!(
+                    "RSASSA-PSS with MGF1 hash {mgf_hash} different from its hash {hash}"
+                )));
+            }
+            Ok(Scheme::RsaPss { md, salt })
+        }
+        other => Err(SignerDefect::WeakAlgorithm(format!(
+            "signature algorithm {other} (RSA PKCS#1 v1.5, RSASSA-PSS or ECDSA required)"
+        ))),
+    }
+}
+
+/// RSASSA-PSS-params (RFC 4055): the hash, the MGF1 hash and the salt length. Absent fields
+/// take their defaults (SHA-1, MGF1 with SHA-1, 20), which then fail the hash checks.
+fn pss_params(der: Option<&[u8]>) -> Result<(String, String, i32), SignerDefect> {
+    let bad = |m: &str| SignerDefect::Format(format!("RSASSA-PSS parameters: {m}"));
+    let der = der.ok_or_else(|| bad("absent"))?;
+    let fields: Vec<Any> = Any::from_der(der)
+        .and_then(|a| a.decode_as())
+        .map_err(|e| bad(&e.to_string()))?;
+    let (mut hash, mut mgf, mut salt) = (ID_SHA1.to_string(), ID_SHA1.to_string(), 20i32);
+    for f in fields {
+        let inner = || -> Result<Any, SignerDefect> {
+            Any::from_der(f.value()).map_err(|e| bad(&e.to_string()))
+        };
+        match f.tag() {
+            der::Tag::ContextSpecific { number, .. } if number.value() == 0 => {
+                let alg: AlgorithmIdentifierOwned =
+                    inner()?.decode_as().map_err(|e| bad(&e.to_string()))?;
+                hash = alg.oid.to_string();
+            }
+            der::Tag::ContextSpecific { number, .. } if number.value() == 1 => {
+                let alg: AlgorithmIdentifierOwned =
+                    inner()?.decode_as().map_err(|e| bad(&e.to_string()))?;
+                if alg.oid != o(ID_MGF1) {
+                    return Err(bad("mask generation function is not MGF1"));
+                }
+                let h: AlgorithmIdentifierOwned = alg
+                    .parameters
+                    .ok_or_else(|| bad("MGF1 without its hash"))?
+                    .decode_as()
+                    .map_err(|e| bad(&e.to_string()))?;
+                mgf = h.oid.to_string();
+            }
+            der::Tag::ContextSpecific { number, .. } if number.value() == 2 => {
+                let n: u32 = inner()?.decode_as().map_err(|e| bad(&e.to_string()))?;
+                salt = i32::try_from(n).map_err(|_| bad("salt length out of range"))?;
+            }
+            der::Tag::ContextSpecific { number, .. } if number.value() == 3 => {
+                let n: u32 = inner()?.decode_as().map_err(|e| bad(&e.to_string()))?;
+                if n != 1 {
+                    return Err(bad("trailer field is not 1"));
+                }
+            }
+            _ => return Err(bad("unexpected field")),
+        }
+    }
+    Ok((hash, mgf, salt))
+}
+
 /// Verifies a signer fully at the cryptographic level: CAdES attributes present once each,
-/// message digest of `content`, signing-certificate-v2 matching `cert_der`, algorithms
-/// (SHA-256), and the signature value. Trust in the certificate is `pki`'s question.
-pub fn check_signer(
+/// message digest of the content, signing-certificate-v2 matching `cert_der`, algorithms
+/// (digest SHA-256/384/512; RSA PKCS#1 v1.5, RSASSA-PSS or ECDSA matching the certificate's
+/// key and that digest), and the signature value. Trust in the certificate is `pki`'s question.
+pub fn check_signer<'a>(
     s: &ParsedSigner,
-    content_sha256: &[u8; 32],
+    content: impl Into<Content<'a>>,
     cert_der: &[u8],
 ) -> Result<(), SignerDefect> {
     if let AttributeCheck::Format(f) = &s.attributes {
         return Err(SignerDefect::Format(f.clone()));
-    }
-    if s.digest_oid == ID_SHA1 {
-        return Err(SignerDefect::WeakAlgorithm("SHA-1 digest".into()));
-    }
-    if s.digest_oid != ID_SHA256 {
-        return Err(SignerDefect::WeakAlgorithm(format!(
-            "digest algorithm {} (SHA-256 required)",
-            s.digest_oid
-        )));
-    }
-    if ![ID_SHA256_RSA, ID_ECDSA_SHA256, ID_RSA].contains(&s.signature_oid.as_str()) {
-        return Err(SignerDefect::WeakAlgorithm(format!(
-            "signature algorithm {}",
-            s.signature_oid
-        )));
-    }
-    if s.message_digest.as_deref() != Some(&content_sha256[..]) {
-        return Err(SignerDefect::HashFailure);
     }
     use sha2::Digest;
     let cert_hash = sha2::Sha256::digest(cert_der);
@@ -584,10 +775,38 @@ pub fn check_signer(
             "signing-certificate-v2 does not match the signer certificate".into(),
         ));
     }
-    match verify_signature_value(cert_der, &s.signed_attrs_der, &s.signature) {
-        Ok(_) => Ok(()),
-        Err(CryptoError::Unsupported(u)) => Err(SignerDefect::WeakAlgorithm(u)),
-        Err(_) => Err(SignerDefect::SigCrypto),
+    let key = certificate_public_key(cert_der)
+        .map_err(|e| SignerDefect::Format(format!("signer certificate: {e}")))?;
+    let scheme = scheme(s, &key)?;
+    let content = content.into();
+    let digest = content.digest(&s.digest_oid).ok_or_else(|| {
+        SignerDefect::WeakAlgorithm(format!(
+            "digest algorithm {} cannot be checked here (SHA-256 only without the content)",
+            s.digest_oid
+        ))
+    })?;
+    if s.message_digest.as_deref() != Some(&digest[..]) {
+        return Err(SignerDefect::HashFailure);
+    }
+    let verified = (|| -> Result<bool, openssl::error::ErrorStack> {
+        let (md, pss) = match scheme {
+            Scheme::RsaPkcs1(md) | Scheme::Ecdsa(md) => (md, None),
+            Scheme::RsaPss { md, salt } => (md, Some(salt)),
+        };
+        let mut v = Verifier::new(md, &key)?;
+        if let Some(salt) = pss {
+            v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+            v.set_rsa_mgf1_md(md)?;
+            v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+        }
+        v.update(&s.signed_attrs_der)?;
+        v.verify(&s.signature)
+    })();
+    match verified {
+        Ok(true) => Ok(()),
+        _ => Err(SignerDefect::SigCrypto(
+            "the signature value does not verify".into(),
+        )),
     }
 }
 
@@ -596,7 +815,8 @@ pub fn check_signer(
 pub enum SignerDefect {
     Format(String),
     HashFailure,
-    SigCrypto,
+    /// The value does not verify, or its algorithm does not fit the key or the digest.
+    SigCrypto(String),
     WeakAlgorithm(String),
 }
 

@@ -62,6 +62,8 @@ pub fn report_to(r: &Report) -> proto::ValidationReport {
                 signing_time: s.signing_time.map(Timestamp).and_then(ts),
                 chain: s.chain.clone(),
                 policy_oid: s.policy_oid.clone().unwrap_or_default(),
+                validation_time: ts(Timestamp(s.validation_time)),
+                proof_of_existence: s.proof_of_existence.map(Timestamp).and_then(ts),
             })
             .collect(),
     }
@@ -150,9 +152,21 @@ impl SignatureService for Api {
                 )))
             }
         };
+        let document = if r.document_id.is_empty() {
+            None
+        } else {
+            Some(DocumentId::parse(&r.document_id).map_err(invalid)?)
+        };
         let report = self
             .svc
-            .validate_signature(&c, r.data, r.signature, r.at.map(|t| t.seconds), level)
+            .validate_signature(
+                &c,
+                r.data,
+                r.signature,
+                r.at.map(|t| t.seconds),
+                level,
+                document,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(report_to(&report)))

@@ -52,6 +52,13 @@ extern "C" {
         ctx: *const openssl_sys::X509_STORE_CTX,
         idx: c_int,
     ) -> *mut c_void;
+    /// The valid policy tree of the last verification (owned by the context; may be NULL).
+    fn X509_STORE_CTX_get0_policy_tree(ctx: *const openssl_sys::X509_STORE_CTX) -> *mut c_void;
+    /// The user-constrained policy set (NULL when the initial set was left at anyPolicy).
+    fn X509_policy_tree_get0_user_policies(tree: *const c_void) -> *mut c_void;
+    /// The authority-constrained policy set.
+    fn X509_policy_tree_get0_policies(tree: *const c_void) -> *mut c_void;
+    fn X509_policy_node_get0_policy(node: *const c_void) -> *const openssl_sys::ASN1_OBJECT;
 }
 
 /// The "app data" slot of an `X509_STORE_CTX` (`X509_STORE_CTX_set_app_data` is this index).
@@ -135,6 +142,51 @@ extern "C" fn record_and_continue(ok: c_int, ctx: *mut openssl_sys::X509_STORE_C
         cert,
     });
     1
+}
+
+/// The policies of the valid policy tree that survived RFC 5280 section 6.1 processing, as
+/// dotted OIDs: the user-constrained set (authority-constrained set intersected with the
+/// initial policy set), or the authority-constrained set when the initial set was anyPolicy.
+/// `None` when there is no tree (no policy processing result to rely on).
+pub(crate) fn valid_policies(ctx: &X509StoreContextRef) -> Option<Vec<String>> {
+    // SAFETY: the context is initialised and verified; the tree, its node stacks and their
+    // objects are owned by the context and only read here, before the context is cleaned up.
+    unsafe {
+        let tree = X509_STORE_CTX_get0_policy_tree(ctx.as_ptr());
+        if tree.is_null() {
+            return None;
+        }
+        let mut nodes = X509_policy_tree_get0_user_policies(tree);
+        if nodes.is_null() {
+            nodes = X509_policy_tree_get0_policies(tree);
+        }
+        if nodes.is_null() {
+            return Some(Vec::new());
+        }
+        let stack = nodes as *const openssl_sys::OPENSSL_STACK;
+        let mut out = Vec::new();
+        for i in 0..openssl_sys::OPENSSL_sk_num(stack) {
+            let node = openssl_sys::OPENSSL_sk_value(stack, i);
+            if node.is_null() {
+                continue;
+            }
+            let obj = X509_policy_node_get0_policy(node);
+            if obj.is_null() {
+                continue;
+            }
+            let mut buf = [0u8; 256];
+            let n = openssl_sys::OBJ_obj2txt(buf.as_mut_ptr().cast(), buf.len() as c_int, obj, 1);
+            let Ok(n) = usize::try_from(n) else { continue };
+            if n == 0 || n >= buf.len() {
+                // An OID longer than the buffer cannot be named: it matches no allowlist entry.
+                continue;
+            }
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out.sort();
+        out.dedup();
+        Some(out)
+    }
 }
 
 /// Runs `X509_verify_cert` on an initialised context, recording every error instead of stopping

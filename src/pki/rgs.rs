@@ -136,24 +136,41 @@ pub(crate) fn policies(cert: &X509Certificate<'_>) -> Vec<String> {
             _ => None,
         })
         .flatten()
-        .map(|p| p.policy_id.to_id_string())
+        .map(|p| {
+            // Our own decoder: arcs under 2 above 47 (2.999.7.1) are mis-decoded elsewhere.
+            crate::crypto::der_util::decode_oid(p.policy_id.as_bytes()).unwrap_or_else(|| {
+                format!("<malformed OID {}>", hex::encode(p.policy_id.as_bytes()))
+            })
+        })
         .collect()
 }
 
-/// The highest level among the leaf's allowlisted policies, with that policy.
+/// The RGS level of a path: the highest level among the allowlisted policies that survived
+/// RFC 5280 section 6.1 policy processing (`valid_policies`, the valid policy tree's set), with
+/// that policy. What the leaf merely asserts counts for nothing: a CA that allows only the `*`
+/// policy caps every leaf below it at `*`, whatever the leaf claims. Without a policy tree
+/// there is no level (fail closed).
 pub(crate) fn leaf_level(
     leaf: &X509Certificate<'_>,
+    valid_policies: Option<&[String]>,
     levels: &BTreeMap<String, u8>,
 ) -> Option<(u8, String)> {
+    let valid = valid_policies?;
     policies(leaf)
         .into_iter()
+        .filter(|oid| valid.contains(oid))
         .filter_map(|oid| levels.get(&oid).map(|l| (*l, oid)))
         .max_by_key(|(l, _)| *l)
 }
 
 /// Refusal for a leaf without an allowlisted policy.
-pub(crate) fn no_policy(leaf: &X509Certificate<'_>, levels: &BTreeMap<String, u8>) -> Refusal {
+pub(crate) fn no_policy(
+    leaf: &X509Certificate<'_>,
+    valid_policies: Option<&[String]>,
+    levels: &BTreeMap<String, u8>,
+) -> Refusal {
     let has = policies(leaf);
+    let allowlisted = has.iter().any(|p| levels.contains_key(p));
     let has = if has.is_empty() {
         "none".to_string()
     } else {
@@ -161,6 +178,20 @@ pub(crate) fn no_policy(leaf: &X509Certificate<'_>, levels: &BTreeMap<String, u8
     };
     let detail = if levels.is_empty() {
         format!("no policy OID -> RGS level allowlist is configured (leaf policies: {has})")
+    } else if allowlisted {
+        let valid = valid_policies
+            .map(|v| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            })
+            .unwrap_or_else(|| "no policy tree".into());
+        format!(
+            "the leaf asserts [{has}] but the path's CAs do not allow it: the policies valid \
+             for the whole path are [{valid}]"
+        )
     } else if has == ANY_POLICY {
         "the leaf asserts only anyPolicy; the RGS level comes from an explicit leaf policy"
             .to_string()

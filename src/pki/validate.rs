@@ -173,17 +173,25 @@ pub fn verify_all(leaf: &X509, opts: &VerifyOptions) -> Result<ValidatedChain, V
         };
         all.push(Refusal::Other { detail });
     }
-    own_checks(&ctx, opts, &mut all);
+    let policies = run.valid_policies.as_deref();
+    own_checks(&ctx, opts, policies, &mut all);
     if !all.is_empty() {
         return Err(sort_by_precedence(all));
     }
-    build_validated(&chain, &parsed, opts).map_err(|r| vec![r])
+    build_validated(&chain, &parsed, opts, policies).map_err(|r| vec![r])
 }
 
 /// Checks the options and returns the initial policy set as OpenSSL objects.
 fn check_options(opts: &VerifyOptions) -> Result<Vec<Asn1Object>, String> {
     for (oid, level) in &opts.policy_levels {
         check_oid(oid)?;
+        if oid == "2.5.29.32.0" {
+            return Err(
+                "anyPolicy (2.5.29.32.0) cannot carry an RGS level: the level comes from an \
+                 explicit policy"
+                    .into(),
+            );
+        }
         if !(1..=3).contains(level) {
             return Err(format!(
                 "RGS level {level} for policy {oid} is not 1, 2 or 3"
@@ -208,20 +216,15 @@ fn check_options(opts: &VerifyOptions) -> Result<Vec<Asn1Object>, String> {
         .collect()
 }
 
-/// A dotted OID: at least two numeric arcs, first 0..=2.
+/// A dotted OID (see [`crate::crypto::der_util::encode_oid`]; `2.999.7.1` is one).
 fn check_oid(oid: &str) -> Result<(), String> {
-    let arcs: Vec<&str> = oid.split('.').collect();
-    let numeric = arcs
-        .iter()
-        .all(|a| !a.is_empty() && a.len() <= 20 && a.bytes().all(|b| b.is_ascii_digit()));
-    if arcs.len() < 2 || !numeric || !matches!(arcs[0], "0" | "1" | "2") {
-        return Err(format!("{oid:?} is not a dotted OID such as 1.2.250.1.96"));
-    }
-    Ok(())
+    crate::crypto::der_util::encode_oid(oid).map(|_| ())
 }
 
 struct Run {
     verdict: Result<bool, ErrorStack>,
+    /// The policies that survived policy processing (see [`ffi::valid_policies`]).
+    valid_policies: Option<Vec<String>>,
     findings: Vec<RawFinding>,
     chain: Vec<X509>,
     last_error: X509VerifyResult,
@@ -269,12 +272,14 @@ fn run_openssl(
     let mut ctx = X509StoreContext::new()?;
     ctx.init(&store, leaf, &untrusted, |c| {
         let (verdict, findings) = ffi::verify_collecting(c);
+        let valid_policies = ffi::valid_policies(c);
         let chain = c
             .chain()
             .map(|s| s.iter().map(|x| x.to_owned()).collect())
             .unwrap_or_default();
         Ok(Run {
             verdict,
+            valid_policies,
             findings,
             chain,
             last_error: c.error(),
@@ -630,7 +635,12 @@ enum CrlProblem {
 }
 
 /// paraph's checks on the built path (see [`super::rgs`]).
-fn own_checks(ctx: &Ctx<'_, '_>, opts: &VerifyOptions, out: &mut Vec<Refusal>) {
+fn own_checks(
+    ctx: &Ctx<'_, '_>,
+    opts: &VerifyOptions,
+    valid_policies: Option<&[String]>,
+    out: &mut Vec<Refusal>,
+) {
     let rgs_profile = opts.profile == Profile::Rgs;
     for (i, cert) in ctx.chain.iter().enumerate() {
         let depth = u32::try_from(i).unwrap_or(u32::MAX);
@@ -670,6 +680,7 @@ fn own_checks(ctx: &Ctx<'_, '_>, opts: &VerifyOptions, out: &mut Vec<Refusal>) {
     if let Some(leaf) = ctx.parsed_at(0) {
         level_checks(
             leaf,
+            valid_policies,
             &opts.policy_levels,
             opts.required_level,
             rgs_profile,
@@ -680,6 +691,7 @@ fn own_checks(ctx: &Ctx<'_, '_>, opts: &VerifyOptions, out: &mut Vec<Refusal>) {
 
 fn level_checks(
     leaf: &X509Certificate<'_>,
+    valid_policies: Option<&[String]>,
     levels: &BTreeMap<String, u8>,
     required: Option<u8>,
     rgs_profile: bool,
@@ -688,8 +700,8 @@ fn level_checks(
     if !rgs_profile && required.is_none() {
         return;
     }
-    match rgs::leaf_level(leaf, levels) {
-        None => out.push(rgs::no_policy(leaf, levels)),
+    match rgs::leaf_level(leaf, valid_policies, levels) {
+        None => out.push(rgs::no_policy(leaf, valid_policies, levels)),
         Some((level, policy)) => {
             if let Some(required) = required {
                 if level < required {
@@ -708,6 +720,7 @@ fn build_validated(
     chain: &[X509],
     parsed: &[Option<X509Certificate<'_>>],
     opts: &VerifyOptions,
+    valid_policies: Option<&[String]>,
 ) -> Result<ValidatedChain, Refusal> {
     let internal = |what: &str| Refusal::Other {
         detail: format!("internal error after a successful validation: {what}"),
@@ -721,7 +734,7 @@ fn build_validated(
         .ok_or_else(|| internal("empty chain"))?
         .to_der()
         .map_err(|_| internal("leaf DER"))?;
-    let (level, policy) = match rgs::leaf_level(leaf, &opts.policy_levels) {
+    let (level, policy) = match rgs::leaf_level(leaf, valid_policies, &opts.policy_levels) {
         Some((l, p)) => (Some(l), Some(p)),
         None => (None, None),
     };

@@ -756,7 +756,9 @@ impl Paraph {
         .await
     }
 
-    /// Validates a CMS signature over `data` with the caller's tenant trust settings.
+    /// Validates a CMS signature over `data` with the caller's tenant trust settings, at `at`
+    /// (default now). With `document`, the signatures paraph stored for that document (which
+    /// the caller must be allowed to read) are judged at the time the server recorded them.
     pub async fn validate_signature(
         &self,
         caller: &Caller,
@@ -764,18 +766,51 @@ impl Paraph {
         cms: Vec<u8>,
         at: Option<i64>,
         required_level: Option<u8>,
-    ) -> Result<crate::validation::report::Report> {
+        document: Option<DocumentId>,
+    ) -> Result<crate::validation::Report> {
         let trust = self.load_trust(&caller.tenant).await?;
+        let now = at.unwrap_or(self.clock.now().0);
+        let proofs = match document {
+            Some(id) => self.proofs_of_existence(caller, id).await?,
+            None => Vec::new(),
+        };
         self.blocking(move |_| {
-            Ok(crate::validation::report::validate_cms(
+            Ok(crate::validation::validate_cms(
                 &trust,
                 &data,
                 &cms,
-                at,
+                now,
+                &proofs,
                 required_level,
             ))
         })
         .await
+    }
+
+    /// For each signature paraph stored for a document, the time its completion was recorded
+    /// (the history event that names it, written by the server with its own clock).
+    async fn proofs_of_existence(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+    ) -> Result<Vec<crate::validation::ProofOfExistence>> {
+        let doc = self.get_document(caller, id).await?;
+        let (recs, _) = self.get_signatures(caller, doc.id.clone()).await?;
+        Ok(recs
+            .into_iter()
+            .filter_map(|r| {
+                let at = doc
+                    .history
+                    .iter()
+                    .find(|e| e.signature == Some(r.index))?
+                    .at
+                    .0;
+                Some(crate::validation::ProofOfExistence {
+                    signature_value: r.signature.0,
+                    at,
+                })
+            })
+            .collect())
     }
 }
 

@@ -62,7 +62,7 @@ fn parse_crls(items: &[Vec<u8>]) -> Result<Vec<Der>> {
 }
 
 fn check_oid(field: &str, oid: &str) -> Result<()> {
-    der::asn1::ObjectIdentifier::new(oid)
+    crate::crypto::der_util::encode_oid(oid)
         .map(|_| ())
         .map_err(|_| {
             DomainError::invalid(field, format!("'{oid}' is not an object identifier")).into()

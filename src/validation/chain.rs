@@ -1,7 +1,59 @@
 //! Certificate path validation of a signer against trust settings, RGS profile with
-//! revocation: the adapter from [`TrustSettings`] to [`crate::pki`].
+//! revocation: the adapter from [`TrustSettings`] to [`crate::pki`], and the validation-time
+//! model (ETSI EN 319 102-1, simplified).
+//!
+//! # When a signature is judged
+//!
+//! - At the **validation time**: now (or the time a user asks for), never the `signing-time` the
+//!   signer wrote into his own attributes, which is a claim.
+//! - Unless a **proof of existence** (POE) shows the signature existed earlier (paraph's audit
+//!   log: the time the server recorded the completed signature). Then the certificates'
+//!   validity, the path and the policies are judged at the POE, and revocation with the
+//!   revocation information current *now*: a certificate revoked after the POE does not
+//!   invalidate the signature, one revoked at or before it does (`REVOKED`).
+//! - Revoked with no POE: `REVOKED_NO_POE` (INDETERMINATE): the signature may have been made
+//!   before the revocation, nothing shows it.
+//!
+//! # CRLs carried by a signature
+//!
+//! They are material, never trust: one is used only if its signature verifies with the key of
+//! a certificate of the same name among the configured anchors and intermediates or the
+//! signature's own certificates (the path validation then checks that this certificate is the
+//! path's CA). Of the CRLs of one scope (issuer, distribution point, complete or delta), only
+//! the newest issued by the validation time is kept: an older CRL, still inside its
+//! nextUpdate, cannot hide a revocation that a newer one lists.
 
 use super::trust::TrustSettings;
+use crate::pki::{self, Crl, Refusal};
+use openssl::x509::X509;
+use std::collections::BTreeMap;
+use x509_parser::prelude::FromDer;
+
+/// When a signature is judged (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidationTime {
+    /// The current time, or the time a user asked for: the revocation information must be
+    /// current then.
+    pub now: i64,
+    /// Proof of existence: the signature is known to have existed at this time (the audit log's
+    /// record of it), earlier than `now`.
+    pub poe: Option<i64>,
+}
+
+impl ValidationTime {
+    /// Judged at `now`, with no proof of existence.
+    pub fn at(now: i64) -> ValidationTime {
+        ValidationTime { now, poe: None }
+    }
+
+    /// The time the certificates are judged at: the POE if there is one before `now`.
+    pub fn judged_at(&self) -> i64 {
+        match self.poe {
+            Some(p) if p < self.now => p,
+            _ => self.now,
+        }
+    }
+}
 
 /// A certificate chain that passed validation.
 #[derive(Debug, Clone)]
@@ -20,8 +72,9 @@ pub struct ChainRefusal {
     pub message: String,
 }
 
-/// Validates `leaf` (with `extra` untrusted certificates) against the tenant's trust at `at`,
-/// with the RGS profile and revocation checking.
+/// Validates `leaf` (with `extra` untrusted certificates, and `extra_crls` carried by the
+/// signature) against the tenant's trust at `at`, with the RGS profile and revocation
+/// checking. `at` is the server's or the user's time, never a signer's claim.
 pub fn validate_chain(
     trust: &TrustSettings,
     leaf: &[u8],
@@ -29,57 +82,215 @@ pub fn validate_chain(
     extra_crls: &[Vec<u8>],
     at: i64,
     required_level: Option<u8>,
-) -> std::result::Result<ChainOk, ChainRefusal> {
-    use crate::pki;
-    let refuse = |code: &str, message: String| ChainRefusal {
+) -> Result<ChainOk, ChainRefusal> {
+    // The signature is being made (or was just made) at `at`: that time is its own proof.
+    let time = ValidationTime {
+        now: at,
+        poe: Some(at),
+    };
+    validate_chain_at(trust, leaf, extra, extra_crls, time, required_level)
+}
+
+fn refuse(code: &str, message: String) -> ChainRefusal {
+    ChainRefusal {
         code: code.into(),
         message,
-    };
-    let leaf = openssl::x509::X509::from_der(leaf)
+    }
+}
+
+fn parse_certs<'a>(
+    ders: impl Iterator<Item = &'a [u8]>,
+    what: &str,
+) -> Result<Vec<X509>, ChainRefusal> {
+    ders.map(|d| X509::from_der(d).map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}"))))
+        .collect()
+}
+
+/// Validates like [`validate_chain`] under the validation-time model of this module.
+pub fn validate_chain_at(
+    trust: &TrustSettings,
+    leaf: &[u8],
+    extra: &[Vec<u8>],
+    extra_crls: &[Vec<u8>],
+    time: ValidationTime,
+    required_level: Option<u8>,
+) -> Result<ChainOk, ChainRefusal> {
+    let leaf = X509::from_der(leaf)
         .map_err(|e| refuse("FORMAT_FAILURE", format!("signer certificate: {e}")))?;
-    let certs = |ders: &mut dyn Iterator<Item = &[u8]>, what: &str| {
-        ders.map(|d| {
-            openssl::x509::X509::from_der(d)
-                .map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-    };
-    let mut opts = pki::VerifyOptions::new(at, pki::Profile::Rgs);
-    opts.trust_anchors = certs(
-        &mut trust.anchors.iter().map(|d| d.0.as_slice()),
-        "trust anchor",
-    )?;
-    opts.untrusted = certs(
-        &mut trust
+    let anchors = parse_certs(trust.anchors.iter().map(|d| d.0.as_slice()), "trust anchor")?;
+    let untrusted = parse_certs(
+        trust
             .intermediates
             .iter()
             .map(|d| d.0.as_slice())
             .chain(extra.iter().map(Vec::as_slice)),
         "intermediate certificate",
     )?;
-    opts.crls = trust
+    let configured = trust
         .crls
         .iter()
-        .map(|d| d.0.as_slice())
-        .chain(extra_crls.iter().map(Vec::as_slice))
-        .map(|d| pki::Crl::from_der(d).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .map(|d| Crl::from_der(&d.0).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A CRL carried by the signature that cannot be parsed is ignored, like one that does not
+    // verify: it is material offered by the signer, not a reason to fail.
+    let carried: Vec<Crl> = extra_crls
+        .iter()
+        .filter_map(|d| Crl::from_der(d).ok())
+        .filter(|c| {
+            anchors
+                .iter()
+                .chain(untrusted.iter())
+                .chain(std::iter::once(&leaf))
+                .any(|ca| signs_crl(ca, c))
+        })
+        .collect();
+    let crls = newest_per_scope(configured.into_iter().chain(carried).collect(), time.now);
+
+    let mut opts = pki::VerifyOptions::new(time.judged_at(), pki::Profile::Rgs);
+    opts.trust_anchors = anchors;
+    opts.untrusted = untrusted;
     opts.policy_levels = trust.policy_levels.clone();
     opts.required_level = required_level;
-    match pki::verify(&leaf, &opts) {
-        Ok(v) => Ok(ChainOk {
-            level: v.level().unwrap_or(0),
-            subject: v.subject().to_owned(),
-            policy_oid: v.policy().map(str::to_owned),
-            chain: v
-                .chain()
-                .iter()
-                .map(|c| {
-                    c.to_der()
-                        .map_err(|e| refuse("FORMAT_FAILURE", e.to_string()))
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?,
-        }),
-        Err(r) => Err(refuse(r.code(), r.to_string())),
+    let proven_earlier = time.judged_at() < time.now;
+    if !proven_earlier {
+        opts.crls = crls;
+        return match pki::verify(&leaf, &opts) {
+            Ok(v) => chain_ok(&v),
+            Err(r @ Refusal::Revoked { .. }) if time.poe.is_none() => Err(refuse(
+                "REVOKED_NO_POE",
+                format!(
+                    "{r}; no proof of existence shows the signature was made before the \
+                     revocation (the signing-time attribute is the signer's claim)"
+                ),
+            )),
+            Err(r) => Err(refuse(r.code(), r.to_string())),
+        };
     }
+
+    // Proven earlier: everything but revocation at the POE ...
+    opts.check_revocation = false;
+    let at_poe = pki::verify(&leaf, &opts).map_err(|r| refuse(r.code(), r.to_string()))?;
+    // ... and revocation with the information current now, the certificates' own validity
+    // having been judged at the POE.
+    let poe = time.judged_at();
+    let mut now_opts = opts.clone();
+    now_opts.at = time.now;
+    now_opts.check_revocation = true;
+    now_opts.crls = crls.clone();
+    if let Err(all) = pki::verify_all(&leaf, &now_opts) {
+        for r in all {
+            match &r {
+                Refusal::Expired { .. } | Refusal::NotYetValid { .. } => continue,
+                Refusal::Revoked { cert, .. } => {
+                    let revoked_at = revocation_time(at_poe.chain(), cert.depth as usize, &crls);
+                    match revoked_at {
+                        Some(t) if t > poe => continue,
+                        Some(t) => {
+                            return Err(refuse(
+                                "REVOKED",
+                                format!(
+                                    "{r}: revoked at {}, not after the signature's proof of \
+                                     existence at {}",
+                                    pki::format_rfc3339(t),
+                                    pki::format_rfc3339(poe)
+                                ),
+                            ))
+                        }
+                        None => return Err(refuse(r.code(), r.to_string())),
+                    }
+                }
+                _ => return Err(refuse(r.code(), r.to_string())),
+            }
+        }
+    }
+    chain_ok(&at_poe)
+}
+
+fn chain_ok(v: &pki::ValidatedChain) -> Result<ChainOk, ChainRefusal> {
+    Ok(ChainOk {
+        level: v.level().unwrap_or(0),
+        subject: v.subject().to_owned(),
+        policy_oid: v.policy().map(str::to_owned),
+        chain: v
+            .chain()
+            .iter()
+            .map(|c| {
+                c.to_der()
+                    .map_err(|e| refuse("FORMAT_FAILURE", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    })
+}
+
+/// Whether `ca` (same name as the CRL's issuer) signed `crl`.
+fn signs_crl(ca: &X509, crl: &Crl) -> bool {
+    let same_name = match (
+        ca.subject_name().to_der(),
+        crl.as_openssl().issuer_name().to_der(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    same_name
+        && ca
+            .public_key()
+            .ok()
+            .and_then(|k| crl.as_openssl().verify(&k).ok())
+            .unwrap_or(false)
+}
+
+/// Of the CRLs of one scope (issuer, issuing distribution point, delta or complete), the
+/// newest issued at or before `at` (all of them when none was issued by then, so that path
+/// validation names the problem).
+fn newest_per_scope(crls: Vec<Crl>, at: i64) -> Vec<Crl> {
+    type Scope = (Vec<u8>, Vec<u8>, bool);
+    let mut scopes: BTreeMap<Scope, Vec<(i64, Crl)>> = BTreeMap::new();
+    for crl in crls {
+        let Ok((_, parsed)) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der())
+        else {
+            continue;
+        };
+        let mut idp = Vec::new();
+        let mut delta = false;
+        for ext in parsed.extensions() {
+            match ext.oid.to_id_string().as_str() {
+                "2.5.29.28" => idp = ext.value.to_vec(),
+                "2.5.29.27" => delta = true,
+                _ => {}
+            }
+        }
+        let scope = (parsed.issuer().as_raw().to_vec(), idp, delta);
+        let this_update = parsed.last_update().timestamp();
+        scopes.entry(scope).or_default().push((this_update, crl));
+    }
+    let mut out = Vec::new();
+    for (_, mut list) in scopes {
+        let newest = list.iter().filter(|(t, _)| *t <= at).map(|(t, _)| *t).max();
+        if let Some(n) = newest {
+            list.retain(|(t, _)| *t == n);
+        }
+        out.extend(list.into_iter().map(|(_, c)| c));
+    }
+    out
+}
+
+/// When the certificate at `depth` of `chain` was revoked, by the earliest entry for it in a
+/// CRL its issuer (the next certificate of the chain) signed.
+fn revocation_time(chain: &[X509], depth: usize, crls: &[Crl]) -> Option<i64> {
+    let cert = chain.get(depth)?;
+    let issuer = chain.get(depth + 1)?;
+    let cert_der = cert.to_der().ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).ok()?;
+    crls.iter()
+        .filter(|c| signs_crl(issuer, c))
+        .filter_map(|c| {
+            let (_, crl) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(c.der()).ok()?;
+            crl.iter_revoked_certificates()
+                .filter(|e| e.raw_serial() == parsed.raw_serial())
+                .map(|e| e.revocation_date.timestamp())
+                .min()
+        })
+        .min()
 }

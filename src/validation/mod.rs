@@ -10,6 +10,6 @@ pub mod chain;
 pub mod report;
 pub mod trust;
 
-pub use chain::{validate_chain, ChainOk, ChainRefusal};
-pub use report::{validate_cms, Indication, Report, SignerReport};
+pub use chain::{validate_chain, validate_chain_at, ChainOk, ChainRefusal, ValidationTime};
+pub use report::{validate_cms, Indication, ProofOfExistence, Report, SignerReport};
 pub use trust::{Der, TrustSettings};

@@ -1,12 +1,12 @@
 //! Validation reports for any CMS signature over any data, in ETSI EN 319 102-1 terms:
 //! an indication (TOTAL_PASSED, TOTAL_FAILED, INDETERMINATE) and a sub-indication naming why.
-//! Pure function of its inputs (trust settings, data, signature, time): usable offline.
+//! Pure function of its inputs (trust settings, data, signature, time, proofs of existence):
+//! usable offline.
 
-use super::chain::validate_chain;
+use super::chain::{validate_chain_at, ValidationTime};
 use super::trust::TrustSettings;
-use crate::crypto::cades::{check_signer, SignerDefect};
+use crate::crypto::cades::{check_signer, Content, SignerDefect};
 use crate::crypto::certs::{certs_from, summarize_cert};
-use sha2::Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -33,9 +33,15 @@ pub struct SignerReport {
     pub message: String,
     pub signer: String,
     pub level: u8,
+    /// The signing-time attribute: the signer's claim, reported as such, never used to judge.
     pub signing_time: Option<i64>,
     pub chain: Vec<String>,
     pub policy_oid: Option<String>,
+    /// The time the signer's certificates were judged at: the proof of existence if there is
+    /// one, else the validation time.
+    pub validation_time: i64,
+    /// The proof of existence used, if any (paraph's audit log).
+    pub proof_of_existence: Option<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,6 +49,16 @@ pub struct Report {
     pub indication: Indication,
     pub sub_indication: String,
     pub signers: Vec<SignerReport>,
+}
+
+/// A proof that a signature value existed at a time (e.g. the audit log's record of a
+/// signature completed through paraph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofOfExistence {
+    /// The SignerInfo's signature value it proves.
+    pub signature_value: Vec<u8>,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// Sub-indications that make a signature definitely invalid; the others leave it undecided.
@@ -54,33 +70,53 @@ fn indication_of(code: &str) -> Indication {
     }
 }
 
-fn failed(code: &str, message: String, signer: String, signing_time: Option<i64>) -> SignerReport {
-    SignerReport {
-        indication: indication_of(code),
-        sub_indication: code.to_owned(),
-        message,
-        signer,
-        level: 0,
-        signing_time,
-        chain: Vec::new(),
-        policy_oid: None,
+struct Failure<'a> {
+    signer: String,
+    signing_time: Option<i64>,
+    time: &'a ValidationTime,
+}
+
+impl Failure<'_> {
+    fn report(&self, code: &str, message: String) -> SignerReport {
+        SignerReport {
+            indication: indication_of(code),
+            sub_indication: code.to_owned(),
+            message,
+            signer: self.signer.clone(),
+            level: 0,
+            signing_time: self.signing_time,
+            chain: Vec::new(),
+            policy_oid: None,
+            validation_time: self.time.judged_at(),
+            proof_of_existence: self.time.poe,
+        }
     }
 }
 
-/// Validates every signer of `cms` (DER or PEM) over `data` at `at` (default: each signer's
-/// signing time) against `trust`.
+/// Validates every signer of `cms` (DER or PEM) over `data` against `trust`, at `now` (the
+/// current time, or the time a user asked for), or at the time of a proof of existence in
+/// `proofs` for that signer's signature value. The signers' own signing-time attributes are
+/// reported, never used. CRLs carried in the CMS are used only as described in
+/// [`super::chain`].
 pub fn validate_cms(
     trust: &TrustSettings,
     data: &[u8],
     cms: &[u8],
-    at: Option<i64>,
+    now: i64,
+    proofs: &[ProofOfExistence],
     required_level: Option<u8>,
 ) -> Report {
     let der = pem_to_der(cms);
     let parsed = match crate::crypto::parse(&der) {
         Ok(p) => p,
         Err(e) => {
-            let r = failed("FORMAT_FAILURE", e.to_string(), String::new(), None);
+            let time = ValidationTime::at(now);
+            let f = Failure {
+                signer: String::new(),
+                signing_time: None,
+                time: &time,
+            };
+            let r = f.report("FORMAT_FAILURE", e.to_string());
             return Report {
                 indication: r.indication,
                 sub_indication: r.sub_indication.clone(),
@@ -88,55 +124,51 @@ pub fn validate_cms(
             };
         }
     };
-    let digest: [u8; 32] = sha2::Sha256::digest(data).into();
     let mut signers = Vec::new();
     for s in &parsed.signers {
+        let poe = proofs
+            .iter()
+            .filter(|p| p.signature_value == s.signature)
+            .map(|p| p.at)
+            .min();
+        let time = ValidationTime { now, poe };
+        let mut f = Failure {
+            signer: String::new(),
+            signing_time: s.signing_time,
+            time: &time,
+        };
         let Some(cert) = &s.cert_der else {
-            signers.push(failed(
+            signers.push(f.report(
                 "NO_SIGNING_CERTIFICATE_FOUND",
                 "the signer certificate is not in the signature".into(),
-                String::new(),
-                s.signing_time,
             ));
             continue;
         };
-        let subject = certs_from(cert)
+        f.signer = certs_from(cert)
             .ok()
             .and_then(|c| c.first().and_then(|c| summarize_cert(c).ok()))
             .map(|s| s.subject)
             .unwrap_or_default();
-        if let Err(d) = check_signer(s, &digest, cert) {
+        if let Err(d) = check_signer(s, Content::Data(data), cert) {
             let (code, msg) = match d {
                 SignerDefect::Format(m) => ("FORMAT_FAILURE", m),
                 SignerDefect::HashFailure => (
                     "HASH_FAILURE",
                     "the message digest does not match the data".to_string(),
                 ),
-                SignerDefect::SigCrypto => (
-                    "SIG_CRYPTO_FAILURE",
-                    "the signature value does not verify".to_string(),
-                ),
+                SignerDefect::SigCrypto(m) => ("SIG_CRYPTO_FAILURE", m),
                 SignerDefect::WeakAlgorithm(m) => ("WEAK_ALGORITHM", m),
             };
-            signers.push(failed(code, msg, subject, s.signing_time));
+            signers.push(f.report(code, msg));
             continue;
         }
-        let Some(when) = at.or(s.signing_time) else {
-            signers.push(failed(
-                "FORMAT_FAILURE",
-                "no signing time and no validation time".into(),
-                subject,
-                None,
-            ));
-            continue;
-        };
         let others: Vec<Vec<u8>> = parsed
             .certs
             .iter()
             .filter(|c| *c != cert)
             .cloned()
             .collect();
-        match validate_chain(trust, cert, &others, &parsed.crls, when, required_level) {
+        match validate_chain_at(trust, cert, &others, &parsed.crls, time, required_level) {
             Ok(ok) => signers.push(SignerReport {
                 indication: Indication::TotalPassed,
                 sub_indication: String::new(),
@@ -155,8 +187,10 @@ pub fn validate_cms(
                     .map(|s| s.subject)
                     .collect(),
                 policy_oid: s.policy_oid.clone(),
+                validation_time: time.judged_at(),
+                proof_of_existence: time.poe,
             }),
-            Err(r) => signers.push(failed(&r.code, r.message, subject, s.signing_time)),
+            Err(r) => signers.push(f.report(&r.code, r.message)),
         }
     }
     let worst = signers
