@@ -371,6 +371,8 @@ pub fn report_json(r: &proto::ValidationReport) -> Value {
             "signing_time": time(&s.signing_time),
             "chain": s.chain,
             "policy_oid": opt_string(&s.policy_oid),
+            "validation_time": time(&s.validation_time),
+            "proof_of_existence": time(&s.proof_of_existence),
         })).collect::<Vec<_>>(),
     })
 }
@@ -623,7 +625,21 @@ pub fn report_text(r: &proto::ValidationReport) -> String {
             field("signature policy", &s.policy_oid);
         }
         if s.signing_time.is_some() {
-            field("signing time", &time_text(&s.signing_time));
+            field(
+                "signing time",
+                &format!("{} (claimed by the signer)", time_text(&s.signing_time)),
+            );
+        }
+        if s.proof_of_existence.is_some() {
+            field(
+                "judged at",
+                &format!(
+                    "{} (proof of existence: the audit log)",
+                    time_text(&s.proof_of_existence)
+                ),
+            );
+        } else if s.validation_time.is_some() {
+            field("judged at", &time_text(&s.validation_time));
         }
         if !s.chain.is_empty() {
             field("chain", &s.chain.join(&format!("\n{:19}-> ", "")));

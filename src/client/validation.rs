@@ -181,9 +181,14 @@ fn offline_trust(a: &ValidateArgs) -> Result<TrustSettings, CliError> {
                 .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?));
         }
     }
+    let anchors = certs("trust anchor", &a.trust)?;
+    let intermediates = certs("intermediate", &a.intermediate)?;
+    let cas: Vec<Der> = anchors.iter().chain(&intermediates).cloned().collect();
+    crate::validation::trust::check_crls_signed(&cas, &crls)
+        .map_err(|(i, why)| CliError::Usage(format!("--crl (CRL #{}): {why}", i + 1)))?;
     Ok(TrustSettings {
-        anchors: certs("trust anchor", &a.trust)?,
-        intermediates: certs("intermediate", &a.intermediate)?,
+        anchors,
+        intermediates,
         crls,
         policy_levels: policy_map(&a.policy_level)?,
         ..TrustSettings::default()

@@ -397,7 +397,9 @@ pub struct ParsedSigner {
     pub signature_params: Option<Vec<u8>>,
     pub message_digest: Option<Vec<u8>>,
     pub signing_time: Option<i64>,
+    /// The first ESSCertIDv2 of signing-certificate-v2: its hash algorithm and hash.
     pub signing_cert_hash: Option<Vec<u8>>,
+    pub signing_cert_hash_oid: String,
     pub policy_oid: Option<String>,
     pub attributes: AttributeCheck,
 }
@@ -473,25 +475,28 @@ fn parse_signer(
         .and_then(|v| x509_cert::time::Time::from_der(&v.to_der().ok()?).ok())
         .map(|t| t.to_unix_duration().as_secs() as i64);
     // SigningCertificateV2 ::= SEQ { SEQ OF ESSCertIDv2 }, ESSCertIDv2 ::= SEQ { [alg] hash ... }
-    let signing_cert_hash = scv2.and_then(|v| {
-        let outer: Vec<Any> = v.decode_as().ok()?;
-        let certs: Vec<Any> = outer.first()?.decode_as().ok()?;
-        let ess: Vec<Any> = certs.first()?.decode_as().ok()?;
-        // Default hash algorithm (SHA-256) is omitted: the first element is the hash.
-        let first = ess.first()?;
-        if first.tag() == der::Tag::OctetString {
-            Some(first.decode_as::<OctetString>().ok()?.as_bytes().to_vec())
-        } else {
-            // An explicit AlgorithmIdentifier: only SHA-256 is accepted.
-            let alg: AlgorithmIdentifierOwned = first.decode_as().ok()?;
-            (alg.oid == o(ID_SHA256)).then(|| {
-                ess.get(1)?
+    let (signing_cert_hash_oid, signing_cert_hash) = scv2
+        .and_then(|v| {
+            let outer: Vec<Any> = v.decode_as().ok()?;
+            let certs: Vec<Any> = outer.first()?.decode_as().ok()?;
+            let ess: Vec<Any> = certs.first()?.decode_as().ok()?;
+            // Default hash algorithm (SHA-256) is omitted: the first element is the hash.
+            let first = ess.first()?;
+            if first.tag() == der::Tag::OctetString {
+                let hash = first.decode_as::<OctetString>().ok()?.as_bytes().to_vec();
+                Some((ID_SHA256.to_string(), Some(hash)))
+            } else {
+                // An explicit AlgorithmIdentifier (checked when the hash is compared).
+                let alg: AlgorithmIdentifierOwned = first.decode_as().ok()?;
+                let hash = ess
+                    .get(1)?
                     .decode_as::<OctetString>()
                     .ok()
-                    .map(|x| x.as_bytes().to_vec())
-            })?
-        }
-    });
+                    .map(|x| x.as_bytes().to_vec());
+                Some((alg.oid.to_string(), hash))
+            }
+        })
+        .unwrap_or_else(|| (ID_SHA256.to_string(), None));
     let policy_oid = pol.and_then(|v| {
         let parts: Vec<Any> = v.decode_as().ok()?;
         parts
@@ -519,6 +524,7 @@ fn parse_signer(
         message_digest,
         signing_time,
         signing_cert_hash,
+        signing_cert_hash_oid,
         policy_oid,
         attributes,
     })
@@ -768,9 +774,10 @@ pub fn check_signer<'a>(
     if let AttributeCheck::Format(f) = &s.attributes {
         return Err(SignerDefect::Format(f.clone()));
     }
-    use sha2::Digest;
-    let cert_hash = sha2::Sha256::digest(cert_der);
-    if s.signing_cert_hash.as_deref() != Some(&cert_hash[..]) {
+    // signing-certificate-v2 binds the certificate with SHA-256 (the default), SHA-384 or
+    // SHA-512; any other hash is a format defect like a mismatch.
+    let cert_hash = Content::Data(cert_der).digest(&s.signing_cert_hash_oid);
+    if cert_hash.is_none() || s.signing_cert_hash != cert_hash {
         return Err(SignerDefect::Format(
             "signing-certificate-v2 does not match the signer certificate".into(),
         ));

@@ -135,6 +135,9 @@ impl Paraph {
         }
         let intermediates = parse_certs("intermediates", &input.intermediates)?;
         let crls = parse_crls(&input.crls)?;
+        let cas: Vec<Der> = anchors.iter().chain(&intermediates).cloned().collect();
+        crate::validation::trust::check_crls_signed(&cas, &crls)
+            .map_err(|(i, why)| DomainError::invalid(format!("crls[{i}]"), why))?;
         for (oid, level) in &input.policy_levels {
             check_oid("policy_levels", oid)?;
             if !(1..=3).contains(level) {

@@ -223,7 +223,7 @@ fn chain_ok(v: &pki::ValidatedChain) -> Result<ChainOk, ChainRefusal> {
 }
 
 /// Whether `ca` (same name as the CRL's issuer) signed `crl`.
-fn signs_crl(ca: &X509, crl: &Crl) -> bool {
+pub(crate) fn signs_crl(ca: &X509, crl: &Crl) -> bool {
     let same_name = match (
         ca.subject_name().to_der(),
         crl.as_openssl().issuer_name().to_der(),

@@ -50,6 +50,33 @@ impl TrustSettings {
     }
 }
 
+/// Checks that every CRL (DER) is signed by one of the certificates (DER) of the same name:
+/// a CRL no configured CA verifies would make every later validation fail with `CRL_INVALID`,
+/// so it is refused when the trust settings are set. The error names the CRL by its position
+/// and issuer.
+pub fn check_crls_signed(certs: &[Der], crls: &[Der]) -> Result<(), (usize, String)> {
+    let cas: Vec<openssl::x509::X509> = certs
+        .iter()
+        .filter_map(|c| openssl::x509::X509::from_der(&c.0).ok())
+        .collect();
+    for (i, d) in crls.iter().enumerate() {
+        let crl = crate::pki::Crl::from_der(&d.0).map_err(|e| (i, e.to_string()))?;
+        if !cas.iter().any(|ca| super::chain::signs_crl(ca, &crl)) {
+            let issuer = x509_parser::parse_x509_crl(&d.0)
+                .map(|(_, c)| c.issuer().to_string())
+                .unwrap_or_default();
+            return Err((
+                i,
+                format!(
+                    "the CRL issued by [{issuer}] is not signed by any configured anchor or \
+                     intermediate (add its issuer, or give the CRL its issuer signed)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod der_tests {
     use super::Der;
