@@ -23,6 +23,7 @@
 //! the newest issued by the validation time is kept: an older CRL, still inside its
 //! nextUpdate, cannot hide a revocation that a newer one lists.
 
+use super::material::{self, CrlInfo};
 use super::trust::TrustSettings;
 use crate::pki::{self, Crl, Refusal};
 use openssl::x509::X509;
@@ -63,6 +64,8 @@ pub struct ChainOk {
     pub policy_oid: Option<String>,
     /// Signer first, up to the anchor.
     pub chain: Vec<Vec<u8>>,
+    /// The subjects of `chain`, in the same order.
+    pub chain_subjects: Vec<String>,
 }
 
 /// Why a certificate is refused: an ETSI-style code and a message.
@@ -98,12 +101,14 @@ fn refuse(code: &str, message: String) -> ChainRefusal {
     }
 }
 
-fn parse_certs<'a>(
+fn decode_certs<'a>(
     ders: impl Iterator<Item = &'a [u8]>,
     what: &str,
 ) -> Result<Vec<X509>, ChainRefusal> {
-    ders.map(|d| X509::from_der(d).map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}"))))
-        .collect()
+    ders.map(|d| {
+        material::certificate(d).map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
+    })
+    .collect()
 }
 
 /// Validates like [`validate_chain`] under the validation-time model of this module.
@@ -115,10 +120,10 @@ pub fn validate_chain_at(
     time: ValidationTime,
     required_level: Option<u8>,
 ) -> Result<ChainOk, ChainRefusal> {
-    let leaf = X509::from_der(leaf)
+    let leaf = material::certificate(leaf)
         .map_err(|e| refuse("FORMAT_FAILURE", format!("signer certificate: {e}")))?;
-    let anchors = parse_certs(trust.anchors.iter().map(|d| d.0.as_slice()), "trust anchor")?;
-    let untrusted = parse_certs(
+    let anchors = decode_certs(trust.anchors.iter().map(|d| d.0.as_slice()), "trust anchor")?;
+    let untrusted = decode_certs(
         trust
             .intermediates
             .iter()
@@ -129,19 +134,21 @@ pub fn validate_chain_at(
     let configured = trust
         .crls
         .iter()
-        .map(|d| Crl::from_der(&d.0).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
+        .map(|d| material::crl(&d.0).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     // A CRL carried by the signature that cannot be parsed is ignored, like one that does not
-    // verify: it is material offered by the signer, not a reason to fail.
-    let carried: Vec<Crl> = extra_crls
+    // verify: it is material offered by the signer, not a reason to fail. One that is already
+    // configured needs no second look.
+    let carried: Vec<CrlInfo> = extra_crls
         .iter()
-        .filter_map(|d| Crl::from_der(d).ok())
+        .filter_map(|d| material::crl(d).ok())
+        .filter(|c| !configured.iter().any(|k| k.sha256 == c.sha256))
         .filter(|c| {
             anchors
                 .iter()
                 .chain(untrusted.iter())
                 .chain(std::iter::once(&leaf))
-                .any(|ca| signs_crl(ca, c))
+                .any(|ca| signs_crl(ca, &c.crl))
         })
         .collect();
     let crls = newest_per_scope(configured.into_iter().chain(carried).collect(), time.now);
@@ -208,6 +215,11 @@ pub fn validate_chain_at(
 
 fn chain_ok(v: &pki::ValidatedChain) -> Result<ChainOk, ChainRefusal> {
     Ok(ChainOk {
+        chain_subjects: v
+            .chain()
+            .iter()
+            .map(|c| crate::crypto::certs::name_string(c.subject_name()))
+            .collect(),
         level: v.level().unwrap_or(0),
         subject: v.subject().to_owned(),
         policy_oid: v.policy().map(str::to_owned),
@@ -242,35 +254,27 @@ pub(crate) fn signs_crl(ca: &X509, crl: &Crl) -> bool {
 /// Of the CRLs of one scope (issuer, issuing distribution point, delta or complete), the
 /// newest issued at or before `at` (all of them when none was issued by then, so that path
 /// validation names the problem).
-fn newest_per_scope(crls: Vec<Crl>, at: i64) -> Vec<Crl> {
+fn newest_per_scope(crls: Vec<CrlInfo>, at: i64) -> Vec<Crl> {
     type Scope = (Vec<u8>, Vec<u8>, bool);
-    let mut scopes: BTreeMap<Scope, Vec<(i64, Crl)>> = BTreeMap::new();
-    for crl in crls {
-        let Ok((_, parsed)) =
-            x509_parser::revocation_list::CertificateRevocationList::from_der(crl.der())
-        else {
-            continue;
-        };
-        let mut idp = Vec::new();
-        let mut delta = false;
-        for ext in parsed.extensions() {
-            match ext.oid.to_id_string().as_str() {
-                "2.5.29.28" => idp = ext.value.to_vec(),
-                "2.5.29.27" => delta = true,
-                _ => {}
-            }
+    let mut scopes: BTreeMap<Scope, Vec<CrlInfo>> = BTreeMap::new();
+    for c in crls {
+        let scope = (c.issuer.clone(), c.idp.clone(), c.delta);
+        let list = scopes.entry(scope).or_default();
+        if !list.iter().any(|k| k.sha256 == c.sha256) {
+            list.push(c);
         }
-        let scope = (parsed.issuer().as_raw().to_vec(), idp, delta);
-        let this_update = parsed.last_update().timestamp();
-        scopes.entry(scope).or_default().push((this_update, crl));
     }
     let mut out = Vec::new();
     for (_, mut list) in scopes {
-        let newest = list.iter().filter(|(t, _)| *t <= at).map(|(t, _)| *t).max();
+        let newest = list
+            .iter()
+            .map(|c| c.this_update)
+            .filter(|t| *t <= at)
+            .max();
         if let Some(n) = newest {
-            list.retain(|(t, _)| *t == n);
+            list.retain(|c| c.this_update == n);
         }
-        out.extend(list.into_iter().map(|(_, c)| c));
+        out.extend(list.into_iter().map(|c| c.crl));
     }
     out
 }

@@ -7,6 +7,7 @@
 //! clock, no network.
 
 pub mod chain;
+pub mod material;
 pub mod report;
 pub mod trust;
 

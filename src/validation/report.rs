@@ -6,7 +6,6 @@
 use super::chain::{validate_chain_at, ValidationTime};
 use super::trust::TrustSettings;
 use crate::crypto::cades::{check_signer, Content, SignerDefect};
-use crate::crypto::certs::{certs_from, summarize_cert};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -144,10 +143,8 @@ pub fn validate_cms(
             ));
             continue;
         };
-        f.signer = certs_from(cert)
-            .ok()
-            .and_then(|c| c.first().and_then(|c| summarize_cert(c).ok()))
-            .map(|s| s.subject)
+        f.signer = super::material::certificate(cert)
+            .map(|c| crate::crypto::certs::name_string(c.subject_name()))
             .unwrap_or_default();
         if let Err(d) = check_signer(s, Content::Data(data), cert) {
             let (code, msg) = match d {
@@ -176,16 +173,7 @@ pub fn validate_cms(
                 signer: ok.subject.clone(),
                 level: ok.level,
                 signing_time: s.signing_time,
-                chain: ok
-                    .chain
-                    .iter()
-                    .filter_map(|c| {
-                        certs_from(c)
-                            .ok()
-                            .and_then(|v| v.first().and_then(|c| summarize_cert(c).ok()))
-                    })
-                    .map(|s| s.subject)
-                    .collect(),
+                chain: ok.chain_subjects.clone(),
                 policy_oid: s.policy_oid.clone(),
                 validation_time: time.judged_at(),
                 proof_of_existence: time.poe,
