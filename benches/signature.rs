@@ -87,6 +87,28 @@ fn bench(c: &mut Criterion) {
             })
         });
         let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls).unwrap();
+        c.bench_function(&format!("validate_signature/parse/{label}"), |b| {
+            b.iter(|| crypto::parse(&cms).unwrap())
+        });
+        let parsed = crypto::parse(&cms).unwrap();
+        c.bench_function(&format!("validate_signature/check_signer/{label}"), |b| {
+            b.iter(|| {
+                paraph::crypto::cades::check_signer(
+                    &parsed.signers[0],
+                    paraph::crypto::cades::Content::Data(&data),
+                    &cert,
+                )
+                .unwrap()
+            })
+        });
+        c.bench_function(
+            &format!("validate_signature/validate_chain_with_carried_crls/{label}"),
+            |b| {
+                b.iter(|| {
+                    validate_chain(&trust, &cert, &parsed.certs, &parsed.crls, AT, None).unwrap()
+                })
+            },
+        );
         c.bench_function(&format!("validate_signature/{label}"), |b| {
             b.iter(|| {
                 let r = paraph::validation::validate_cms(&trust, &data, &cms, AT, &[], None);

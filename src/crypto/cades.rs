@@ -7,10 +7,9 @@
 
 use super::der_util::{oid, seq, tlv};
 use super::{malformed, CryptoError};
-use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::revocation::RevocationInfoChoice;
-use cms::signed_data::{EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo};
+use cms::cert::IssuerAndSerialNumber;
+use cms::content_info::CmsVersion;
+use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier, SignerInfo};
 use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
 use der::{Any, Decode, Encode, Tagged};
 use openssl::hash::MessageDigest;
@@ -41,7 +40,6 @@ pub const ID_RSASSA_PSS: &str = "1.2.840.113549.1.1.10";
 pub const ID_MGF1: &str = "1.2.840.113549.1.1.8";
 pub const ID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
 pub const ID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
-const ID_SUBJECT_KEY_ID: &str = "2.5.29.14";
 
 fn o(s: &str) -> ObjectIdentifier {
     // Only called with the constants above, which are valid.
@@ -420,22 +418,52 @@ fn single<'a>(attrs: &'a SetOfVec<Attribute>, id: &str) -> Result<Option<&'a Any
     }
 }
 
-fn parse_signer(
-    si: &SignerInfo,
-    certs: &[(Certificate, Vec<u8>)],
-) -> Result<ParsedSigner, CryptoError> {
-    let cert_der = match &si.sid {
-        SignerIdentifier::IssuerAndSerialNumber(ias) => certs
+/// A certificate carried in a SignedData: its DER and what identifies a signer.
+struct CarriedCert {
+    der: Vec<u8>,
+    issuer: Vec<u8>,
+    serial: Vec<u8>,
+    key_id: Option<Vec<u8>>,
+}
+
+impl CarriedCert {
+    fn read(der: Vec<u8>) -> Option<CarriedCert> {
+        use x509_parser::extensions::ParsedExtension;
+        let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+        let issuer = c.issuer().as_raw().to_vec();
+        let serial = c.raw_serial().to_vec();
+        let key_id = c
+            .extensions()
             .iter()
-            .find(|(c, _)| {
-                c.tbs_certificate.issuer == ias.issuer
-                    && c.tbs_certificate.serial_number == ias.serial_number
-            })
-            .map(|(_, d)| d.clone()),
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
+        Some(CarriedCert {
+            issuer,
+            serial,
+            key_id,
+            der,
+        })
+    }
+}
+
+fn parse_signer(si: &SignerInfo, certs: &[CarriedCert]) -> Result<ParsedSigner, CryptoError> {
+    let cert_der = match &si.sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => {
+            let issuer = ias
+                .issuer
+                .to_der()
+                .map_err(|e| malformed("SignerInfo", e))?;
+            certs
+                .iter()
+                .find(|c| c.issuer == issuer && c.serial == ias.serial_number.as_bytes())
+                .map(|c| c.der.clone())
+        }
         SignerIdentifier::SubjectKeyIdentifier(ski) => certs
             .iter()
-            .find(|(c, _)| subject_key_id(c).as_deref() == Some(ski.0.as_bytes()))
-            .map(|(_, d)| d.clone()),
+            .find(|c| c.key_id.as_deref() == Some(ski.0.as_bytes()))
+            .map(|c| c.der.clone()),
     };
     let attrs = si
         .signed_attrs
@@ -530,58 +558,91 @@ fn parse_signer(
     })
 }
 
-/// The keyIdentifier of a certificate's subjectKeyIdentifier extension.
-fn subject_key_id(c: &Certificate) -> Option<Vec<u8>> {
-    let ext = c
-        .tbs_certificate
-        .extensions
-        .as_ref()?
-        .iter()
-        .find(|e| e.extn_id == o(ID_SUBJECT_KEY_ID))?;
-    OctetString::from_der(ext.extn_value.as_bytes())
-        .ok()
-        .map(|k| k.as_bytes().to_vec())
-}
-
 /// Parses a CMS ContentInfo holding a SignedData (DER).
+///
+/// The certificates and CRLs it carries are kept as the DER they came in (each one TLV),
+/// without decoding them here: they are material for path validation, which decodes (and
+/// caches) what it uses. Only what identifies the signer certificate is read from each.
 pub fn parse(cms_der: &[u8]) -> Result<ParsedCms, CryptoError> {
-    let ci = ContentInfo::from_der(cms_der).map_err(|e| malformed("CMS", e))?;
-    if ci.content_type != o(ID_SIGNED_DATA) {
+    use der::asn1::AnyRef;
+    use der::{Reader, SliceReader, TagNumber};
+    let ci = AnyRef::from_der(cms_der).map_err(|e| malformed("CMS", e))?;
+    if ci.tag() != der::Tag::Sequence {
+        return Err(malformed("CMS", "not a SEQUENCE"));
+    }
+    let mut r = SliceReader::new(ci.value()).map_err(|e| malformed("CMS", e))?;
+    let content_type: ObjectIdentifier = r.decode().map_err(|e| malformed("CMS", e))?;
+    if content_type != o(ID_SIGNED_DATA) {
         return Err(malformed("CMS", "not a SignedData"));
     }
-    let sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| malformed("SignedData", e))?;
+    let content: AnyRef<'_> = r.decode().map_err(|e| malformed("CMS", e))?;
+    r.finish(()).map_err(|e| malformed("CMS", e))?;
+    let context = |n: u8, constructed: bool| der::Tag::ContextSpecific {
+        constructed,
+        number: TagNumber::new(n),
+    };
+    if content.tag() != context(0, true) {
+        return Err(malformed("CMS", "content is not [0] EXPLICIT"));
+    }
+    let sd = AnyRef::from_der(content.value()).map_err(|e| malformed("SignedData", e))?;
+    if sd.tag() != der::Tag::Sequence {
+        return Err(malformed("SignedData", "not a SEQUENCE"));
+    }
+    let mut r = SliceReader::new(sd.value()).map_err(|e| malformed("SignedData", e))?;
+    let _version: der::asn1::Int = r.decode().map_err(|e| malformed("SignedData", e))?;
+    let _digest_algorithms: SetOfVec<AlgorithmIdentifierOwned> =
+        r.decode().map_err(|e| malformed("SignedData", e))?;
+    let _encap: EncapsulatedContentInfo = r.decode().map_err(|e| malformed("SignedData", e))?;
+    let members = |set: AnyRef<'_>, what: &'static str| -> Result<Vec<Vec<u8>>, CryptoError> {
+        let mut inner = SliceReader::new(set.value()).map_err(|e| malformed(what, e))?;
+        let mut out = Vec::new();
+        while !inner.is_finished() {
+            let item: AnyRef<'_> = inner.decode().map_err(|e| malformed(what, e))?;
+            // Other choices (attribute certificates, other revocation formats) are skipped.
+            if item.tag() == der::Tag::Sequence {
+                out.push(item.to_der().map_err(|e| malformed(what, e))?);
+            }
+        }
+        Ok(out)
+    };
     let mut certs = Vec::new();
-    if let Some(set) = &sd.certificates {
-        for c in set.0.iter() {
-            if let CertificateChoices::Certificate(cert) = c {
-                let der = cert.to_der().map_err(|e| malformed("certificate", e))?;
-                certs.push((cert.clone(), der));
-            }
-        }
-    }
     let mut crls = Vec::new();
-    if let Some(set) = &sd.crls {
-        for c in set.0.iter() {
-            if let RevocationInfoChoice::Crl(crl) = c {
-                crls.push(crl.to_der().map_err(|e| malformed("CRL", e))?);
+    let mut signer_infos = None;
+    while !r.is_finished() {
+        let item: AnyRef<'_> = r.decode().map_err(|e| malformed("SignedData", e))?;
+        match item.tag() {
+            t if t == context(0, true) && signer_infos.is_none() && crls.is_empty() => {
+                certs = members(item, "certificate")?;
             }
+            t if t == context(1, true) && signer_infos.is_none() => {
+                crls = members(item, "CRL")?;
+            }
+            der::Tag::Set if signer_infos.is_none() => {
+                let der = item.to_der().map_err(|e| malformed("SignerInfos", e))?;
+                signer_infos = Some(
+                    SetOfVec::<SignerInfo>::from_der(&der)
+                        .map_err(|e| malformed("SignerInfos", e))?,
+                );
+            }
+            _ => return Err(malformed("SignedData", "unexpected field")),
         }
     }
-    let signers = sd
-        .signer_infos
-        .0
+    let signer_infos = signer_infos.ok_or_else(|| malformed("SignedData", "no signerInfos"))?;
+    let carried: Vec<CarriedCert> = certs
         .iter()
-        .map(|si| parse_signer(si, &certs))
+        .cloned()
+        .filter_map(CarriedCert::read)
+        .collect();
+    let signers = signer_infos
+        .iter()
+        .map(|si| parse_signer(si, &carried))
         .collect::<Result<Vec<_>, _>>()?;
     if signers.is_empty() {
         return Err(malformed("SignedData", "no SignerInfo"));
     }
     Ok(ParsedCms {
         signers,
-        certs: certs.into_iter().map(|(_, d)| d).collect(),
+        certs,
         crls,
     })
 }
@@ -830,7 +891,11 @@ pub enum SignerDefect {
 #[cfg(test)]
 mod assembly_tests {
     use super::*;
+    use cms::cert::CertificateChoices;
+    use cms::content_info::ContentInfo;
+    use cms::revocation::RevocationInfoChoice;
     use cms::revocation::RevocationInfoChoices;
+    use cms::signed_data::SignedData;
     use cms::signed_data::{CertificateSet, SignerInfos};
     use sha2::Digest;
 
