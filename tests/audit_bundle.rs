@@ -144,7 +144,7 @@ fn submit(id: u8, title: &str, content: &[u8], at: i64) -> Document {
         tenant: TenantId::parse(TENANT).unwrap(),
         doc_type: DocumentType::Mandate,
         title: title.into(),
-        metadata: BTreeMap::new(),
+        metadata: [("amount".to_owned(), "50".to_owned())].into(),
         content: ContentRef {
             sha256: sha256_hex(content),
             size: content.len() as u64,
@@ -716,6 +716,79 @@ fn an_altered_signature_description_is_refused() {
         "{e}"
     );
     assert_msg(&e, "signature #0: the signing time");
+}
+
+/// Verifies a tampered copy of the fixture's bundle whose summary the tamperer recomputed (it
+/// is deterministic, so a forger can), and returns the refusal.
+fn refuse_resummarized(tamper: impl FnOnce(&mut EvidenceBundle)) -> BundleError {
+    refuse(|b| {
+        tamper(b);
+        let events: Vec<AuditEvent> = b
+            .events
+            .iter()
+            .map(|e| AuditEvent::parse(&e.event.0).unwrap())
+            .collect();
+        b.summary = bundle::summary(&b.document, &events);
+    })
+}
+
+#[test]
+fn the_documents_description_altered_with_a_recomputed_summary_is_refused() {
+    // The mandate's amount, its title, submitter, type, file name and size.
+    refuse_resummarized(|b| {
+        b.document
+            .metadata
+            .insert("amount".into(), "50000".into());
+    });
+    refuse_resummarized(|b| {
+        b.document.metadata.insert("iban".into(), "FR76".into());
+    });
+    refuse_resummarized(|b| b.document.title = "Arrêté de voirie n° 2026-999".into());
+    refuse_resummarized(|b| b.document.submitter = user("mallory"));
+    refuse_resummarized(|b| b.document.doc_type = DocumentType::Contract);
+    refuse_resummarized(|b| b.document.content.file_name = Some("autre.pdf".into()));
+    refuse_resummarized(|b| b.document.circuit.1 = 2);
+}
+
+#[test]
+fn an_altered_step_action_is_refused() {
+    // Alice's visa (step 0, first action) attributed to someone else, dated otherwise, or
+    // said to be on someone's behalf; its comment changed.
+    refuse_resummarized(|b| b.document.steps[0].actions[0].actor = user("mallory"));
+    refuse_resummarized(|b| b.document.steps[0].actions[0].at = Timestamp(T0 + 61));
+    refuse_resummarized(|b| b.document.steps[0].actions[0].on_behalf_of = Some(user("bob")));
+    refuse_resummarized(|b| b.document.steps[0].actions[0].reason = Some("lu".into()));
+    // Carol's signature action.
+    refuse_resummarized(|b| b.document.steps[1].actions[0].actor = user("mallory"));
+    // A step's actors, status, activation.
+    refuse_resummarized(|b| b.document.steps[1].actors[0] = user("mallory"));
+    refuse_resummarized(|b| b.document.steps[0].activated_at = Some(Timestamp(T0 + 1)));
+}
+
+#[test]
+fn an_altered_history_entry_or_date_is_refused() {
+    // The detail of a history entry (alice's comment on her visa).
+    refuse_resummarized(|b| b.document.history[2].detail = "refusé".into());
+    // An actor removed from a history entry.
+    refuse_resummarized(|b| b.document.history[2].actor = None);
+    // The record's dates.
+    refuse_resummarized(|b| b.document.created_at = Timestamp(T0 - 86_400));
+    refuse_resummarized(|b| b.document.updated_at = Timestamp(T0 + 9_999));
+}
+
+#[test]
+fn a_raised_signature_level_is_refused() {
+    // The seal is level 2 (its step requires 2): claimed 3, it must not pass as level 3.
+    assert_eq!(fixture().bundle.signatures[1].level, 2);
+    refuse(|b| b.signatures[1].level = 3);
+}
+
+#[test]
+fn an_altered_signature_delegation_or_subject_is_refused() {
+    refuse(|b| b.signatures[0].absence = Some("0123456789abcdef0123456789abcdef".into()));
+    refuse(|b| b.signatures[0].route = Some("delegation".into()));
+    refuse(|b| b.signatures[0].subject = "CN=Mallory".into());
+    refuse(|b| b.signatures[1].signer = "mallory".into());
 }
 
 // ---------------------------------------------------------------------------------------------
