@@ -158,17 +158,22 @@ fn submit(id: u8, title: &str, content: &[u8], at: i64) -> Document {
 }
 
 /// The document run through its whole circuit: two visas, carol's signature (index 0), the
-/// server seal (index 1). Returns the document and its signatures by index.
-fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>) {
+/// server seal (index 1). Returns the document, its signatures by index, and the record as
+/// each transition left it (the one its events commit).
+fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>, Vec<Document>) {
+    let mut records = Vec::new();
     let doc = submit(id, "Arrêté de voirie n° 2026-001", content, T0);
+    records.push(doc.clone());
     let doc = doc
         .approve(&user("alice"), None, Some("vu".into()), Timestamp(T0 + 60))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let doc = doc
         .approve(&user("bob"), None, None, Timestamp(T0 + 120))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let at = T0 + 180;
     let (who, level) = doc.signable_step(&user("carol"), None).unwrap();
     let level = level.map(|l| l.get()).unwrap();
@@ -177,12 +182,14 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
         .sign(&who, "ECDSA_SHA256".into(), 0, Timestamp(at))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let seal_step = doc.awaits_seal().unwrap();
     let seal = make_signature("seal", content, at, 2);
     let doc = doc
         .seal("organisation seal".into(), 1, Timestamp(at))
         .unwrap()
         .document;
+    records.push(doc.clone());
     assert_eq!(doc.state, DocState::Completed);
     let record = |index: u32, step: u32, signer: &str, seal: bool, m: Made| BundleSignature {
         index,
@@ -203,7 +210,25 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
         record(0, who.step as u32, "carol", false, carol),
         record(1, seal_step as u32, "_seal", true, seal),
     ];
-    (doc, sigs)
+    (doc, sigs, records)
+}
+
+/// The digest of a bundle signature's description, as the server commits it.
+fn description_of(s: &BundleSignature) -> String {
+    paraph::audit::commit::SignatureDescription {
+        index: s.index,
+        step: s.step,
+        signer: &s.signer,
+        on_behalf_of: s.on_behalf_of.as_deref(),
+        absence: s.absence.as_deref(),
+        route: s.route.as_deref(),
+        seal: s.seal,
+        level: s.level,
+        signing_time: s.signing_time,
+        subject: &s.subject,
+    }
+    .sha256()
+    .unwrap()
 }
 
 /// The tenant's log in memory.
@@ -230,6 +255,7 @@ impl Log {
     fn append_document_event(
         &mut self,
         doc: &Document,
+        records: &[Document],
         seq: usize,
         sigs: &[BundleSignature],
         tweak: &dyn Fn(&mut AuditEvent),
@@ -237,11 +263,12 @@ impl Log {
         let ev = &doc.history[seq];
         let prev = self.last.get(doc.id.as_str()).cloned().unwrap_or_default();
         let signature_sha256 = ev.signature.map(|i| sha256_hex(&sigs[i as usize].cms.0));
-        let actor = match (&ev.actor, ev.kind) {
-            (Some(a), _) => a.to_string(),
-            (None, EventKind::Sealed) => "_seal".into(),
-            (None, _) => "_system".into(),
+        let actor = match &ev.actor {
+            Some(a) => a.to_string(),
+            None => "_system".into(),
         };
+        // The record the transition that logged this entry left.
+        let record = records.iter().find(|r| r.history.len() > seq).unwrap();
         let mut e = AuditEvent {
             v: paraph::audit::event::EVENT_FORMAT,
             tenant: TENANT.into(),
@@ -251,7 +278,7 @@ impl Log {
             on_behalf_of: ev.on_behalf_of.as_ref().map(|u| u.to_string()),
             subject: format!("document/{}", doc.id),
             kind: ev.kind.as_str().into(),
-            detail: ev.detail.clone(),
+            detail: paraph::audit::commit::logged_detail(ev),
             document: Some(DocumentFacts {
                 id: doc.id.to_string(),
                 seq: ev.seq,
@@ -261,6 +288,12 @@ impl Log {
                 signature: ev.signature,
                 signature_sha256,
                 prev,
+                description_sha256: (ev.kind == EventKind::Submitted)
+                    .then(|| paraph::audit::commit::description_sha256(doc).unwrap()),
+                record_sha256: Some(paraph::audit::commit::record_sha256(record).unwrap()),
+                signature_description_sha256: ev
+                    .signature
+                    .map(|i| description_of(&sigs[i as usize])),
             }),
         };
         tweak(&mut e);
@@ -320,6 +353,8 @@ struct Fixture {
     /// Another document of the tenant, logged alongside: its log indexes and signatures.
     other_indexes: Vec<u64>,
     other_signatures: Vec<BundleSignature>,
+    /// The bundle's document as each of its transitions left it.
+    records: Vec<Document>,
 }
 
 const CONTENT: &[u8] = b"%PDF-1.7 Arrete municipal portant reglementation de la circulation, \
@@ -329,8 +364,8 @@ const OTHER_CONTENT: &[u8] = b"%PDF-1.7 Contrat de maintenance des feux tricolor
 /// The fixture; `tweak(seq, event)` may change the document's events before they are logged.
 fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
     let key = AuditKey::generate().unwrap();
-    let (doc, sigs) = completed_document(0x11, CONTENT);
-    let (other, other_sigs) = completed_document(0x22, OTHER_CONTENT);
+    let (doc, sigs, records) = completed_document(0x11, CONTENT);
+    let (other, other_sigs, other_records) = completed_document(0x22, OTHER_CONTENT);
     let mut log = Log::default();
     log.user_event("carol", T0 - 600);
     let mut indexes = Vec::new();
@@ -338,13 +373,19 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
     // The two documents' events interleaved, with an unrelated record in the middle.
     for seq in 0..doc.history.len().max(other.history.len()) {
         if seq < other.history.len() {
-            other_indexes.push(log.append_document_event(&other, seq, &other_sigs, &|_| {}));
+            other_indexes.push(log.append_document_event(
+                &other,
+                &other_records,
+                seq,
+                &other_sigs,
+                &|_| {},
+            ));
         }
         if seq == 4 {
             log.user_event("dave", T0 + 90);
         }
         if seq < doc.history.len() {
-            indexes.push(log.append_document_event(&doc, seq, &sigs, &|e| tweak(seq, e)));
+            indexes.push(log.append_document_event(&doc, &records, seq, &sigs, &|e| tweak(seq, e)));
         }
     }
     log.user_event("erin", T0 + 300);
@@ -371,12 +412,42 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
         indexes,
         other_indexes,
         other_signatures: other_sigs,
+        records,
     }
+}
+
+/// The fixture with its signatures' descriptions changed before they are logged (a server that
+/// recorded something else than the signature shows).
+fn build_with_signatures(change: impl Fn(&mut Vec<BundleSignature>)) -> Fixture {
+    let mut f = build(&|_, _| {});
+    let mut sigs = f.bundle.signatures.clone();
+    change(&mut sigs);
+    // Log the same document again with the changed descriptions.
+    let mut log = Log::default();
+    let doc = f.bundle.document.clone();
+    let indexes: Vec<u64> = (0..doc.history.len())
+        .map(|seq| log.append_document_event(&doc, &f.records, seq, &sigs, &|_| {}))
+        .collect();
+    let size = log.leaves.len() as u64;
+    f.bundle.signatures = sigs;
+    f.bundle.events = indexes.iter().map(|i| log.bundle_event(*i, size)).collect();
+    f.bundle.checkpoint = log.checkpoint(&f.key, size, T0 + 400);
+    f.log = log;
+    f.indexes = indexes;
+    f
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| build(&|_, _| {}))
+}
+
+/// The auditor's policy map: the test PKI's three policies.
+fn policy_levels() -> BTreeMap<String, u8> {
+    [(L1, 1), (L2, 2), (L3, 3)]
+        .iter()
+        .map(|(o, l)| (o.to_string(), *l))
+        .collect()
 }
 
 fn root_anchor() -> Vec<Vec<u8>> {
@@ -388,7 +459,11 @@ fn verify_with(
     b: &EvidenceBundle,
     anchors: Vec<Vec<u8>>,
 ) -> Result<VerifiedBundle, BundleError> {
-    bundle::verify(b, f.key.public_key(), &signature_checker(anchors))
+    bundle::verify(
+        b,
+        f.key.public_key(),
+        &signature_checker(anchors, policy_levels()),
+    )
 }
 
 /// Verifies a tampered copy of the fixture's bundle and returns the refusal.
@@ -645,13 +720,10 @@ fn a_flipped_summary_byte_is_refused() {
 
 #[test]
 fn an_altered_document_record_is_refused() {
-    // The title is shown in the summary.
+    // The title: committed by the submitted event (and shown in the summary).
     let e = refuse(|b| b.document.title = b.document.title.replace("voirie", "voirje"));
-    assert!(
-        matches!(e, BundleError::SummaryMismatch { line: 1, .. }),
-        "{e}"
-    );
-    assert_msg(&e, "summary does not match the events: line 1");
+    assert_eq!(e, BundleError::DescriptionMismatch);
+    assert_msg(&e, "is not the one its submitted event committed");
     // The state.
     let e = refuse(|b| b.document.state = DocState::InProgress);
     assert!(matches!(e, BundleError::StateMismatch { .. }), "{e}");
@@ -734,61 +806,184 @@ fn refuse_resummarized(tamper: impl FnOnce(&mut EvidenceBundle)) -> BundleError 
 
 #[test]
 fn the_documents_description_altered_with_a_recomputed_summary_is_refused() {
-    // The mandate's amount, its title, submitter, type, file name and size.
-    refuse_resummarized(|b| {
-        b.document
-            .metadata
-            .insert("amount".into(), "50000".into());
-    });
-    refuse_resummarized(|b| {
-        b.document.metadata.insert("iban".into(), "FR76".into());
-    });
-    refuse_resummarized(|b| b.document.title = "Arrêté de voirie n° 2026-999".into());
-    refuse_resummarized(|b| b.document.submitter = user("mallory"));
-    refuse_resummarized(|b| b.document.doc_type = DocumentType::Contract);
-    refuse_resummarized(|b| b.document.content.file_name = Some("autre.pdf".into()));
-    refuse_resummarized(|b| b.document.circuit.1 = 2);
+    // The mandate's amount, its title, submitter, type, file name and circuit.
+    type Tamper = Box<dyn Fn(&mut EvidenceBundle)>;
+    let tampers: Vec<Tamper> = vec![
+        Box::new(|b| {
+            b.document.metadata.insert("amount".into(), "50000".into());
+        }),
+        Box::new(|b| {
+            b.document.metadata.insert("iban".into(), "FR76".into());
+        }),
+        Box::new(|b| b.document.title = "Arrêté de voirie n° 2026-999".into()),
+        Box::new(|b| b.document.submitter = user("mallory")),
+        Box::new(|b| b.document.doc_type = DocumentType::Contract),
+        Box::new(|b| b.document.content.file_name = Some("autre.pdf".into())),
+        Box::new(|b| b.document.circuit.1 = 2),
+    ];
+    for t in &tampers {
+        let e = refuse_resummarized(|b| t(b));
+        assert_eq!(e, BundleError::DescriptionMismatch);
+        assert_msg(
+            &e,
+            "the document's description (type, title, submitter, circuit, metadata, file name \
+             or size) is not the one its submitted event committed (altered)",
+        );
+    }
 }
 
 #[test]
 fn an_altered_step_action_is_refused() {
     // Alice's visa (step 0, first action) attributed to someone else, dated otherwise, or
     // said to be on someone's behalf; its comment changed.
-    refuse_resummarized(|b| b.document.steps[0].actions[0].actor = user("mallory"));
-    refuse_resummarized(|b| b.document.steps[0].actions[0].at = Timestamp(T0 + 61));
-    refuse_resummarized(|b| b.document.steps[0].actions[0].on_behalf_of = Some(user("bob")));
-    refuse_resummarized(|b| b.document.steps[0].actions[0].reason = Some("lu".into()));
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].actor = user("mallory"));
+    assert!(
+        matches!(
+            e,
+            BundleError::ActionMismatch {
+                step: 0,
+                action: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "step 0, action #0: its actor is mallory, the event's (seq 2) alice",
+    );
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].at = Timestamp(T0 + 61));
+    assert_msg(&e, "step 0, action #0: it is dated");
+    let e =
+        refuse_resummarized(|b| b.document.steps[0].actions[0].on_behalf_of = Some(user("bob")));
+    assert_msg(&e, "step 0, action #0: it is on behalf of bob");
+    let e = refuse_resummarized(|b| {
+        b.document.steps[0].actions.remove(1);
+    });
+    assert_msg(&e, "step 0, action #1: missing");
+    // The comment: bound by the record the log committed.
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].reason = Some("lu".into()));
+    assert!(matches!(e, BundleError::RecordMismatch { .. }), "{e}");
+    assert_msg(
+        &e,
+        "the document record is not the one the log committed with event #",
+    );
     // Carol's signature action.
-    refuse_resummarized(|b| b.document.steps[1].actions[0].actor = user("mallory"));
-    // A step's actors, status, activation.
-    refuse_resummarized(|b| b.document.steps[1].actors[0] = user("mallory"));
-    refuse_resummarized(|b| b.document.steps[0].activated_at = Some(Timestamp(T0 + 1)));
+    let e = refuse_resummarized(|b| b.document.steps[1].actions[0].actor = user("mallory"));
+    assert_msg(&e, "step 1, action #0: its actor is mallory");
+    // A step's actors, activation, deadline: bound by the record.
+    let tampers: [fn(&mut EvidenceBundle); 3] = [
+        |b| b.document.steps[1].actors[0] = user("mallory"),
+        |b| b.document.steps[0].activated_at = Some(Timestamp(T0 + 1)),
+        |b| b.document.steps[2].deadline_secs = Some(3600),
+    ];
+    for t in tampers {
+        let e = refuse_resummarized(t);
+        assert!(matches!(e, BundleError::RecordMismatch { .. }), "{e}");
+    }
 }
 
 #[test]
 fn an_altered_history_entry_or_date_is_refused() {
     // The detail of a history entry (alice's comment on her visa).
-    refuse_resummarized(|b| b.document.history[2].detail = "refusé".into());
+    let e = refuse_resummarized(|b| b.document.history[2].detail = "refusé".into());
+    assert!(
+        matches!(e, BundleError::HistoryMismatch { position: 2, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "event #2 disagrees with the document history: the event's detail is \"step 0: vu\", \
+         the history's \"refusé\"",
+    );
     // An actor removed from a history entry.
-    refuse_resummarized(|b| b.document.history[2].actor = None);
+    let e = refuse_resummarized(|b| b.document.history[2].actor = None);
+    assert_msg(
+        &e,
+        "event #2 disagrees with the document history: the event's actor is alice, the \
+         history's _system",
+    );
     // The record's dates.
-    refuse_resummarized(|b| b.document.created_at = Timestamp(T0 - 86_400));
-    refuse_resummarized(|b| b.document.updated_at = Timestamp(T0 + 9_999));
+    let e = refuse_resummarized(|b| b.document.created_at = Timestamp(T0 - 86_400));
+    assert!(
+        matches!(e, BundleError::RecordMismatch { position: 0, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "it was created at 2025-12-31T00:00:00Z, the submitted event is dated",
+    );
+    let e = refuse_resummarized(|b| b.document.updated_at = Timestamp(T0 + 9_999));
+    assert_msg(&e, "it was last updated at");
 }
 
 #[test]
 fn a_raised_signature_level_is_refused() {
     // The seal is level 2 (its step requires 2): claimed 3, it must not pass as level 3.
     assert_eq!(fixture().bundle.signatures[1].level, 2);
-    refuse(|b| b.signatures[1].level = 3);
+    let e = refuse(|b| b.signatures[1].level = 3);
+    assert!(
+        matches!(
+            e,
+            BundleError::SignatureDescriptionMismatch { index: 1, .. }
+        ),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "signature #1: its description (signer, level, subject, delegation, signing time) is \
+         not the one its event #",
+    );
+    // Even when the log committed the raised level (a server that lied, or a forged log), the
+    // auditor's policy map recomputes it.
+    let f = build_with_signatures(|sigs| sigs[1].level = 3);
+    let e = verify_with(&f, &f.bundle, root_anchor()).unwrap_err();
+    assert!(
+        matches!(e, BundleError::SignatureInvalid { index: 1, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "signature #1: its recorded RGS level 3 is not the level 2 its certificate policy has \
+         under the given --policy-level map",
+    );
+    // Without a policy map, the level is shown as a claim, not as checked.
+    let v = bundle::verify(
+        &f.bundle,
+        f.key.public_key(),
+        &signature_checker(root_anchor(), BTreeMap::new()),
+    )
+    .unwrap();
+    assert!(!v.signatures[1].level_verified);
+    assert!(
+        v.signatures[1]
+            .check
+            .contains("RGS level 3 (claimed, not verified: no --policy-level given)"),
+        "{}",
+        v.signatures[1].check
+    );
 }
 
 #[test]
 fn an_altered_signature_delegation_or_subject_is_refused() {
-    refuse(|b| b.signatures[0].absence = Some("0123456789abcdef0123456789abcdef".into()));
-    refuse(|b| b.signatures[0].route = Some("delegation".into()));
-    refuse(|b| b.signatures[0].subject = "CN=Mallory".into());
-    refuse(|b| b.signatures[1].signer = "mallory".into());
+    let e = refuse(|b| b.signatures[0].absence = Some("0123456789abcdef0123456789abcdef".into()));
+    assert_msg(
+        &e,
+        "signature #0 disagrees with its event #6: it says absence \
+         0123456789abcdef0123456789abcdef, the step action none",
+    );
+    let e = refuse(|b| b.signatures[0].route = Some("delegation".into()));
+    assert_msg(&e, "it says route delegation, the step action none");
+    let e = refuse(|b| b.signatures[0].subject = "CN=Mallory".into());
+    assert!(
+        matches!(
+            e,
+            BundleError::SignatureDescriptionMismatch { index: 0, .. }
+        ),
+        "{e}"
+    );
+    let e = refuse(|b| b.signatures[1].signer = "mallory".into());
+    assert_msg(&e, "it says signer mallory, the step action _seal");
 }
 
 // ---------------------------------------------------------------------------------------------

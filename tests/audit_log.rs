@@ -431,7 +431,8 @@ async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
     let bundle = paraph::audit::bundle::EvidenceBundle::from_json(&raw).unwrap();
     assert_eq!(bundle.signatures.len(), 2, "bob's signature and the seal");
     let root = cert_der("root-ca");
-    let checker = paraph::client::evidence::signature_checker(vec![root.clone()]);
+    let checker =
+        paraph::client::evidence::signature_checker(vec![root.clone()], Default::default());
     let v = paraph::audit::bundle::verify(&bundle, &key, &checker).unwrap();
     assert_eq!(v.signatures.len(), 2);
     assert!(
