@@ -1404,3 +1404,187 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every leaf of the bundle's JSON is bound.
+
+/// Where a leaf sits in the bundle's JSON.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Every leaf (string, number, bool, null) of `v`, with its path.
+fn leaves(
+    v: &serde_json::Value,
+    path: &mut Vec<Seg>,
+    out: &mut Vec<(Vec<Seg>, serde_json::Value)>,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                path.push(Seg::Key(k.clone()));
+                leaves(x, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                leaves(x, path, out);
+                path.pop();
+            }
+        }
+        leaf => out.push((path.clone(), leaf.clone())),
+    }
+}
+
+fn leaf_mut<'a>(v: &'a mut serde_json::Value, path: &[Seg]) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, s| match s {
+        Seg::Key(k) => &mut v[k.as_str()],
+        Seg::Index(i) => &mut v[*i],
+    })
+}
+
+/// `document.steps[].actions[].actor`: the path with its indexes left out.
+fn shape(path: &[Seg]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => format!(".{k}"),
+            Seg::Index(_) => "[]".to_owned(),
+        })
+        .collect()
+}
+
+/// Other values for a leaf: the value changed (a number plus one, a string with one more
+/// character or its first one changed, a bool flipped, a null replaced by a string and by a
+/// number), and every other value found at a leaf of the same shape elsewhere in the bundle
+/// (another status, another user, another step, another certificate…), which keeps the JSON
+/// well-typed, so that the verifier's own checks, not the parser, must refuse it.
+fn mutations(
+    value: &serde_json::Value,
+    same_shape: &BTreeMap<String, Vec<serde_json::Value>>,
+    shape: &str,
+) -> Vec<serde_json::Value> {
+    use serde_json::Value;
+    let mut out: Vec<Value> = match value {
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => vec![(u + 1).into(), u.saturating_sub(1).into()],
+            (None, Some(i)) => vec![(i + 1).into(), (i - 1).into()],
+            _ => vec![0.into()],
+        },
+        Value::String(s) => {
+            let mut changed: Vec<char> = s.chars().collect();
+            match changed.first_mut() {
+                Some(c) => *c = if *c == 'B' { 'C' } else { 'B' },
+                None => changed.push('x'),
+            }
+            vec![
+                Value::String(format!("{s}x")),
+                Value::String(changed.into_iter().collect()),
+            ]
+        }
+        Value::Bool(b) => vec![Value::Bool(!b)],
+        Value::Null => vec!["x".into(), 0.into()],
+        _ => Vec::new(),
+    };
+    if let Some(others) = same_shape.get(shape) {
+        out.extend(others.iter().cloned());
+    }
+    out.retain(|m| m != value);
+    out.dedup();
+    out
+}
+
+/// Leaves of a bundle that may change without `verify-bundle` failing, and why. None: every
+/// field a bundle shows is committed by the log, recomputed, or checked against what is.
+const INFORMATIVE_LEAVES: &[&str] = &[];
+
+#[test]
+fn changing_any_one_leaf_of_a_genuine_bundle_makes_it_fail() {
+    let f = fixture();
+    let genuine = serde_json::to_value(&f.bundle).unwrap();
+    let mut all = Vec::new();
+    leaves(&genuine, &mut Vec::new(), &mut all);
+    let mut same_shape: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for (p, v) in &all {
+        let values = same_shape.entry(shape(p)).or_default();
+        if !values.contains(v) {
+            values.push(v.clone());
+        }
+    }
+    let verify = |v: &serde_json::Value| {
+        paraph::client::evidence::verify_bytes(
+            &serde_json::to_vec(v).unwrap(),
+            f.key.public_key(),
+            root_anchor(),
+            policy_levels(),
+        )
+    };
+    assert!(verify(&genuine).is_ok());
+    let mut tried = 0;
+    let mut accepted = Vec::new();
+    for (path, value) in &all {
+        let sh = shape(path);
+        if INFORMATIVE_LEAVES.contains(&sh.as_str()) {
+            continue;
+        }
+        for m in mutations(value, &same_shape, &sh) {
+            let mut b = genuine.clone();
+            *leaf_mut(&mut b, path) = m.clone();
+            tried += 1;
+            if verify(&b).is_ok() {
+                accepted.push(format!("{path:?}: {value} -> {m}"));
+            }
+        }
+    }
+    assert!(all.len() > 200, "only {} leaves", all.len());
+    assert!(
+        accepted.is_empty(),
+        "{} of {tried} one-leaf changes verified:\n{}",
+        accepted.len(),
+        accepted.join("\n")
+    );
+}
+
+/// Any value, of any JSON type, for a leaf.
+fn any_leaf() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<i64>().prop_map(serde_json::Value::from),
+        (0u64..100_000).prop_map(serde_json::Value::from),
+        "[a-zA-Z0-9_+/=: -]{0,16}".prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// One leaf of the genuine bundle, chosen at random, replaced by a random value: refused.
+    #[test]
+    fn a_random_value_in_any_one_leaf_makes_the_bundle_fail(
+        pick in proptest::prelude::any::<proptest::sample::Index>(),
+        value in any_leaf(),
+    ) {
+        let f = fixture();
+        let genuine = serde_json::to_value(&f.bundle).unwrap();
+        let mut all = Vec::new();
+        leaves(&genuine, &mut Vec::new(), &mut all);
+        let (path, old) = &all[pick.index(all.len())];
+        proptest::prop_assume!(*old != value);
+        proptest::prop_assume!(!INFORMATIVE_LEAVES.contains(&shape(path).as_str()));
+        let mut b = genuine.clone();
+        *leaf_mut(&mut b, path) = value.clone();
+        let verdict = paraph::client::evidence::verify_bytes(
+            &serde_json::to_vec(&b).unwrap(),
+            f.key.public_key(),
+            root_anchor(),
+            policy_levels(),
+        );
+        proptest::prop_assert!(verdict.is_err(), "{path:?}: {old} -> {value} verified");
+    }
+}
