@@ -1336,10 +1336,42 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
     assert!(out.contains("approved step 0  by alice"), "{out}");
     assert!(out.contains("#0 step 1 carol: TOTAL_PASSED"), "{out}");
 
+    // Without a policy map, the levels are claims.
+    assert!(
+        out.contains("RGS level 3 (claimed, not verified: no --policy-level given)"),
+        "{out}"
+    );
+    assert!(!out.contains("UNVERIFIED"), "{out}");
+
     // Valid against the test root: no note.
     let (code, out, err) = run(&good, &["--trust", "certs-test/root-ca.cert.pem"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains(SELF_ANCHORED_NOTE), "{out}");
+
+    // With the policy map, the levels are recomputed.
+    let policies = [
+        "--policy-level",
+        &format!("{L1}=1"),
+        "--policy-level",
+        &format!("{L2}=2"),
+        "--policy-level",
+        &format!("{L3}=3"),
+    ]
+    .map(str::to_owned);
+    let with_policies: Vec<&str> = policies.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&good, &with_policies);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("RGS level 3, validated at"), "{out}");
+    assert!(!out.contains("claimed"), "{out}");
+    // A map that puts carol's policy at level 2: her recorded level 3 is refused.
+    let (code, _, err) = run(&good, &["--policy-level", &format!("{L3}=2")]);
+    assert_eq!(code, Some(6));
+    assert!(
+        err.contains("its recorded RGS level 3 is not the level 2"),
+        "{err}"
+    );
+    let (code, _, err) = run(&good, &["--policy-level", "not-an-oid=2"]);
+    assert_eq!(code, Some(2), "{err}");
 
     // JSON.
     let (code, out, _) = run(&good, &["--json"]);
@@ -1353,6 +1385,9 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
     assert_eq!(v["events"], f.bundle.events.len());
     assert_eq!(v["signatures"].as_array().unwrap().len(), 2);
     assert_eq!(v["trust"], "bundle_roots");
+    assert_eq!(v["signatures"][0]["level"], 3);
+    assert_eq!(v["signatures"][0]["level_verified"], false);
+    assert_eq!(v["unverified"], serde_json::json!([]));
     assert_eq!(
         v["summary"].as_array().unwrap().len(),
         f.bundle.events.len() + 1
@@ -1587,4 +1622,36 @@ proptest::proptest! {
         );
         proptest::prop_assert!(verdict.is_err(), "{path:?}: {old} -> {value} verified");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs written before events committed descriptions and records.
+
+#[test]
+fn a_bundle_whose_log_predates_the_commitments_verifies_and_lists_what_is_unbound() {
+    let f = build(&|_, e| {
+        if let Some(d) = &mut e.document {
+            d.description_sha256 = None;
+            d.record_sha256 = None;
+            d.signature_description_sha256 = None;
+        }
+    });
+    let v = verify_with(&f, &f.bundle, root_anchor()).unwrap();
+    assert_eq!(v.unverified.len(), 4, "{:?}", v.unverified);
+    assert!(v.unverified[0].starts_with("the document's description"));
+    assert!(v.unverified[1].starts_with("signature #0: its description"));
+    assert!(v.unverified[3].starts_with("the document's steps"));
+    // What the events say is still checked against the record: actions, history, dates.
+    let mut b = f.bundle.clone();
+    b.document.steps[0].actions[0].actor = user("mallory");
+    let e = verify_with(&f, &b, root_anchor()).unwrap_err();
+    assert!(matches!(e, BundleError::ActionMismatch { .. }), "{e}");
+    // And the levels against the auditor's policy map.
+    let mut b = f.bundle.clone();
+    b.signatures[1].level = 3;
+    let e = verify_with(&f, &b, root_anchor()).unwrap_err();
+    assert!(
+        matches!(e, BundleError::SignatureInvalid { index: 1, .. }),
+        "{e}"
+    );
 }
