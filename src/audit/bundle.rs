@@ -743,7 +743,8 @@ pub fn verify(
     };
     match &facts[0].description_sha256 {
         Some(h) => {
-            if *h != committed(super::commit::description_sha256(document))? {
+            let recomputed = committed(super::commit::description_sha256(document))?;
+            if *h != recomputed {
                 return Err(BundleError::DescriptionMismatch);
             }
         }
@@ -840,7 +841,8 @@ pub fn verify(
     // compare one by one (step definitions, actors, routes, deadlines, comments).
     match &last.record_sha256 {
         Some(h) => {
-            if *h != committed(super::commit::record_sha256(document))? {
+            let recomputed = committed(super::commit::record_sha256(document))?;
+            if *h != recomputed {
                 return Err(BundleError::RecordMismatch {
                     position: last_position,
                     what: "a field the checks before do not name (a step's definition, actors, \
