@@ -144,7 +144,7 @@ fn submit(id: u8, title: &str, content: &[u8], at: i64) -> Document {
         tenant: TenantId::parse(TENANT).unwrap(),
         doc_type: DocumentType::Mandate,
         title: title.into(),
-        metadata: BTreeMap::new(),
+        metadata: [("amount".to_owned(), "50".to_owned())].into(),
         content: ContentRef {
             sha256: sha256_hex(content),
             size: content.len() as u64,
@@ -158,17 +158,22 @@ fn submit(id: u8, title: &str, content: &[u8], at: i64) -> Document {
 }
 
 /// The document run through its whole circuit: two visas, carol's signature (index 0), the
-/// server seal (index 1). Returns the document and its signatures by index.
-fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>) {
+/// server seal (index 1). Returns the document, its signatures by index, and the record as
+/// each transition left it (the one its events commit).
+fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>, Vec<Document>) {
+    let mut records = Vec::new();
     let doc = submit(id, "Arrêté de voirie n° 2026-001", content, T0);
+    records.push(doc.clone());
     let doc = doc
         .approve(&user("alice"), None, Some("vu".into()), Timestamp(T0 + 60))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let doc = doc
         .approve(&user("bob"), None, None, Timestamp(T0 + 120))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let at = T0 + 180;
     let (who, level) = doc.signable_step(&user("carol"), None).unwrap();
     let level = level.map(|l| l.get()).unwrap();
@@ -177,12 +182,14 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
         .sign(&who, "ECDSA_SHA256".into(), 0, Timestamp(at))
         .unwrap()
         .document;
+    records.push(doc.clone());
     let seal_step = doc.awaits_seal().unwrap();
     let seal = make_signature("seal", content, at, 2);
     let doc = doc
         .seal("organisation seal".into(), 1, Timestamp(at))
         .unwrap()
         .document;
+    records.push(doc.clone());
     assert_eq!(doc.state, DocState::Completed);
     let record = |index: u32, step: u32, signer: &str, seal: bool, m: Made| BundleSignature {
         index,
@@ -203,7 +210,25 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
         record(0, who.step as u32, "carol", false, carol),
         record(1, seal_step as u32, "_seal", true, seal),
     ];
-    (doc, sigs)
+    (doc, sigs, records)
+}
+
+/// The digest of a bundle signature's description, as the server commits it.
+fn description_of(s: &BundleSignature) -> String {
+    paraph::audit::commit::SignatureDescription {
+        index: s.index,
+        step: s.step,
+        signer: &s.signer,
+        on_behalf_of: s.on_behalf_of.as_deref(),
+        absence: s.absence.as_deref(),
+        route: s.route.as_deref(),
+        seal: s.seal,
+        level: s.level,
+        signing_time: s.signing_time,
+        subject: &s.subject,
+    }
+    .sha256()
+    .unwrap()
 }
 
 /// The tenant's log in memory.
@@ -230,6 +255,7 @@ impl Log {
     fn append_document_event(
         &mut self,
         doc: &Document,
+        records: &[Document],
         seq: usize,
         sigs: &[BundleSignature],
         tweak: &dyn Fn(&mut AuditEvent),
@@ -237,11 +263,12 @@ impl Log {
         let ev = &doc.history[seq];
         let prev = self.last.get(doc.id.as_str()).cloned().unwrap_or_default();
         let signature_sha256 = ev.signature.map(|i| sha256_hex(&sigs[i as usize].cms.0));
-        let actor = match (&ev.actor, ev.kind) {
-            (Some(a), _) => a.to_string(),
-            (None, EventKind::Sealed) => "_seal".into(),
-            (None, _) => "_system".into(),
+        let actor = match &ev.actor {
+            Some(a) => a.to_string(),
+            None => "_system".into(),
         };
+        // The record the transition that logged this entry left.
+        let record = records.iter().find(|r| r.history.len() > seq).unwrap();
         let mut e = AuditEvent {
             v: paraph::audit::event::EVENT_FORMAT,
             tenant: TENANT.into(),
@@ -251,7 +278,7 @@ impl Log {
             on_behalf_of: ev.on_behalf_of.as_ref().map(|u| u.to_string()),
             subject: format!("document/{}", doc.id),
             kind: ev.kind.as_str().into(),
-            detail: ev.detail.clone(),
+            detail: paraph::audit::commit::logged_detail(ev),
             document: Some(DocumentFacts {
                 id: doc.id.to_string(),
                 seq: ev.seq,
@@ -261,6 +288,12 @@ impl Log {
                 signature: ev.signature,
                 signature_sha256,
                 prev,
+                description_sha256: (ev.kind == EventKind::Submitted)
+                    .then(|| paraph::audit::commit::description_sha256(doc).unwrap()),
+                record_sha256: Some(paraph::audit::commit::record_sha256(record).unwrap()),
+                signature_description_sha256: ev
+                    .signature
+                    .map(|i| description_of(&sigs[i as usize])),
             }),
         };
         tweak(&mut e);
@@ -320,6 +353,8 @@ struct Fixture {
     /// Another document of the tenant, logged alongside: its log indexes and signatures.
     other_indexes: Vec<u64>,
     other_signatures: Vec<BundleSignature>,
+    /// The bundle's document as each of its transitions left it.
+    records: Vec<Document>,
 }
 
 const CONTENT: &[u8] = b"%PDF-1.7 Arrete municipal portant reglementation de la circulation, \
@@ -329,8 +364,8 @@ const OTHER_CONTENT: &[u8] = b"%PDF-1.7 Contrat de maintenance des feux tricolor
 /// The fixture; `tweak(seq, event)` may change the document's events before they are logged.
 fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
     let key = AuditKey::generate().unwrap();
-    let (doc, sigs) = completed_document(0x11, CONTENT);
-    let (other, other_sigs) = completed_document(0x22, OTHER_CONTENT);
+    let (doc, sigs, records) = completed_document(0x11, CONTENT);
+    let (other, other_sigs, other_records) = completed_document(0x22, OTHER_CONTENT);
     let mut log = Log::default();
     log.user_event("carol", T0 - 600);
     let mut indexes = Vec::new();
@@ -338,13 +373,19 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
     // The two documents' events interleaved, with an unrelated record in the middle.
     for seq in 0..doc.history.len().max(other.history.len()) {
         if seq < other.history.len() {
-            other_indexes.push(log.append_document_event(&other, seq, &other_sigs, &|_| {}));
+            other_indexes.push(log.append_document_event(
+                &other,
+                &other_records,
+                seq,
+                &other_sigs,
+                &|_| {},
+            ));
         }
         if seq == 4 {
             log.user_event("dave", T0 + 90);
         }
         if seq < doc.history.len() {
-            indexes.push(log.append_document_event(&doc, seq, &sigs, &|e| tweak(seq, e)));
+            indexes.push(log.append_document_event(&doc, &records, seq, &sigs, &|e| tweak(seq, e)));
         }
     }
     log.user_event("erin", T0 + 300);
@@ -371,12 +412,42 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
         indexes,
         other_indexes,
         other_signatures: other_sigs,
+        records,
     }
+}
+
+/// The fixture with its signatures' descriptions changed before they are logged (a server that
+/// recorded something else than the signature shows).
+fn build_with_signatures(change: impl Fn(&mut Vec<BundleSignature>)) -> Fixture {
+    let mut f = build(&|_, _| {});
+    let mut sigs = f.bundle.signatures.clone();
+    change(&mut sigs);
+    // Log the same document again with the changed descriptions.
+    let mut log = Log::default();
+    let doc = f.bundle.document.clone();
+    let indexes: Vec<u64> = (0..doc.history.len())
+        .map(|seq| log.append_document_event(&doc, &f.records, seq, &sigs, &|_| {}))
+        .collect();
+    let size = log.leaves.len() as u64;
+    f.bundle.signatures = sigs;
+    f.bundle.events = indexes.iter().map(|i| log.bundle_event(*i, size)).collect();
+    f.bundle.checkpoint = log.checkpoint(&f.key, size, T0 + 400);
+    f.log = log;
+    f.indexes = indexes;
+    f
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| build(&|_, _| {}))
+}
+
+/// The auditor's policy map: the test PKI's three policies.
+fn policy_levels() -> BTreeMap<String, u8> {
+    [(L1, 1), (L2, 2), (L3, 3)]
+        .iter()
+        .map(|(o, l)| (o.to_string(), *l))
+        .collect()
 }
 
 fn root_anchor() -> Vec<Vec<u8>> {
@@ -388,7 +459,11 @@ fn verify_with(
     b: &EvidenceBundle,
     anchors: Vec<Vec<u8>>,
 ) -> Result<VerifiedBundle, BundleError> {
-    bundle::verify(b, f.key.public_key(), &signature_checker(anchors))
+    bundle::verify(
+        b,
+        f.key.public_key(),
+        &signature_checker(anchors, policy_levels()),
+    )
 }
 
 /// Verifies a tampered copy of the fixture's bundle and returns the refusal.
@@ -645,13 +720,10 @@ fn a_flipped_summary_byte_is_refused() {
 
 #[test]
 fn an_altered_document_record_is_refused() {
-    // The title is shown in the summary.
+    // The title: committed by the submitted event (and shown in the summary).
     let e = refuse(|b| b.document.title = b.document.title.replace("voirie", "voirje"));
-    assert!(
-        matches!(e, BundleError::SummaryMismatch { line: 1, .. }),
-        "{e}"
-    );
-    assert_msg(&e, "summary does not match the events: line 1");
+    assert_eq!(e, BundleError::DescriptionMismatch);
+    assert_msg(&e, "is not the one its submitted event committed");
     // The state.
     let e = refuse(|b| b.document.state = DocState::InProgress);
     assert!(matches!(e, BundleError::StateMismatch { .. }), "{e}");
@@ -716,6 +788,202 @@ fn an_altered_signature_description_is_refused() {
         "{e}"
     );
     assert_msg(&e, "signature #0: the signing time");
+}
+
+/// Verifies a tampered copy of the fixture's bundle whose summary the tamperer recomputed (it
+/// is deterministic, so a forger can), and returns the refusal.
+fn refuse_resummarized(tamper: impl FnOnce(&mut EvidenceBundle)) -> BundleError {
+    refuse(|b| {
+        tamper(b);
+        let events: Vec<AuditEvent> = b
+            .events
+            .iter()
+            .map(|e| AuditEvent::parse(&e.event.0).unwrap())
+            .collect();
+        b.summary = bundle::summary(&b.document, &events);
+    })
+}
+
+#[test]
+fn the_documents_description_altered_with_a_recomputed_summary_is_refused() {
+    // The mandate's amount, its title, submitter, type, file name and circuit.
+    type Tamper = Box<dyn Fn(&mut EvidenceBundle)>;
+    let tampers: Vec<Tamper> = vec![
+        Box::new(|b| {
+            b.document.metadata.insert("amount".into(), "50000".into());
+        }),
+        Box::new(|b| {
+            b.document.metadata.insert("iban".into(), "FR76".into());
+        }),
+        Box::new(|b| b.document.title = "Arrêté de voirie n° 2026-999".into()),
+        Box::new(|b| b.document.submitter = user("mallory")),
+        Box::new(|b| b.document.doc_type = DocumentType::Contract),
+        Box::new(|b| b.document.content.file_name = Some("autre.pdf".into())),
+        Box::new(|b| b.document.circuit.1 = 2),
+    ];
+    for t in &tampers {
+        let e = refuse_resummarized(|b| t(b));
+        assert_eq!(e, BundleError::DescriptionMismatch);
+        assert_msg(
+            &e,
+            "the document's description (type, title, submitter, circuit, metadata, file name \
+             or size) is not the one its submitted event committed (altered)",
+        );
+    }
+}
+
+#[test]
+fn an_altered_step_action_is_refused() {
+    // Alice's visa (step 0, first action) attributed to someone else, dated otherwise, or
+    // said to be on someone's behalf; its comment changed.
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].actor = user("mallory"));
+    assert!(
+        matches!(
+            e,
+            BundleError::ActionMismatch {
+                step: 0,
+                action: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "step 0, action #0: its actor is mallory, the event's (seq 2) alice",
+    );
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].at = Timestamp(T0 + 61));
+    assert_msg(&e, "step 0, action #0: it is dated");
+    let e =
+        refuse_resummarized(|b| b.document.steps[0].actions[0].on_behalf_of = Some(user("bob")));
+    assert_msg(&e, "step 0, action #0: it is on behalf of bob");
+    let e = refuse_resummarized(|b| {
+        b.document.steps[0].actions.remove(1);
+    });
+    assert_msg(&e, "step 0, action #1: missing");
+    // The comment: bound by the record the log committed.
+    let e = refuse_resummarized(|b| b.document.steps[0].actions[0].reason = Some("lu".into()));
+    assert!(matches!(e, BundleError::RecordMismatch { .. }), "{e}");
+    assert_msg(
+        &e,
+        "the document record is not the one the log committed with event #",
+    );
+    // Carol's signature action.
+    let e = refuse_resummarized(|b| b.document.steps[1].actions[0].actor = user("mallory"));
+    assert_msg(&e, "step 1, action #0: its actor is mallory");
+    // A step's actors, activation, deadline: bound by the record.
+    let tampers: [fn(&mut EvidenceBundle); 3] = [
+        |b| b.document.steps[1].actors[0] = user("mallory"),
+        |b| b.document.steps[0].activated_at = Some(Timestamp(T0 + 1)),
+        |b| b.document.steps[2].deadline_secs = Some(3600),
+    ];
+    for t in tampers {
+        let e = refuse_resummarized(t);
+        assert!(matches!(e, BundleError::RecordMismatch { .. }), "{e}");
+    }
+}
+
+#[test]
+fn an_altered_history_entry_or_date_is_refused() {
+    // The detail of a history entry (alice's comment on her visa).
+    let e = refuse_resummarized(|b| b.document.history[2].detail = "refusé".into());
+    assert!(
+        matches!(e, BundleError::HistoryMismatch { position: 2, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "event #2 disagrees with the document history: the event's detail is \"step 0: vu\", \
+         the history's \"refusé\"",
+    );
+    // An actor removed from a history entry.
+    let e = refuse_resummarized(|b| b.document.history[2].actor = None);
+    assert_msg(
+        &e,
+        "event #2 disagrees with the document history: the event's actor is alice, the \
+         history's _system",
+    );
+    // The record's dates.
+    let e = refuse_resummarized(|b| b.document.created_at = Timestamp(T0 - 86_400));
+    assert!(
+        matches!(e, BundleError::RecordMismatch { position: 0, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "it was created at 2025-12-31T00:00:00Z, the submitted event is dated",
+    );
+    let e = refuse_resummarized(|b| b.document.updated_at = Timestamp(T0 + 9_999));
+    assert_msg(&e, "it was last updated at");
+}
+
+#[test]
+fn a_raised_signature_level_is_refused() {
+    // The seal is level 2 (its step requires 2): claimed 3, it must not pass as level 3.
+    assert_eq!(fixture().bundle.signatures[1].level, 2);
+    let e = refuse(|b| b.signatures[1].level = 3);
+    assert!(
+        matches!(
+            e,
+            BundleError::SignatureDescriptionMismatch { index: 1, .. }
+        ),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "signature #1: its description (signer, level, subject, delegation, signing time) is \
+         not the one its event #",
+    );
+    // Even when the log committed the raised level (a server that lied, or a forged log), the
+    // auditor's policy map recomputes it.
+    let f = build_with_signatures(|sigs| sigs[1].level = 3);
+    let e = verify_with(&f, &f.bundle, root_anchor()).unwrap_err();
+    assert!(
+        matches!(e, BundleError::SignatureInvalid { index: 1, .. }),
+        "{e}"
+    );
+    assert_msg(
+        &e,
+        "signature #1: its recorded RGS level 3 is not the level 2 its certificate policy has \
+         under the given --policy-level map",
+    );
+    // Without a policy map, the level is shown as a claim, not as checked.
+    let v = bundle::verify(
+        &f.bundle,
+        f.key.public_key(),
+        &signature_checker(root_anchor(), BTreeMap::new()),
+    )
+    .unwrap();
+    assert!(!v.signatures[1].level_verified);
+    assert!(
+        v.signatures[1]
+            .check
+            .contains("RGS level 3 (claimed, not verified: no --policy-level given)"),
+        "{}",
+        v.signatures[1].check
+    );
+}
+
+#[test]
+fn an_altered_signature_delegation_or_subject_is_refused() {
+    let e = refuse(|b| b.signatures[0].absence = Some("0123456789abcdef0123456789abcdef".into()));
+    assert_msg(
+        &e,
+        "signature #0 disagrees with its event #6: it says absence \
+         0123456789abcdef0123456789abcdef, the step action none",
+    );
+    let e = refuse(|b| b.signatures[0].route = Some("delegation".into()));
+    assert_msg(&e, "it says route delegation, the step action none");
+    let e = refuse(|b| b.signatures[0].subject = "CN=Mallory".into());
+    assert!(
+        matches!(
+            e,
+            BundleError::SignatureDescriptionMismatch { index: 0, .. }
+        ),
+        "{e}"
+    );
+    let e = refuse(|b| b.signatures[1].signer = "mallory".into());
+    assert_msg(&e, "it says signer mallory, the step action _seal");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1068,10 +1336,42 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
     assert!(out.contains("approved step 0  by alice"), "{out}");
     assert!(out.contains("#0 step 1 carol: TOTAL_PASSED"), "{out}");
 
+    // Without a policy map, the levels are claims.
+    assert!(
+        out.contains("RGS level 3 (claimed, not verified: no --policy-level given)"),
+        "{out}"
+    );
+    assert!(!out.contains("UNVERIFIED"), "{out}");
+
     // Valid against the test root: no note.
     let (code, out, err) = run(&good, &["--trust", "certs-test/root-ca.cert.pem"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains(SELF_ANCHORED_NOTE), "{out}");
+
+    // With the policy map, the levels are recomputed.
+    let policies = [
+        "--policy-level",
+        &format!("{L1}=1"),
+        "--policy-level",
+        &format!("{L2}=2"),
+        "--policy-level",
+        &format!("{L3}=3"),
+    ]
+    .map(str::to_owned);
+    let with_policies: Vec<&str> = policies.iter().map(String::as_str).collect();
+    let (code, out, err) = run(&good, &with_policies);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("RGS level 3, validated at"), "{out}");
+    assert!(!out.contains("claimed"), "{out}");
+    // A map that puts carol's policy at level 2: her recorded level 3 is refused.
+    let (code, _, err) = run(&good, &["--policy-level", &format!("{L3}=2")]);
+    assert_eq!(code, Some(6));
+    assert!(
+        err.contains("its recorded RGS level 3 is not the level 2"),
+        "{err}"
+    );
+    let (code, _, err) = run(&good, &["--policy-level", "not-an-oid=2"]);
+    assert_eq!(code, Some(2), "{err}");
 
     // JSON.
     let (code, out, _) = run(&good, &["--json"]);
@@ -1085,6 +1385,9 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
     assert_eq!(v["events"], f.bundle.events.len());
     assert_eq!(v["signatures"].as_array().unwrap().len(), 2);
     assert_eq!(v["trust"], "bundle_roots");
+    assert_eq!(v["signatures"][0]["level"], 3);
+    assert_eq!(v["signatures"][0]["level_verified"], false);
+    assert_eq!(v["unverified"], serde_json::json!([]));
     assert_eq!(
         v["summary"].as_array().unwrap().len(),
         f.bundle.events.len() + 1
@@ -1135,4 +1438,220 @@ fn the_verify_bundle_command_prints_the_verdict_and_exits_accordingly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every leaf of the bundle's JSON is bound.
+
+/// Where a leaf sits in the bundle's JSON.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Every leaf (string, number, bool, null) of `v`, with its path.
+fn leaves(
+    v: &serde_json::Value,
+    path: &mut Vec<Seg>,
+    out: &mut Vec<(Vec<Seg>, serde_json::Value)>,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                path.push(Seg::Key(k.clone()));
+                leaves(x, path, out);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                leaves(x, path, out);
+                path.pop();
+            }
+        }
+        leaf => out.push((path.clone(), leaf.clone())),
+    }
+}
+
+fn leaf_mut<'a>(v: &'a mut serde_json::Value, path: &[Seg]) -> &'a mut serde_json::Value {
+    path.iter().fold(v, |v, s| match s {
+        Seg::Key(k) => &mut v[k.as_str()],
+        Seg::Index(i) => &mut v[*i],
+    })
+}
+
+/// `document.steps[].actions[].actor`: the path with its indexes left out.
+fn shape(path: &[Seg]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Seg::Key(k) => format!(".{k}"),
+            Seg::Index(_) => "[]".to_owned(),
+        })
+        .collect()
+}
+
+/// Other values for a leaf: the value changed (a number plus one, a string with one more
+/// character or its first one changed, a bool flipped, a null replaced by a string and by a
+/// number), and every other value found at a leaf of the same shape elsewhere in the bundle
+/// (another status, another user, another step, another certificate…), which keeps the JSON
+/// well-typed, so that the verifier's own checks, not the parser, must refuse it.
+fn mutations(
+    value: &serde_json::Value,
+    same_shape: &BTreeMap<String, Vec<serde_json::Value>>,
+    shape: &str,
+) -> Vec<serde_json::Value> {
+    use serde_json::Value;
+    let mut out: Vec<Value> = match value {
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => vec![(u + 1).into(), u.saturating_sub(1).into()],
+            (None, Some(i)) => vec![(i + 1).into(), (i - 1).into()],
+            _ => vec![0.into()],
+        },
+        Value::String(s) => {
+            let mut changed: Vec<char> = s.chars().collect();
+            match changed.first_mut() {
+                Some(c) => *c = if *c == 'B' { 'C' } else { 'B' },
+                None => changed.push('x'),
+            }
+            vec![
+                Value::String(format!("{s}x")),
+                Value::String(changed.into_iter().collect()),
+            ]
+        }
+        Value::Bool(b) => vec![Value::Bool(!b)],
+        Value::Null => vec!["x".into(), 0.into()],
+        _ => Vec::new(),
+    };
+    if let Some(others) = same_shape.get(shape) {
+        out.extend(others.iter().cloned());
+    }
+    out.retain(|m| m != value);
+    out.dedup();
+    out
+}
+
+/// Leaves of a bundle that may change without `verify-bundle` failing, and why. None: every
+/// field a bundle shows is committed by the log, recomputed, or checked against what is.
+const INFORMATIVE_LEAVES: &[&str] = &[];
+
+#[test]
+fn changing_any_one_leaf_of_a_genuine_bundle_makes_it_fail() {
+    let f = fixture();
+    let genuine = serde_json::to_value(&f.bundle).unwrap();
+    let mut all = Vec::new();
+    leaves(&genuine, &mut Vec::new(), &mut all);
+    let mut same_shape: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for (p, v) in &all {
+        let values = same_shape.entry(shape(p)).or_default();
+        if !values.contains(v) {
+            values.push(v.clone());
+        }
+    }
+    let verify = |v: &serde_json::Value| {
+        paraph::client::evidence::verify_bytes(
+            &serde_json::to_vec(v).unwrap(),
+            f.key.public_key(),
+            root_anchor(),
+            policy_levels(),
+        )
+    };
+    assert!(verify(&genuine).is_ok());
+    let mut tried = 0;
+    let mut accepted = Vec::new();
+    for (path, value) in &all {
+        let sh = shape(path);
+        if INFORMATIVE_LEAVES.contains(&sh.as_str()) {
+            continue;
+        }
+        for m in mutations(value, &same_shape, &sh) {
+            let mut b = genuine.clone();
+            *leaf_mut(&mut b, path) = m.clone();
+            tried += 1;
+            if verify(&b).is_ok() {
+                accepted.push(format!("{path:?}: {value} -> {m}"));
+            }
+        }
+    }
+    assert!(all.len() > 200, "only {} leaves", all.len());
+    assert!(
+        accepted.is_empty(),
+        "{} of {tried} one-leaf changes verified:\n{}",
+        accepted.len(),
+        accepted.join("\n")
+    );
+}
+
+/// Any value, of any JSON type, for a leaf.
+fn any_leaf() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<i64>().prop_map(serde_json::Value::from),
+        (0u64..100_000).prop_map(serde_json::Value::from),
+        "[a-zA-Z0-9_+/=: -]{0,16}".prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// One leaf of the genuine bundle, chosen at random, replaced by a random value: refused.
+    #[test]
+    fn a_random_value_in_any_one_leaf_makes_the_bundle_fail(
+        pick in proptest::prelude::any::<proptest::sample::Index>(),
+        value in any_leaf(),
+    ) {
+        let f = fixture();
+        let genuine = serde_json::to_value(&f.bundle).unwrap();
+        let mut all = Vec::new();
+        leaves(&genuine, &mut Vec::new(), &mut all);
+        let (path, old) = &all[pick.index(all.len())];
+        proptest::prop_assume!(*old != value);
+        proptest::prop_assume!(!INFORMATIVE_LEAVES.contains(&shape(path).as_str()));
+        let mut b = genuine.clone();
+        *leaf_mut(&mut b, path) = value.clone();
+        let verdict = paraph::client::evidence::verify_bytes(
+            &serde_json::to_vec(&b).unwrap(),
+            f.key.public_key(),
+            root_anchor(),
+            policy_levels(),
+        );
+        proptest::prop_assert!(verdict.is_err(), "{path:?}: {old} -> {value} verified");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs written before events committed descriptions and records.
+
+#[test]
+fn a_bundle_whose_log_predates_the_commitments_verifies_and_lists_what_is_unbound() {
+    let f = build(&|_, e| {
+        if let Some(d) = &mut e.document {
+            d.description_sha256 = None;
+            d.record_sha256 = None;
+            d.signature_description_sha256 = None;
+        }
+    });
+    let v = verify_with(&f, &f.bundle, root_anchor()).unwrap();
+    assert_eq!(v.unverified.len(), 4, "{:?}", v.unverified);
+    assert!(v.unverified[0].starts_with("the document's description"));
+    assert!(v.unverified[1].starts_with("signature #0: its description"));
+    assert!(v.unverified[3].starts_with("the document's steps"));
+    // What the events say is still checked against the record: actions, history, dates.
+    let mut b = f.bundle.clone();
+    b.document.steps[0].actions[0].actor = user("mallory");
+    let e = verify_with(&f, &b, root_anchor()).unwrap_err();
+    assert!(matches!(e, BundleError::ActionMismatch { .. }), "{e}");
+    // And the levels against the auditor's policy map.
+    let mut b = f.bundle.clone();
+    b.signatures[1].level = 3;
+    let e = verify_with(&f, &b, root_anchor()).unwrap_err();
+    assert!(
+        matches!(e, BundleError::SignatureInvalid { index: 1, .. }),
+        "{e}"
+    );
 }

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use paraph::audit::{merkle, AuditEvent, AuditPublicKey, SignedCheckpoint};
+use paraph::domain::Document;
 use paraph::proto::{self, audit_service_client::AuditServiceClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -431,7 +432,8 @@ async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
     let bundle = paraph::audit::bundle::EvidenceBundle::from_json(&raw).unwrap();
     assert_eq!(bundle.signatures.len(), 2, "bob's signature and the seal");
     let root = cert_der("root-ca");
-    let checker = paraph::client::evidence::signature_checker(vec![root.clone()]);
+    let checker =
+        paraph::client::evidence::signature_checker(vec![root.clone()], Default::default());
     let v = paraph::audit::bundle::verify(&bundle, &key, &checker).unwrap();
     assert_eq!(v.signatures.len(), 2);
     assert!(
@@ -494,6 +496,94 @@ async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
         Some(6),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
+    );
+    srv.stop().await;
+}
+
+/// Rewrites the record of document `id` of `tenant` in a stopped server's data directory,
+/// through the store (so with a valid checksum), as someone with access to the disk could.
+fn rewrite_record(data: &std::path::Path, tenant: &str, id: &str, change: fn(&mut Document)) {
+    let store = paraph::store::Store::open(data).unwrap();
+    let key = format!("doc/{tenant}/{id}");
+    store
+        .transact_blocking(move |tx| {
+            let mut doc: Document = tx.get(&key)?.expect("the document record");
+            change(&mut doc);
+            tx.put(&key, &doc)
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_document_record_rewritten_in_the_store_no_longer_verifies() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-w").await;
+    create_circuit(&srv, &org, "one", vec![visa(&["alice"])]).await;
+    let d = submit(&srv, &org, "one", &[("amount", "50")]).await;
+    approve(&srv, &org, "alice", &d.id, Some(0)).await.unwrap();
+    let mut aud = audit(&srv, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    let root = cert_der("root-ca");
+    let verify = |raw: &[u8]| {
+        paraph::client::evidence::verify_bytes(raw, &key, vec![root.clone()], Default::default())
+    };
+    let export = |mut aud: Audit, id: String| async move {
+        aud.export_evidence(proto::ExportEvidenceRequest { document_id: id })
+            .await
+            .unwrap()
+            .into_inner()
+            .bundle
+    };
+    let raw = export(aud, d.id.clone()).await;
+    let genuine = verify(&raw).unwrap();
+    assert!(genuine.unverified.is_empty(), "{:?}", genuine.unverified);
+    let (dir, operator) = srv.stop().await;
+
+    // The amount, with the summary still derived from the record: the export no longer
+    // verifies, and says what does not hold.
+    let data = dir.path().join("data");
+    rewrite_record(&data, "ville-w", &d.id, |doc| {
+        doc.metadata.insert("amount".into(), "50000".into());
+    });
+    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    let raw = export(audit(&srv, org.token("audit")), d.id.clone()).await;
+    let bundle = paraph::audit::bundle::EvidenceBundle::from_json(&raw).unwrap();
+    assert_eq!(bundle.document.metadata["amount"], "50000");
+    let e = verify(&raw).unwrap_err();
+    assert_eq!(
+        e,
+        paraph::audit::bundle::BundleError::DescriptionMismatch,
+        "{e}"
+    );
+    let (dir, operator) = srv.stop().await;
+
+    // The amount put back, the actor of the visa changed: named too.
+    let data = dir.path().join("data");
+    rewrite_record(&data, "ville-w", &d.id, |doc| {
+        doc.metadata.insert("amount".into(), "50".into());
+        doc.steps[0].actions[0].actor = paraph::domain::UserName::parse("mallory").unwrap();
+    });
+    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    let raw = export(audit(&srv, org.token("audit")), d.id.clone()).await;
+    let e = verify(&raw).unwrap_err().to_string();
+    assert!(
+        e.contains("step 0, action #0: its actor is mallory, the event's (seq 2) alice"),
+        "{e}"
+    );
+    // The command line says so too.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.json"), &raw).unwrap();
+    std::fs::write(dir.path().join("k.pem"), key.to_pem().unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paraph"))
+        .args(["verify-bundle", "b.json", "--log-key", "k.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its actor is mallory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     srv.stop().await;
 }

@@ -12,7 +12,7 @@ use super::checkpoint::{AuditPublicKey, SignedCheckpoint};
 use super::event::{AuditEvent, DocumentFacts};
 use super::merkle::{self, Hash};
 use super::AuditError;
-use crate::domain::{DocState, Document, Event, EventKind};
+use crate::domain::{Action, ActionKind, DocState, Document, Event, EventKind};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -131,9 +131,20 @@ pub fn summary(document: &Document, events: &[crate::audit::AuditEvent]) -> Stri
 }
 
 /// The cryptographic check of one signature that [`verify`] delegates to its caller: given the
-/// signature and the bundle's content, what passed (e.g. signer and level, shown to the
-/// auditor) or why not.
-pub type SignatureCheck<'a> = dyn Fn(&BundleSignature, &[u8]) -> Result<String, String> + 'a;
+/// signature, the bundle's content and the time the log recorded the signature (Unix seconds,
+/// the time of its `signed` or `sealed` event: the validation time), what passed or why not.
+pub type SignatureCheck<'a> =
+    dyn Fn(&BundleSignature, &[u8], i64) -> Result<SignatureChecked, String> + 'a;
+
+/// What a [`SignatureCheck`] established of one signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureChecked {
+    /// Shown to the auditor (e.g. signer and level).
+    pub report: String,
+    /// Whether the check recomputed the signature's RGS level from its chain and found the
+    /// recorded one; `false` when it took the recorded level as given (a claim).
+    pub level_verified: bool,
+}
 
 /// The first thing that does not hold in an evidence bundle. Each kind of failure has its own
 /// variant and message, so that an auditor reads exactly what was altered, dropped or forged.
@@ -314,6 +325,28 @@ pub enum BundleError {
     /// The caller's cryptographic validation refused the signature.
     #[error("signature #{index}: {reason}")]
     SignatureInvalid { index: u32, reason: String },
+    /// The document's description is not the one its `submitted` event committed.
+    #[error(
+        "the document's description (type, title, submitter, circuit, metadata, file name or \
+         size) is not the one its submitted event committed (altered)"
+    )]
+    DescriptionMismatch,
+    /// An action of a step disagrees with the event that logged it, or has none.
+    #[error("step {step}, action #{action}: {what}")]
+    ActionMismatch {
+        step: usize,
+        action: usize,
+        what: String,
+    },
+    /// The document record is not the one the log committed with its last event.
+    #[error("the document record is not the one the log committed with event #{position}: {what}")]
+    RecordMismatch { position: usize, what: String },
+    /// The signature's description is not the one its event committed.
+    #[error(
+        "signature #{index}: its description (signer, level, subject, delegation, signing time) \
+         is not the one its event #{position} committed (altered)"
+    )]
+    SignatureDescriptionMismatch { index: u32, position: usize },
     /// The summary is not the one the document record and its events give.
     #[error(
         "summary does not match the events: line {line} reads {found:?}, the document record \
@@ -341,6 +374,9 @@ pub struct VerifiedBundle {
     /// The summary, one line per entry (header first).
     pub summary: Vec<String>,
     pub signatures: Vec<VerifiedSignature>,
+    /// What the bundle shows that nothing bound: each entry names the fields and why (events
+    /// logged before the log committed them). Empty for a bundle whose log commits everything.
+    pub unverified: Vec<String>,
 }
 
 /// The checkpoint every event was proven against.
@@ -363,7 +399,11 @@ pub struct VerifiedSignature {
     pub on_behalf_of: Option<String>,
     pub seal: bool,
     pub level: u8,
+    /// Whether the level was recomputed from the chain (else it is the recorded claim).
+    pub level_verified: bool,
     pub signing_time: i64,
+    /// When the log recorded the signature (its event's time, the validation time).
+    pub logged_at: i64,
     pub subject: String,
     /// What the caller's check reported (e.g. signer and level).
     pub check: String,
@@ -423,15 +463,25 @@ struct Proven {
 /// 6. the events are in history order (reordering), without duplicates or gaps (dropped), each
 ///    linked to the leaf hash of the previous one, as many as the history entries;
 /// 7. each event agrees with the history entry at its seq (kind, time, actor, step, on behalf
-///    of, signature index);
+///    of, signature index, detail);
 /// 8. the content matches the document's SHA-256 (and size), which every event names;
 /// 9. each event's state follows from its kind, and the document's state is its last event's;
-/// 10. every bundle signature is recorded by a `signed`/`sealed` event with the SHA-256 of its
-///     CMS and agrees with it, its chain, CRLs and signing time are those of that CMS, and
-///     every such event's signature is in the bundle;
-/// 11. `check_signature(signature, content)` passes for each signature (the caller's
-///     cryptographic validation: CMS over the content, chain, revocation, level);
-/// 12. the summary is the one [`summary`] gives.
+/// 10. each step's actions are the events that logged them (kind, actor, time, on behalf of);
+/// 11. the document's description is the one its `submitted` event committed, it was created
+///     when that event and last updated when its last event were logged;
+/// 12. every bundle signature is recorded by a `signed`/`sealed` event with the SHA-256 of its
+///     CMS and agrees with it and with the step action it logged (step, signer, seal, on behalf
+///     of, absence, route, signing time no later than the event), its chain (in issuing order)
+///     and CRLs are those of its CMS and its signing time that CMS's, its description is the
+///     one the event committed, and every such event's signature is in the bundle;
+/// 13. the document record is the one the log committed with its last event (every field);
+/// 14. `check_signature(signature, content, logged_at)` passes for each signature, at the time
+///     its event was logged (the caller's cryptographic validation: CMS over the content,
+///     chain, revocation, level);
+/// 15. the summary is the one [`summary`] gives.
+///
+/// Events logged before the log committed descriptions and records (older versions) are
+/// accepted: what they leave unbound is listed in [`VerifiedBundle::unverified`].
 ///
 /// Pure: no clock, no I/O. `check_signature` returns what passed (shown to the auditor) or why
 /// not.
@@ -671,7 +721,8 @@ pub fn verify(
             });
         }
     }
-    let last = facts[facts.len() - 1];
+    let last_position = facts.len() - 1;
+    let last = facts[last_position];
     if last.state != document.state.as_str() {
         return Err(BundleError::StateMismatch {
             document: document.state.as_str().to_owned(),
@@ -679,7 +730,54 @@ pub fn verify(
         });
     }
 
-    // 10. Signatures against the events that recorded them.
+    // 10. Each step's actions are the events that logged them.
+    let acted = actions_agree(document)?;
+
+    // 11. The description and the dates.
+    let mut unverified = Vec::new();
+    let committed = |r: Result<String, AuditError>| {
+        r.map_err(|e| BundleError::RecordMismatch {
+            position: last_position,
+            what: format!("it cannot be encoded: {e}"),
+        })
+    };
+    match &facts[0].description_sha256 {
+        Some(h) => {
+            let recomputed = committed(super::commit::description_sha256(document))?;
+            if *h != recomputed {
+                return Err(BundleError::DescriptionMismatch);
+            }
+        }
+        None if last.record_sha256.is_none() => unverified.push(
+            "the document's description (type, title, submitter, circuit, metadata, file \
+             name): its submitted event was logged before the log committed it"
+                .to_owned(),
+        ),
+        None => {}
+    }
+    let (first_at, last_at) = (proven[0].event.at, proven[last_position].event.at);
+    if document.created_at.0 != first_at {
+        return Err(BundleError::RecordMismatch {
+            position: 0,
+            what: format!(
+                "it was created at {}, the submitted event is dated {}",
+                crate::pki::format_rfc3339(document.created_at.0),
+                crate::pki::format_rfc3339(first_at)
+            ),
+        });
+    }
+    if document.updated_at.0 != last_at {
+        return Err(BundleError::RecordMismatch {
+            position: last_position,
+            what: format!(
+                "it was last updated at {}, its last event is dated {}",
+                crate::pki::format_rfc3339(document.updated_at.0),
+                crate::pki::format_rfc3339(last_at)
+            ),
+        });
+    }
+
+    // 12. Signatures against the events that recorded them.
     let mut recorded: BTreeMap<u32, (usize, &AuditEvent, &DocumentFacts, &str)> = BTreeMap::new();
     for (k, (p, f)) in proven.iter().zip(&facts).enumerate() {
         if !matches!(p.event.kind.as_str(), "signed" | "sealed") {
@@ -706,6 +804,28 @@ pub fn verify(
         }
         signature_agrees(s, position, event, f, document)?;
         signature_material(s)?;
+        signature_acted(s, position, event, acted.get(&f.seq).copied())?;
+        match &f.signature_description_sha256 {
+            Some(h) => {
+                let description = describe(s).sha256().map_err(|_| {
+                    BundleError::SignatureDescriptionMismatch {
+                        index: s.index,
+                        position,
+                    }
+                })?;
+                if description != *h {
+                    return Err(BundleError::SignatureDescriptionMismatch {
+                        index: s.index,
+                        position,
+                    });
+                }
+            }
+            None => unverified.push(format!(
+                "signature #{}: its description (level, subject, delegation): its event was \
+                 logged before the log committed it",
+                s.index
+            )),
+        }
     }
     for (&index, &(position, event, _, _)) in &recorded {
         if !seen.contains(&index) {
@@ -717,10 +837,34 @@ pub fn verify(
         }
     }
 
-    // 11. The caller's cryptographic validation.
+    // 13. The record the log committed with the last event: whatever the checks above do not
+    // compare one by one (step definitions, actors, routes, deadlines, comments).
+    match &last.record_sha256 {
+        Some(h) => {
+            let recomputed = committed(super::commit::record_sha256(document))?;
+            if *h != recomputed {
+                return Err(BundleError::RecordMismatch {
+                    position: last_position,
+                    what: "a field the checks before do not name (a step's definition, actors, \
+                           status, routes or deadlines, an action's comment) was altered"
+                        .to_owned(),
+                });
+            }
+        }
+        None => unverified.push(
+            "the document's steps (definitions, actors, status, routes, deadlines) and the \
+             actions' comments: its last event was logged before the log committed the record"
+                .to_owned(),
+        ),
+    }
+
+    // 14. The caller's cryptographic validation, at the time the log recorded each signature.
     let mut signatures = Vec::with_capacity(bundle.signatures.len());
     for s in &bundle.signatures {
-        let check = check_signature(s, &bundle.content.0).map_err(|reason| {
+        let logged_at = recorded
+            .get(&s.index)
+            .map_or(checkpoint.time, |(_, e, _, _)| e.at);
+        let checked = check_signature(s, &bundle.content.0, logged_at).map_err(|reason| {
             BundleError::SignatureInvalid {
                 index: s.index,
                 reason,
@@ -733,13 +877,15 @@ pub fn verify(
             on_behalf_of: s.on_behalf_of.clone(),
             seal: s.seal,
             level: s.level,
+            level_verified: checked.level_verified,
             signing_time: s.signing_time,
+            logged_at,
             subject: s.subject.clone(),
-            check,
+            check: checked.report,
         });
     }
 
-    // 12. Summary.
+    // 15. Summary.
     let events: Vec<AuditEvent> = proven.into_iter().map(|p| p.event).collect();
     let expected = summary(document, &events);
     if expected != bundle.summary {
@@ -781,6 +927,7 @@ pub fn verify(
         events: events.len(),
         summary: expected.lines().map(str::to_owned).collect(),
         signatures,
+        unverified,
     })
 }
 
@@ -809,13 +956,18 @@ fn history_agrees(
             crate::pki::format_rfc3339(h.at.0)
         ));
     }
-    if let Some(actor) = &h.actor {
-        if e.actor != actor.as_str() {
-            return differ(format!(
-                "the event's actor is {}, the history's {actor}",
-                e.actor
-            ));
-        }
+    let actor = h.actor.as_ref().map_or(SYSTEM_ACTOR, |a| a.as_str());
+    if e.actor != actor {
+        return differ(format!(
+            "the event's actor is {}, the history's {actor}",
+            e.actor
+        ));
+    }
+    if e.detail != super::commit::logged_detail(h) {
+        return differ(format!(
+            "the event's detail is {:?}, the history's {:?}",
+            e.detail, h.detail
+        ));
     }
     if f.step != h.step {
         return differ(format!(
@@ -837,6 +989,163 @@ fn history_agrees(
             "the event records signature {}, the history signature {}",
             opt(f.signature),
             opt(h.signature)
+        ));
+    }
+    Ok(())
+}
+
+/// The actor the log names for a history entry without one (the server's own changes).
+const SYSTEM_ACTOR: &str = "_system";
+
+/// The kinds of history entries that record a step's action, and the action's kind.
+fn action_kind(kind: EventKind) -> Option<ActionKind> {
+    match kind {
+        EventKind::Approved => Some(ActionKind::Approved),
+        EventKind::Rejected => Some(ActionKind::Rejected),
+        EventKind::Signed => Some(ActionKind::Signed),
+        EventKind::Sealed => Some(ActionKind::Sealed),
+        _ => None,
+    }
+}
+
+/// Each step's actions are, in order, the history entries (already checked against the events)
+/// that logged an action on that step: same kind, actor, time, and on behalf of the same user.
+/// Returns the action each such entry logged, by seq.
+fn actions_agree(document: &Document) -> Result<BTreeMap<u64, &Action>, BundleError> {
+    let mut acted = BTreeMap::new();
+    for (i, st) in document.steps.iter().enumerate() {
+        let logged: Vec<(&Event, ActionKind)> = document
+            .history
+            .iter()
+            .filter(|h| h.step.and_then(|s| usize::try_from(s).ok()) == Some(i))
+            .filter_map(|h| action_kind(h.kind).map(|k| (h, k)))
+            .collect();
+        for (j, a) in st.actions.iter().enumerate() {
+            let differ = |what: String| {
+                Err(BundleError::ActionMismatch {
+                    step: i,
+                    action: j,
+                    what,
+                })
+            };
+            let Some(&(h, kind)) = logged.get(j) else {
+                return differ(format!(
+                    "no event logs it (the events log {} action(s) on this step)",
+                    logged.len()
+                ));
+            };
+            if a.kind != kind {
+                return differ(format!(
+                    "it is {:?}, event seq {} is {}",
+                    a.kind,
+                    h.seq,
+                    h.kind.as_str()
+                ));
+            }
+            let actor = h
+                .actor
+                .clone()
+                .unwrap_or_else(crate::domain::UserName::seal);
+            if a.actor != actor {
+                return differ(format!(
+                    "its actor is {}, the event's (seq {}) {actor}",
+                    a.actor, h.seq
+                ));
+            }
+            if a.at != h.at {
+                return differ(format!(
+                    "it is dated {}, its event (seq {}) {}",
+                    crate::pki::format_rfc3339(a.at.0),
+                    h.seq,
+                    crate::pki::format_rfc3339(h.at.0)
+                ));
+            }
+            if a.on_behalf_of != h.on_behalf_of {
+                return differ(format!(
+                    "it is on behalf of {}, its event (seq {}) on behalf of {}",
+                    opt(a.on_behalf_of.as_ref()),
+                    h.seq,
+                    opt(h.on_behalf_of.as_ref())
+                ));
+            }
+            acted.insert(h.seq, a);
+        }
+        if logged.len() > st.actions.len() {
+            return Err(BundleError::ActionMismatch {
+                step: i,
+                action: st.actions.len(),
+                what: format!(
+                    "missing: the events log {} action(s) on this step, the step has {}",
+                    logged.len(),
+                    st.actions.len()
+                ),
+            });
+        }
+    }
+    Ok(acted)
+}
+
+/// What the log commits of a bundle signature beside its CMS.
+fn describe(s: &BundleSignature) -> super::commit::SignatureDescription<'_> {
+    super::commit::SignatureDescription {
+        index: s.index,
+        step: s.step,
+        signer: &s.signer,
+        on_behalf_of: s.on_behalf_of.as_deref(),
+        absence: s.absence.as_deref(),
+        route: s.route.as_deref(),
+        seal: s.seal,
+        level: s.level,
+        signing_time: s.signing_time,
+        subject: &s.subject,
+    }
+}
+
+/// The signature's signer, delegation and signing time agree with the step action its event
+/// logged.
+fn signature_acted(
+    s: &BundleSignature,
+    position: usize,
+    e: &AuditEvent,
+    action: Option<&Action>,
+) -> Result<(), BundleError> {
+    let differ = |what: String| {
+        Err(BundleError::SignatureRecordMismatch {
+            index: s.index,
+            position,
+            what,
+        })
+    };
+    let Some(a) = action else {
+        return differ("no step action records it".into());
+    };
+    if s.signer != a.actor.as_str() {
+        return differ(format!(
+            "it says signer {}, the step action {}",
+            s.signer, a.actor
+        ));
+    }
+    let absence = a.absence.as_ref().map(|x| x.as_str());
+    if s.absence.as_deref() != absence {
+        return differ(format!(
+            "it says absence {}, the step action {}",
+            opt(s.absence.as_ref()),
+            opt(absence)
+        ));
+    }
+    let route = a.route.map(|r| r.as_str());
+    if s.route.as_deref() != route {
+        return differ(format!(
+            "it says route {}, the step action {}",
+            opt(s.route.as_ref()),
+            opt(route)
+        ));
+    }
+    if s.signing_time > e.at {
+        return differ(format!(
+            "its signing time {} is after the log recorded it at {}",
+            crate::pki::format_rfc3339(s.signing_time),
+            crate::pki::format_rfc3339(e.at)
         ));
     }
     Ok(())
@@ -935,13 +1244,49 @@ fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
         ));
     }
     for (j, c) in s.chain.iter().enumerate() {
-        if !cms.certs.contains(&c.0) {
+        if !cms.certs.contains(&c.0) || s.chain[..j].contains(c) {
             return altered(format!("chain certificate #{j}"));
         }
     }
     for (j, c) in s.crls.iter().enumerate() {
-        if !cms.crls.contains(&c.0) {
+        if !cms.crls.contains(&c.0) || s.crls[..j].contains(c) {
             return altered(format!("CRL #{j}"));
+        }
+    }
+    if s.crls.len() != cms.crls.len() {
+        return altered(format!(
+            "the list of CRLs ({} of the CMS's {})",
+            s.crls.len(),
+            cms.crls.len()
+        ));
+    }
+    if s.chain.len() != cms.certs.len() {
+        return altered(format!(
+            "the chain ({} of the CMS's {} certificates)",
+            s.chain.len(),
+            cms.certs.len()
+        ));
+    }
+    // Signer first, each certificate issued by the next one.
+    let names = s
+        .chain
+        .iter()
+        .map(|c| {
+            crate::crypto::certs::certs_from(&c.0).ok().and_then(|v| {
+                v.first()
+                    .and_then(|x| crate::crypto::certs::summarize_cert(x).ok())
+            })
+        })
+        .collect::<Vec<_>>();
+    for (j, pair) in names.windows(2).enumerate() {
+        match (&pair[0], &pair[1]) {
+            (Some(a), Some(b)) if a.issuer == b.subject => {}
+            _ => {
+                return altered(format!(
+                    "the order of chain certificates #{j} and #{}",
+                    j + 1
+                ))
+            }
         }
     }
     Ok(())

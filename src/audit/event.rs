@@ -2,7 +2,8 @@
 //! canonical encoding (the bytes hashed as a Merkle leaf).
 //!
 //! Canonical encoding: compact JSON (no whitespace), UTF-8, the fields in the order declared
-//! below, absent optional fields written as `null`, no maps. The same event always encodes to
+//! below, absent optional fields written as `null` (except the digests added to
+//! [`DocumentFacts`] later, left out when absent), no maps. The same event always encodes to
 //! the same bytes, and [`AuditEvent::parse`] accepts only bytes that re-encode identically, so
 //! a verifier hashes exactly what the server hashed. Pure: no storage, no clock.
 
@@ -52,6 +53,19 @@ pub struct DocumentFacts {
     /// Lowercase hex leaf hash of the previous event of the same document (empty for the
     /// first): dropping or reordering a document's events breaks this chain.
     pub prev: String,
+    /// For `submitted`: the digest of the document's description
+    /// ([`super::commit::description_sha256`]). The fields below are absent from events
+    /// written before they existed, whose encoding stays what it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_sha256: Option<String>,
+    /// The digest of the document record as the transition that logged this event left it
+    /// ([`super::commit::record_sha256`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_sha256: Option<String>,
+    /// For `signed` and `sealed`: the digest of the stored signature's description
+    /// ([`super::commit::SignatureDescription`]: signer, level, subject, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_description_sha256: Option<String>,
 }
 
 impl AuditEvent {
@@ -103,6 +117,9 @@ mod tests {
                 signature: None,
                 signature_sha256: None,
                 prev: "cd".into(),
+                description_sha256: None,
+                record_sha256: None,
+                signature_description_sha256: None,
             }),
         }
     }
@@ -123,5 +140,29 @@ mod tests {
         assert!(AuditEvent::parse(spaced.as_bytes()).is_err());
         let extra = r#"{"v":1,"x":1}"#;
         assert!(AuditEvent::parse(extra.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn the_digests_are_left_out_when_absent_and_written_last_when_present() {
+        // Without them, an event encodes as before they existed (the golden bytes above).
+        let mut e = sample();
+        let old = e.canonical().unwrap();
+        assert!(!String::from_utf8(old.clone())
+            .unwrap()
+            .contains("record_sha256"));
+        // Spelled out as null, it is not canonical.
+        let nulled = String::from_utf8(old)
+            .unwrap()
+            .replace(r#""prev":"cd"}"#, r#""prev":"cd","record_sha256":null}"#);
+        assert!(AuditEvent::parse(nulled.as_bytes()).is_err());
+        if let Some(d) = e.document.as_mut() {
+            d.record_sha256 = Some("ef".into());
+            d.signature_description_sha256 = Some("01".into());
+        }
+        let b = e.canonical().unwrap();
+        assert!(String::from_utf8(b.clone()).unwrap().ends_with(
+            r#""prev":"cd","record_sha256":"ef","signature_description_sha256":"01"}}"#
+        ));
+        assert_eq!(AuditEvent::parse(&b).unwrap(), e);
     }
 }

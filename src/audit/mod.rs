@@ -11,6 +11,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod commit;
 pub mod event;
 pub mod merkle;
 

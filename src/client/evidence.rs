@@ -2,18 +2,22 @@
 //!
 //! The structural and log checks are [`crate::audit::bundle::verify`]'s; this module supplies
 //! the cryptographic validation of each signature ([`signature_checker`]: the CMS over the
-//! bundle's content, its chain and CRLs at the signature's recorded signing time and level),
-//! and prints the result.
+//! bundle's content, its chain and CRLs at the time the log recorded it, its RGS level
+//! recomputed under the auditor's policy map, or shown as a claim without one), and prints the
+//! result.
 
 use super::commands::print_json;
 use super::error::CliError;
-use super::validation::read_file;
-use crate::audit::bundle::{self, BundleSignature, EvidenceBundle, VerifiedBundle};
+use super::validation::{parse_policy_level, policy_map, read_file};
+use crate::audit::bundle::{
+    self, BundleSignature, EvidenceBundle, SignatureChecked, VerifiedBundle,
+};
 use crate::audit::AuditPublicKey;
 use crate::pki::format_rfc3339;
 use crate::validation::{validate_cms, Der, Indication, ProofOfExistence, TrustSettings};
 use clap::Args;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -29,6 +33,11 @@ pub struct VerifyBundleArgs {
     /// carries, which proves the chain is consistent but not that the root is trustworthy.
     #[arg(long, value_name = "ROOT.pem")]
     pub trust: Vec<PathBuf>,
+    /// Accepted certificate policy and its RGS level, e.g. 1.2.250.1.96.1.1=2 (repeatable):
+    /// each signature's level is recomputed from its signer certificate's policy and must be
+    /// the recorded one. Without it, the recorded level is shown as claimed, not verified.
+    #[arg(long = "policy-level", value_name = "OID=LEVEL", value_parser = parse_policy_level)]
+    pub policy_level: Vec<(String, u8)>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -38,22 +47,30 @@ pub struct VerifyBundleArgs {
 pub const SELF_ANCHORED_NOTE: &str = "no --trust given: each signature chain was checked \
      against the bundle's own root certificate, not an independent trust anchor";
 
+/// What the text says of a level taken as given.
+pub const CLAIMED_LEVEL: &str = "claimed, not verified: no --policy-level given";
+
 /// The cryptographic check of one bundle signature, for [`bundle::verify`]: `validate_cms`
-/// over the content at the signature's signing time, with the signature's chain and CRLs,
-/// every certificate policy of the signer accepted at the recorded level (the level the server
-/// enforced) and that level required. `anchors` are trust anchors (DER); empty means the last
-/// certificate of each signature's own chain. Passes only on TOTAL_PASSED.
+/// over the content at the time the log recorded the signature, with the signature's chain and
+/// CRLs. With a policy map (OID → level), the signer's level is the one its certificate policy
+/// has in it and must be the recorded one; without (an empty map), every certificate policy of
+/// the signer is accepted at the recorded level and that level is a claim. The validated
+/// signer must be the recorded subject. `anchors` are trust anchors (DER); empty means the
+/// last certificate of each signature's own chain. Passes only on TOTAL_PASSED.
 pub fn signature_checker(
     anchors: Vec<Vec<u8>>,
-) -> impl Fn(&BundleSignature, &[u8]) -> Result<String, String> {
-    move |s, content| check_signature(&anchors, s, content)
+    policy_levels: BTreeMap<String, u8>,
+) -> impl Fn(&BundleSignature, &[u8], i64) -> Result<SignatureChecked, String> {
+    move |s, content, logged_at| check_signature(&anchors, &policy_levels, s, content, logged_at)
 }
 
 fn check_signature(
     anchors: &[Vec<u8>],
+    policy_levels: &BTreeMap<String, u8>,
     s: &BundleSignature,
     content: &[u8],
-) -> Result<String, String> {
+    logged_at: i64,
+) -> Result<SignatureChecked, String> {
     let Some((leaf, rest)) = s.chain.split_first() else {
         return Err("the bundle gives no certificate chain".into());
     };
@@ -68,35 +85,39 @@ fn check_signature(
     } else {
         (anchors.iter().cloned().map(Der).collect(), rest, false)
     };
-    let policies = crate::pki::policy_oids(&leaf.0);
-    if policies.is_empty() {
-        return Err("the signer certificate has no certificate policy".into());
-    }
+    let level_verified = !policy_levels.is_empty();
+    let policy_levels = if level_verified {
+        policy_levels.clone()
+    } else {
+        let policies = crate::pki::policy_oids(&leaf.0);
+        if policies.is_empty() {
+            return Err("the signer certificate has no certificate policy".into());
+        }
+        policies.into_iter().map(|p| (p, s.level)).collect()
+    };
     let trust = TrustSettings {
         anchors,
         intermediates: intermediates.iter().map(|c| Der(c.0.clone())).collect(),
         crls: s.crls.iter().map(|c| Der(c.0.clone())).collect(),
-        policy_levels: policies.into_iter().map(|p| (p, s.level)).collect(),
+        policy_levels,
         ..TrustSettings::default()
     };
-    // The audit log proves the signature existed when the server recorded it; the CMS is
-    // judged at that time, with the revocation information the bundle carries, as of now.
+    // The audit log proves the signature existed when the server recorded it: the CMS is
+    // judged at that time (not at the signing time it claims), with the revocation information
+    // the bundle carries, which was current then (a later revocation cannot undo a signature
+    // proven earlier; fresher CRLs are not part of a bundle).
     let proofs: Vec<ProofOfExistence> = crate::crypto::parse(&s.cms.0)
         .map(|p| {
             p.signers
                 .into_iter()
                 .map(|signer| ProofOfExistence {
                     signature_value: signer.signature,
-                    at: s.signing_time,
+                    at: logged_at,
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let now = {
-        use crate::clock::Clock;
-        crate::clock::SystemClock.now().0
-    };
-    let report = validate_cms(&trust, content, &s.cms.0, now, &proofs, Some(s.level));
+    let report = validate_cms(&trust, content, &s.cms.0, logged_at, &proofs, None);
     if report.indication != Indication::TotalPassed {
         let why = report
             .signers
@@ -110,19 +131,41 @@ fn check_signature(
             report.sub_indication
         ));
     }
-    let signers: Vec<String> = report.signers.iter().map(|r| r.signer.clone()).collect();
-    Ok(format!(
-        "{} by {}, RGS level {} at {}{}",
-        Indication::TotalPassed.as_str(),
-        signers.join(", "),
-        s.level,
-        format_rfc3339(s.signing_time),
-        if own_root {
-            " (chain checked against the bundle's own root, not an independent trust anchor)"
-        } else {
-            ", chain checked against the given trust anchor"
+    for r in &report.signers {
+        if r.signer != s.subject {
+            return Err(format!(
+                "its recorded subject {:?} is not its certificate's {:?}",
+                s.subject, r.signer
+            ));
         }
-    ))
+        if r.level != s.level {
+            return Err(format!(
+                "its recorded RGS level {} is not the level {} its certificate policy has under \
+                 the given --policy-level map",
+                s.level, r.level
+            ));
+        }
+    }
+    let signers: Vec<String> = report.signers.iter().map(|r| r.signer.clone()).collect();
+    let level = if level_verified {
+        format!("RGS level {}", s.level)
+    } else {
+        format!("RGS level {} ({CLAIMED_LEVEL})", s.level)
+    };
+    Ok(SignatureChecked {
+        report: format!(
+            "{} by {}, {level}, validated at {} (logged){}",
+            Indication::TotalPassed.as_str(),
+            signers.join(", "),
+            format_rfc3339(logged_at),
+            if own_root {
+                " (chain checked against the bundle's own root, not an independent trust anchor)"
+            } else {
+                ", chain checked against the given trust anchor"
+            }
+        ),
+        level_verified,
+    })
 }
 
 fn read_anchors(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, CliError> {
@@ -149,10 +192,10 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> Result<(), CliError> {
     let key = AuditPublicKey::from_pem(&key_pem)
         .map_err(|e| CliError::Usage(format!("{}: {e}", a.log_key.display())))?;
     let anchors = read_anchors(&a.trust)?;
+    let policies = policy_map(&a.policy_level)?;
     let self_anchored = anchors.is_empty();
     let raw = read_file("bundle", &a.file)?;
-    let result = EvidenceBundle::from_json(&raw)
-        .and_then(|b| bundle::verify(&b, &key, &signature_checker(anchors)));
+    let result = verify_bytes(&raw, &key, anchors, policies);
     match result {
         Ok(v) => {
             if a.json {
@@ -171,12 +214,25 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> Result<(), CliError> {
                     "checkpoint": Value::Null,
                     "events": Value::Null,
                     "signatures": Value::Null,
+                    "unverified": Value::Null,
                     "summary": Value::Null,
                 }));
             }
             Err(CliError::NotPassed(format!("bundle refused: {e}")))
         }
     }
+}
+
+/// What `verify-bundle` checks, from the file's bytes: the bundle parsed, then
+/// [`bundle::verify`] with [`signature_checker`].
+pub fn verify_bytes(
+    raw: &[u8],
+    key: &AuditPublicKey,
+    anchors: Vec<Vec<u8>>,
+    policy_levels: BTreeMap<String, u8>,
+) -> Result<VerifiedBundle, bundle::BundleError> {
+    EvidenceBundle::from_json(raw)
+        .and_then(|b| bundle::verify(&b, key, &signature_checker(anchors, policy_levels)))
 }
 
 fn verified_json(v: &VerifiedBundle, self_anchored: bool) -> Value {
@@ -199,6 +255,7 @@ fn verified_json(v: &VerifiedBundle, self_anchored: bool) -> Value {
         "events": v.events,
         "signatures": v.signatures,
         "trust": if self_anchored { "bundle_roots" } else { "given_anchors" },
+        "unverified": v.unverified,
         "summary": v.summary,
     })
 }
@@ -238,6 +295,9 @@ fn verified_text(v: &VerifiedBundle, self_anchored: bool) -> String {
     }
     if self_anchored && !v.signatures.is_empty() {
         out.push_str(&format!("note: {SELF_ANCHORED_NOTE}\n"));
+    }
+    for u in &v.unverified {
+        out.push_str(&format!("UNVERIFIED: {u}\n"));
     }
     out.push_str("summary:\n");
     for line in &v.summary {

@@ -15,7 +15,7 @@ use crate::audit::merkle::{self, Appender};
 use crate::audit::{
     AuditError, AuditEvent, AuditKey, Checkpoint, DocumentFacts, Hash, NodeSource, SignedCheckpoint,
 };
-use crate::domain::{Document, DocumentId, DomainError, Event, TenantId, Timestamp};
+use crate::domain::{Document, DocumentId, DomainError, Event, EventKind, TenantId, Timestamp};
 use crate::store::{Store, Tx};
 use serde::{Deserialize, Serialize};
 
@@ -433,10 +433,23 @@ pub(super) fn append_document_events<'e>(
     let key = doc_log_key(&doc.tenant, &doc.id);
     let mut log: DocLog = tx.get(&key)?.unwrap_or_default();
     let mut audit_events = Vec::new();
+    let record_sha256 = crate::audit::commit::record_sha256(doc)?;
     for (ev, detail) in events {
-        let signature_sha256 = match ev.signature {
-            Some(i) => Some(super::signatures::cms_sha256(tx, &doc.tenant, &doc.id, i)?),
-            None => None,
+        let (signature_sha256, signature_description_sha256) = match ev.signature {
+            Some(i) => (
+                Some(super::signatures::cms_sha256(tx, &doc.tenant, &doc.id, i)?),
+                Some(super::signatures::description_sha256(
+                    tx,
+                    &doc.tenant,
+                    &doc.id,
+                    i,
+                )?),
+            ),
+            None => (None, None),
+        };
+        let description_sha256 = match ev.kind {
+            EventKind::Submitted => Some(crate::audit::commit::description_sha256(doc)?),
+            _ => None,
         };
         audit_events.push(AuditEvent {
             v: 0,
@@ -461,6 +474,9 @@ pub(super) fn append_document_events<'e>(
                 signature: ev.signature,
                 signature_sha256,
                 prev: String::new(),
+                description_sha256,
+                record_sha256: Some(record_sha256.clone()),
+                signature_description_sha256,
             }),
         });
     }

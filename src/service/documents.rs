@@ -71,13 +71,9 @@ pub(super) fn record(
     super::audit::append_document_events(
         tx,
         doc,
-        t.events.iter().map(|ev| {
-            let detail = match ev.step {
-                Some(s) => format!("step {s}: {}", ev.detail),
-                None => ev.detail.clone(),
-            };
-            (ev, detail)
-        }),
+        t.events
+            .iter()
+            .map(|ev| (ev, crate::audit::commit::logged_detail(ev))),
     )?;
     let concerned = doc.concerned();
     let mut notices = Vec::with_capacity(t.events.len());

@@ -125,6 +125,23 @@ pub struct SignatureRecord {
 }
 
 impl SignatureRecord {
+    /// The digest of what an evidence bundle shows of this signature beside its CMS.
+    pub fn description_sha256(&self) -> std::result::Result<String, crate::audit::AuditError> {
+        crate::audit::commit::SignatureDescription {
+            index: self.index,
+            step: self.step,
+            signer: self.signer.as_str(),
+            on_behalf_of: self.on_behalf_of.as_ref().map(UserName::as_str),
+            absence: self.absence.as_ref().map(|a| a.as_str()),
+            route: self.route.map(|k| k.as_str()),
+            seal: self.seal,
+            level: self.level,
+            signing_time: self.signing_time.0,
+            subject: &self.subject,
+        }
+        .sha256()
+    }
+
     /// The record as an answer carries it: the CMS, which holds the certificate, the signed
     /// attributes, the value, the chain and the CRLs, without those parts again beside it
     /// (they stay in the stored record).
@@ -218,6 +235,26 @@ pub(super) fn cms_sha256(tx: &Tx<'_>, t: &TenantId, d: &DocumentId, i: u32) -> R
     Ok(super::sha256_hex(&signature_at(tx, t, d, i)?.cms.0))
 }
 
+/// `sigdesc/{t}/{doc}/{i:04}`: the digest of signature `i`'s description, a transaction-local
+/// fact (never stored).
+fn sig_description_key(t: &TenantId, d: &DocumentId, i: u32) -> String {
+    format!("sigdesc/{t}/{d}/{i:04}")
+}
+
+/// The digest of signature `i`'s description, which its audit event commits: handed over by
+/// the transaction that stored the signature, else from the signature record.
+pub(super) fn description_sha256(
+    tx: &Tx<'_>,
+    t: &TenantId,
+    d: &DocumentId,
+    i: u32,
+) -> Result<String> {
+    if let Some(h) = tx.local(&sig_description_key(t, d, i)) {
+        return Ok(String::from_utf8_lossy(h).into_owned());
+    }
+    Ok(signature_at(tx, t, d, i)?.description_sha256()?)
+}
+
 /// `der/{t}/{sha256}`: a certificate or CRL that signature records of the tenant refer to.
 fn der_key(t: &TenantId, sha256_hex: &str) -> String {
     format!("der/{t}/{sha256_hex}")
@@ -304,6 +341,10 @@ fn put_signature(
     tx.set_local(
         &sig_hash_key(tenant, doc, n),
         super::sha256_hex(&rec.cms.0).into_bytes(),
+    );
+    tx.set_local(
+        &sig_description_key(tenant, doc, n),
+        rec.description_sha256()?.into_bytes(),
     );
     Ok(rec)
 }
