@@ -1,0 +1,214 @@
+//! NIST PKITS (Public Key Interoperability Test Suite) through the real binary:
+//! `paraph pki verify --profile rfc5280`, one process per case, every case of
+//! `tests/fixtures/pkits/pkits.json` (see the README there for where the vectors come from).
+//!
+//! A case agrees when the exit status is 0 for a valid path and 1 (refused) for an invalid one;
+//! 2 (bad input) never agrees. The test fails listing every disagreeing case, except those of
+//! [`KNOWN_DIFFERENCES`], each with its reason. An invalid path accepted can never be listed
+//! there, and a listed case that now agrees fails the test too, so the list stays honest.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Inside the validity of every certificate and CRL the cases rely on (the trust anchor and its
+/// CRL run from 2010 to 2030; the test vectors are dated relative to 2010), and the time
+/// pyhanko-certvalidator runs them at.
+const AT: &str = "2022-05-01T00:00:00Z";
+
+/// Valid paths that `paraph pki verify --profile rfc5280` refuses, by "id name" of pkits.json,
+/// with the reason. Only *valid* paths may appear here (checked below).
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+#[derive(Debug)]
+struct Case {
+    key: String,
+    expect_valid: bool,
+    args: Vec<String>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pkits")
+}
+
+fn strings(v: &Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn path_arg(dir: &str, name: &str) -> String {
+    fixtures().join(dir).join(name).display().to_string()
+}
+
+fn cases() -> Vec<Case> {
+    let text = std::fs::read_to_string(fixtures().join("pkits.json")).expect("pkits.json");
+    let all: Vec<Value> = serde_json::from_str(&text).expect("pkits.json is a JSON array");
+    all.iter()
+        .map(|c| {
+            let id = c["id"].as_str().expect("id");
+            let name = c["name"].as_str().expect("name");
+            let leaf = c["cert"].as_str().expect("cert");
+            let mut args: Vec<String> = vec![
+                "pki".into(),
+                "verify".into(),
+                path_arg("certs", leaf),
+                "--profile".into(),
+                "rfc5280".into(),
+                "--at".into(),
+                AT.into(),
+                "--trust".into(),
+                path_arg("certs", "TrustAnchorRootCertificate.crt"),
+            ];
+            let mut untrusted = strings(c, "other_certs");
+            for cert in strings(c, "path_intermediates") {
+                if !untrusted.contains(&cert) {
+                    untrusted.push(cert);
+                }
+            }
+            for cert in untrusted {
+                args.push("--untrusted".into());
+                args.push(path_arg("certs", &cert));
+            }
+            // The trust anchor's CRL is always given.
+            let mut crls = vec!["TrustAnchorRootCRL.crl".to_string()];
+            crls.extend(strings(c, "crls"));
+            for crl in crls {
+                args.push("--crl".into());
+                args.push(path_arg("crls", &crl));
+            }
+            if c.get("revocation").and_then(Value::as_bool) == Some(false) {
+                args.push("--no-revocation".into());
+            }
+            if let Some(params) = c.get("params") {
+                for oid in strings(params, "user_initial_policy_set") {
+                    args.push("--policy".into());
+                    args.push(oid);
+                }
+                let flag = |f: &str| params.get(f).and_then(Value::as_bool) == Some(true);
+                if flag("initial_explicit_policy") {
+                    args.push("--explicit-policy".into());
+                }
+                if flag("initial_policy_mapping_inhibit") {
+                    args.push("--inhibit-policy-mapping".into());
+                }
+                if flag("initial_any_policy_inhibit") {
+                    args.push("--inhibit-any-policy".into());
+                }
+            }
+            Case {
+                key: format!("{id} {name}"),
+                expect_valid: c.get("error").is_none(),
+                args,
+            }
+        })
+        .collect()
+}
+
+struct Outcome {
+    code: Option<i32>,
+    output: String,
+}
+
+fn run(case: &Case) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_paraph"))
+        .args(&case.args)
+        .output()
+        .expect("run paraph");
+    let mut output = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !err.trim().is_empty() {
+        output.push_str(" | stderr: ");
+        output.push_str(err.trim());
+    }
+    Outcome {
+        code: out.status.code(),
+        output: output.replace('\n', " / "),
+    }
+}
+
+#[test]
+fn nist_pkits_rfc5280() {
+    let cases = cases();
+    assert_eq!(cases.len(), 246, "pkits.json should hold the 246 cases");
+
+    for (key, reason) in KNOWN_DIFFERENCES {
+        let case = cases
+            .iter()
+            .find(|c| c.key == *key)
+            .unwrap_or_else(|| panic!("known difference {key:?} is not a case of pkits.json"));
+        assert!(
+            case.expect_valid,
+            "{key}: an invalid path accepted can never be a known difference ({reason})"
+        );
+        assert!(!reason.trim().is_empty(), "{key}: a known difference needs its reason");
+    }
+
+    // One process per case, a few at a time.
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(i) else { break };
+                let outcome = run(case);
+                results.lock().expect("results lock").push((i, outcome));
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(i, _)| *i);
+
+    let mut agree = 0;
+    let mut failures = Vec::new();
+    let mut known_seen = Vec::new();
+    for (i, outcome) in &results {
+        let case = &cases[*i];
+        let wanted = if case.expect_valid { 0 } else { 1 };
+        let known = KNOWN_DIFFERENCES.iter().find(|(k, _)| *k == case.key);
+        if outcome.code == Some(wanted) {
+            agree += 1;
+            if let Some((k, _)) = known {
+                failures.push(format!(
+                    "{k}: listed as a known difference but now agrees: remove it from the list"
+                ));
+            }
+            continue;
+        }
+        let what = match (case.expect_valid, outcome.code) {
+            (false, Some(0)) => "INVALID PATH ACCEPTED".to_string(),
+            (true, Some(1)) => "valid path refused".to_string(),
+            (_, code) => format!("unexpected exit status {code:?}"),
+        };
+        match known {
+            Some((k, _)) if case.expect_valid && outcome.code == Some(1) => known_seen.push(*k),
+            _ => failures.push(format!("{}: {what}: {}", case.key, outcome.output)),
+        }
+    }
+    eprintln!(
+        "NIST PKITS under --profile rfc5280: {agree}/{} agree, {} known difference(s), {} \
+         unexpected",
+        cases.len(),
+        known_seen.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} NIST PKITS case(s) disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
