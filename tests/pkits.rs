@@ -149,7 +149,10 @@ fn nist_pkits_rfc5280() {
             case.expect_valid,
             "{key}: an invalid path accepted can never be a known difference ({reason})"
         );
-        assert!(!reason.trim().is_empty(), "{key}: a known difference needs its reason");
+        assert!(
+            !reason.trim().is_empty(),
+            "{key}: a known difference needs its reason"
+        );
     }
 
     // One process per case, a few at a time.

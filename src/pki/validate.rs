@@ -31,7 +31,7 @@ use openssl::error::ErrorStack;
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
-use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
+use openssl::x509::{X509CrlRef, X509Ref, X509StoreContext, X509VerifyResult, X509};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -250,11 +250,30 @@ fn run_openssl(
         flags |= X509VerifyFlags::INHIBIT_ANY;
     }
     if opts.check_revocation {
-        flags |= X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL;
-        for crl in &opts.crls {
-            ffi::add_crl(&mut builder, crl.as_openssl())?;
-        }
+        // EXTENDED_CRL_SUPPORT: RFC 5280 CRL processing (6.3): CRLs signed by a key other than
+        // the one that signed the certificate (its issuing CA's separate CRL-signing key, or
+        // across a self-issued key rollover), onlySomeReasons partitions (the reasons must add
+        // up to all of them), indirect CRLs and cRLIssuer; and a CRL carrying deltaCRLIndicator
+        // is never taken for a complete CRL (without it OpenSSL 3.0 does). USE_DELTAS: a delta
+        // CRL that applies to the complete CRL is used with it (a revocation only it lists is
+        // seen, and it must be current like any CRL).
+        flags |= X509VerifyFlags::CRL_CHECK
+            | X509VerifyFlags::CRL_CHECK_ALL
+            | X509VerifyFlags::EXTENDED_CRL_SUPPORT
+            | X509VerifyFlags::USE_DELTAS;
     }
+    // The CRLs go to the verification context (see `ffi::with_crls`). Under rgs, indirect CRLs
+    // stay unused: every CRL relied on is then issued under the name of a CA of the path, which
+    // is what the RGS CRL algorithm check covers.
+    let crls: Vec<&X509CrlRef> = if opts.check_revocation {
+        opts.crls
+            .iter()
+            .filter(|c| opts.profile != Profile::Rgs || !is_indirect_crl(c.der()))
+            .map(|c| &**c.as_openssl())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut param = X509VerifyParam::new()?;
     param.set_time(opts.at);
     param.set_flags(flags)?;
@@ -268,7 +287,7 @@ fn run_openssl(
     }
     let mut ctx = X509StoreContext::new()?;
     ctx.init(&store, leaf, &untrusted, |c| {
-        let (verdict, findings) = ffi::verify_collecting(c);
+        let (verdict, findings) = ffi::with_crls(c, &crls, ffi::verify_collecting)?;
         let chain = c
             .chain()
             .map(|s| s.iter().map(|x| x.to_owned()).collect())
@@ -280,6 +299,19 @@ fn run_openssl(
             last_error: c.error(),
         })
     })
+}
+
+/// Whether a CRL's issuingDistributionPoint says indirectCRL (or the CRL does not parse, which
+/// [`super::Crl`] excludes: then it is treated as indirect, i.e. not used under rgs).
+fn is_indirect_crl(der: &[u8]) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    match x509_parser::parse_x509_crl(der) {
+        Ok((_, crl)) => crl.extensions().iter().any(|e| {
+            matches!(e.parsed_extension(), ParsedExtension::IssuingDistributionPoint(idp)
+                if idp.indirect_crl)
+        }),
+        Err(_) => true,
+    }
 }
 
 /// What the mapping of findings needs to know about the path.
