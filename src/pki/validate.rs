@@ -220,6 +220,9 @@ fn check_oid(oid: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The anyPolicy OID (RFC 5280 4.2.1.4).
+const ANY_POLICY: &str = "2.5.29.32.0";
+
 struct Run {
     verdict: Result<bool, ErrorStack>,
     findings: Vec<RawFinding>,
@@ -277,6 +280,18 @@ fn run_openssl(
     let mut param = X509VerifyParam::new()?;
     param.set_time(opts.at);
     param.set_flags(flags)?;
+    // RFC 5280's default user-initial-policy-set is {anyPolicy}. OpenSSL 3.0 given no set at all
+    // refuses every path once an explicit policy is required (--explicit-policy, or a
+    // requireExplicitPolicy in the path): it then has no user-constrained policy set. So under
+    // rfc5280 an empty set is passed as {anyPolicy}. (Under rgs it is never empty when a level
+    // can be found: it is the allowlist's OIDs.)
+    let any_policy;
+    let initial = if initial.is_empty() && opts.profile == Profile::Rfc5280 {
+        any_policy = [Asn1Object::from_str(ANY_POLICY)?];
+        &any_policy[..]
+    } else {
+        initial
+    };
     ffi::set_initial_policies(&mut param, initial)?;
     builder.set_param(&param)?;
     let store = builder.build();
