@@ -10,7 +10,7 @@
 //! | CERT_SIGNATURE_FAILURE, UNABLE_TO_DECRYPT_CERT_SIGNATURE, UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY, NO_ISSUER_PUBLIC_KEY, UNSUPPORTED_SIGNATURE_ALGORITHM, SIGNATURE_ALGORITHM_MISMATCH | `SIG_CRYPTO_FAILURE` |
 //! | CERT_HAS_EXPIRED / CERT_NOT_YET_VALID | `EXPIRED` / `NOT_YET_VALID` |
 //! | CERT_REVOKED | `REVOKED` |
-//! | INVALID_CA (cA absent or false), CA_BCONS_NOT_CRITICAL, PATHLEN_INVALID_FOR_NON_CA, KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA | `CA_NOT_CA` |
+//! | INVALID_CA (cA absent or false), CA_BCONS_NOT_CRITICAL (rgs only: dropped under rfc5280), PATHLEN_INVALID_FOR_NON_CA, KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA | `CA_NOT_CA` |
 //! | INVALID_CA (cA set, keyUsage without keyCertSign), KEYUSAGE_NO_CERTSIGN, CA_CERT_MISSING_KEY_USAGE, PATHLEN_WITHOUT_KU_KEY_CERT_SIGN | `CA_KEY_USAGE` |
 //! | PATH_LENGTH_EXCEEDED, PROXY_PATH_LENGTH_EXCEEDED, CERT_CHAIN_TOO_LONG | `PATH_LENGTH` |
 //! | PERMITTED_VIOLATION, EXCLUDED_VIOLATION, SUBTREE_MINMAX, UNSUPPORTED_CONSTRAINT_TYPE/SYNTAX, UNSUPPORTED_NAME_SYNTAX | `NAME_CONSTRAINTS` |
@@ -302,7 +302,15 @@ fn run_openssl(
     }
     let mut ctx = X509StoreContext::new()?;
     ctx.init(&store, leaf, &untrusted, |c| {
-        let (verdict, findings) = ffi::with_crls(c, &crls, ffi::verify_collecting)?;
+        let (verdict, mut findings) = ffi::with_crls(c, &crls, ffi::verify_collecting)?;
+        if opts.profile == Profile::Rfc5280 {
+            // X509_STRICT's CA_BCONS_NOT_CRITICAL is a rule for the CAs that issue certificates
+            // (RFC 5280 4.2.1.9), not part of path validation (section 6 only needs cA set):
+            // under rfc5280 a CA whose basicConstraints is not critical is accepted (NIST PKITS
+            // 4.6.4 is a valid path); under rgs it stays refused. OpenSSL continues after it,
+            // so nothing else goes unchecked.
+            findings.retain(|f| f.error != err::CA_BCONS_NOT_CRITICAL);
+        }
         let chain = c
             .chain()
             .map(|s| s.iter().map(|x| x.to_owned()).collect())
