@@ -294,3 +294,27 @@ fn nist_pkits_rgs_accepts_no_invalid_path() {
         failures.join("\n")
     );
 }
+
+/// Beyond PKITS: OpenSSL 3.0 with extended CRL support takes a delta CRL restricted to some
+/// reasons (onlySomeReasons) for a complete CRL. Here the complete CRL listing the leaf has
+/// expired and that delta lists nothing: OpenSSL alone accepts the revoked leaf; paraph must
+/// refuse it (see tests/fixtures/delta-reasons/README.md), under both profiles.
+#[test]
+fn a_delta_crl_restricted_to_some_reasons_is_never_a_complete_crl() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/delta-reasons");
+    let f = |name: &str| dir.join(name).display().to_string();
+    for profile in ["rfc5280", "rgs"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_paraph"))
+            .args(["pki", "verify", &f("leaf.pem"), "--profile", profile])
+            .args(["--trust", &f("root.pem"), "--at", "2027-01-15T00:00:00Z"])
+            .args(["--crl", &f("complete-crl.pem")])
+            .args(["--crl", &f("delta-crl-some-reasons.pem")])
+            .output()
+            .expect("run paraph");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{profile}: {text}");
+        if profile == "rfc5280" {
+            assert!(text.starts_with("refused: CRL_NOT_FOUND"), "{text}");
+        }
+    }
+}

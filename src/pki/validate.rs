@@ -265,14 +265,33 @@ fn run_openssl(
             | X509VerifyFlags::EXTENDED_CRL_SUPPORT
             | X509VerifyFlags::USE_DELTAS;
     }
-    // The CRLs go to the verification context (see `ffi::with_crls`). Under rgs, indirect CRLs
-    // stay unused: every CRL relied on is then issued under the name of a CA of the path, which
-    // is what the RGS CRL algorithm check covers.
+    // The CRLs go to the verification context (see `ffi::with_crls`), except:
+    // - under rgs, indirect CRLs: every CRL relied on is then issued under the name of a CA of
+    //   the path, which is what the RGS CRL algorithm check covers;
+    // - every CRL of an issuer that published a delta CRL restricted to some reasons
+    //   (onlySomeReasons): OpenSSL 3.0 with extended CRL support takes such a delta for a
+    //   complete CRL (its check that skips deltas is not reached for them), which could miss a
+    //   revocation only the complete CRL lists. Without them the certificates that issuer's
+    //   CRLs cover have no CRL: refused (CRL_NOT_FOUND), never accepted.
     let crls: Vec<&X509CrlRef> = if opts.check_revocation {
+        let traits: Vec<Option<CrlTraits>> =
+            opts.crls.iter().map(|c| crl_traits(c.der())).collect();
+        let shunned: Vec<&[u8]> = traits
+            .iter()
+            .flatten()
+            .filter(|t| t.delta_with_reasons)
+            .map(|t| t.issuer.as_slice())
+            .collect();
         opts.crls
             .iter()
-            .filter(|c| opts.profile != Profile::Rgs || !is_indirect_crl(c.der()))
-            .map(|c| &**c.as_openssl())
+            .zip(&traits)
+            .filter(|(_, t)| {
+                t.as_ref().is_some_and(|t| {
+                    !shunned.contains(&t.issuer.as_slice())
+                        && (opts.profile != Profile::Rgs || !t.indirect)
+                })
+            })
+            .map(|(c, _)| &**c.as_openssl())
             .collect()
     } else {
         Vec::new()
@@ -324,17 +343,39 @@ fn run_openssl(
     })
 }
 
-/// Whether a CRL's issuingDistributionPoint says indirectCRL (or the CRL does not parse, which
-/// [`super::Crl`] excludes: then it is treated as indirect, i.e. not used under rgs).
-fn is_indirect_crl(der: &[u8]) -> bool {
+/// What [`run_openssl`] needs to know of a CRL to decide whether OpenSSL may use it.
+struct CrlTraits {
+    /// The issuer name, DER.
+    issuer: Vec<u8>,
+    /// issuingDistributionPoint with indirectCRL.
+    indirect: bool,
+    /// deltaCRLIndicator and an issuingDistributionPoint with onlySomeReasons.
+    delta_with_reasons: bool,
+}
+
+/// The [`CrlTraits`] of a DER CRL; `None` if it does not parse (which [`super::Crl`] excludes:
+/// such a CRL would not be used).
+fn crl_traits(der: &[u8]) -> Option<CrlTraits> {
     use x509_parser::extensions::ParsedExtension;
-    match x509_parser::parse_x509_crl(der) {
-        Ok((_, crl)) => crl.extensions().iter().any(|e| {
-            matches!(e.parsed_extension(), ParsedExtension::IssuingDistributionPoint(idp)
-                if idp.indirect_crl)
-        }),
-        Err(_) => true,
-    }
+    /// deltaCRLIndicator (RFC 5280 5.2.4).
+    const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
+    let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+    let idp = crl
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::IssuingDistributionPoint(idp) => Some(idp),
+            _ => None,
+        });
+    let delta = crl
+        .extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == DELTA_CRL_INDICATOR);
+    Some(CrlTraits {
+        issuer: crl.issuer().as_raw().to_vec(),
+        indirect: idp.is_some_and(|i| i.indirect_crl),
+        delta_with_reasons: delta && idp.is_some_and(|i| i.only_some_reasons.is_some()),
+    })
 }
 
 /// What the mapping of findings needs to know about the path.
