@@ -357,9 +357,11 @@ struct CrlTraits {
 /// such a CRL would not be used).
 fn crl_traits(der: &[u8]) -> Option<CrlTraits> {
     use x509_parser::extensions::ParsedExtension;
-    /// deltaCRLIndicator (RFC 5280 5.2.4).
+    /// deltaCRLIndicator and issuingDistributionPoint (RFC 5280 5.2.4, 5.2.5).
     const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
+    const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
     let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+    let has = |oid: &str| crl.extensions().iter().any(|e| e.oid.to_id_string() == oid);
     let idp = crl
         .extensions()
         .iter()
@@ -367,14 +369,14 @@ fn crl_traits(der: &[u8]) -> Option<CrlTraits> {
             ParsedExtension::IssuingDistributionPoint(idp) => Some(idp),
             _ => None,
         });
-    let delta = crl
-        .extensions()
-        .iter()
-        .any(|e| e.oid.to_id_string() == DELTA_CRL_INDICATOR);
+    // An issuingDistributionPoint x509-parser cannot read counts as having every flag (OpenSSL
+    // may read it): such a CRL is left out where one of them would leave it out.
+    let unreadable_idp = idp.is_none() && has(ISSUING_DISTRIBUTION_POINT);
     Some(CrlTraits {
         issuer: crl.issuer().as_raw().to_vec(),
-        indirect: idp.is_some_and(|i| i.indirect_crl),
-        delta_with_reasons: delta && idp.is_some_and(|i| i.only_some_reasons.is_some()),
+        indirect: unreadable_idp || idp.is_some_and(|i| i.indirect_crl),
+        delta_with_reasons: has(DELTA_CRL_INDICATOR)
+            && (unreadable_idp || idp.is_some_and(|i| i.only_some_reasons.is_some())),
     })
 }
 
