@@ -3,8 +3,10 @@
 //!
 //! - `X509_VERIFY_PARAM_set1_policies`: the RFC 5280 *user-initial-policy-set* (rust-openssl has
 //!   no binding; re-implementing section 6.1 policy processing is not an option).
-//! - `X509_STORE_add_crl`: put the caller's CRLs in the store (rust-openssl only loads CRLs from
-//!   files).
+//! - `X509_STORE_CTX_set0_crls`: give the verification context the caller's CRLs (rust-openssl
+//!   only loads CRLs from files). In the context rather than the store: OpenSSL looks CRLs up in
+//!   the store by the certificate issuer's name only, so an indirect CRL (RFC 5280 cRLIssuer)
+//!   would never be found there.
 //! - `X509_STORE_CTX_set_verify_cb` and `X509_STORE_CTX_{set,get}_ex_data`: a verify callback
 //!   that records every error OpenSSL finds (error code, depth, certificate) and lets the
 //!   verification continue, so that [`super::verify`] sees *all* the defects of a path and
@@ -24,7 +26,6 @@ use foreign_types_shared::{ForeignType, ForeignTypeRef};
 use openssl::asn1::Asn1Object;
 use openssl::error::ErrorStack;
 use openssl::stack::Stack;
-use openssl::x509::store::X509StoreBuilderRef;
 use openssl::x509::verify::X509VerifyParamRef;
 use openssl::x509::{X509CrlRef, X509StoreContextRef, X509};
 
@@ -37,11 +38,13 @@ extern "C" {
         param: *mut openssl_sys::X509_VERIFY_PARAM,
         policies: *mut openssl_sys::stack_st_ASN1_OBJECT,
     ) -> c_int;
-    /// Takes a new reference on the CRL (the caller keeps its own).
-    fn X509_STORE_add_crl(
-        store: *mut openssl_sys::X509_STORE,
-        crl: *mut openssl_sys::X509_CRL,
-    ) -> c_int;
+    /// Points the context at a stack of CRLs without taking it over: the stack and its CRLs
+    /// must outlive the verification, and the caller frees them (`X509_STORE_CTX_cleanup`
+    /// does not).
+    fn X509_STORE_CTX_set0_crls(
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+        crls: *mut openssl_sys::stack_st_X509_CRL,
+    );
     fn X509_STORE_CTX_set_verify_cb(ctx: *mut openssl_sys::X509_STORE_CTX, verify: VerifyCb);
     fn X509_STORE_CTX_set_ex_data(
         ctx: *mut openssl_sys::X509_STORE_CTX,
@@ -87,15 +90,51 @@ pub(crate) fn set_initial_policies(
     }
 }
 
-/// Adds a CRL to the store being built.
-pub(crate) fn add_crl(store: &mut X509StoreBuilderRef, crl: &X509CrlRef) -> Result<(), ErrorStack> {
-    // SAFETY: live pointers; X509_STORE_add_crl takes its own reference on the CRL.
-    let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
-    if rc == 1 {
-        Ok(())
-    } else {
-        Err(ErrorStack::get())
+/// Runs `f` with `crls` as the CRLs of the (initialised) context: all of them are candidates
+/// for every certificate of the path, and for the path of a CRL issuer OpenSSL validates on the
+/// way. The context only borrows them for the duration of `f`.
+pub(crate) fn with_crls<T>(
+    ctx: &mut X509StoreContextRef,
+    crls: &[&X509CrlRef],
+    f: impl FnOnce(&mut X509StoreContextRef) -> T,
+) -> Result<T, ErrorStack> {
+    /// Unsets the context's CRLs and frees the stack (not the CRLs, which it does not own),
+    /// whatever happens.
+    struct Lent {
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+        stack: *mut openssl_sys::OPENSSL_STACK,
     }
+    impl Drop for Lent {
+        fn drop(&mut self) {
+            // SAFETY: `ctx` is the live context `with_crls` borrows; `stack` was allocated by
+            // OPENSSL_sk_new_null and is freed once, after the context stopped pointing at it.
+            unsafe {
+                X509_STORE_CTX_set0_crls(self.ctx, std::ptr::null_mut());
+                openssl_sys::OPENSSL_sk_free(self.stack);
+            }
+        }
+    }
+    // SAFETY: allocation of an empty stack; null is checked.
+    let stack = unsafe { openssl_sys::OPENSSL_sk_new_null() };
+    if stack.is_null() {
+        return Err(ErrorStack::get());
+    }
+    let lent = Lent {
+        ctx: ctx.as_ptr(),
+        stack,
+    };
+    for crl in crls {
+        // SAFETY: `stack` is live; the CRL pointers are borrowed from `crls`, which outlives
+        // this call, and the stack never frees them.
+        if unsafe { openssl_sys::OPENSSL_sk_push(stack, crl.as_ptr() as *const c_void) } <= 0 {
+            return Err(ErrorStack::get());
+        }
+    }
+    // SAFETY: live context and stack; `lent` unsets the pointer before the stack is freed.
+    unsafe { X509_STORE_CTX_set0_crls(ctx.as_ptr(), stack.cast()) };
+    let out = f(ctx);
+    drop(lent);
+    Ok(out)
 }
 
 /// One error reported by OpenSSL during verification.

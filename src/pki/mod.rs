@@ -6,10 +6,12 @@
 //! - [`verify`] builds and checks the path with OpenSSL (`X509_verify_cert`: signatures, validity
 //!   at [`VerifyOptions::at`], basic constraints and path length, CA key usage, name constraints,
 //!   unknown critical extensions, policy processing with the initial policy set and the three
-//!   initial flags, CRLs for every certificate of the path), then adds what OpenSSL does not
-//!   check under the [`Profile::Rgs`] profile: leaf keyUsage nonRepudiation, RGS algorithms
-//!   (RSA >= 2048, ECDSA P-256/384/521, SHA-256 or stronger everywhere, CRLs included), CA
-//!   cRLSign, and the leaf policy OID -> RGS level allowlist with the required level.
+//!   initial flags, CRLs for every certificate of the path with RFC 5280's extended CRL
+//!   processing and delta CRLs), then adds what OpenSSL does not check under the
+//!   [`Profile::Rgs`] profile: leaf keyUsage nonRepudiation, RGS algorithms (RSA >= 2048, ECDSA
+//!   P-256/384/521, SHA-256 or stronger everywhere, CRLs included), CA cRLSign, and the RGS
+//!   level: the highest allowlisted policy among those that survive policy processing (the
+//!   valid policy tree, not what the leaf asserts), with the required level.
 //!   [`Profile::Rfc5280`] is section 6 alone (plus X509_STRICT profile checks, see
 //!   [`VerifyOptions::x509_strict`]): no nonRepudiation, algorithm or level checks, unless a
 //!   required level is asked for.
@@ -27,7 +29,8 @@
 //!   command-line entry point [`cli_verify`] when `--at` is absent.
 //!
 //! The one `unsafe` FFI module of the crate is `pki::ffi` (private): the OpenSSL functions
-//! rust-openssl does not bind (initial policy set, CRLs in a store, the verify callback).
+//! rust-openssl does not bind (initial policy set, CRLs lent to the verification context, the
+//! verify callback, the valid policy tree).
 
 mod cache;
 mod cli;
@@ -153,8 +156,8 @@ pub struct VerifyOptions {
     /// usable CRL covers is a failure ([`Refusal::CrlNotFound`]); so is a CRL past its
     /// nextUpdate ([`Refusal::CrlExpired`]).
     pub check_revocation: bool,
-    /// OpenSSL's X509_STRICT checks (RFC 5280 profile conformance: critical basicConstraints on
-    /// CAs, AKI/SKI, keyUsage on CAs, ...). Default true.
+    /// OpenSSL's X509_STRICT checks (RFC 5280 profile conformance: AKI/SKI, keyUsage on CAs,
+    /// critical basicConstraints on CAs under [`Profile::Rgs`] only, ...). Default true.
     pub x509_strict: bool,
     /// Policy OID -> RGS level (1 = `*`, 2 = `**`, 3 = `***`): the allowlist.
     pub policy_levels: BTreeMap<String, u8>,

@@ -10,7 +10,7 @@
 //! | CERT_SIGNATURE_FAILURE, UNABLE_TO_DECRYPT_CERT_SIGNATURE, UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY, NO_ISSUER_PUBLIC_KEY, UNSUPPORTED_SIGNATURE_ALGORITHM, SIGNATURE_ALGORITHM_MISMATCH | `SIG_CRYPTO_FAILURE` |
 //! | CERT_HAS_EXPIRED / CERT_NOT_YET_VALID | `EXPIRED` / `NOT_YET_VALID` |
 //! | CERT_REVOKED | `REVOKED` |
-//! | INVALID_CA (cA absent or false), CA_BCONS_NOT_CRITICAL, PATHLEN_INVALID_FOR_NON_CA, KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA | `CA_NOT_CA` |
+//! | INVALID_CA (cA absent or false), CA_BCONS_NOT_CRITICAL (rgs only: dropped under rfc5280), PATHLEN_INVALID_FOR_NON_CA, KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA | `CA_NOT_CA` |
 //! | INVALID_CA (cA set, keyUsage without keyCertSign), KEYUSAGE_NO_CERTSIGN, CA_CERT_MISSING_KEY_USAGE, PATHLEN_WITHOUT_KU_KEY_CERT_SIGN | `CA_KEY_USAGE` |
 //! | PATH_LENGTH_EXCEEDED, PROXY_PATH_LENGTH_EXCEEDED, CERT_CHAIN_TOO_LONG | `PATH_LENGTH` |
 //! | PERMITTED_VIOLATION, EXCLUDED_VIOLATION, SUBTREE_MINMAX, UNSUPPORTED_CONSTRAINT_TYPE/SYNTAX, UNSUPPORTED_NAME_SYNTAX | `NAME_CONSTRAINTS` |
@@ -31,7 +31,7 @@ use openssl::error::ErrorStack;
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
-use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
+use openssl::x509::{X509CrlRef, X509Ref, X509StoreContext, X509VerifyResult, X509};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::revocation_list::CertificateRevocationList;
@@ -221,6 +221,9 @@ fn check_oid(oid: &str) -> Result<(), String> {
     crate::crypto::der_util::encode_oid(oid).map(|_| ())
 }
 
+/// The anyPolicy OID (RFC 5280 4.2.1.4).
+const ANY_POLICY: &str = "2.5.29.32.0";
+
 struct Run {
     verdict: Result<bool, ErrorStack>,
     /// The policies that survived policy processing (see [`ffi::valid_policies`]).
@@ -253,14 +256,64 @@ fn run_openssl(
         flags |= X509VerifyFlags::INHIBIT_ANY;
     }
     if opts.check_revocation {
-        flags |= X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL;
-        for crl in &opts.crls {
-            ffi::add_crl(&mut builder, crl.as_openssl())?;
-        }
+        // EXTENDED_CRL_SUPPORT: RFC 5280 CRL processing (6.3): CRLs signed by a key other than
+        // the one that signed the certificate (its issuing CA's separate CRL-signing key, or
+        // across a self-issued key rollover), onlySomeReasons partitions (the reasons must add
+        // up to all of them), indirect CRLs and cRLIssuer; and a CRL carrying deltaCRLIndicator
+        // is never taken for a complete CRL (without it OpenSSL 3.0 does). USE_DELTAS: a delta
+        // CRL that applies to the complete CRL is used with it (a revocation only it lists is
+        // seen, and it must be current like any CRL).
+        flags |= X509VerifyFlags::CRL_CHECK
+            | X509VerifyFlags::CRL_CHECK_ALL
+            | X509VerifyFlags::EXTENDED_CRL_SUPPORT
+            | X509VerifyFlags::USE_DELTAS;
     }
+    // The CRLs go to the verification context (see `ffi::with_crls`), except:
+    // - under rgs, indirect CRLs: every CRL relied on is then issued under the name of a CA of
+    //   the path, which is what the RGS CRL algorithm check covers;
+    // - every CRL of an issuer that published a delta CRL restricted to some reasons
+    //   (onlySomeReasons): OpenSSL 3.0 with extended CRL support takes such a delta for a
+    //   complete CRL (its check that skips deltas is not reached for them), which could miss a
+    //   revocation only the complete CRL lists. Without them the certificates that issuer's
+    //   CRLs cover have no CRL: refused (CRL_NOT_FOUND), never accepted.
+    let crls: Vec<&X509CrlRef> = if opts.check_revocation {
+        let traits: Vec<Option<CrlTraits>> =
+            opts.crls.iter().map(|c| crl_traits(c.der())).collect();
+        let shunned: Vec<&[u8]> = traits
+            .iter()
+            .flatten()
+            .filter(|t| t.delta_with_reasons)
+            .map(|t| t.issuer.as_slice())
+            .collect();
+        opts.crls
+            .iter()
+            .zip(&traits)
+            .filter(|(_, t)| {
+                t.as_ref().is_some_and(|t| {
+                    !shunned.contains(&t.issuer.as_slice())
+                        && (opts.profile != Profile::Rgs || !t.indirect)
+                })
+            })
+            .map(|(c, _)| &**c.as_openssl())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut param = X509VerifyParam::new()?;
     param.set_time(opts.at);
     param.set_flags(flags)?;
+    // RFC 5280's default user-initial-policy-set is {anyPolicy}. OpenSSL 3.0 given no set at all
+    // refuses every path once an explicit policy is required (--explicit-policy, or a
+    // requireExplicitPolicy in the path): it then has no user-constrained policy set. So under
+    // rfc5280 an empty set is passed as {anyPolicy}. (Under rgs it is never empty when a level
+    // can be found: it is the allowlist's OIDs.)
+    let any_policy;
+    let initial = if initial.is_empty() && opts.profile == Profile::Rfc5280 {
+        any_policy = [Asn1Object::from_str(ANY_POLICY)?];
+        &any_policy[..]
+    } else {
+        initial
+    };
     ffi::set_initial_policies(&mut param, initial)?;
     builder.set_param(&param)?;
     let store = builder.build();
@@ -271,7 +324,15 @@ fn run_openssl(
     }
     let mut ctx = X509StoreContext::new()?;
     ctx.init(&store, leaf, &untrusted, |c| {
-        let (verdict, findings) = ffi::verify_collecting(c);
+        let (verdict, mut findings) = ffi::with_crls(c, &crls, ffi::verify_collecting)?;
+        if opts.profile == Profile::Rfc5280 {
+            // X509_STRICT's CA_BCONS_NOT_CRITICAL is a rule for the CAs that issue certificates
+            // (RFC 5280 4.2.1.9), not part of path validation (section 6 only needs cA set):
+            // under rfc5280 a CA whose basicConstraints is not critical is accepted (NIST PKITS
+            // 4.6.4 is a valid path); under rgs it stays refused. OpenSSL continues after it,
+            // so nothing else goes unchecked.
+            findings.retain(|f| f.error != err::CA_BCONS_NOT_CRITICAL);
+        }
         let valid_policies = ffi::valid_policies(c);
         let chain = c
             .chain()
@@ -284,6 +345,43 @@ fn run_openssl(
             chain,
             last_error: c.error(),
         })
+    })
+}
+
+/// What [`run_openssl`] needs to know of a CRL to decide whether OpenSSL may use it.
+struct CrlTraits {
+    /// The issuer name, DER.
+    issuer: Vec<u8>,
+    /// issuingDistributionPoint with indirectCRL.
+    indirect: bool,
+    /// deltaCRLIndicator and an issuingDistributionPoint with onlySomeReasons.
+    delta_with_reasons: bool,
+}
+
+/// The [`CrlTraits`] of a DER CRL; `None` if it does not parse (which [`super::Crl`] excludes:
+/// such a CRL would not be used).
+fn crl_traits(der: &[u8]) -> Option<CrlTraits> {
+    use x509_parser::extensions::ParsedExtension;
+    /// deltaCRLIndicator and issuingDistributionPoint (RFC 5280 5.2.4, 5.2.5).
+    const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
+    const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
+    let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+    let has = |oid: &str| crl.extensions().iter().any(|e| e.oid.to_id_string() == oid);
+    let idp = crl
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::IssuingDistributionPoint(idp) => Some(idp),
+            _ => None,
+        });
+    // An issuingDistributionPoint x509-parser cannot read counts as having every flag (OpenSSL
+    // may read it): such a CRL is left out where one of them would leave it out.
+    let unreadable_idp = idp.is_none() && has(ISSUING_DISTRIBUTION_POINT);
+    Some(CrlTraits {
+        issuer: crl.issuer().as_raw().to_vec(),
+        indirect: unreadable_idp || idp.is_some_and(|i| i.indirect_crl),
+        delta_with_reasons: has(DELTA_CRL_INDICATOR)
+            && (unreadable_idp || idp.is_some_and(|i| i.only_some_reasons.is_some())),
     })
 }
 
