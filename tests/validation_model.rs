@@ -110,6 +110,17 @@ fn cades(
     paraph::crypto::assemble(&[part], &all, &crls).unwrap()
 }
 
+/// A signature by the key revoked on 2026-06-01, dated back to before the revocation.
+fn backdated(pki: &Pki, carried_crls: Vec<Vec<u8>>) -> Vec<u8> {
+    cades(
+        &pki.key("late-revoked"),
+        pki.cert_der("late-revoked"),
+        BEFORE_REVOCATION,
+        vec![cert_der("signing-ca")],
+        carried_crls,
+    )
+}
+
 fn levels() -> Vec<String> {
     [(L1, 1), (L2, 2), (L3, 3)]
         .iter()
@@ -286,11 +297,8 @@ fn a_backdated_signature_by_a_key_revoked_since_is_refused_like_openssl_and_pyha
     let pki = Pki::new();
     // Signed today with the compromised key, dated back before the revocation, carrying the
     // CA's CRL from before the revocation (still inside its nextUpdate).
-    let cms = cades(
-        &pki.key("late-revoked"),
-        pki.cert_der("late-revoked"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
+    let cms = backdated(
+        &pki,
         vec![
             pki.crl_der("crl-before.pem"),
             test_crl_der("root-ca.crl.pem"),
@@ -299,13 +307,7 @@ fn a_backdated_signature_by_a_key_revoked_since_is_refused_like_openssl_and_pyha
     // The same signature without the carried CRLs, for OpenSSL: `openssl cms` merges a
     // signature's CRLs with the relying party's and may use the older one (OpenSSL 3.0 then
     // accepts the backdated signature), which is exactly what paraph must not do.
-    let bare = cades(
-        &pki.key("late-revoked"),
-        pki.cert_der("late-revoked"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
-        vec![],
-    );
+    let bare = backdated(&pki, vec![]);
     let after = pki.path("crl-after.pem");
     let before = pki.path("crl-before.pem");
     let sca = signing_ca();
@@ -373,13 +375,7 @@ fn a_genuine_older_signature_passes_against_the_current_crls() {
 #[test]
 fn a_proof_of_existence_decides_whether_a_later_revocation_counts() {
     let pki = Pki::new();
-    let cms = cades(
-        &pki.key("late-revoked"),
-        pki.cert_der("late-revoked"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
-        vec![],
-    );
+    let cms = backdated(&pki, vec![]);
     let value = paraph::crypto::parse(&cms).unwrap().signers[0]
         .signature
         .clone();
@@ -444,30 +440,12 @@ async fn the_server_judges_a_signature_it_stored_at_the_time_its_log_recorded_it
     let pki = Pki::new();
     let srv = TestServer::start().await;
     let org = Org::create(&srv, "ville-poe").await;
-    let set_trust = |crls: Vec<Vec<u8>>| {
-        let mut admin = srv.admin(org.token("boss"), None);
-        async move {
-            admin
-                .set_trust(proto::SetTrustRequest {
-                    anchors: vec![certs("root-ca.cert.pem")],
-                    intermediates: vec![certs("signing-ca.cert.pem")],
-                    crls,
-                    policy_levels: [(L1, 1), (L2, 2), (L3, 3)]
-                        .iter()
-                        .map(|(o, l)| proto::PolicyLevel {
-                            oid: o.to_string(),
-                            level: *l,
-                        })
-                        .collect(),
-                    signature_policy: None,
-                    idempotency_key: String::new(),
-                })
-                .await
-        }
-    };
-    set_trust(vec![certs("root-ca.crl.pem"), pki.pem("crl-before.pem")])
-        .await
-        .unwrap();
+    set_trust(
+        &srv,
+        &org,
+        vec![certs("root-ca.crl.pem"), pki.pem("crl-before.pem")],
+    )
+    .await;
     bind(&srv, &org, "alice", &pki.pem("late-revoked.cert.pem"))
         .await
         .unwrap();
@@ -491,9 +469,12 @@ async fn the_server_judges_a_signature_it_stored_at_the_time_its_log_recorded_it
         .cms
         .clone();
     // The key is revoked since (2026-06-01); the tenant's CRL says so; now is 2026-12-01.
-    set_trust(vec![certs("root-ca.crl.pem"), pki.pem("crl-after.pem")])
-        .await
-        .unwrap();
+    set_trust(
+        &srv,
+        &org,
+        vec![certs("root-ca.crl.pem"), pki.pem("crl-after.pem")],
+    )
+    .await;
     srv.clock.set(paraph::domain::Timestamp(NOW));
     let validate = |document_id: &str| {
         let mut v = sigs(&srv, org.token("audit"));
