@@ -29,6 +29,8 @@ pub struct Settings {
     pub engine: Option<crate::store::EngineKind>,
     /// Largest document accepted, in bytes.
     pub max_document_bytes: u64,
+    /// Most live (not cancelled, not yet over) absences one user may have at a time.
+    pub max_live_absences_per_user: usize,
     /// Tenant created on the first start.
     pub first_tenant: String,
     /// Optional TLS; with `client_ca`, clients must present a certificate it issued (mTLS).
@@ -98,6 +100,8 @@ impl Default for Settings {
             data: PathBuf::from("./data"),
             engine: None,
             max_document_bytes: 64 * 1024 * 1024,
+            max_live_absences_per_user: crate::service::Limits::default()
+                .max_live_absences_per_user,
             first_tenant: "default".to_owned(),
             tls: None,
             seals: Default::default(),

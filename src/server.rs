@@ -112,6 +112,7 @@ pub fn open(
         clock,
         Limits {
             max_document_bytes: settings.max_document_bytes,
+            max_live_absences_per_user: settings.max_live_absences_per_user,
         },
     );
     for (tenant, seal) in &settings.seals {

@@ -8,17 +8,125 @@
 
 use super::documents::record;
 use super::trust::{trust_key, TrustSettings};
-use super::{append_log, random16, Caller, Idem, Notice, Paraph, Result};
+use super::{append_log, random16, Caller, Idem, Notice, Paraph, Result, ServiceError};
 use crate::domain::{
     Absence, AbsenceId, AbsenceRequest, Document, DocumentId, DomainError, Member, Reassignment,
     RgsLevel, Role, Roster, TenantId, Timestamp, Transition, User, UserName,
 };
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub(super) fn absences_key(tenant: &TenantId) -> String {
+/// `absences/{t}`: the tenant's whole list, as older versions kept it (rewritten at each
+/// declaration); moved to the records below when the store is opened.
+fn old_list_key(tenant: &TenantId) -> String {
     format!("absences/{tenant}")
 }
+
+/// `absence/{t}/{id}`: the absence itself.
+fn absence_key(tenant: &TenantId, id: &AbsenceId) -> String {
+    format!("absence/{tenant}/{id}")
+}
+
+/// An instant as it sorts in a key (`due_key` does the same).
+fn key_time(t: Timestamp) -> String {
+    format!("{:020}", t.0.max(0))
+}
+
+/// `abslive/{t}/`: `{to:020}/{id}`, empty, for every absence not cancelled, kept once it is
+/// over: a scan from an instant on finds those not over then.
+fn live_prefix(tenant: &TenantId) -> String {
+    format!("abslive/{tenant}/")
+}
+
+/// `absuser/{t}/{user}/`: the same index for one user (his allowance, his overlaps).
+fn user_live_prefix(tenant: &TenantId, user: &UserName) -> String {
+    format!("absuser/{tenant}/{user}/")
+}
+
+/// `abscancel/{t}/`: `{cancelled_at:020}/{id}`, empty, for every cancelled absence.
+fn cancelled_prefix(tenant: &TenantId) -> String {
+    format!("abscancel/{tenant}/")
+}
+
+/// Stores absence `a`, new or changed, with its index entries: a few hundred bytes whatever
+/// the number of absences stored before.
+fn put_absence(tx: &mut Tx<'_>, a: &Absence) -> Result<()> {
+    tx.put(&absence_key(&a.tenant, &a.id), a)?;
+    let end = format!("{}/{}", key_time(a.to), a.id);
+    let live = format!("{}{end}", live_prefix(&a.tenant));
+    let user_live = format!("{}{end}", user_live_prefix(&a.tenant, &a.user));
+    match a.cancelled_at {
+        None => {
+            tx.put_raw(&live, b"")?;
+            tx.put_raw(&user_live, b"")?;
+        }
+        Some(at) => {
+            tx.remove(&live)?;
+            tx.remove(&user_live)?;
+            let cancelled = format!("{}{}/{}", cancelled_prefix(&a.tenant), key_time(at), a.id);
+            tx.put_raw(&cancelled, b"")?;
+        }
+    }
+    Ok(())
+}
+
+/// The id at the end of an index key (`…/{id}`).
+fn id_in(key: &str) -> Option<AbsenceId> {
+    key.rsplit('/')
+        .next()
+        .and_then(|i| AbsenceId::parse(i).ok())
+}
+
+/// The live absences under a live index `prefix` (the tenant's or one user's), inside a
+/// transaction.
+fn live_in(tx: &Tx<'_>, tenant: &TenantId, prefix: &str, now: Timestamp) -> Result<Vec<Absence>> {
+    let from = format!("{prefix}{}", key_time(Timestamp(now.0.saturating_add(1))));
+    let mut out = Vec::new();
+    for k in tx.scan_keys(prefix, &from, usize::MAX)? {
+        let Some(id) = id_in(&k) else { continue };
+        if let Some(a) = tx.get::<Absence>(&absence_key(tenant, &id))? {
+            if a.is_live(now) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The absences in `store` under index `prefix` whose key instant is at or after `since`.
+fn indexed_since(
+    s: &Store,
+    tenant: &TenantId,
+    prefix: &str,
+    since: Timestamp,
+) -> Result<Vec<Absence>> {
+    // Keys after `{since - 1}` and its NUL: every `{t}/…` with `t >= since`.
+    let after = key_time(Timestamp(since.0.saturating_sub(1)));
+    let mut out = Vec::new();
+    for k in s.scan_keys(prefix, Some(&after), usize::MAX)? {
+        let Some(id) = id_in(&k) else { continue };
+        if let Some(a) = s.get::<Absence>(&absence_key(tenant, &id))? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// The absences that may still change where a document goes at `now`: not over a day ago and
+/// not cancelled a day ago (see `reroute_absentees`), read outside any transaction.
+fn recent_absences(s: &Store, tenant: &TenantId, now: Timestamp) -> Result<Vec<Absence>> {
+    let day_ago = Timestamp(now.0.saturating_sub(DAY));
+    let mut all = indexed_since(s, tenant, &live_prefix(tenant), day_ago)?;
+    for a in indexed_since(s, tenant, &cancelled_prefix(tenant), day_ago)? {
+        if !all.iter().any(|b| b.id == a.id) {
+            all.push(a);
+        }
+    }
+    Ok(all)
+}
+
+/// One day, in seconds: how long after its end an absence still reroutes its user's documents.
+const DAY: i64 = 86_400;
 
 /// `due/{t}/{due:020}/{id}`: the document's active step is due then and not yet overdue.
 pub(super) fn due_key(doc: &Document) -> Option<String> {
@@ -63,28 +171,35 @@ fn members(users: Vec<User>, trust: &TrustSettings, now: Timestamp) -> BTreeMap<
 
 /// Loads the roster inside a transaction.
 pub(super) fn roster(tx: &Tx<'_>, tenant: &TenantId, now: Timestamp) -> Result<Roster> {
+    let absences = live_in(tx, tenant, &live_prefix(tenant), now)?;
+    roster_with(tx, tenant, now, absences)
+}
+
+/// The roster with the tenant's live absences already read.
+fn roster_with(
+    tx: &Tx<'_>,
+    tenant: &TenantId,
+    now: Timestamp,
+    absences: Vec<Absence>,
+) -> Result<Roster> {
     let users: Vec<User> = tx.get(&format!("userlist/{tenant}"))?.unwrap_or_default();
     let trust: TrustSettings = tx.get(&trust_key(tenant))?.unwrap_or_default();
-    let absences: Vec<Absence> = tx.get(&absences_key(tenant))?.unwrap_or_default();
     Ok(Roster::new(members(users, &trust, now), absences))
 }
 
 /// Routes the active step of a transition's document (new steps go straight to delegates).
-/// Cheap when no absence is in force and nothing was routed: no roster is loaded.
+/// Cheap when no absence is live and nothing was routed: no roster is loaded.
 pub(super) fn reroute_in(tx: &Tx<'_>, t: Transition, now: Timestamp) -> Result<Transition> {
     let Some(i) = t.document.active_step() else {
         return Ok(t);
     };
+    let tenant = &t.document.tenant;
+    let absences = live_in(tx, tenant, &live_prefix(tenant), now)?;
     let st = &t.document.steps[i];
-    if st.routes.is_empty() && !st.overdue {
-        let absences: Vec<Absence> = tx
-            .get(&absences_key(&t.document.tenant))?
-            .unwrap_or_default();
-        if !absences.iter().any(|a| a.is_active(now)) {
-            return Ok(t);
-        }
+    if st.routes.is_empty() && !st.overdue && !absences.iter().any(|a| a.is_active(now)) {
+        return Ok(t);
     }
-    let roster = roster(tx, &t.document.tenant, now)?;
+    let roster = roster_with(tx, tenant, now, absences)?;
     Ok(match t.document.clone().reroute(&roster, now) {
         Some(next) => t.then(next),
         None => t,
@@ -136,7 +251,7 @@ impl Paraph {
                             due.push((doc, format!("{prefix}{k}")));
                         }
                     }
-                    let absences: Vec<Absence> = s.get(&absences_key(&tenant))?.unwrap_or_default();
+                    let absences = recent_absences(s, &tenant, now)?;
                     Ok((due, absences))
                 })
                 .await?
@@ -182,8 +297,8 @@ impl Paraph {
     ) -> Result<usize> {
         let users: BTreeSet<UserName> = absences
             .iter()
-            .filter(|a| a.cancelled_at.is_none_or(|c| c.0 + 86_400 >= now.0))
-            .filter(|a| a.to.0 + 86_400 >= now.0)
+            .filter(|a| a.cancelled_at.is_none_or(|c| c.0 + DAY >= now.0))
+            .filter(|a| a.to.0 + DAY >= now.0)
             .map(|a| a.user.clone())
             .collect();
         let docs = {
@@ -265,6 +380,7 @@ impl Paraph {
         }
         let now = self.clock.now();
         let id = AbsenceId::from_random(random16()?);
+        let cap = self.limits().max_live_absences_per_user;
         let tenant = caller.tenant.clone();
         let by = caller.name.clone();
         let absence = self
@@ -273,22 +389,29 @@ impl Paraph {
                 "DeclareAbsence",
                 idem,
                 move |tx| {
-                    let key = absences_key(&tenant);
-                    let mut all: Vec<Absence> = tx.get(&key)?.unwrap_or_default();
                     let users: Vec<User> =
                         tx.get(&format!("userlist/{tenant}"))?.unwrap_or_default();
                     let is_user = |u: &UserName| users.iter().any(|x| &x.name == u);
+                    let mine = live_in(tx, &tenant, &user_live_prefix(&tenant, &req.user), now)?;
                     let a = Absence::declare(
                         id.clone(),
                         tenant.clone(),
                         req.clone(),
                         by.clone(),
-                        &all,
+                        &mine,
                         &is_user,
                         now,
                     )?;
-                    all.push(a.clone());
-                    tx.put(&key, &all)?;
+                    if mine.len() >= cap {
+                        return Err(ServiceError::TooLarge(format!(
+                            "'{}' already has {} live absences, the most a user may have \
+                             (setting max_live_absences_per_user = {cap}): cancel one, or wait \
+                             for one to end",
+                            a.user,
+                            mine.len()
+                        )));
+                    }
+                    put_absence(tx, &a)?;
                     append_log(
                         tx,
                         &tenant,
@@ -325,13 +448,9 @@ impl Paraph {
                 "CancelAbsence",
                 idem,
                 move |tx| {
-                    let key = absences_key(&tenant);
-                    let mut all: Vec<Absence> = tx.get(&key)?.unwrap_or_default();
-                    let pos = all
-                        .iter()
-                        .position(|a| a.id == id)
+                    let a: Absence = tx
+                        .get(&absence_key(&tenant, &id))?
                         .ok_or_else(|| DomainError::NotFound(format!("absence '{id}'")))?;
-                    let a = &all[pos];
                     if a.user != c.name && a.declared_by != c.name && !c.has(Role::Admin) {
                         return Err(DomainError::Forbidden(
                             "only the absent user, whoever declared the absence or an admin may cancel it"
@@ -339,9 +458,8 @@ impl Paraph {
                         )
                         .into());
                     }
-                    let cancelled = a.clone().cancel(now)?;
-                    all[pos] = cancelled.clone();
-                    tx.put(&key, &all)?;
+                    let cancelled = a.cancel(now)?;
+                    put_absence(tx, &cancelled)?;
                     append_log(
                         tx,
                         &tenant,
@@ -360,12 +478,42 @@ impl Paraph {
     }
 
     async fn after_absence_change(&self, tenant: &TenantId, now: Timestamp) -> Result<()> {
-        let key = absences_key(tenant);
-        let absences: Vec<Absence> = self
-            .blocking(move |s| Ok(s.get(&key)?.unwrap_or_default()))
-            .await?;
+        let t = tenant.clone();
+        let absences = self.blocking(move |s| recent_absences(s, &t, now)).await?;
         self.reroute_absentees(tenant, &absences, now).await?;
         Ok(())
+    }
+
+    /// Moves the absences older versions kept as one list per tenant (`absences/{t}`) to
+    /// records of their own, one tenant per transaction; run when the store is opened, before
+    /// any request. An absence already stored as a record is left as it is.
+    pub fn migrate_absences_blocking(&self) -> Result<usize> {
+        let tenants = self.store.scan_keys("absences/", None, usize::MAX)?;
+        let mut moved = 0;
+        for t in tenants {
+            let tenant = TenantId::parse(&t)
+                .map_err(|_| ServiceError::Internal(format!("bad absence list key {t}")))?;
+            moved += self.store.transact_blocking(move |tx| {
+                let key = old_list_key(&tenant);
+                let list: Vec<Absence> = tx.get(&key)?.unwrap_or_default();
+                let mut n = 0;
+                for a in &list {
+                    if !tx.exists(&absence_key(&a.tenant, &a.id))? {
+                        put_absence(tx, a)?;
+                        n += 1;
+                    }
+                }
+                tx.remove(&key)?;
+                Ok::<_, ServiceError>(n)
+            })?;
+        }
+        if moved > 0 {
+            tracing::info!(
+                absences = moved,
+                "moved absences from per-tenant lists to records of their own"
+            );
+        }
+        Ok(moved)
     }
 
     /// Absences the caller may see: his own and those he is the delegate of; admins and
@@ -377,10 +525,23 @@ impl Paraph {
         include_past: bool,
     ) -> Result<Vec<Absence>> {
         let now = self.clock.now();
-        let key = absences_key(&caller.tenant);
         let c = caller.clone();
         self.blocking(move |s| {
-            let all: Vec<Absence> = s.get(&key)?.unwrap_or_default();
+            let tenant = &c.tenant;
+            let mut all: Vec<Absence> = if include_past {
+                s.scan::<Absence>(&format!("absence/{tenant}/"), None, usize::MAX)?
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect()
+            } else {
+                indexed_since(
+                    s,
+                    tenant,
+                    &live_prefix(tenant),
+                    Timestamp(now.0.saturating_add(1)),
+                )?
+            };
+            all.sort_by(|a, b| (a.declared_at, &a.id).cmp(&(b.declared_at, &b.id)));
             Ok(all
                 .into_iter()
                 .filter(|a| c.oversees() || a.user == c.name || a.delegate == c.name)

@@ -50,12 +50,15 @@ pub type Result<T> = std::result::Result<T, ServiceError>;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_document_bytes: u64,
+    /// Most live (not cancelled, not yet over) absences of one user.
+    pub max_live_absences_per_user: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_document_bytes: 64 * 1024 * 1024,
+            max_live_absences_per_user: 50,
         }
     }
 }

@@ -98,6 +98,8 @@ fn user_roles(tx: &Tx<'_>, tenant: &TenantId, u: &UserName) -> Result<Option<Vec
 impl Paraph {
     /// Creates the platform operator token and a first tenant when the store is empty.
     /// Returns `None` when the store was initialised before (nothing is printed twice).
+    /// Also brings records stored by older versions to the current layout (see
+    /// `migrate_absences_blocking`).
     pub fn bootstrap_blocking(&self, first_tenant: &str) -> Result<Option<Bootstrap>> {
         let tenant_id = TenantId::parse(first_tenant)?;
         let secret = new_secret()?;
@@ -125,6 +127,7 @@ impl Paraph {
                 tenant: tenant_id.to_string(),
             }))
         })?;
+        self.migrate_absences_blocking()?;
         Ok(out)
     }
 

@@ -75,8 +75,8 @@ pub enum Index {
 /// Takes the directory's exclusive lock (created on first use): a second process, or a second
 /// opening in this one, is refused before any engine file is touched.
 fn lock(dir: &Path) -> Result<Arc<std::fs::File>, StoreError> {
-    std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new()
+    super::files::create_dir(dir)?;
+    let file = super::files::private_file()
         .read(true)
         .write(true)
         .create(true)
@@ -383,7 +383,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
     sync_dir(dir)?;
     // From here the directory opens as redb; sled's files are only kept.
     let kept = dir.join(SLED_KEPT);
-    std::fs::create_dir_all(&kept)?;
+    super::files::create_dir(&kept)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();

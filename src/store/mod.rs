@@ -16,6 +16,8 @@
 //! groups in flight, the writer reads through a bounded cache of the records it read and wrote
 //! lately ([`recent`]). It knows nothing of gRPC, authorisation or workflow rules.
 //!
+//! The data directory and its files are its owner's only (see [`files`]).
+//!
 //! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
 //! the index holds a checked pointer to them; reads resolve pointers transparently.
 //!
@@ -46,11 +48,16 @@
 //! | `prep/{t}/{id}` | a signature Preparation; empty once it was used |
 //! | `prepused/{t}/{id}` | empty: the preparation was used; read only, written by older versions |
 //! | `trust/{t}` | TrustSettings |
-//! | `absences/{t}` | every Absence of the tenant (transactions cannot scan) |
+//! | `absences/{t}` | every Absence of the tenant; read only, written by older versions and moved to the keys below when the store is opened |
+//! | `absence/{t}/{id}` | Absence |
+//! | `abslive/{t}/{to:020}/{id}` | empty: the absence is not cancelled (kept once it is over: a scan from an instant finds those not over then) |
+//! | `absuser/{t}/{user}/{to:020}/{id}` | empty: the same, for one user |
+//! | `abscancel/{t}/{at:020}/{id}` | empty: the absence was cancelled then |
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
 mod engine;
+mod files;
 mod recent;
 mod values;
 
@@ -217,8 +224,13 @@ impl Store {
     /// [`Store::open`], with the engine `engine` when given: a new directory gets it, and one
     /// holding another engine's files is refused.
     pub fn open_with(dir: &Path, engine: Option<EngineKind>) -> Result<Store, StoreError> {
+        // Owner-only, before anything is written in it.
+        files::create_dir(dir)?;
+        files::tighten_and_report(dir, true)?;
         let index = Index::open(dir, engine)?;
         let (values, end) = ValueLog::open(dir)?;
+        // The files the engine has just created with its own modes.
+        files::tighten_and_report(dir, false)?;
         let values = Arc::new(values);
         let watches: Watches = Arc::default();
         let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
@@ -843,6 +855,58 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Keys under `prefix` from the key `from` on (included; `from` before the prefix starts it
+    /// at the prefix), in order, with the prefix stripped, at most `limit`: the store as this
+    /// mutation sees it, through its own writes, its group's and the groups not applied yet,
+    /// removals included. Each key found costs one seek per layer: meant for short ranges
+    /// (an index of a few records), not for walking a table.
+    pub fn scan_keys(
+        &self,
+        prefix: &str,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        use std::ops::Bound;
+        let p = prefix.as_bytes();
+        let mut start = from.as_bytes().max(p).to_vec();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            // The least candidate of every layer at or after `start`; the index's own is the
+            // latest applied state (the recent cache holds nothing the layers and the index
+            // do not).
+            let mut best: Option<Vec<u8>> = None;
+            self.index.walk_from(&start, |k, _| {
+                if k.starts_with(p) {
+                    best = Some(k.to_vec());
+                }
+                Ok(false)
+            })?;
+            let layers = [Some(&self.writes), self.group]
+                .into_iter()
+                .flatten()
+                .chain(self.ahead.iter().map(|(_, g)| &**g));
+            for layer in layers {
+                let range = (Bound::Included(start.clone()), Bound::Unbounded);
+                if let Some((k, _)) = layer.range::<Vec<u8>, _>(range).next() {
+                    if k.starts_with(p) && best.as_ref().is_none_or(|b| k < b) {
+                        best = Some(k.clone());
+                    }
+                }
+            }
+            let Some(k) = best else {
+                break;
+            };
+            // Removed by a write not applied yet: skipped.
+            if self.get_bytes(&k)?.is_some() {
+                out.push(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+            }
+            // The least key after `k`.
+            start = k;
+            start.push(0);
+        }
+        Ok(out)
+    }
+
     /// The record under `prefix` with the greatest key at or before `key` among those this
     /// group wrote (this mutation or one before it in the group), with its key: `None` if the
     /// group wrote none there or removed the greatest. Reads neither the index nor other groups, so
@@ -961,6 +1025,7 @@ mod tests {
         a_panicking_mutation_fails_alone,
         scans_and_last_stay_within_their_prefix,
         a_directory_in_use_is_refused_naming_it,
+        transaction_scans_see_every_layer_in_order_and_skip_removed_keys,
     );
 
     fn a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back(engine: EngineKind) {
@@ -1275,6 +1340,45 @@ mod tests {
         assert_eq!(floor(&tx, "f/3"), Some(("f/3".into(), b"mine".to_vec())));
         tx.put_raw("f/6", b"six").expect("put");
         assert_eq!(floor(&tx, "f/9"), Some(("f/6".into(), b"six".to_vec())));
+    }
+
+    fn transaction_scans_see_every_layer_in_order_and_skip_removed_keys(engine: EngineKind) {
+        let (_dir, store) = open(engine);
+        store
+            .transact_blocking(|tx| {
+                for k in ["s/1", "s/3", "s/5", "s/7", "s0", "r/9"] {
+                    tx.put_raw(k, b"")?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .expect("commit");
+        let recent = RefCell::new(Recent::new(1 << 20));
+        // A group not applied yet removed s/3 and wrote s/4; the group before this mutation
+        // removed s/5 and wrote s/6.
+        let mut ahead = Writes::new();
+        ahead.insert(b"s/3".to_vec(), None);
+        ahead.insert(b"s/4".to_vec(), Some(IVec::from(&b""[..])));
+        let ahead = [(1u64, Arc::new(ahead))];
+        let mut group = Writes::new();
+        group.insert(b"s/5".to_vec(), None);
+        group.insert(b"s/6".to_vec(), Some(IVec::from(&b""[..])));
+        let mut tx = Tx::new(&store.index, &store.values, &ahead, Some(&group), &recent);
+        tx.put_raw("s/2", b"mine").expect("put");
+        tx.remove("s/7").expect("remove");
+        tx.put_raw("s/8", b"mine").expect("put");
+        let all = tx.scan_keys("s/", "", 100).expect("scan");
+        assert_eq!(all, vec!["1", "2", "4", "6", "8"]);
+        assert_eq!(
+            tx.scan_keys("s/", "s/4", 100).expect("scan"),
+            ["4", "6", "8"]
+        );
+        assert_eq!(tx.scan_keys("s/", "s/4", 2).expect("scan"), ["4", "6"]);
+        assert_eq!(
+            tx.scan_keys("s/", "s/9", 100).expect("scan"),
+            Vec::<String>::new()
+        );
+        assert_eq!(tx.scan_keys("r/", "", 100).expect("scan"), ["9"]);
+        assert!(tx.scan_keys("q/", "", 100).expect("scan").is_empty());
     }
 
     fn a_panicking_mutation_fails_alone(engine: EngineKind) {

@@ -12,7 +12,7 @@
 //! read. Every pointer carries the value's CRC-32: a damaged log is reported as an unreadable
 //! record, never returned as data. This module must not know what the values mean.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -87,7 +87,7 @@ pub struct ValueLog {
 
 impl ValueLog {
     pub fn open(dir: &Path) -> Result<(ValueLog, u64), ValueLogError> {
-        let file = OpenOptions::new()
+        let file = super::files::private_file()
             .read(true)
             .write(true)
             .create(true)
