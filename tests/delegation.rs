@@ -5,26 +5,11 @@
 mod common;
 use common::*;
 use paraph::domain::Timestamp;
-use paraph::proto::{
-    self, delegation_service_client::DelegationServiceClient, DocumentState as S, StepKind as K,
-    StepMode as M,
-};
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use paraph::proto::{self, DocumentState as S, StepKind as K, StepMode as M};
 use tonic::Code;
-
-type Dele = DelegationServiceClient<InterceptedService<Channel, Auth>>;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
-
-fn dele(srv: &TestServer, token: &str) -> Dele {
-    DelegationServiceClient::with_interceptor(srv.channel(), auth(token))
-}
-
-fn at(t: i64) -> Option<proto::Timestamp> {
-    Some(proto::Timestamp { seconds: t })
-}
 
 /// `who` declares `user`'s absence `[from, to)` with `delegate`.
 async fn absent(

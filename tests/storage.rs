@@ -5,24 +5,12 @@
 
 mod common;
 use common::*;
-use paraph::proto::{self, delegation_service_client::DelegationServiceClient};
+use paraph::proto;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tonic::Code;
 
-type Dele = DelegationServiceClient<InterceptedService<Channel, Auth>>;
-
 const DAY: i64 = 86_400;
-
-fn dele(srv: &TestServer, token: &str) -> Dele {
-    DelegationServiceClient::with_interceptor(srv.channel(), auth(token))
-}
-
-fn at(t: i64) -> Option<proto::Timestamp> {
-    Some(proto::Timestamp { seconds: t })
-}
 
 async fn declare(
     d: &mut Dele,

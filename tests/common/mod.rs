@@ -11,6 +11,7 @@ use paraph::config::Settings;
 use paraph::domain::Timestamp;
 use paraph::proto::{
     self, admin_service_client::AdminServiceClient, circuit_service_client::CircuitServiceClient,
+    delegation_service_client::DelegationServiceClient,
     document_service_client::DocumentServiceClient,
 };
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ impl tonic::service::Interceptor for Auth {
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Auth>>;
 pub type Circuits = CircuitServiceClient<InterceptedService<Channel, Auth>>;
 pub type Docs = DocumentServiceClient<InterceptedService<Channel, Auth>>;
+pub type Dele = DelegationServiceClient<InterceptedService<Channel, Auth>>;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -180,6 +182,16 @@ impl TestServer {
     pub fn docs(&self, token: &str, tenant: Option<&str>) -> Docs {
         DocumentServiceClient::with_interceptor(self.channel(), Self::auth(token, tenant))
     }
+}
+
+/// A delegation client acting with `token` (in the token's own tenant).
+pub fn dele(srv: &TestServer, token: &str) -> Dele {
+    DelegationServiceClient::with_interceptor(srv.channel(), auth(token))
+}
+
+/// A protobuf timestamp at `t` seconds.
+pub fn at(t: i64) -> Option<proto::Timestamp> {
+    Some(proto::Timestamp { seconds: t })
 }
 
 /// An interceptor adding `token` as bearer.
