@@ -22,9 +22,14 @@ fn old_list_key(tenant: &TenantId) -> String {
     format!("absences/{tenant}")
 }
 
+/// `absence/{t}/`: the tenant's absences, each under its id.
+fn absences_prefix(tenant: &TenantId) -> String {
+    format!("absence/{tenant}/")
+}
+
 /// `absence/{t}/{id}`: the absence itself.
 fn absence_key(tenant: &TenantId, id: &AbsenceId) -> String {
-    format!("absence/{tenant}/{id}")
+    format!("{}{id}", absences_prefix(tenant))
 }
 
 /// An instant as it sorts in a key (`due_key` does the same).
@@ -529,7 +534,7 @@ impl Paraph {
         self.blocking(move |s| {
             let tenant = &c.tenant;
             let mut all: Vec<Absence> = if include_past {
-                s.scan::<Absence>(&format!("absence/{tenant}/"), None, usize::MAX)?
+                s.scan::<Absence>(&absences_prefix(tenant), None, usize::MAX)?
                     .into_iter()
                     .map(|(_, a)| a)
                     .collect()
