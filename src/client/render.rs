@@ -1018,6 +1018,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_from_the_server_cannot_drive_the_terminal() {
+        let evil = "ok\r\u{1b}[2K\u{9b}2J\u{8}\u{7f}\u{202e}\u{2066}\u{2028}\tline\nnext";
+        assert_eq!(
+            shown(evil),
+            "ok\\r\\u{1b}[2K\\u{9b}2J\\u{8}\\u{7f}\\u{202e}\\u{2066}\\u{2028}\\tline\\nnext"
+        );
+        assert_eq!(
+            for_terminal("a\x1bb\nc"),
+            "a\\u{1b}b\nc",
+            "line feeds of a block stay"
+        );
+        assert!(matches!(shown("plain café ✓"), Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn rfc3339_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
