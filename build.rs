@@ -20,9 +20,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("paraph_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // The servers decode requests with paraph's codec, which answers a malformed request
+    // INVALID_ARGUMENT; the clients keep prost's, for which a malformed answer is INTERNAL. Two
+    // passes: the messages with the servers, then the clients alone over those messages.
     tonic_prost_build::configure()
         .build_server(true)
+        .build_client(false)
+        .codec_path("crate::grpc::codec::RequestCodec")
+        .compile_fds(fds.clone())?;
+    let clients = out.join("clients");
+    std::fs::create_dir_all(&clients)?;
+    tonic_prost_build::configure()
+        .build_server(false)
         .build_client(true)
+        .extern_path(".paraph.v1", "crate::proto")
+        .out_dir(&clients)
         .compile_fds(fds)?;
     Ok(())
 }

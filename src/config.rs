@@ -40,6 +40,9 @@ pub struct Settings {
     /// The Ed25519 key (PKCS#8 PEM) that signs the audit logs' checkpoints. Default:
     /// `DATA/audit-key.pem`, generated on the first start.
     pub audit_key: Option<PathBuf>,
+    /// Serve gRPC server reflection (`grpc.reflection.v1`), which describes every service to
+    /// anyone who connects: handy in development, not needed in production.
+    pub reflection: bool,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -106,6 +109,7 @@ impl Default for Settings {
             tls: None,
             seals: Default::default(),
             audit_key: None,
+            reflection: true,
         }
     }
 }

@@ -77,7 +77,7 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
     let tenant = TenantId::parse(DEMO_TENANT)?;
     ignore_exists(
         svc.create_tenant(
-            &Principal::Operator,
+            &Principal::Operator { token: None },
             tenant.clone(),
             "Commune de Démo (test PKI)".into(),
             name("demo-admin")?,

@@ -33,6 +33,7 @@ pub mod validation;
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     tonic::include_proto!("paraph.v1");
+    include!(concat!(env!("OUT_DIR"), "/clients/paraph.v1.rs"));
 
     /// Encoded file descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

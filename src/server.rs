@@ -49,6 +49,8 @@ pub enum ServerError {
     Seal { tenant: String, reason: String },
     #[error("demo setup failed: {0}")]
     Demo(String),
+    #[error("operator token: {0}")]
+    OperatorToken(String),
     #[error("audit key {path}: {reason}")]
     AuditKey {
         path: std::path::PathBuf,
@@ -175,11 +177,18 @@ pub async fn serve(
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    // Off (`reflection = false`), its calls answer UNIMPLEMENTED like any unknown service.
+    let reflection = if settings.reflection {
+        Some(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .map_err(|e| ServerError::Reflection(e.to_string()))?,
+        )
+    } else {
+        None
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = tokio::spawn(scheduler(svc.clone(), stop_rx.clone()));
@@ -206,7 +215,7 @@ pub async fn serve(
     );
     builder
         .add_service(health)
-        .add_service(reflection)
+        .add_optional_service(reflection)
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
         .add_service(DocumentServiceServer::new(api.clone()))
@@ -344,4 +353,32 @@ pub fn admin_init(settings: &Settings, json: bool) -> Result<bool, ServerError> 
         }
         None => Ok(false),
     }
+}
+
+/// `paraph admin operator-token`: whoever holds the data directory of a stopped server issues a
+/// new platform operator token (and, with `revoke_others`, revokes every other one), recorded in
+/// every tenant's audit log. A running server holds the directory's lock: refused then.
+pub fn admin_operator_token(
+    settings: &Settings,
+    revoke_others: bool,
+) -> Result<crate::service::operator::NewOperatorToken, ServerError> {
+    if !settings.data.is_dir() {
+        return Err(ServerError::OperatorToken(format!(
+            "{} is not a data directory",
+            settings.data.display()
+        )));
+    }
+    let store =
+        Store::open_with(&settings.data, settings.engine).map_err(|source| ServerError::Store {
+            path: settings.data.clone(),
+            source,
+        })?;
+    let svc = Paraph::new(
+        Arc::new(store),
+        Arc::new(crate::clock::SystemClock),
+        Limits::default(),
+    )
+    .with_audit_key(audit_key(settings)?);
+    svc.recover_operator_token_blocking(revoke_others)
+        .map_err(|e| ServerError::OperatorToken(e.to_string()))
 }

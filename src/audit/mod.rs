@@ -126,7 +126,7 @@ pub enum AuditError {
     #[error("the audit key must be an Ed25519 key")]
     NotEd25519,
     /// An OpenSSL operation on the audit key failed.
-    #[error("audit key: {context}: {source}")]
+    #[error("audit key: {context}: {}", crate::crypto::openssl_reason(source))]
     Key {
         context: &'static str,
         #[source]

@@ -129,8 +129,8 @@ pub async fn absence(command: AbsenceCommand) -> Result<(), CliError> {
             if a.c.json {
                 print_json(&render::absence_json(&r));
             } else {
-                println!("{}", r.id);
-                eprintln!("{}", render::absence_line(&r));
+                println_text!("{}", r.id);
+                eprintln_text!("{}", render::absence_line(&r));
             }
             Ok(())
         }
@@ -149,10 +149,10 @@ pub async fn absence(command: AbsenceCommand) -> Result<(), CliError> {
                     "absences": r.absences.iter().map(render::absence_json).collect::<Vec<Value>>()
                 }));
             } else if r.absences.is_empty() {
-                println!("no absence");
+                println_text!("no absence");
             } else {
                 for x in &r.absences {
-                    println!("{}", render::absence_line(x));
+                    println_text!("{}", render::absence_line(x));
                 }
             }
             Ok(())
@@ -170,7 +170,7 @@ pub async fn absence(command: AbsenceCommand) -> Result<(), CliError> {
             if a.c.json {
                 print_json(&render::absence_json(&r));
             } else {
-                println!("cancelled: {}", render::absence_line(&r));
+                println_text!("cancelled: {}", render::absence_line(&r));
             }
             Ok(())
         }
@@ -194,7 +194,7 @@ pub async fn reassign(a: ReassignArgs) -> Result<(), CliError> {
     if a.c.json {
         print_json(&render::document_json(&d));
     } else {
-        println!(
+        println_text!(
             "reassigned step {} from {} to {}: {}",
             a.step,
             a.from,

@@ -156,7 +156,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
                 .public_key_pem;
             write_file(&a.out, pem.as_bytes())?;
             if a.out != Path::new("-") {
-                eprintln!("log public key written to {}", a.out.display());
+                eprintln_text!("log public key written to {}", a.out.display());
             }
             Ok(())
         }
@@ -170,7 +170,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
             if a.c.json {
                 print_json(&checkpoint_json(&cp));
             } else {
-                println!(
+                println_text!(
                     "checkpoint of {}: {} events, root {}, signed {} (signature verified)",
                     cp.checkpoint.origin,
                     cp.checkpoint.size,
@@ -220,9 +220,10 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
                     "to": checkpoint_json(&new),
                 }));
             } else {
-                println!(
+                println_text!(
                     "consistent: the log only grew, from {} to {} events",
-                    old.checkpoint.size, new.checkpoint.size
+                    old.checkpoint.size,
+                    new.checkpoint.size
                 );
             }
             Ok(())
@@ -250,7 +251,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
                     "events": out.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect::<Vec<_>>()
                 }));
             } else if out.is_empty() {
-                println!("no event");
+                println_text!("no event");
             } else {
                 for e in &out {
                     let mut line = format!(
@@ -267,7 +268,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
                     if !e.detail.is_empty() {
                         line.push_str(&format!("  {}", e.detail));
                     }
-                    println!("{line}");
+                    println_text!("{line}");
                 }
             }
             Ok(())
@@ -286,7 +287,7 @@ pub async fn audit(command: AuditCommand) -> Result<(), CliError> {
             if a.c.json {
                 print_json(&json!({"id": a.id, "file": a.out, "bytes": b.len()}));
             } else {
-                println!(
+                println_text!(
                     "evidence bundle of {} written to {} ({} bytes)",
                     a.id,
                     a.out.display(),

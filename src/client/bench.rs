@@ -638,7 +638,7 @@ struct ServerFigures {
 /// does not answer (a warning then says why: the report is printed all the same).
 async fn server_stats(op: &Target, limit: Duration) -> Option<ServerFigures> {
     let warn = |why: String| {
-        eprintln!("paraph bench: no server statistics: {why}");
+        eprintln_text!("paraph bench: no server statistics: {why}");
         None
     };
     let mut op = match connect(op).await {
@@ -963,7 +963,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
     if a.c.json {
         print_json(&report.json());
     } else {
-        print!("{}", report.text());
+        print_text!("{}", report.text());
     }
     let errors = report.tally.error_count();
     if errors > 0 {

@@ -88,7 +88,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(_)
         | Command::Admin {
-            command: AdminCommand::Init(_) | AdminCommand::Convert(_),
+            command:
+                AdminCommand::Init(_) | AdminCommand::Convert(_) | AdminCommand::OperatorToken(_),
         }
         | Command::Pki { .. }
         | Command::Bench(_) => {
@@ -156,7 +157,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             if a.c.json {
                 print_json(&render::document_json(&d));
             } else {
-                println!("withdrawn: {}", render::document_summary(&d));
+                println_text!("withdrawn: {}", render::document_summary(&d));
             }
             Ok(())
         }
@@ -202,9 +203,9 @@ async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
         v["signatures"] = Value::Array(sigs.iter().map(render::signature_json).collect());
         print_json(&v);
     } else {
-        print!("{}", render::document_text(&d));
+        print_text!("{}", render::document_text(&d));
         if !sigs.is_empty() {
-            print!("{}", render::signature_lines(&sigs));
+            print_text!("{}", render::signature_lines(&sigs));
         }
     }
     Ok(())
@@ -229,7 +230,7 @@ fn acted(d: &proto::Document, what: &str, step: u32, json: bool) {
     if json {
         print_json(&render::document_json(d));
     } else {
-        println!("{what} step {step}: {}", render::document_summary(d));
+        println_text!("{what} step {step}: {}", render::document_summary(d));
     }
 }
 
@@ -268,14 +269,14 @@ async fn tenant(command: TenantCommand) -> Result<(), CliError> {
                     "token_id": token.token_id,
                 }));
             } else {
-                println!("tenant    {}", tenant.id);
+                println_text!("tenant    {}", tenant.id);
                 if !tenant.display_name.is_empty() {
-                    println!("name      {}", tenant.display_name);
+                    println_text!("name      {}", tenant.display_name);
                 }
-                println!("admin     {}", admin.name);
-                println!("token id  {}", token.token_id);
-                println!("token     {}", token.token);
-                eprintln!("the admin token is shown once: store it safely");
+                println_text!("admin     {}", admin.name);
+                println_text!("token id  {}", token.token_id);
+                println_text!("token     {}", token.token);
+                eprintln_text!("the admin token is shown once: store it safely");
             }
             Ok(())
         }
@@ -314,7 +315,7 @@ async fn user(command: UserCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&render::user_json(&u));
             } else {
-                print!("created {}", render::user_text(&u));
+                print_text!("created {}", render::user_text(&u));
             }
             Ok(())
         }
@@ -331,7 +332,7 @@ async fn user(command: UserCommand) -> Result<(), CliError> {
                     "users": users.iter().map(render::user_json).collect::<Vec<_>>()
                 }));
             } else {
-                print!("{}", render::users_table(&users));
+                print_text!("{}", render::users_table(&users));
             }
             Ok(())
         }
@@ -345,8 +346,21 @@ async fn user(command: UserCommand) -> Result<(), CliError> {
 }
 
 async fn token(command: TokenCommand) -> Result<(), CliError> {
+    // Operator tokens belong to no tenant: the call is made outside any.
+    let outside_tenants = |mut c: ClientOpts| {
+        c.tenant = None;
+        c
+    };
     match command {
-        TokenCommand::Issue { user, idem, c } => {
+        TokenCommand::Issue {
+            user: None,
+            operator: true,
+            idem,
+            c,
+        } => issue_operator_token(outside_tenants(c), idem, false).await,
+        TokenCommand::Issue { user, idem, c, .. } => {
+            let user =
+                user.ok_or_else(|| CliError::Usage("name the user (or --operator)".into()))?;
             let mut cl = clients(&c).await?;
             let t = cl
                 .admin
@@ -361,15 +375,25 @@ async fn token(command: TokenCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&render::token_json(&t));
             } else {
-                println!("{}", t.token);
-                eprintln!(
+                println_text!("{}", t.token);
+                eprintln_text!(
                     "token id {} for {} (the token is shown once: store it safely)",
-                    t.token_id, t.user
+                    render::shown(&t.token_id),
+                    render::shown(&t.user)
                 );
             }
             Ok(())
         }
-        TokenCommand::Revoke { token_id, idem, c } => {
+        TokenCommand::Rotate { idem, c } => {
+            issue_operator_token(outside_tenants(c), idem, true).await
+        }
+        TokenCommand::Revoke {
+            token_id,
+            operator,
+            idem,
+            c,
+        } => {
+            let c = if operator { outside_tenants(c) } else { c };
             let mut cl = clients(&c).await?;
             let r = cl
                 .admin
@@ -382,11 +406,67 @@ async fn token(command: TokenCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&json!({ "token_id": r.token_id, "revoked": true }));
             } else {
-                println!("revoked token {}", r.token_id);
+                println_text!("revoked token {}", render::shown(&r.token_id));
+            }
+            Ok(())
+        }
+        TokenCommand::List { operator, c } => {
+            let c = if operator { outside_tenants(c) } else { c };
+            let mut cl = clients(&c).await?;
+            let tokens = cl
+                .admin
+                .list_tokens(proto::ListTokensRequest {})
+                .await?
+                .into_inner()
+                .tokens;
+            if c.json {
+                print_json(&json!({
+                    "tokens": tokens.iter().map(render::token_info_json).collect::<Vec<_>>()
+                }));
+            } else {
+                print_text!("{}", render::tokens_table(&tokens));
             }
             Ok(())
         }
     }
+}
+
+/// Issues a platform operator token; `rotate` revokes the one the call is made with.
+async fn issue_operator_token(c: ClientOpts, idem: IdemOpts, rotate: bool) -> Result<(), CliError> {
+    let mut cl = clients(&c).await?;
+    let r = cl
+        .admin
+        .issue_operator_token(proto::IssueOperatorTokenRequest {
+            revoke_caller: rotate,
+            idempotency_key: idempotency_key(&idem)?,
+        })
+        .await?
+        .into_inner();
+    let t = r.token.unwrap_or_default();
+    if c.json {
+        print_json(&json!({
+            "token": t.token,
+            "token_id": t.token_id,
+            "revoked_token_id": if r.revoked_token_id.is_empty() {
+                Value::Null
+            } else {
+                Value::String(r.revoked_token_id.clone())
+            },
+        }));
+    } else {
+        println_text!("{}", t.token);
+        eprintln_text!(
+            "operator token id {} (the token is shown once: store it safely)",
+            render::shown(&t.token_id)
+        );
+        if !r.revoked_token_id.is_empty() {
+            eprintln_text!(
+                "revoked operator token {} (the one this command ran with)",
+                render::shown(&r.revoked_token_id)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn circuit(command: CircuitCommand) -> Result<(), CliError> {
@@ -399,7 +479,7 @@ async fn circuit(command: CircuitCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&render::circuit_json(&circuit));
             } else {
-                print!("created {}", render::circuit_text(&circuit));
+                print_text!("created {}", render::circuit_text(&circuit));
             }
             Ok(())
         }
@@ -416,7 +496,7 @@ async fn circuit(command: CircuitCommand) -> Result<(), CliError> {
                     "circuits": circuits.iter().map(render::circuit_json).collect::<Vec<_>>()
                 }));
             } else {
-                print!("{}", render::circuits_table(&circuits));
+                print_text!("{}", render::circuits_table(&circuits));
             }
             Ok(())
         }
@@ -433,7 +513,7 @@ async fn circuit(command: CircuitCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&render::circuit_json(&circuit));
             } else {
-                print!("{}", render::circuit_text(&circuit));
+                print_text!("{}", render::circuit_text(&circuit));
             }
             Ok(())
         }
@@ -529,8 +609,8 @@ async fn submit(a: super::SubmitArgs) -> Result<(), CliError> {
     if a.c.json {
         print_json(&render::document_json(&d));
     } else {
-        println!("{}", d.id);
-        eprintln!("submitted: {}", render::document_summary(&d));
+        println_text!("{}", d.id);
+        eprintln_text!("submitted: {}", render::document_summary(&d));
     }
     Ok(())
 }
@@ -560,9 +640,9 @@ async fn inbox(a: super::InboxArgs) -> Result<(), CliError> {
             "next_page_token": if next.is_empty() { Value::Null } else { Value::String(next) },
         }));
     } else {
-        print!("{}", render::inbox_table(&items));
+        print_text!("{}", render::inbox_table(&items));
         if !next.is_empty() {
-            println!("more: paraph inbox --page-token {next}  (or --all)");
+            println_text!("more: paraph inbox --page-token {next}  (or --all)");
         }
     }
     Ok(())
@@ -576,20 +656,20 @@ async fn watch(c: &ClientOpts) -> Result<(), CliError> {
         .await?
         .into_inner();
     // The subscription is live once the call is answered: say so (scripts may wait for it).
-    eprintln!("watching events (Ctrl-C to stop)");
+    eprintln_text!("watching events (Ctrl-C to stop)");
     loop {
         let next = tokio::select! {
             m = stream.message() => m?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let Some(ev) = next else {
-            eprintln!("the server ended the event stream");
+            eprintln_text!("the server ended the event stream");
             return Ok(());
         };
         let line = if c.json {
             render::event_json(&ev).to_string()
         } else {
-            render::event_text(&ev)
+            render::for_terminal(&render::event_text(&ev)).into_owned()
         };
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
@@ -690,9 +770,9 @@ async fn content(c: &ClientOpts, id: &str, out: &Path) -> Result<(), CliError> {
             d.content_sha256
         );
         if to_stdout {
-            eprintln!("{text}");
+            eprintln_text!("{text}");
         } else {
-            println!("{text}");
+            println_text!("{text}");
         }
     }
     Ok(())

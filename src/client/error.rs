@@ -67,7 +67,7 @@ impl CliError {
 
     /// Prints the error to stderr and returns the exit code.
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {self}");
+        eprintln_text!("error: {self}");
         ExitCode::from(self.exit_code())
     }
 }

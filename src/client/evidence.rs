@@ -201,7 +201,7 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> Result<(), CliError> {
             if a.json {
                 print_json(&verified_json(&v, self_anchored));
             } else {
-                print!("{}", verified_text(&v, self_anchored));
+                print_text!("{}", verified_text(&v, self_anchored));
             }
             Ok(())
         }

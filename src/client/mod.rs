@@ -15,6 +15,31 @@
 //! new one (`admin tenant create`, `admin token issue`). Private keys and PKCS#12 passphrases
 //! never leave the process and are never printed.
 
+/// `print!` for human output: the text goes through [`render::for_terminal`] (no character
+/// that drives the terminal reaches it raw). JSON is printed as it is, not with these.
+macro_rules! print_text {
+    ($($arg:tt)*) => {
+        print!("{}", $crate::client::render::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `println!` for human output, as [`print_text!`].
+macro_rules! println_text {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::client::render::for_terminal(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for human output (notes and errors on stderr), as [`print_text!`].
+macro_rules! eprintln_text {
+    () => {
+        eprintln!()
+    };
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::client::render::for_terminal(&format!($($arg)*)))
+    };
+}
+
 pub mod absence;
 pub mod audit;
 pub mod bench;
@@ -148,6 +173,10 @@ pub enum AdminCommand {
     Init(InitArgs),
     /// Convert a stopped server's data directory from sled to redb, in place.
     Convert(ConvertArgs),
+    /// Recovery without a server: issue a platform operator token from the data directory of a
+    /// stopped server (refused while one runs). Prints it once; every tenant's audit log
+    /// records it.
+    OperatorToken(OperatorTokenArgs),
     /// Tenants (platform operator only).
     Tenant {
         #[command(subcommand)]
@@ -310,24 +339,66 @@ pub enum UserCommand {
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token for a user. Prints the token alone on stdout (shown once), its id on stderr.
+    /// Issue a token for a user (or, with --operator, a platform operator token). Prints the
+    /// token alone on stdout (shown once), its id on stderr.
     Issue {
         /// User name.
-        user: String,
+        #[arg(required_unless_present = "operator")]
+        user: Option<String>,
+        /// A platform operator token (with the operator token; any --tenant is ignored).
+        #[arg(long, conflicts_with = "user")]
+        operator: bool,
         #[command(flatten)]
         idem: IdemOpts,
         #[command(flatten)]
         c: ClientOpts,
     },
-    /// Revoke a token by its id.
+    /// Revoke a token by its id. With --operator, a platform operator token: the last live one
+    /// is refused (rotate it instead).
     Revoke {
         /// The token id (not the secret).
         token_id: String,
+        /// A platform operator token (with the operator token; any --tenant is ignored).
+        #[arg(long)]
+        operator: bool,
         #[command(flatten)]
         idem: IdemOpts,
         #[command(flatten)]
         c: ClientOpts,
     },
+    /// List the tenant's tokens (admins), or with --operator the platform operator tokens:
+    /// ids, users and dates, never the secrets.
+    List {
+        /// The platform operator tokens (with the operator token; any --tenant is ignored).
+        #[arg(long)]
+        operator: bool,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+    /// Replace the platform operator token this command runs with: a new one is issued and the
+    /// current one revoked in one step. Prints the new token alone on stdout (shown once).
+    Rotate {
+        #[command(flatten)]
+        idem: IdemOpts,
+        #[command(flatten)]
+        c: ClientOpts,
+    },
+}
+
+#[derive(Args)]
+pub struct OperatorTokenArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (its server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Also revoke every other operator token (one may have leaked).
+    #[arg(long)]
+    pub revoke_others: bool,
+    /// Print the token as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]
@@ -543,7 +614,7 @@ fn admin_init(a: InitArgs) -> Result<(), CliError> {
     let fresh =
         crate::server::admin_init(&settings, a.json).map_err(|e| CliError::Local(e.to_string()))?;
     if !fresh {
-        eprintln!(
+        eprintln_text!(
             "paraph: {} is already initialised (its operator token was printed when it was \
              initialised)",
             settings.data.display()
@@ -562,11 +633,43 @@ fn admin_convert(a: ConvertArgs) -> Result<(), CliError> {
     }
     let keys = crate::store::convert_sled_to_redb(&settings.data)
         .map_err(|e| CliError::Precondition(e.to_string()))?;
-    eprintln!(
+    eprintln_text!(
         "paraph: {} converted to redb ({keys} keys copied and checked); sled's files are kept \
          in its sled-before-conversion/ until you remove them",
         settings.data.display()
     );
+    Ok(())
+}
+
+fn admin_operator_token(a: OperatorTokenArgs) -> Result<(), CliError> {
+    let settings = local_settings(a.config.as_deref(), a.data, None)?;
+    let out =
+        crate::server::admin_operator_token(&settings, a.revoke_others).map_err(|e| match e {
+            crate::server::ServerError::Store {
+                source: crate::store::StoreError::InUse(_),
+                ..
+            } => CliError::Precondition(format!(
+                "{e}: stop the server first, or rotate online (paraph admin token rotate)"
+            )),
+            e => CliError::Local(e.to_string()),
+        })?;
+    let revoked: Vec<String> = out.revoked.iter().map(|id| id.to_string()).collect();
+    if a.json {
+        commands::print_json(&serde_json::json!({
+            "token": out.token.secret,
+            "token_id": out.token.id.to_string(),
+            "revoked": revoked,
+        }));
+    } else {
+        println_text!("{}", out.token.secret);
+        eprintln_text!(
+            "operator token id {} (the token is shown once: store it safely)",
+            out.token.id
+        );
+        if !revoked.is_empty() {
+            eprintln_text!("revoked operator tokens: {}", revoked.join(", "));
+        }
+    }
     Ok(())
 }
 
@@ -579,6 +682,9 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Convert(a),
         } => admin_convert(a),
+        Command::Admin {
+            command: AdminCommand::OperatorToken(a),
+        } => admin_operator_token(a),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
@@ -608,7 +714,9 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Serve(_)
             | Command::Admin {
-                command: AdminCommand::Init(_) | AdminCommand::Convert(_)
+                command: AdminCommand::Init(_)
+                    | AdminCommand::Convert(_)
+                    | AdminCommand::OperatorToken(_)
             }
     );
     init_tracing(if server_side { "info" } else { "warn" });

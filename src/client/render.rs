@@ -1,11 +1,65 @@
 //! Output of the command line: JSON values with stable snake_case field names for scripts, and
 //! compact human-readable text. Enum values are lower-case words (`in_progress`, `visa`), times
 //! are RFC 3339 UTC strings, and a missing time or step is `null`.
+//!
+//! Text from the server never reaches the terminal raw: [`escape_for_terminal`] replaces the
+//! characters that drive a terminal or reorder what it shows. Free text of one field goes
+//! through [`shown`] (line feeds escaped too: a comment cannot start a line of its own), and
+//! every block of human output through [`for_terminal`], by the `print_text!` family of macros
+//! the commands print with. JSON output is exact JSON (serde_json escapes control characters).
 
 use crate::domain::circuit::format_duration;
 use crate::proto;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// Whether a character must not reach a terminal as it is: control characters (C0, DEL, C1:
+/// escape sequences, carriage returns, backspaces…) and the invisible ones that reorder or
+/// break text (bidirectional embeddings, overrides, isolates and marks; line and paragraph
+/// separators).
+fn drives_the_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` with every character that [drives the terminal](drives_the_terminal) written as its
+/// escape (`\r`, `\t`, `\u{1b}`, `\u{202e}`), except line feeds when `keep_line_feeds`.
+/// Text without such characters is returned as it is.
+pub fn escape_for_terminal(s: &str, keep_line_feeds: bool) -> Cow<'_, str> {
+    let escaped = |c: char| drives_the_terminal(c) && !(keep_line_feeds && c == '\n');
+    if !s.chars().any(escaped) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One field of text from the server, for a line of human output.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    escape_for_terminal(s, false)
+}
+
+/// A block of human output (its line feeds kept), as the `print_text!` macros print it.
+pub fn for_terminal(s: &str) -> Cow<'_, str> {
+    escape_for_terminal(s, true)
+}
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day) (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -403,6 +457,47 @@ pub fn trust_json(t: &proto::TrustSettings) -> Value {
     })
 }
 
+pub fn token_info_json(t: &proto::TokenInfo) -> Value {
+    json!({
+        "token_id": t.token_id,
+        "user": opt_string(&t.user),
+        "created_at": time(&t.created_at),
+        "revoked_at": time(&t.revoked_at),
+        "current": t.current,
+    })
+}
+
+/// Tokens, one line each: id, user (`operator` for the platform's), dates. Never a secret.
+pub fn tokens_table(ts: &[proto::TokenInfo]) -> String {
+    if ts.is_empty() {
+        return "no tokens\n".to_owned();
+    }
+    let mut out = format!(
+        "{:<32}  {:<20} {:<20} {}\n",
+        "ID", "USER", "CREATED", "REVOKED"
+    );
+    for t in ts {
+        let user = if t.user.is_empty() {
+            "operator".to_owned()
+        } else {
+            shown(&t.user).into_owned()
+        };
+        let mut line = format!(
+            "{:<32}  {:<20} {:<20} {}",
+            shown(&t.token_id),
+            user,
+            time_text(&t.created_at),
+            time_text(&t.revoked_at)
+        );
+        if t.current {
+            line.push_str("  (this token)");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 pub fn token_json(t: &proto::IssuedToken) -> Value {
     json!({ "token_id": t.token_id, "token": t.token, "user": t.user })
 }
@@ -515,7 +610,7 @@ pub fn users_table(us: &[proto::User]) -> String {
             out,
             "{:<20} {:<28} {}",
             u.name,
-            u.display_name,
+            shown(&u.display_name),
             roles.join(",")
         );
         for c in &u.certificates {
@@ -527,14 +622,14 @@ pub fn users_table(us: &[proto::User]) -> String {
 
 /// An indented line naming a bound certificate.
 fn bound_cert_line(c: &proto::CertificateSummary) -> String {
-    format!("    certificate {}  sha256 {}", c.subject, c.sha256)
+    format!("    certificate {}  sha256 {}", shown(&c.subject), c.sha256)
 }
 
 /// A certificate on one line: subject, validity, SHA-256.
 pub fn cert_text(c: &proto::CertificateSummary) -> String {
     format!(
         "{}\n      valid {} .. {}  sha256 {}",
-        c.subject,
+        shown(&c.subject),
         time_text(&c.not_before),
         time_text(&c.not_after),
         c.sha256
@@ -564,7 +659,7 @@ pub fn signatures_table(sigs: &[proto::SignatureInfo]) -> String {
             level_text(s.level),
             time_text(&s.signing_time),
             if s.seal { "yes" } else { "no" },
-            s.subject
+            shown(&s.subject)
         );
     }
     out
@@ -589,7 +684,7 @@ pub fn signature_lines(sigs: &[proto::SignatureInfo]) -> String {
             if s.seal { "sealed" } else { "signed" },
             time_text(&s.signing_time),
             level_text(s.level),
-            s.subject,
+            shown(&s.subject),
             s.certificate_sha256
         );
     }
@@ -609,14 +704,14 @@ pub fn report_text(r: &proto::ValidationReport) -> String {
             let _ = write!(out, " / {}", s.sub_indication);
         }
         if !s.message.is_empty() && s.message != "valid" {
-            let _ = write!(out, ": {}", s.message);
+            let _ = write!(out, ": {}", shown(&s.message));
         }
         out.push('\n');
         let mut field = |name: &str, value: &str| {
             let _ = writeln!(out, "  {name:<17}{value}");
         };
         if !s.signer.is_empty() {
-            field("subject", &s.signer);
+            field("subject", &shown(&s.signer));
         }
         if s.level > 0 {
             field("level", &level_text(s.level));
@@ -642,7 +737,8 @@ pub fn report_text(r: &proto::ValidationReport) -> String {
             field("judged at", &time_text(&s.validation_time));
         }
         if !s.chain.is_empty() {
-            field("chain", &s.chain.join(&format!("\n{:19}-> ", "")));
+            let chain: Vec<Cow<'_, str>> = s.chain.iter().map(|c| shown(c)).collect();
+            field("chain", &chain.join(&format!("\n{:19}-> ", "")));
         }
     }
     out
@@ -672,7 +768,7 @@ pub fn trust_text(t: &proto::TrustSettings, now: i64) -> String {
         let _ = write!(
             out,
             "  {}\n      this update {}  next update {}  {} revoked",
-            c.issuer,
+            shown(&c.issuer),
             time_text(&c.this_update),
             time_text(&c.next_update),
             c.revoked
@@ -716,7 +812,7 @@ pub fn user_text(u: &proto::User) -> String {
     let display = if u.display_name.is_empty() {
         String::new()
     } else {
-        format!(" ({})", u.display_name)
+        format!(" ({})", shown(&u.display_name))
     };
     let mut out = format!("user {}{display}: {}\n", u.name, roles.join(", "));
     for c in &u.certificates {
@@ -735,7 +831,7 @@ pub fn inbox_table(items: &[proto::InboxItem]) -> String {
         "ID", "TYPE", "CIRCUIT", "STEP", "WAITING SINCE", "DUE", "TITLE"
     );
     for i in items {
-        let mut title = i.title.clone();
+        let mut title = shown(&i.title).into_owned();
         if !i.on_behalf_of.is_empty() {
             let how = match i.route.as_str() {
                 "escalation" => "escalated",
@@ -769,7 +865,7 @@ pub fn event_text(e: &proto::DocumentEvent) -> String {
     }
     let _ = write!(line, "  [{}] {:?}", state(e.state), e.title);
     if !e.detail.is_empty() {
-        let _ = write!(line, "  {}", e.detail);
+        let _ = write!(line, "  {}", shown(&e.detail));
     }
     line
 }
@@ -797,7 +893,7 @@ pub fn document_summary(d: &proto::Document) -> String {
 pub fn document_text(d: &proto::Document) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "document   {}", d.id);
-    let _ = writeln!(out, "title      {}", d.title);
+    let _ = writeln!(out, "title      {}", shown(&d.title));
     let _ = writeln!(out, "type       {}", doc_type(d.r#type));
     let _ = write!(out, "state      {}", state(d.state));
     if d.current_step >= 0 {
@@ -810,11 +906,11 @@ pub fn document_text(d: &proto::Document) -> String {
     }
     out.push('\n');
     let _ = writeln!(out, "circuit    {} v{}", d.circuit, d.circuit_version);
-    let _ = writeln!(out, "submitter  {}", d.submitter);
+    let _ = writeln!(out, "submitter  {}", shown(&d.submitter));
     let name = if d.file_name.is_empty() {
-        "content"
+        Cow::Borrowed("content")
     } else {
-        &d.file_name
+        shown(&d.file_name)
     };
     let _ = writeln!(
         out,
@@ -822,7 +918,11 @@ pub fn document_text(d: &proto::Document) -> String {
         d.content_size, d.content_sha256
     );
     if !d.metadata.is_empty() {
-        let mut meta: Vec<String> = d.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut meta: Vec<String> = d
+            .metadata
+            .iter()
+            .map(|(k, v)| format!("{}={}", shown(k), shown(v)))
+            .collect();
         meta.sort();
         let _ = writeln!(out, "metadata   {}", meta.join(" "));
     }
@@ -865,7 +965,7 @@ pub fn document_text(d: &proto::Document) -> String {
                 let _ = write!(out, ", absence {}", r.absence_id);
             }
             if !r.reason.is_empty() {
-                let _ = write!(out, ": {}", r.reason);
+                let _ = write!(out, ": {}", shown(&r.reason));
             }
             out.push_str(")\n");
         }
@@ -905,7 +1005,7 @@ pub fn document_text(d: &proto::Document) -> String {
             let _ = write!(line, " by {}", h.actor);
         }
         if !h.detail.is_empty() {
-            let _ = write!(line, ": {}", h.detail);
+            let _ = write!(line, ": {}", shown(&h.detail));
         }
         out.push_str(&line);
         out.push('\n');
@@ -916,6 +1016,21 @@ pub fn document_text(d: &proto::Document) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_from_the_server_cannot_drive_the_terminal() {
+        let evil = "ok\r\u{1b}[2K\u{9b}2J\u{8}\u{7f}\u{202e}\u{2066}\u{2028}\tline\nnext";
+        assert_eq!(
+            shown(evil),
+            "ok\\r\\u{1b}[2K\\u{9b}2J\\u{8}\\u{7f}\\u{202e}\\u{2066}\\u{2028}\\tline\\nnext"
+        );
+        assert_eq!(
+            for_terminal("a\x1bb\nc"),
+            "a\\u{1b}b\nc",
+            "line feeds of a block stay"
+        );
+        assert!(matches!(shown("plain café ✓"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn rfc3339_known_instants() {

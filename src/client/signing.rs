@@ -83,7 +83,9 @@ impl Signer {
         let cert = parsed
             .cert
             .ok_or_else(|| CliError::Usage(format!("{f} holds no certificate")))?;
-        let bad = |e: openssl::error::ErrorStack| CliError::Usage(format!("{f}: {e}"));
+        let bad = |e: openssl::error::ErrorStack| {
+            CliError::Usage(format!("{f}: {}", crate::crypto::openssl_reason(&e)))
+        };
         if !cert.public_key().map_err(bad)?.public_eq(&key) {
             return Err(CliError::Usage(format!(
                 "{f}: the private key does not match the certificate"
@@ -470,7 +472,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
         if a.c.json {
             print_json(&signed_json(&s));
         } else {
-            println!("{}", signed_text(&s));
+            println_text!("{}", signed_text(&s));
         }
         return Ok(());
     }
@@ -502,7 +504,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
     let mut signed = Vec::new();
     let mut failed: Vec<(String, u32, CliError)> = Vec::new();
     if total == 0 {
-        eprintln!("nothing to sign: no signature step waits for you");
+        eprintln_text!("nothing to sign: no signature step waits for you");
     }
     let mut progress = Progress::new();
     for (i, (id, step)) in todo.into_iter().enumerate() {
@@ -511,7 +513,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
             Ok(s) => {
                 if !a.c.json {
                     progress.clear();
-                    println!("{}", signed_line(&s));
+                    println_text!("{}", signed_line(&s));
                 }
                 signed.push(s);
             }
@@ -526,7 +528,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
             failed.len()
         ));
         if progress.tty {
-            eprintln!();
+            eprintln_text!();
         }
     }
     if a.c.json {
@@ -544,7 +546,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
         Ok(())
     } else {
         for (id, _, e) in &failed {
-            eprintln!("not signed: {id}: {e}");
+            eprintln_text!("not signed: {id}: {e}");
         }
         Err(CliError::Partial(format!(
             "{} of {total} documents not signed",

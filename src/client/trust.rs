@@ -90,7 +90,7 @@ fn print_trust(t: &proto::TrustSettings, json: bool) {
     if json {
         print_json(&render::trust_json(t));
     } else {
-        print!("{}", render::trust_text(t, now()));
+        print_text!("{}", render::trust_text(t, now()));
     }
 }
 
@@ -129,7 +129,7 @@ pub async fn trust(command: TrustCommand) -> Result<(), CliError> {
             let mut cl = clients(&c).await?;
             let t = cl.admin.set_trust(req).await?.into_inner();
             if !c.json {
-                println!("trust settings replaced");
+                println_text!("trust settings replaced");
             }
             print_trust(&t, c.json);
             Ok(())
@@ -168,7 +168,7 @@ pub async fn bind_cert(
     if c.json {
         print_json(&render::user_json(&u));
     } else {
-        print!("bound: {}", render::user_text(&u));
+        print_text!("bound: {}", render::user_text(&u));
     }
     Ok(())
 }

@@ -145,10 +145,10 @@ pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
             "combined_file": path_json(&combined),
         }));
     } else {
-        print!("{}", render::signatures_table(&r.signatures));
+        print_text!("{}", render::signatures_table(&r.signatures));
         if let Some(dir) = &a.out {
             let written = files.iter().flatten().count() + usize::from(combined.is_some());
-            println!("wrote {written} files to {}", dir.display());
+            println_text!("wrote {written} files to {}", dir.display());
         }
     }
     Ok(())
@@ -228,7 +228,7 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
     if a.c.json {
         print_json(&render::report_json(&report));
     } else {
-        print!("{}", render::report_text(&report));
+        print_text!("{}", render::report_text(&report));
     }
     if report.indication == proto::Indication::TotalPassed as i32 {
         Ok(())

@@ -256,7 +256,8 @@ pub fn certificate_public_key(
     {
         return Ok(k);
     }
-    let cert = openssl::x509::X509::from_der(cert_der).map_err(|e| malformed("certificate", e))?;
+    let cert = openssl::x509::X509::from_der(cert_der)
+        .map_err(|e| super::malformed_by_openssl("certificate", &e))?;
     let key = cert.public_key()?;
     if let Ok(mut m) = CACHE.lock() {
         let m = m.get_or_insert_with(Default::default);

@@ -1,6 +1,6 @@
 //! Reading certificates and CRLs (PEM or DER) and summarising them for people.
 
-use super::{malformed, CryptoError};
+use super::{malformed, malformed_by_openssl, CryptoError};
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::x509::{X509Crl, X509NameRef, X509};
 
@@ -47,15 +47,16 @@ pub fn name_string(n: &X509NameRef) -> String {
 /// Parses one or more certificates given as PEM or DER.
 pub fn certs_from(bytes: &[u8]) -> Result<Vec<X509>, CryptoError> {
     if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        let v = X509::stack_from_pem(bytes).map_err(|e| malformed("certificate (PEM)", e))?;
+        let v = X509::stack_from_pem(bytes)
+            .map_err(|e| malformed_by_openssl("certificate (PEM)", &e))?;
         if v.is_empty() {
             return Err(malformed("certificate (PEM)", "no certificate found"));
         }
         Ok(v)
     } else {
-        Ok(vec![
-            X509::from_der(bytes).map_err(|e| malformed("certificate (DER)", e))?
-        ])
+        Ok(vec![X509::from_der(bytes).map_err(|e| {
+            malformed_by_openssl("certificate (DER)", &e)
+        })?])
     }
 }
 
@@ -74,7 +75,7 @@ pub fn crls_from(bytes: &[u8]) -> Result<Vec<X509Crl>, CryptoError> {
                 + end_marker.len();
             out.push(
                 X509Crl::from_pem(&rest.as_bytes()[start..end])
-                    .map_err(|e| malformed("CRL (PEM)", e))?,
+                    .map_err(|e| malformed_by_openssl("CRL (PEM)", &e))?,
             );
             rest = &rest[end..];
         }
@@ -84,7 +85,7 @@ pub fn crls_from(bytes: &[u8]) -> Result<Vec<X509Crl>, CryptoError> {
         Ok(out)
     } else {
         Ok(vec![
-            X509Crl::from_der(bytes).map_err(|e| malformed("CRL (DER)", e))?
+            X509Crl::from_der(bytes).map_err(|e| malformed_by_openssl("CRL (DER)", &e))?
         ])
     }
 }

@@ -34,8 +34,25 @@ pub enum CryptoError {
 
 impl From<openssl::error::ErrorStack> for CryptoError {
     fn from(e: openssl::error::ErrorStack) -> Self {
-        CryptoError::OpenSsl(e.to_string())
+        CryptoError::OpenSsl(openssl_reason(&e))
     }
+}
+
+/// What OpenSSL found wrong, in its own words (`wrong tag`, `header too long`,
+/// `too long`), without what its error queue adds around them: error codes, function names
+/// and source locations (`error:0680007B:…:../crypto/asn1/tasn_dec.c:1215:`), which tell a
+/// user nothing about his input. The most specific reason comes first in the queue.
+pub fn openssl_reason(e: &openssl::error::ErrorStack) -> String {
+    let errors = e.errors();
+    errors
+        .iter()
+        .find_map(|e| e.reason().map(str::to_owned))
+        .or_else(|| {
+            errors
+                .iter()
+                .find_map(|e| e.library().map(|l| format!("refused by OpenSSL's {l}")))
+        })
+        .unwrap_or_else(|| "refused by OpenSSL without a reason".to_owned())
 }
 
 pub(crate) fn malformed(what: &'static str, e: impl std::fmt::Display) -> CryptoError {
@@ -43,4 +60,12 @@ pub(crate) fn malformed(what: &'static str, e: impl std::fmt::Display) -> Crypto
         what,
         reason: e.to_string(),
     }
+}
+
+/// [`malformed`] for an OpenSSL refusal: its reason, never its error queue.
+pub(crate) fn malformed_by_openssl(
+    what: &'static str,
+    e: &openssl::error::ErrorStack,
+) -> CryptoError {
+    malformed(what, openssl_reason(e))
 }

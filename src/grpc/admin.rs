@@ -9,6 +9,7 @@ use crate::domain::{TenantId, TokenId, UserName};
 use crate::proto::{self, admin_service_server::AdminService};
 use crate::service::tenancy::IssuedToken;
 use crate::service::trust::{TrustInput, TrustView};
+use crate::service::Principal;
 use tonic::{Request, Response, Status};
 
 pub type AdminApi = Api;
@@ -108,17 +109,59 @@ impl AdminService for Api {
         &self,
         req: Request<proto::RevokeTokenRequest>,
     ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
-        let c = caller(&self.svc, &req).await?;
+        let who = principal(&self.svc, &req).await?;
         let r = req.into_inner();
         let key = idem(&r.idempotency_key, &r)?;
         let id = TokenId::parse(&r.token_id).map_err(invalid)?;
-        let id = self
-            .svc
-            .revoke_token(&c, id, key)
-            .await
-            .map_err(to_status)?;
+        let id = match who {
+            Principal::Operator { .. } => self.svc.revoke_operator_token(&who, id, key).await,
+            Principal::Caller(c) => self.svc.revoke_token(&c, id, key).await,
+        }
+        .map_err(to_status)?;
         Ok(Response::new(proto::RevokeTokenResponse {
             token_id: id.to_string(),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let who = principal(&self.svc, &req).await?;
+        let tokens = self.svc.list_tokens(&who).await.map_err(to_status)?;
+        Ok(Response::new(proto::ListTokensResponse {
+            tokens: tokens
+                .iter()
+                .map(|t| proto::TokenInfo {
+                    token_id: t.id.to_string(),
+                    user: t.user.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                    created_at: ts(t.created_at),
+                    revoked_at: t.revoked_at.and_then(ts),
+                    current: t.current,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn issue_operator_token(
+        &self,
+        req: Request<proto::IssueOperatorTokenRequest>,
+    ) -> Result<Response<proto::IssueOperatorTokenResponse>, Status> {
+        let who = principal(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let key = idem(&r.idempotency_key, &r)?;
+        let out = self
+            .svc
+            .issue_operator_token(&who, r.revoke_caller, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::IssueOperatorTokenResponse {
+            token: Some(issued_to(&out.token)),
+            revoked_token_id: out
+                .revoked
+                .first()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         }))
     }
 

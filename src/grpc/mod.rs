@@ -8,6 +8,7 @@
 mod admin;
 mod audit;
 mod circuits;
+pub mod codec;
 mod convert;
 mod delegation;
 mod documents;

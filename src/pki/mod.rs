@@ -256,12 +256,7 @@ impl ValidatedChain {
 }
 
 /// The most specific reason OpenSSL gives, without its error-queue boilerplate.
-pub(crate) fn ossl_reason(e: &openssl::error::ErrorStack) -> String {
-    e.errors()
-        .iter()
-        .find_map(|e| e.reason().map(str::to_owned))
-        .unwrap_or_else(|| e.to_string())
-}
+pub(crate) use crate::crypto::openssl_reason as ossl_reason;
 
 /// Iterates over the PEM blocks of `text` with one of `labels`, yielding each whole block.
 fn pem_blocks<'a>(text: &'a str, labels: &'a [&'a str]) -> impl Iterator<Item = &'a str> + 'a {

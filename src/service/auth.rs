@@ -7,7 +7,7 @@
 
 use super::watched::WatchedCache;
 use super::{random16, Paraph, Result, ServiceError};
-use crate::domain::{DomainError, Role, TenantId, TokenRecord, User, UserName};
+use crate::domain::{DomainError, Role, TenantId, TokenId, TokenRecord, User, UserName};
 use sha2::{Digest, Sha256};
 
 /// An authenticated caller acting inside one tenant.
@@ -47,8 +47,9 @@ impl Caller {
 /// The result of authentication.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    /// The platform operator, outside any tenant.
-    Operator,
+    /// The platform operator, outside any tenant, with the id of the token it authenticated
+    /// with (`None` for calls made inside the process, such as the demo set-up).
+    Operator { token: Option<TokenId> },
     /// Someone acting in a tenant.
     Caller(Caller),
 }
@@ -58,7 +59,7 @@ impl Principal {
     pub fn in_tenant(self) -> Result<Caller> {
         match self {
             Principal::Caller(c) => Ok(c),
-            Principal::Operator => Err(DomainError::invalid(
+            Principal::Operator { .. } => Err(DomainError::invalid(
                 "x-paraph-tenant",
                 "the platform operator must name the tenant to act in",
             )
@@ -132,7 +133,9 @@ impl Paraph {
                 }
                 match (stored.record.tenant, stored.record.user) {
                     (None, _) => match tenant {
-                        None => Ok(Principal::Operator),
+                        None => Ok(Principal::Operator {
+                            token: Some(stored.record.id.clone()),
+                        }),
                         Some(t) => {
                             if store.get_raw(&format!("tenant/{t}"))?.is_none() {
                                 return Err(DomainError::NotFound(format!("tenant '{t}'")).into());

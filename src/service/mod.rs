@@ -11,6 +11,7 @@ mod auth;
 pub mod chain_cache;
 pub mod delegation;
 pub mod documents;
+pub mod operator;
 pub mod signatures;
 pub mod stats;
 pub mod tenancy;

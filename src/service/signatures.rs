@@ -39,7 +39,7 @@ impl std::fmt::Debug for SealKey {
 impl SealKey {
     pub fn from_pkcs12(der: &[u8], password: &str) -> std::result::Result<SealKey, String> {
         let p12 = openssl::pkcs12::Pkcs12::from_der(der)
-            .map_err(|e| format!("not a PKCS#12 file: {e}"))?;
+            .map_err(|e| format!("not a PKCS#12 file: {}", crate::crypto::openssl_reason(&e)))?;
         let parsed = p12
             .parse2(password)
             .map_err(|_| "cannot open the PKCS#12 file (wrong password?)".to_string())?;

@@ -37,7 +37,7 @@ impl Paraph {
     /// without naming a tenant).
     pub async fn server_stats(&self, who: &Principal) -> Result<ServerStats> {
         let operator = match who {
-            Principal::Operator => true,
+            Principal::Operator { .. } => true,
             Principal::Caller(c) => c.operator,
         };
         if !operator {

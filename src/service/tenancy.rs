@@ -35,7 +35,7 @@ pub struct Bootstrap {
 }
 
 /// Creates and stores a token inside a transaction.
-fn put_token(
+pub(super) fn put_token(
     tx: &mut Tx<'_>,
     tenant: Option<TenantId>,
     user: Option<UserName>,
@@ -112,6 +112,7 @@ impl Paraph {
             let tenant = Tenant::new(tenant_id.clone(), "", now)?;
             tx.put(&format!("tenant/{tenant_id}"), &tenant)?;
             put_token(tx, None, None, &secret, token_id.clone(), now)?;
+            super::operator::first_operator_token(tx, &token_id)?;
             tx.put("meta/init", &now)?;
             append_log(
                 tx,
@@ -140,7 +141,7 @@ impl Paraph {
         admin: UserName,
         idem: Option<Idem>,
     ) -> Result<NewTenant> {
-        if !matches!(who, Principal::Operator) {
+        if !matches!(who, Principal::Operator { .. }) {
             return Err(DomainError::Forbidden(
                 "only the platform operator creates tenants".into(),
             )

@@ -6,6 +6,7 @@ use super::{append_log, Caller, Idem, Paraph, Result, ServiceError};
 use crate::crypto::certs::{
     certs_from, crls_from, summarize_cert, summarize_crl, CertSummary, CrlSummary,
 };
+use crate::crypto::openssl_reason;
 use crate::crypto::SignaturePolicy;
 use crate::domain::{BoundCertificate, DomainError, Role, TenantId, Timestamp, User, UserName};
 use std::collections::BTreeMap;
@@ -77,7 +78,7 @@ fn summarize_all(ders: &[Der]) -> Result<Vec<CertSummary>> {
     ders.iter()
         .map(|d| {
             let c = openssl::x509::X509::from_der(&d.0)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                .map_err(|e| ServiceError::Internal(openssl_reason(&e)))?;
             summarize_cert(&c).map_err(|e| ServiceError::Internal(e.to_string()))
         })
         .collect()
@@ -85,8 +86,12 @@ fn summarize_all(ders: &[Der]) -> Result<Vec<CertSummary>> {
 
 /// Summary of one certificate given as DER.
 pub fn summarize_der(der: &[u8]) -> Result<CertSummary> {
-    let c = openssl::x509::X509::from_der(der)
-        .map_err(|e| DomainError::invalid("certificate", e.to_string()))?;
+    let c = openssl::x509::X509::from_der(der).map_err(|e| {
+        DomainError::invalid(
+            "certificate",
+            format!("not a DER certificate: {}", openssl_reason(&e)),
+        )
+    })?;
     summarize_cert(&c).map_err(|e| DomainError::invalid("certificate", e.to_string()).into())
 }
 
@@ -214,7 +219,7 @@ impl Paraph {
             .iter()
             .map(|d| {
                 let c = openssl::x509::X509Crl::from_der(&d.0)
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    .map_err(|e| ServiceError::Internal(openssl_reason(&e)))?;
                 summarize_crl(&c).map_err(|e| ServiceError::Internal(e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;

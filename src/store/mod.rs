@@ -31,6 +31,7 @@
 //! | `userlist/{t}` | every User of the tenant (transactions cannot scan) |
 //! | `token/{sha256}` | TokenRecord (the secret itself is never stored) |
 //! | `tokenid/{id}` | sha256 of the token with that id |
+//! | `operatortokens` | ids of the live platform operator tokens (transactions cannot scan) |
 //! | `circuit/{t}/{name}/{version:010}` | Circuit |
 //! | `circuitlatest/{t}/{name}` | latest version number |
 //! | `doc/{t}/{id}` | Document |

@@ -60,7 +60,7 @@ fn cached<T: Clone>(
 pub fn certificate(der: &[u8]) -> Result<X509, String> {
     let id: [u8; 32] = Sha256::digest(der).into();
     cached(&CERTS, id, || {
-        X509::from_der(der).map_err(|e| e.to_string())
+        X509::from_der(der).map_err(|e| crate::crypto::openssl_reason(&e))
     })
 }
 

@@ -2,6 +2,7 @@
 //! the generated gRPC clients. The clock is a `ManualClock` the tests set.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod signing;
 #[allow(unused_imports)]
 pub use signing::*;
