@@ -174,6 +174,7 @@ pub async fn serve(
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    tokio::spawn(report_writable(svc.store().writable(), reporter.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -220,6 +221,35 @@ pub async fn serve(
     svc.store().flush().await?;
     tracing::info!("store flushed, stopped");
     Ok(())
+}
+
+/// Reports the server NOT_SERVING while its store cannot write (a full disk) and SERVING again
+/// once it recovers, for the whole server and each service.
+async fn report_writable(
+    mut writable: tokio::sync::watch::Receiver<bool>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let status = if *writable.borrow_and_update() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            <AdminServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <CircuitServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <DocumentServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <SignatureServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <DelegationServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <AuditServiceServer<Api> as tonic::server::NamedService>::NAME,
+        ] {
+            reporter.set_service_status(service, status).await;
+        }
+        if writable.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How often the scheduler looks for absences starting or ending and deadlines passing.
