@@ -47,6 +47,8 @@ pub enum ServerError {
     Flush(#[from] crate::store::StoreError),
     #[error("seal of tenant {tenant}: {reason}")]
     Seal { tenant: String, reason: String },
+    #[error("check: {0}")]
+    Check(String),
     #[error("demo setup failed: {0}")]
     Demo(String),
     #[error("audit key {path}: {reason}")]
@@ -361,6 +363,38 @@ pub fn print_bootstrap(b: &Bootstrap, json: bool) {
         println!("  {}", b.token);
         println!("First tenant: {}", b.tenant);
     }
+}
+
+/// `paraph admin check`: verifies a stopped server's data directory end to end (see
+/// [`crate::service::check`]). Refused while the directory is in use; never creates one.
+pub fn admin_check(settings: &Settings) -> Result<crate::service::check::CheckReport, ServerError> {
+    let fail = |source| ServerError::Store {
+        path: settings.data.clone(),
+        source,
+    };
+    if crate::store::found_in(&settings.data).is_none() {
+        return Err(fail(crate::store::StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "it holds no store",
+        ))));
+    }
+    let store = Store::open_with(&settings.data, None).map_err(fail)?;
+    // The public key of the audit key, when it can be read: checkpoints are then verified.
+    let path = match &settings.audit_key {
+        Some(p) => p.clone(),
+        None => settings.data.join("audit-key.pem"),
+    };
+    let key = match std::fs::read(&path) {
+        Ok(pem) => Some(crate::audit::AuditKey::from_pkcs8_pem(&pem).map_err(|e| {
+            ServerError::AuditKey {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?),
+        Err(_) => None,
+    };
+    crate::service::check::check_store(&store, key.as_ref().map(|k| k.public_key()))
+        .map_err(|e| ServerError::Check(e.to_string()))
 }
 
 /// `paraph admin init`: initialise a data directory without serving.

@@ -284,3 +284,182 @@ async fn a_full_disk_refuses_writes_clearly_reports_not_serving_and_recovers_whe
     assert!(log.contains("No space left on device"), "{log}");
     assert!(!log.contains("%PDF-1.7 document"), "{log}");
 }
+
+/// Runs `paraph admin check --data DATA`.
+fn admin_check(data: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_paraph"))
+        .args(["admin", "check", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The file of the index of `data` (whichever engine it holds).
+fn index_file(data: &Path) -> PathBuf {
+    if data.join("index.redb").exists() {
+        data.join("index.redb")
+    } else {
+        data.join("db")
+    }
+}
+
+/// Flips one bit of every occurrence of `needle` in `file` (at `at` within it), except those
+/// preceded by one of `not_after`; returns how many were flipped.
+fn flip_in(file: &Path, needle: &[u8], at: usize, not_after: &[&[u8]]) -> usize {
+    let mut bytes = std::fs::read(file).unwrap();
+    let mut flipped = 0;
+    let mut i = 0;
+    while i + needle.len() <= bytes.len() {
+        if &bytes[i..i + needle.len()] == needle
+            && !not_after
+                .iter()
+                .any(|p| i >= p.len() && &bytes[i - p.len()..i] == *p)
+        {
+            bytes[i + at] ^= 0x01;
+            flipped += 1;
+        }
+        i += 1;
+    }
+    std::fs::write(file, bytes).unwrap();
+    flipped
+}
+
+/// A stopped store with documents, an approval and audit checkpoints; returns its temporary
+/// directory, its data directory, the ids of its documents, the operator token and the tenant.
+async fn stopped_store() -> (tempfile::TempDir, PathBuf, Vec<String>, String, Org) {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "acme").await;
+    create_circuit(&srv, &org, "c", vec![visa(&["alice"]), visa(&["bob"])]).await;
+    let mut docs = srv.docs(org.token("finance"), None);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let d = submit_raw(
+            &mut docs,
+            header("c", &format!("doc {i}"), &[]),
+            &content(i),
+            64 * 1024,
+        )
+        .await
+        .unwrap();
+        ids.push(d.id);
+    }
+    approve(&srv, &org, "alice", &ids[0], None).await.unwrap();
+    let data = srv.dir.as_ref().unwrap().path().join("data");
+    // Refused while the server holds the directory.
+    let busy = admin_check(&data);
+    assert_eq!(busy.status.code(), Some(5), "{busy:?}");
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use"),
+        "{busy:?}"
+    );
+    let (dir, operator) = srv.stop().await;
+    (dir, data, ids, operator, org)
+}
+
+#[tokio::test]
+async fn admin_check_passes_a_clean_store_and_names_flipped_bytes_in_the_value_log_and_the_index() {
+    let (dir, data, ids, _, _) = stopped_store().await;
+    let clean = admin_check(&data);
+    let out = String::from_utf8_lossy(&clean.stdout);
+    assert!(
+        clean.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(out.contains("2 audit logs"), "{out}");
+
+    // A document's content in the value log.
+    let values = dir.path().join("values-damaged");
+    copy_dir(&data, &values);
+    let flipped = flip_in(&values.join("values.log"), b"%PDF-1.7 document 2 ", 3, &[]);
+    assert_eq!(flipped, 1);
+    let damaged = admin_check(&values);
+    let out = String::from_utf8_lossy(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{out}");
+    assert!(out.contains("problem: blob/acme/"), "{out}");
+    assert!(out.contains("checksum"), "{out}");
+
+    // A document's key in the index (its audit chain's key left alone).
+    let index = dir.path().join("index-damaged");
+    copy_dir(&data, &index);
+    let key = format!("doc/acme/{}", ids[1]);
+    let flipped = flip_in(&index_file(&index), key.as_bytes(), key.len() - 1, &[b"ev"]);
+    let damaged = admin_check(&index);
+    let out = String::from_utf8_lossy(&damaged.stdout);
+    let err = String::from_utf8_lossy(&damaged.stderr);
+    assert!(flipped > 0);
+    assert!(!damaged.status.success(), "{flipped} flipped: {out}{err}");
+    if index.join("index.redb").exists() {
+        // redb keeps no checksum of its own that reads verify: ours names the record, and the
+        // indexes that name the document say it is missing.
+        assert!(
+            out.contains(&format!("problem: evdoc/acme/{}", ids[1])),
+            "{out}"
+        );
+        assert!(
+            out.contains("is damaged (its checksum does not match)"),
+            "{out}"
+        );
+    } else {
+        // sled checks its own pages and refuses to open them.
+        assert!(err.contains("corrupt"), "{out}{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_on_a_damaged_record_answers_an_error_naming_it_never_not_found() {
+    let (dir, data, ids, operator, org) = stopped_store().await;
+    flip_in(&data.join("values.log"), b"%PDF-1.7 document 2 ", 3, &[]);
+    let key = format!("doc/acme/{}", ids[1]);
+    // redb only: sled checks its own pages (and refuses to open damaged ones, see above).
+    let redb = data.join("index.redb").exists();
+    if redb {
+        assert!(flip_in(&index_file(&data), key.as_bytes(), key.len() - 1, &[b"ev"]) > 0);
+    }
+    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    // The content of document 2: damaged in the value log.
+    let mut content = srv
+        .docs(org.token("finance"), None)
+        .get_content(proto::GetContentRequest { id: ids[2].clone() })
+        .await;
+    let status = match &mut content {
+        Ok(stream) => stream
+            .get_mut()
+            .message()
+            .await
+            .expect_err("damaged content"),
+        Err(s) => s.clone(),
+    };
+    assert_eq!(status.code(), Code::DataLoss, "{}", status.message());
+    assert!(
+        status.message().contains("blob/acme/"),
+        "{}",
+        status.message()
+    );
+    if redb {
+        // Document 1: its key damaged in the index.
+        let lost = get(&srv, &org, "finance", &ids[1]).await;
+        let status = lost.expect_err("a damaged document");
+        assert_ne!(status.code(), Code::NotFound, "{}", status.message());
+        assert_eq!(status.code(), Code::DataLoss, "{}", status.message());
+        assert!(status.message().contains(&key), "{}", status.message());
+    }
+    // The others answer as before.
+    get(&srv, &org, "finance", &ids[3]).await.unwrap();
+    srv.stop().await;
+}

@@ -70,6 +70,7 @@ fn store_status(e: &StoreError) -> Option<Status> {
             ))
         }
         StoreError::Damaged { key }
+        | StoreError::Missing { key, .. }
         | StoreError::Corrupt { key, .. }
         | StoreError::Unreadable { key, .. } => {
             tracing::error!(error = %e, "a stored record is damaged");

@@ -89,7 +89,7 @@ mod values;
 use engine::Index;
 #[cfg(test)]
 use engine::Stored;
-pub use engine::{convert_sled_to_redb, EngineKind};
+pub use engine::{convert_sled_to_redb, found_in, EngineKind};
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
@@ -143,6 +143,8 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    #[error("stored record {key} is missing although {witness} refers to it")]
+    Missing { key: String, witness: String },
     #[error("the index is closed (it could not be opened again after a failed write)")]
     Closed,
     #[error("the data directory's filesystem is full: {0}")]
@@ -536,6 +538,29 @@ impl Store {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    /// Every record in key order, for a check of the store: `visit` gets each key with its
+    /// value (a value-log pointer resolved and its CRC checked) or the error that makes it
+    /// unreadable, and whether the index holds it with a checksum; it goes on past damage.
+    pub fn check_walk(
+        &self,
+        mut visit: impl FnMut(&[u8], Result<IVec, StoreError>, bool),
+    ) -> Result<(), StoreError> {
+        self.index.walk_stored(b"", |k, stored| {
+            let (value, summed) = match stored {
+                engine::Stored::Checked(v) => (resolve(&self.values, k, v), true),
+                engine::Stored::Unchecked(v) => (resolve(&self.values, k, v), false),
+                engine::Stored::Damaged => (
+                    Err(StoreError::Damaged {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                    }),
+                    true,
+                ),
+            };
+            visit(k, value, summed);
+            Ok(true)
+        })
     }
 
     /// Keys under `prefix` (values ignored), with the prefix stripped.
