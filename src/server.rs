@@ -47,6 +47,8 @@ pub enum ServerError {
     Flush(#[from] crate::store::StoreError),
     #[error("seal of tenant {tenant}: {reason}")]
     Seal { tenant: String, reason: String },
+    #[error("check: {0}")]
+    Check(String),
     #[error("demo setup failed: {0}")]
     Demo(String),
     #[error("operator token: {0}")]
@@ -177,6 +179,7 @@ pub async fn serve(
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    tokio::spawn(report_writable(svc.store().writable(), reporter.clone()));
     // Off (`reflection = false`), its calls answer UNIMPLEMENTED like any unknown service.
     let reflection = if settings.reflection {
         Some(
@@ -230,6 +233,35 @@ pub async fn serve(
     svc.store().flush().await?;
     tracing::info!("store flushed, stopped");
     Ok(())
+}
+
+/// Reports the server NOT_SERVING while its store cannot write (a full disk) and SERVING again
+/// once it recovers, for the whole server and each service.
+async fn report_writable(
+    mut writable: tokio::sync::watch::Receiver<bool>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    loop {
+        let status = if *writable.borrow_and_update() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for service in [
+            "",
+            <AdminServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <CircuitServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <DocumentServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <SignatureServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <DelegationServiceServer<Api> as tonic::server::NamedService>::NAME,
+            <AuditServiceServer<Api> as tonic::server::NamedService>::NAME,
+        ] {
+            reporter.set_service_status(service, status).await;
+        }
+        if writable.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How often the scheduler looks for absences starting or ending and deadlines passing.
@@ -341,6 +373,38 @@ pub fn print_bootstrap(b: &Bootstrap, json: bool) {
         println!("  {}", b.token);
         println!("First tenant: {}", b.tenant);
     }
+}
+
+/// `paraph admin check`: verifies a stopped server's data directory end to end (see
+/// [`crate::service::check`]). Refused while the directory is in use; never creates one.
+pub fn admin_check(settings: &Settings) -> Result<crate::service::check::CheckReport, ServerError> {
+    let fail = |source| ServerError::Store {
+        path: settings.data.clone(),
+        source,
+    };
+    if crate::store::found_in(&settings.data).is_none() {
+        return Err(fail(crate::store::StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "it holds no store",
+        ))));
+    }
+    let store = Store::open_with(&settings.data, None).map_err(fail)?;
+    // The public key of the audit key, when it can be read: checkpoints are then verified.
+    let path = match &settings.audit_key {
+        Some(p) => p.clone(),
+        None => settings.data.join("audit-key.pem"),
+    };
+    let key = match std::fs::read(&path) {
+        Ok(pem) => Some(crate::audit::AuditKey::from_pkcs8_pem(&pem).map_err(|e| {
+            ServerError::AuditKey {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?),
+        Err(_) => None,
+    };
+    crate::service::check::check_store(&store, key.as_ref().map(|k| k.public_key()))
+        .map_err(|e| ServerError::Check(e.to_string()))
 }
 
 /// `paraph admin init`: initialise a data directory without serving.

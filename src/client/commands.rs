@@ -88,8 +88,10 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(_)
         | Command::Admin {
-            command:
-                AdminCommand::Init(_) | AdminCommand::Convert(_) | AdminCommand::OperatorToken(_),
+            command: AdminCommand::Init(_)
+                | AdminCommand::Convert(_)
+                | AdminCommand::OperatorToken(_)
+                | AdminCommand::Check(_),
         }
         | Command::Pki { .. }
         | Command::Bench(_) => {

@@ -21,6 +21,7 @@ pub use signatures::SignatureApi;
 
 use crate::domain::{DomainError, IdempotencyKey};
 use crate::service::{Idem, Paraph, Principal, ServiceError};
+use crate::store::StoreError;
 use std::sync::Arc;
 use tonic::{Request, Status};
 
@@ -41,10 +42,52 @@ pub fn to_status(e: ServiceError) -> Status {
         ServiceError::Unauthenticated => Status::unauthenticated(e.to_string()),
         ServiceError::TooLarge(_) => Status::resource_exhausted(e.to_string()),
         ServiceError::IdempotencyMismatch => Status::invalid_argument(e.to_string()),
-        ServiceError::Store(_) | ServiceError::Internal(_) => {
+        ServiceError::Store(ref s) => store_status(s).unwrap_or_else(|| {
+            tracing::error!(error = %e, "internal failure");
+            Status::internal("internal error")
+        }),
+        ServiceError::Internal(_) => {
             tracing::error!(error = %e, "internal failure");
             Status::internal("internal error")
         }
+    }
+}
+
+/// The status of a storage failure the client can act on or must hear of: a full disk, a
+/// store that cannot write for now, a damaged record (named, so that the operator can find it;
+/// never answered as NOT_FOUND). The cause is logged; `None` for the other failures.
+fn store_status(e: &StoreError) -> Option<Status> {
+    match e {
+        StoreError::NoSpace(_) => {
+            tracing::error!(error = %e, "a write failed: no space");
+            Some(Status::resource_exhausted(
+                "the server's storage is full: the write was not made; retry later",
+            ))
+        }
+        StoreError::Poisoned(_) | StoreError::Unwritable(_) | StoreError::Closed => {
+            tracing::error!(error = %e, "a write failed: the store cannot write");
+            Some(Status::unavailable(
+                "the server's storage cannot write for now: the write was not made",
+            ))
+        }
+        StoreError::Damaged { key }
+        | StoreError::Missing { key, .. }
+        | StoreError::Corrupt { key, .. }
+        | StoreError::Unreadable { key, .. } => {
+            tracing::error!(error = %e, "a stored record is damaged");
+            Some(Status::data_loss(format!(
+                "stored record {key} is damaged; the operator must check the store \
+                 (paraph admin check)"
+            )))
+        }
+        StoreError::EnginePanic { key, op, .. } => {
+            tracing::error!(error = %e, "the storage engine failed");
+            Some(Status::internal(format!(
+                "the storage engine failed ({op} {key}); the operator must check the store \
+                 (paraph admin check)"
+            )))
+        }
+        _ => None,
     }
 }
 

@@ -777,6 +777,113 @@ impl Paraph {
     }
 }
 
+/// Verifies the stored log of `tenant` for `paraph admin check`: every event of its head's size
+/// is there and parses, the root recomputed from them is the head's, and its last signed
+/// checkpoint (signed by `key`, when given) has the root of its first `size` events. Returns
+/// each problem found, naming the record.
+pub(super) fn check_log(
+    store: &Store,
+    tenant: &TenantId,
+    key: Option<&crate::audit::AuditPublicKey>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let head = match read_head(store, tenant) {
+        Ok(h) => h,
+        Err(e) => return vec![format!("{}: {e}", head_key(tenant))],
+    };
+    // Every perfect subtree, from the leaves up, recomputed from the events alone.
+    let mut nodes = merkle::MemNodes::new();
+    let mut level: Vec<Hash> = Vec::with_capacity(head.size as usize);
+    for i in 0..head.size {
+        match stored_event(store, tenant, i) {
+            Ok(bytes) => {
+                if let Err(e) = AuditEvent::parse(&bytes) {
+                    problems.push(format!("audit event {i} of tenant {tenant}: {e}"));
+                }
+                level.push(merkle::leaf_hash(&bytes));
+            }
+            Err(e) => {
+                problems.push(format!("audit event {i} of tenant {tenant}: {e}"));
+                return problems;
+            }
+        }
+    }
+    let mut depth = 0u8;
+    while !level.is_empty() {
+        for (i, h) in level.iter().enumerate() {
+            nodes.put(depth, i as u64, *h);
+        }
+        level = level
+            .chunks_exact(2)
+            .map(|p| merkle::node_hash(&p[0], &p[1]))
+            .collect();
+        depth += 1;
+    }
+    let root_of = |size: u64| merkle::root(&nodes, size);
+    match root_of(head.size) {
+        Ok(r) if r == head.root => {}
+        Ok(_) => problems.push(format!(
+            "{}: the root of the tenant's {} events is not the head's",
+            head_key(tenant),
+            head.size
+        )),
+        Err(e) => problems.push(format!("{}: {e}", head_key(tenant))),
+    }
+    let raw = match store.get_raw(&checkpoint_key(tenant)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            problems.push(format!("{}: {e}", checkpoint_key(tenant)));
+            return problems;
+        }
+    };
+    let Some(raw) = raw else {
+        if head.size > 0 {
+            problems.push(format!(
+                "{}: missing, while the log holds {} events",
+                checkpoint_key(tenant),
+                head.size
+            ));
+        }
+        return problems;
+    };
+    let signed = match SignedCheckpoint::decode(&raw) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("{}: {e}", checkpoint_key(tenant)));
+            return problems;
+        }
+    };
+    let checkpoint = match key {
+        Some(k) => match signed.verify(k, &origin(tenant)) {
+            Ok(c) => c.clone(),
+            Err(e) => {
+                problems.push(format!("{}: {e}", checkpoint_key(tenant)));
+                return problems;
+            }
+        },
+        None => signed.checkpoint.clone(),
+    };
+    if checkpoint.size > head.size {
+        problems.push(format!(
+            "{}: signs {} events, the log holds {}",
+            checkpoint_key(tenant),
+            checkpoint.size,
+            head.size
+        ));
+        return problems;
+    }
+    match root_of(checkpoint.size) {
+        Ok(r) if r == checkpoint.root => {}
+        Ok(_) => problems.push(format!(
+            "{}: the root of the tenant's first {} events is not the signed one",
+            checkpoint_key(tenant),
+            checkpoint.size
+        )),
+        Err(e) => problems.push(format!("{}: {e}", checkpoint_key(tenant))),
+    }
+    problems
+}
+
 #[cfg(test)]
 mod event_batch_tests {
     use super::*;

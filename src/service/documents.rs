@@ -105,11 +105,24 @@ pub(super) fn settle(
 /// Loads a document of the caller's tenant; another tenant's is simply not found.
 fn load(tx_or_store: Either<'_, '_>, tenant: &TenantId, id: &DocumentId) -> Result<Document> {
     let key = doc_key(tenant, id);
-    let doc = match tx_or_store {
-        Either::Tx(tx) => tx.get(&key)?,
-        Either::Store(s) => s.get(&key)?,
+    // An acknowledged document has an audit chain: one missing while its chain is there was
+    // lost by the store (a damaged index), which is not "not found".
+    let witness = format!("evdoc/{tenant}/{id}");
+    let (doc, witnessed) = match tx_or_store {
+        Either::Tx(tx) => match tx.get(&key)? {
+            Some(d) => (Some(d), true),
+            None => (None, tx.exists(&witness)?),
+        },
+        Either::Store(s) => match s.get(&key)? {
+            Some(d) => (Some(d), true),
+            None => (None, s.get_raw(&witness)?.is_some()),
+        },
     };
-    doc.ok_or_else(|| DomainError::NotFound(format!("document '{id}'")).into())
+    match doc {
+        Some(d) => Ok(d),
+        None if witnessed => Err(crate::store::StoreError::Missing { key, witness }.into()),
+        None => Err(DomainError::NotFound(format!("document '{id}'")).into()),
+    }
 }
 
 enum Either<'a, 'b> {

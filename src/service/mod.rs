@@ -9,6 +9,7 @@
 pub mod audit;
 mod auth;
 pub mod chain_cache;
+pub mod check;
 pub mod delegation;
 pub mod documents;
 pub mod operator;

@@ -9,14 +9,20 @@
 //! redb keeps only a bounded page cache in memory: its resident memory stays flat as the store
 //! grows. A data directory holds one engine's files; which one is found on opening.
 //!
+//! Every value this version writes carries a CRC-32 of its key and value, checked on every
+//! read: a damaged value, or a key whose bytes changed (a flipped bit in a page), is reported as
+//! a damaged record naming its key, never served. A panic of an engine (a damaged file can make
+//! one panic) is caught here and becomes an error of the call. The engine can be closed and
+//! opened again in place ([`Index::reopen`]), for the store's recovery from a full disk.
+//!
 //! This module must not know what a key or a value means, nor see the value log.
 
 use super::StoreError;
 use serde::Deserialize;
 use sled::IVec;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// The engine of a data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -58,18 +64,84 @@ const TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("p
 const LOCK_FILE: &str = "lock";
 
 /// An open index, shared by the store's threads; the directory's lock is held until the last
-/// clone is dropped.
+/// clone is dropped. The engine's handles sit behind a lock so that [`Index::reopen`] can close
+/// and open them again in place (after a failed write, see the store's module doc) while every
+/// clone keeps working.
 #[derive(Clone)]
-pub enum Index {
-    Sled {
-        db: sled::Db,
-        tree: sled::Tree,
-        _lock: Arc<std::fs::File>,
-    },
-    Redb {
-        db: Arc<redb::Database>,
-        _lock: Arc<std::fs::File>,
-    },
+pub struct Index {
+    dir: PathBuf,
+    kind: EngineKind,
+    engine: Arc<RwLock<Option<Engine>>>,
+    _lock: Arc<std::fs::File>,
+}
+
+/// The engine's own handles.
+enum Engine {
+    Sled { db: sled::Db, tree: sled::Tree },
+    Redb { db: redb::Database },
+}
+
+/// Starts every value the index holds (written by this version): a CRC-32 of the key and the
+/// value follows it. A value without it was written by an older version and cannot be checked.
+const SUMMED: &[u8; 8] = b"\xfepsum\x01\xff\x00";
+/// The tag and the checksum.
+const SUM_LEN: usize = SUMMED.len() + 4;
+
+/// The checksum of a value stored under `key`: a value moved to another key, or a key whose
+/// bytes changed on disk, no longer matches.
+fn checksum(key: &[u8], value: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&(key.len() as u64).to_be_bytes());
+    h.update(key);
+    h.update(value);
+    h.finalize()
+}
+
+/// `value` as the index stores it under `key`: tagged and checksummed.
+fn seal(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SUM_LEN + value.len());
+    out.extend_from_slice(SUMMED);
+    out.extend_from_slice(&checksum(key, value).to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// What the index holds under a key, once its checksum is looked at.
+pub enum Stored {
+    /// Checksummed and intact.
+    Checked(IVec),
+    /// Written by an older version, without a checksum.
+    Unchecked(IVec),
+    /// The checksum does not match the key and value.
+    Damaged,
+}
+
+/// Looks at the checksum of `raw`, read under `key`.
+fn open_sealed(key: &[u8], raw: IVec) -> Stored {
+    if !raw.starts_with(SUMMED) {
+        return Stored::Unchecked(raw);
+    }
+    if raw.len() < SUM_LEN {
+        return Stored::Damaged;
+    }
+    let mut sum = [0u8; 4];
+    sum.copy_from_slice(&raw[SUMMED.len()..SUM_LEN]);
+    let value = raw.subslice(SUM_LEN, raw.len() - SUM_LEN);
+    if checksum(key, &value) == u32::from_be_bytes(sum) {
+        Stored::Checked(value)
+    } else {
+        Stored::Damaged
+    }
+}
+
+/// The value of a [`Stored`] read under `key`, or the error naming the damaged record.
+fn checked(key: &[u8], stored: Stored) -> Result<IVec, StoreError> {
+    match stored {
+        Stored::Checked(v) | Stored::Unchecked(v) => Ok(v),
+        Stored::Damaged => Err(StoreError::Damaged {
+            key: String::from_utf8_lossy(key).into_owned(),
+        }),
+    }
 }
 
 /// Takes the directory's exclusive lock (created on first use): a second process, or a second
@@ -106,6 +178,43 @@ pub fn found_in(dir: &Path) -> Option<EngineKind> {
     }
 }
 
+/// How long a reopening waits for the engine's own file lock, released once the threads of
+/// the closed engine are gone.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the engine's files in `dir` (the directory's lock is held by the caller).
+fn open_engine(dir: &Path, kind: EngineKind) -> Result<Engine, StoreError> {
+    match kind {
+        EngineKind::Sled => {
+            let db = sled::Config::new()
+                .path(dir)
+                .cache_capacity(SLED_CACHE)
+                .open()?;
+            let tree = db.open_tree("paraph")?;
+            Ok(Engine::Sled { db, tree })
+        }
+        EngineKind::Redb => {
+            let db = redb::Database::builder()
+                .set_cache_size(REDB_CACHE)
+                .create(dir.join(REDB_FILE))
+                .map_err(redb_error)?;
+            // The table exists from the start, so that every read finds it.
+            let tx = db.begin_write().map_err(redb_error)?;
+            tx.open_table(TABLE).map_err(redb_error)?;
+            tx.commit().map_err(redb_error)?;
+            Ok(Engine::Redb { db })
+        }
+    }
+}
+
+/// The message of a panic caught at the engine's boundary.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 impl Index {
     /// Opens the index in `dir`: the engine whose files are there, else `wanted`, else sled.
     /// Refuses a directory holding another engine's files than the one `wanted`.
@@ -123,53 +232,84 @@ impl Index {
             (Some(found), _) => found,
             (None, w) => w.unwrap_or(EngineKind::Sled),
         };
-        match kind {
-            EngineKind::Sled => {
-                let db = sled::Config::new()
-                    .path(dir)
-                    .cache_capacity(SLED_CACHE)
-                    .open()?;
-                let tree = db.open_tree("paraph")?;
-                Ok(Index::Sled {
-                    db,
-                    tree,
-                    _lock: lock,
-                })
-            }
-            EngineKind::Redb => {
-                let db = redb::Database::builder()
-                    .set_cache_size(REDB_CACHE)
-                    .create(dir.join(REDB_FILE))
-                    .map_err(redb_error)?;
-                // The table exists from the start, so that every read finds it.
-                let tx = db.begin_write().map_err(redb_error)?;
-                tx.open_table(TABLE).map_err(redb_error)?;
-                tx.commit().map_err(redb_error)?;
-                Ok(Index::Redb {
-                    db: Arc::new(db),
-                    _lock: lock,
-                })
+        let engine = open_engine(dir, kind)?;
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            kind,
+            engine: Arc::new(RwLock::new(Some(engine))),
+            _lock: lock,
+        })
+    }
+
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// Closes the engine and opens its files again, dropping whatever it held in memory and had
+    /// not made durable: what it serves afterwards is what its files hold. Waits for every
+    /// operation under way. If the opening fails, every operation fails until a later
+    /// reopening succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        drop(engine.take());
+        let started = std::time::Instant::now();
+        loop {
+            let opened = std::panic::catch_unwind(|| open_engine(&self.dir, self.kind))
+                .unwrap_or_else(|p| {
+                    Err(StoreError::EnginePanic {
+                        op: "reopen",
+                        key: String::new(),
+                        message: panic_message(&*p),
+                    })
+                });
+            match opened {
+                Ok(e) => {
+                    *engine = Some(e);
+                    return Ok(());
+                }
+                // sled's own file lock outlives the closed handles until its threads end.
+                Err(StoreError::Sled(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < REOPEN_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
             }
         }
     }
 
-    pub fn kind(&self) -> EngineKind {
-        match self {
-            Index::Sled { .. } => EngineKind::Sled,
-            Index::Redb { .. } => EngineKind::Redb,
-        }
+    /// Runs `op` on the open engine; a panic of the engine (a damaged file can make one
+    /// panic) becomes an error naming the operation and the key.
+    fn with<R>(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        run: impl FnOnce(&Engine) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let engine = self.engine.read().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = engine.as_ref() else {
+            return Err(StoreError::Closed);
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(e))).unwrap_or_else(|p| {
+            let message = panic_message(&*p);
+            let key = String::from_utf8_lossy(key).into_owned();
+            tracing::error!(op, key = %key, panic = %message, "the storage engine panicked");
+            Err(StoreError::EnginePanic { op, key, message })
+        })
     }
 
     /// The value stored under `k` (a value-log pointer or an inline value).
     pub fn get(&self, k: &[u8]) -> Result<Option<IVec>, StoreError> {
-        match self {
-            Index::Sled { tree, .. } => Ok(tree.get(k)?),
-            Index::Redb { db, .. } => {
+        let raw = self.with("get", k, |e| match e {
+            Engine::Sled { tree, .. } => Ok(tree.get(k)?),
+            Engine::Redb { db } => {
                 let rtx = db.begin_read().map_err(redb_error)?;
                 let t = rtx.open_table(TABLE).map_err(redb_error)?;
                 Ok(t.get(k).map_err(redb_error)?.map(|v| IVec::from(v.value())))
             }
-        }
+        })?;
+        raw.map(|v| checked(k, open_sealed(k, v))).transpose()
     }
 
     /// Calls `visit` on every key from `start` on, in order, until it answers `false`.
@@ -178,27 +318,40 @@ impl Index {
         start: &[u8],
         mut visit: impl FnMut(&[u8], IVec) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
-        match self {
-            Index::Sled { tree, .. } => {
-                for item in tree.range(start..) {
-                    let (k, v) = item?;
-                    if !visit(&k, v)? {
-                        break;
+        self.walk_stored(start, |k, stored| visit(k, checked(k, stored)?))
+    }
+
+    /// [`Index::walk_from`] with each value as stored, its checksum looked at but not
+    /// enforced (for the checker, which goes on past a damaged record).
+    pub fn walk_stored(
+        &self,
+        start: &[u8],
+        mut visit: impl FnMut(&[u8], Stored) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with("walk", start, |e| {
+            match e {
+                Engine::Sled { tree, .. } => {
+                    for item in tree.range(start..) {
+                        let (k, v) = item?;
+                        if !visit(&k, open_sealed(&k, v))? {
+                            break;
+                        }
+                    }
+                }
+                Engine::Redb { db } => {
+                    let rtx = db.begin_read().map_err(redb_error)?;
+                    let t = rtx.open_table(TABLE).map_err(redb_error)?;
+                    for item in t.range(start..).map_err(redb_error)? {
+                        let (k, v) = item.map_err(redb_error)?;
+                        let k = k.value();
+                        if !visit(k, open_sealed(k, IVec::from(v.value())))? {
+                            break;
+                        }
                     }
                 }
             }
-            Index::Redb { db, .. } => {
-                let rtx = db.begin_read().map_err(redb_error)?;
-                let t = rtx.open_table(TABLE).map_err(redb_error)?;
-                for item in t.range(start..).map_err(redb_error)? {
-                    let (k, v) = item.map_err(redb_error)?;
-                    if !visit(k.value(), IVec::from(v.value()))? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The entry with the greatest key from `low` (included) up to `high`.
@@ -217,11 +370,11 @@ impl Index {
             return Ok(None);
         }
         let range = (Bound::Included(low), high);
-        match self {
-            Index::Sled { tree, .. } => {
+        let last = self.with("last", low, |e| match e {
+            Engine::Sled { tree, .. } => {
                 Ok(tree.range::<&[u8], _>(range).next_back().transpose()?)
             }
-            Index::Redb { db, .. } => {
+            Engine::Redb { db } => {
                 let rtx = db.begin_read().map_err(redb_error)?;
                 let t = rtx.open_table(TABLE).map_err(redb_error)?;
                 let last = t
@@ -232,6 +385,13 @@ impl Index {
                     .map_err(redb_error)?;
                 Ok(last.map(|(k, v)| (IVec::from(k.value()), IVec::from(v.value()))))
             }
+        })?;
+        match last {
+            Some((k, v)) => {
+                let v = checked(&k, open_sealed(&k, v))?;
+                Ok(Some((k, v)))
+            }
+            None => Ok(None),
         }
     }
 
@@ -241,8 +401,12 @@ impl Index {
         &self,
         writes: impl IntoIterator<Item = (&'w [u8], Option<IVec>)>,
     ) -> Result<(), StoreError> {
-        match self {
-            Index::Sled { tree, .. } => {
+        let writes: Vec<(&[u8], Option<Vec<u8>>)> = writes
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|v| seal(k, &v))))
+            .collect();
+        self.with("apply", b"", |e| match e {
+            Engine::Sled { tree, .. } => {
                 let mut batch = sled::Batch::default();
                 for (k, v) in writes {
                     match v {
@@ -252,7 +416,7 @@ impl Index {
                 }
                 Ok(tree.apply_batch(batch)?)
             }
-            Index::Redb { db, .. } => {
+            Engine::Redb { db } => {
                 let mut tx = db.begin_write().map_err(redb_error)?;
                 tx.set_durability(redb::Durability::None);
                 {
@@ -270,20 +434,49 @@ impl Index {
                 }
                 tx.commit().map_err(redb_error)
             }
-        }
+        })
+    }
+
+    /// The bytes stored under `k` as they are, checksum included (tests damage them).
+    #[cfg(test)]
+    pub fn raw_get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with("get", k, |e| match e {
+            Engine::Sled { tree, .. } => Ok(tree.get(k)?.map(|v| v.to_vec())),
+            Engine::Redb { db } => {
+                let rtx = db.begin_read().map_err(redb_error)?;
+                let t = rtx.open_table(TABLE).map_err(redb_error)?;
+                Ok(t.get(k).map_err(redb_error)?.map(|v| v.value().to_vec()))
+            }
+        })
+    }
+
+    /// Stores `v` under `k` as it is, without a checksum (tests damage the index with it).
+    #[cfg(test)]
+    pub fn raw_put(&self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        self.with("put", k, |e| match e {
+            Engine::Sled { tree, .. } => tree.insert(k, v).map(|_| ()).map_err(StoreError::from),
+            Engine::Redb { db } => {
+                let tx = db.begin_write().map_err(redb_error)?;
+                tx.open_table(TABLE)
+                    .map_err(redb_error)?
+                    .insert(k, v)
+                    .map_err(redb_error)?;
+                tx.commit().map_err(redb_error)
+            }
+        })
     }
 
     /// Makes every change applied so far durable (one fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
-        match self {
-            Index::Sled { db, .. } => db.flush().map(|_| ()).map_err(StoreError::from),
-            Index::Redb { db, .. } => {
+        self.with("flush", b"", |e| match e {
+            Engine::Sled { db, .. } => db.flush().map(|_| ()).map_err(StoreError::from),
+            Engine::Redb { db } => {
                 // An empty commit at `Immediate` persists the `None` commits before it.
                 let mut tx = db.begin_write().map_err(redb_error)?;
                 tx.set_durability(redb::Durability::Immediate);
                 tx.commit().map_err(redb_error)
             }
-        }
+        })
     }
 }
 
@@ -309,7 +502,8 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
             )))
         }
     }
-    let Index::Sled { db, tree, _lock } = Index::open(dir, Some(EngineKind::Sled))? else {
+    let _lock = lock(dir)?;
+    let Engine::Sled { db, tree } = open_engine(dir, EngineKind::Sled)? else {
         return Err(StoreError::Convert(
             "the sled index did not open as sled".into(),
         ));

@@ -18,6 +18,38 @@
 //!
 //! The data directory and its files are its owner's only (see [`files`]).
 //!
+//! **A full disk, and recovering from it.** Why the poison: once a group failed, the groups
+//! built after it read its writes (through the writer's view), and the index may hold some of
+//! them in memory, applied but never made durable. Answering or applying anything over that
+//! state could acknowledge a write that depends on one that will vanish at the next restart.
+//! So a failure still poisons, and the store says it cannot write ([`Store::writable`], which
+//! the health service reports). A failure that is not ENOSPC/EDQUOT (an I/O error) keeps it
+//! poisoned until a restart: after a failed fsync the kernel may have dropped the dirty pages
+//! while the page cache still shows them, so nothing this process reads can be trusted to be
+//! on disk. A full disk is different: write() refuses the bytes before they enter the page
+//! cache, so what the files hold is what was written before. The store then recovers by
+//! itself, on the writer, at the next mutation or every [`RETRY_EVERY`] without one:
+//!
+//! 1. the writer probes for room (a 1 MiB file written, synced and removed) and refuses the
+//!    mutations it holds while there is none, without touching the pipeline;
+//! 2. it sends a marker down the pipeline and builds nothing until it is answered, so that
+//!    every group built before the failure is applied or refused, and answered, first (those
+//!    behind the failure were all refused: their callers never saw a success);
+//! 3. the applier cuts the value log back to the end of the last group it made durable (the
+//!    bytes of a failed append belong to no record) — every pointer the index holds is below
+//!    it, since a group's values are synced before its batch is applied;
+//! 4. the flusher closes the index and opens it from its files: whatever it held in memory and
+//!    had not made durable (applied groups whose flush failed, whose callers got an error) is
+//!    dropped, and what the engine recovers is a prefix of the applied groups, each whole (a
+//!    group is one atomic batch). Every acknowledged group was flushed, so it is in that prefix.
+//!    The key watches move, so that no cache keeps a record of a dropped group;
+//! 5. the writer forgets the groups in flight and its cache of recent records (both may hold
+//!    writes of failed groups), and the poison is lifted.
+//!
+//! A group whose callers got an error may thus survive or not (its outcome is unknown to them,
+//! as after a crash), but never in part, and no acknowledged write is lost or built over one
+//! that was dropped.
+//!
 //! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
 //! the index holds a checked pointer to them; reads resolve pointers transparently.
 //!
@@ -63,14 +95,16 @@ mod recent;
 mod values;
 
 use engine::Index;
-pub use engine::{convert_sled_to_redb, EngineKind};
+#[cfg(test)]
+use engine::Stored;
+pub use engine::{convert_sled_to_redb, found_in, EngineKind};
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use values::{Appender, Pointer, ValueLog, ValueLogError};
 
@@ -109,6 +143,147 @@ pub enum StoreError {
     Unreadable { key: String, source: ValueLogError },
     #[error("{0}")]
     Values(#[from] ValueLogError),
+    #[error("stored record {key} is damaged (its checksum does not match)")]
+    Damaged { key: String },
+    #[error("the storage engine failed ({op} {key}): {message}")]
+    EnginePanic {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("stored record {key} is missing although {witness} refers to it")]
+    Missing { key: String, witness: String },
+    #[error("the index is closed (it could not be opened again after a failed write)")]
+    Closed,
+    #[error("the data directory's filesystem is full: {0}")]
+    NoSpace(String),
+    #[error("the store cannot write: {0}")]
+    Unwritable(String),
+}
+
+impl StoreError {
+    /// The I/O error under this one, if any.
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Io(e) | StoreError::Values(ValueLogError::Io(e)) => Some(e),
+            StoreError::Sled(sled::Error::Io(e)) => Some(e),
+            StoreError::Redb(e) => match &**e {
+                redb::Error::Io(e) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// What kind of failure this is for the pipeline (see [`Failure`]).
+    fn failure(&self) -> FailureKind {
+        if let Some(e) = self.io() {
+            if is_no_space(e) {
+                return FailureKind::NoSpace;
+            }
+            return FailureKind::Io;
+        }
+        match self {
+            StoreError::Redb(e) if matches!(**e, redb::Error::PreviousIo) => FailureKind::Io,
+            StoreError::Sled(_) | StoreError::Redb(_) | StoreError::Closed => FailureKind::Io,
+            _ => FailureKind::Other,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT: the filesystem (or the user's quota) is full.
+fn is_no_space(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || e.to_string().contains("No space left on device")
+}
+
+/// How a write of the pipeline failed, which decides whether the store may recover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// ENOSPC/EDQUOT: recovered from once space returns (see the module doc).
+    NoSpace,
+    /// Any other I/O failure: the store refuses writes until it is restarted.
+    Io,
+    /// Not an I/O failure (a value too large, a test's injected failure): same.
+    Other,
+}
+
+/// A failed apply or flush: what poisons the store.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+impl Failure {
+    fn of(e: &StoreError) -> Failure {
+        Failure {
+            kind: e.failure(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The error the callers of the failed group get.
+    fn error(&self) -> StoreError {
+        match self.kind {
+            FailureKind::NoSpace => StoreError::NoSpace(self.message.clone()),
+            FailureKind::Io => StoreError::Unwritable(self.message.clone()),
+            FailureKind::Other => StoreError::Commit(self.message.clone()),
+        }
+    }
+
+    /// The error of a mutation refused because of this earlier failure.
+    fn refusal(&self) -> StoreError {
+        let message = format!("{EARLIER_FAILURE}: {}", self.message);
+        match self.kind {
+            FailureKind::NoSpace => StoreError::NoSpace(message),
+            FailureKind::Io | FailureKind::Other => StoreError::Poisoned(message),
+        }
+    }
+}
+
+/// The store's poison: the failure that stopped its writes, if any, and whether it can write,
+/// published to whoever watches (the health service).
+struct Poison {
+    failure: Mutex<Option<Failure>>,
+    writable: tokio::sync::watch::Sender<bool>,
+}
+
+impl Poison {
+    fn new() -> Poison {
+        Poison {
+            failure: Mutex::new(None),
+            writable: tokio::sync::watch::Sender::new(true),
+        }
+    }
+
+    fn get(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Poisons the store with `f` (the first failure is kept).
+    fn set(&self, f: Failure) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            // The cause goes to the log (never a record's contents: the engines' and the
+            // value log's errors name files and offsets only).
+            tracing::error!(cause = %f.message, recoverable = f.kind == FailureKind::NoSpace,
+                "a write of the store failed: it refuses writes until it recovers");
+            *failure = Some(f);
+        }
+        drop(failure);
+        self.writable.send_replace(false);
+    }
+
+    fn clear(&self) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.writable.send_replace(true);
+    }
 }
 
 /// Work run by the writer at the end of every group that left marks (see [`Tx::mark`]), inside
@@ -132,13 +307,27 @@ struct Built {
     deliveries: Vec<Deliver>,
     /// The group failed at the writer: answer with this error, apply nothing.
     failed: Option<String>,
+    /// Not a group: the writer asks the pipeline to recover (see [`recover`]).
+    recover: Option<mpsc::SyncSender<Result<(), StoreError>>>,
 }
 
 /// A group the applier applied, on its way to the flusher.
 struct Applied {
     deliveries: Vec<Deliver>,
     /// The apply failed: answer with this error without flushing.
-    failed: Option<String>,
+    failed: Option<Failed>,
+    /// Not a group: recover once every group before is answered (see [`recover`]).
+    recover: Option<mpsc::SyncSender<Result<(), StoreError>>>,
+}
+
+/// Why a group was not applied.
+enum Failed {
+    /// At the writer (its commit hook).
+    Writer(String),
+    /// Its apply failed.
+    Apply(Failure),
+    /// An earlier failure poisoned the store.
+    Refused(Failure),
 }
 
 /// Counts the committed groups that wrote under some key prefixes, so that a cache of records
@@ -178,6 +367,7 @@ const EARLIER_FAILURE: &str = "an earlier write or flush failed";
 pub struct Store {
     index: Index,
     values: Arc<ValueLog>,
+    poison: Arc<Poison>,
     watches: Watches,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     hook: Arc<Mutex<Option<Arc<CommitHook>>>>,
@@ -241,12 +431,13 @@ impl Store {
         // every group not applied yet).
         let (built, to_apply) = mpsc::sync_channel::<Built>(MAX_AHEAD);
         let applied_upto = Arc::new(AtomicU64::new(0));
-        let poisoned = Arc::new(AtomicBool::new(false));
+        let poison = Arc::new(Poison::new());
         let flusher = {
             let index = index.clone();
-            let poisoned = poisoned.clone();
+            let poison = poison.clone();
+            let watches = watches.clone();
             spawn_stage("paraph-flusher", move || {
-                flusher_loop(&index, &to_flush, &poisoned)
+                flusher_loop(&index, &to_flush, &poison, &watches)
             })?
         };
         let applier = {
@@ -254,7 +445,7 @@ impl Store {
             let values = values.clone();
             let watches = watches.clone();
             let applied_upto = applied_upto.clone();
-            let poisoned = poisoned.clone();
+            let poison = poison.clone();
             spawn_stage("paraph-applier", move || {
                 let out = Out {
                     index: &index,
@@ -262,7 +453,7 @@ impl Store {
                     watches: &watches,
                     end,
                 };
-                applier_loop(out, &to_apply, &applied, &applied_upto, &poisoned);
+                applier_loop(out, &to_apply, &applied, &applied_upto, &poison);
                 drop(applied);
                 let _ = flusher.join();
             })?
@@ -271,14 +462,17 @@ impl Store {
             let index = index.clone();
             let hook = hook.clone();
             let values = values.clone();
+            let poison = poison.clone();
+            let dir = dir.to_path_buf();
             spawn_stage("paraph-writer", move || {
                 let stage = Stage {
                     index: &index,
                     values: &values,
                     built: &built,
                     applied_upto: &applied_upto,
+                    dir: &dir,
                 };
-                writer_loop(&stage, &queue, &hook, &poisoned);
+                writer_loop(&stage, &queue, &hook, &poison);
                 drop(built);
                 let _ = applier.join();
             })?
@@ -286,6 +480,7 @@ impl Store {
         Ok(Store {
             index,
             values,
+            poison,
             watches,
             jobs: Mutex::new(Some(jobs)),
             hook,
@@ -303,6 +498,12 @@ impl Store {
             all.push(w.clone());
         }
         w
+    }
+
+    /// Whether the store can write now, and every change of it: `false` from a failed write
+    /// until the store recovers (see the module doc).
+    pub fn writable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.poison.writable.subscribe()
     }
 
     /// Installs the work run at the end of each group that left marks.
@@ -350,6 +551,29 @@ impl Store {
             Ok(true)
         })?;
         Ok(out)
+    }
+
+    /// Every record in key order, for a check of the store: `visit` gets each key with its
+    /// value (a value-log pointer resolved and its CRC checked) or the error that makes it
+    /// unreadable, and whether the index holds it with a checksum; it goes on past damage.
+    pub fn check_walk(
+        &self,
+        mut visit: impl FnMut(&[u8], Result<IVec, StoreError>, bool),
+    ) -> Result<(), StoreError> {
+        self.index.walk_stored(b"", |k, stored| {
+            let (value, summed) = match stored {
+                engine::Stored::Checked(v) => (resolve(&self.values, k, v), true),
+                engine::Stored::Unchecked(v) => (resolve(&self.values, k, v), false),
+                engine::Stored::Damaged => (
+                    Err(StoreError::Damaged {
+                        key: String::from_utf8_lossy(k).into_owned(),
+                    }),
+                    true,
+                ),
+            };
+            visit(k, value, summed);
+            Ok(true)
+        })
     }
 
     /// Keys under `prefix` (values ignored), with the prefix stripped.
@@ -536,19 +760,23 @@ struct Out<'a> {
 impl Out<'_> {
     /// Moves the group's large values to the value log (durably), then applies the group to
     /// the index as one atomic batch.
-    fn apply(&mut self, writes: &Writes) -> Result<(), String> {
-        // The fault seam of the tests: a group writing this key fails to apply, as a full disk
-        // or an I/O error would.
+    fn apply(&mut self, writes: &Writes) -> Result<(), StoreError> {
+        // The fault seams of the tests: a group writing one of these keys fails to apply, as
+        // an I/O error or a full disk would.
         #[cfg(test)]
         if writes.contains_key(tests::FAIL_APPLY.as_bytes()) {
-            return Err("injected failure".into());
+            return Err(StoreError::Commit("injected failure".into()));
+        }
+        #[cfg(test)]
+        if writes.contains_key(tests::NO_SPACE.as_bytes()) {
+            return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
         }
         let mut log = Appender::new(self.end);
         let mut batch: Vec<(&[u8], Option<IVec>)> = Vec::with_capacity(writes.len());
         for (k, v) in writes {
             let stored = match v {
                 Some(v) if values::goes_to_log(v) => {
-                    let p = log.push(v).map_err(|e| e.to_string())?;
+                    let p = log.push(v)?;
                     Some(IVec::from(&p.encode()[..]))
                 }
                 Some(v) => Some(v.clone()),
@@ -556,9 +784,7 @@ impl Out<'_> {
             };
             batch.push((k.as_slice(), stored));
         }
-        self.values
-            .append_durable(log.start(), log.bytes())
-            .map_err(|e| e.to_string())?;
+        self.values.append_durable(log.start(), log.bytes())?;
         self.end = log.end();
         let watches: Vec<Arc<KeyWatch>> = match self.watches.lock() {
             Ok(all) => all
@@ -566,9 +792,9 @@ impl Out<'_> {
                 .filter(|w| writes.keys().any(|k| w.concerns(k)))
                 .cloned()
                 .collect(),
-            Err(_) => return Err("the watch list lock is poisoned".into()),
+            Err(_) => return Err(StoreError::Commit("the watch list lock is poisoned".into())),
         };
-        let applied = self.index.apply(batch).map_err(|e| e.to_string());
+        let applied = self.index.apply(batch);
         // Bumped even if the batch failed (it then changed nothing): staying safe is cheap.
         for w in watches {
             w.epoch.fetch_add(1, Ordering::SeqCst);
@@ -584,6 +810,51 @@ struct Stage<'a> {
     built: &'a mpsc::SyncSender<Built>,
     /// The number of the last group the applier is done with (applied or failed).
     applied_upto: &'a AtomicU64,
+    /// The data directory (where the writer probes for free space).
+    dir: &'a Path,
+}
+
+/// How often a store that ran out of space tries to recover with no write asking.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// What the writer writes (and removes) to see that space returned before it recovers.
+const PROBE_FILE: &str = "space-probe";
+const PROBE_BYTES: usize = 1 << 20;
+
+/// Whether `dir` has room again: a probe file of [`PROBE_BYTES`] written and synced.
+fn probe_space(dir: &Path) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let path = dir.join(PROBE_FILE);
+    let written = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let removed = std::fs::remove_file(&path);
+    written?;
+    removed?;
+    Ok(())
+}
+
+/// Brings a store poisoned by a full disk back to writing, on the writer, with every group
+/// built before answered: probes for space, then sends a marker down the pipeline. The applier
+/// cuts the value log back to its last referenced byte; the flusher, once every group before
+/// the marker is answered, reopens the index (dropping what it held in memory and had not made
+/// durable) and clears the poison. See the module doc for why this is safe.
+fn recover(stage: &Stage<'_>, seq: &mut u64) -> Result<(), StoreError> {
+    probe_space(stage.dir).map_err(|e| match e.failure() {
+        FailureKind::NoSpace => StoreError::NoSpace(format!("still no space: {e}")),
+        _ => StoreError::Unwritable(format!("probing for space: {e}")),
+    })?;
+    let (reply, answer) = mpsc::sync_channel(1);
+    *seq += 1;
+    let marker = Built {
+        seq: *seq,
+        writes: Arc::default(),
+        deliveries: Vec::new(),
+        failed: None,
+        recover: Some(reply),
+    };
+    stage.built.send(marker).map_err(|_| StoreError::Stopped)?;
+    answer.recv().map_err(|_| StoreError::Stopped)?
 }
 
 /// The writer thread: takes every waiting job as one group, runs it over the groups not
@@ -592,29 +863,59 @@ fn writer_loop(
     stage: &Stage<'_>,
     queue: &mpsc::Receiver<Job>,
     hook: &Mutex<Option<Arc<CommitHook>>>,
-    poisoned: &AtomicBool,
+    poison: &Poison,
 ) {
     let (index, values) = (stage.index, stage.values);
     // The groups handed to the applier and not applied yet, oldest first.
     let mut ahead: Vec<(u64, Arc<Writes>)> = Vec::new();
     let recent = RefCell::new(Recent::new(RECENT_BUDGET));
     let mut seq = 0;
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+    loop {
+        let recoverable = poison.get().is_some_and(|f| f.kind == FailureKind::NoSpace);
+        let first = if recoverable {
+            match queue.recv_timeout(RETRY_EVERY) {
+                Ok(j) => Some(j),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match queue.recv() {
+                Ok(j) => Some(j),
+                Err(_) => return,
+            }
+        };
+        let mut group: Vec<Job> = first.into_iter().collect();
+        while !group.is_empty() && group.len() < MAX_GROUP {
             match queue.try_recv() {
                 Ok(j) => group.push(j),
                 Err(_) => break,
             }
         }
+        // Poisoned perhaps while the writer waited: looked at again.
+        let recoverable = poison.get().is_some_and(|f| f.kind == FailureKind::NoSpace);
+        if recoverable {
+            match recover(stage, &mut seq) {
+                Ok(()) => {
+                    // Nothing built before the failure is in flight any more, and what the
+                    // writer remembers may hold writes that were never made durable.
+                    ahead.clear();
+                    *recent.borrow_mut() = Recent::new(RECENT_BUDGET);
+                    tracing::info!("the store writes again");
+                }
+                Err(e) => tracing::debug!(error = %e, "the store cannot recover yet"),
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
         let done = stage.applied_upto.load(Ordering::SeqCst);
         ahead.retain(|(s, _)| *s > done);
         seq += 1;
-        if poisoned.load(Ordering::SeqCst) {
+        if let Some(failure) = poison.get() {
             for job in group {
                 let mut tx = Tx::new(index, values, &[], None, &recent);
                 let (_, deliver) = job(&mut tx);
-                deliver(Some(StoreError::Poisoned(EARLIER_FAILURE.into())));
+                deliver(Some(failure.refusal()));
             }
             continue;
         }
@@ -672,6 +973,7 @@ fn writer_loop(
             writes,
             deliveries,
             failed,
+            recover: None,
         };
         if stage.built.send(group).is_err() {
             return;
@@ -686,61 +988,124 @@ fn applier_loop(
     to_apply: &mpsc::Receiver<Built>,
     applied: &mpsc::Sender<Applied>,
     applied_upto: &AtomicU64,
-    poisoned: &AtomicBool,
+    poison: &Poison,
 ) {
     while let Ok(group) = to_apply.recv() {
         let Built {
             seq,
             writes,
             deliveries,
-            mut failed,
+            failed,
+            recover,
         } = group;
+        if let Some(reply) = recover {
+            // Every group before is applied or failed: the bytes past the last value a group
+            // made durable belong to no record (a failed append's), give them back.
+            if let Err(e) = out.values.truncate(out.end) {
+                let _ = reply.send(Err(e.into()));
+            } else if applied
+                .send(Applied {
+                    deliveries,
+                    failed: None,
+                    recover: Some(reply),
+                })
+                .is_err()
+            {
+                return;
+            }
+            applied_upto.store(seq, Ordering::SeqCst);
+            continue;
+        }
+        let mut failed = failed.map(Failed::Writer);
         if failed.is_none() && !writes.is_empty() {
-            if poisoned.load(Ordering::SeqCst) {
-                failed = Some(EARLIER_FAILURE.into());
+            if let Some(f) = poison.get() {
+                failed = Some(Failed::Refused(f));
             } else if let Err(e) = out.apply(&writes) {
-                poisoned.store(true, Ordering::SeqCst);
-                tracing::error!(error = %e, "applying a group failed: the store now refuses writes");
-                failed = Some(format!("writing the group: {e}"));
+                let f = Failure::of(&e);
+                poison.set(f.clone());
+                failed = Some(Failed::Apply(f));
             }
         }
         drop(writes);
         applied_upto.store(seq, Ordering::SeqCst);
-        if applied.send(Applied { deliveries, failed }).is_err() {
+        let group = Applied {
+            deliveries,
+            failed,
+            recover: None,
+        };
+        if applied.send(group).is_err() {
             return;
         }
     }
 }
 
-/// Builds the error a failed group's callers receive.
-type MakeError = fn(String) -> StoreError;
-
 /// The flusher thread: makes applied groups durable, one fsync for all the groups waiting.
-fn flusher_loop(index: &Index, to_flush: &mpsc::Receiver<Applied>, poisoned: &AtomicBool) {
+fn flusher_loop(
+    index: &Index,
+    to_flush: &mpsc::Receiver<Applied>,
+    poison: &Poison,
+    watches: &Mutex<Vec<Arc<KeyWatch>>>,
+) {
     while let Ok(first) = to_flush.recv() {
         let mut groups = vec![first];
         while let Ok(g) = to_flush.try_recv() {
             groups.push(g);
         }
-        let flushed = if poisoned.load(Ordering::SeqCst) {
-            Err(EARLIER_FAILURE.to_owned())
-        } else {
-            index.flush().map_err(|e| e.to_string())
-        };
-        if let Err(e) = &flushed {
-            poisoned.store(true, Ordering::SeqCst);
-            tracing::error!(error = %e, "flush failed: the store now refuses writes");
-        }
+        // The groups up to a recovery marker are answered first, then the marker is handled.
+        let mut pending = Vec::new();
         for g in groups {
-            // Each caller gets its own error, made from the group's failure.
-            let failure = match (&g.failed, &flushed) {
-                (Some(e), _) => Some((StoreError::Commit as MakeError, e)),
-                (None, Err(e)) => Some((StoreError::Poisoned as MakeError, e)),
-                (None, Ok(())) => None,
-            };
-            for d in g.deliveries {
-                d(failure.map(|(make, e)| make(e.clone())));
+            match g.recover {
+                None => pending.push(g),
+                Some(reply) => {
+                    flush_groups(index, std::mem::take(&mut pending), poison);
+                    let _ = reply.send(reopen(index, poison, watches));
+                }
             }
+        }
+        flush_groups(index, pending, poison);
+    }
+}
+
+/// The flusher's part of a recovery: every group built before is answered; what the index
+/// holds and had not made durable may belong to a failed group, so it is closed and opened
+/// again from its files, and every cache built over what it served is invalidated.
+fn reopen(
+    index: &Index,
+    poison: &Poison,
+    watches: &Mutex<Vec<Arc<KeyWatch>>>,
+) -> Result<(), StoreError> {
+    index.reopen()?;
+    if let Ok(all) = watches.lock() {
+        for w in all.iter() {
+            w.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    poison.clear();
+    Ok(())
+}
+
+/// Flushes once for `groups` and answers their callers.
+fn flush_groups(index: &Index, groups: Vec<Applied>, poison: &Poison) {
+    if groups.is_empty() {
+        return;
+    }
+    let flushed = match poison.get() {
+        Some(f) => Err(Failed::Refused(f)),
+        None => index.flush().map_err(|e| {
+            let f = Failure::of(&e);
+            poison.set(f.clone());
+            Failed::Apply(f)
+        }),
+    };
+    for g in groups {
+        // Each caller gets its own error, made from the group's failure.
+        let failure = g.failed.as_ref().or(flushed.as_ref().err());
+        for d in g.deliveries {
+            d(failure.map(|f| match f {
+                Failed::Writer(e) => StoreError::Commit(e.clone()),
+                Failed::Apply(f) => f.error(),
+                Failed::Refused(f) => f.refusal(),
+            }));
         }
     }
 }
@@ -1016,6 +1381,8 @@ mod tests {
     on_each_engine!(
         a_failed_mutation_leaves_nothing_and_a_good_one_is_read_back,
         a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it,
+        a_store_out_of_space_refuses_writes_then_recovers_keeping_every_answered_one,
+        a_damaged_index_value_is_reported_naming_its_key,
         concurrent_mutations_of_one_counter_never_lose_an_increment,
         the_commit_hook_sees_the_group_and_its_failure_fails_the_group,
         answered_mutations_survive_a_reopen,
@@ -1056,6 +1423,8 @@ mod tests {
 
     /// A group writing this key fails at the applier (see `Out::apply`).
     pub(super) const FAIL_APPLY: &str = "test/fail-apply";
+    /// A group writing this key fails at the applier as on a full disk.
+    pub(super) const NO_SPACE: &str = "test/no-space";
 
     fn a_failed_apply_fails_its_group_and_every_later_one_even_those_built_over_it(
         engine: EngineKind,
@@ -1101,6 +1470,118 @@ mod tests {
                 Some(&b"1"[..])
             );
         })
+    }
+
+    fn a_store_out_of_space_refuses_writes_then_recovers_keeping_every_answered_one(
+        engine: EngineKind,
+    ) {
+        runtime().block_on(async {
+            let (dir, store) = open(engine);
+            let writable = store.writable();
+            let big = vec![b'v'; 5_000];
+            let b = big.clone();
+            store
+                .transact(move |tx| {
+                    tx.put_raw("before", b"1")?;
+                    tx.put_raw("before/big", &b)
+                })
+                .await
+                .expect("commit");
+            // The full disk's group and one built over it are refused, saying why.
+            let (full, over) = tokio::join!(
+                store.transact(|tx| {
+                    tx.put_raw(NO_SPACE, b"x")?;
+                    tx.put_raw("lost", &[b'l'; 3_000])
+                }),
+                store.transact(|tx| {
+                    let seen = tx.get_raw("lost")?;
+                    tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
+                }),
+            );
+            let full = full.expect_err("the group is refused");
+            assert!(matches!(full, StoreError::NoSpace(_)), "{full}");
+            assert!(over.is_err(), "a mutation behind a full disk was answered");
+            assert!(!*writable.borrow(), "the store says it cannot write");
+            // Space is back (nothing to free here): the next write recovers, without a restart.
+            store
+                .transact(|tx| tx.put_raw("after", b"3"))
+                .await
+                .expect("the store recovers by itself");
+            assert!(*writable.borrow(), "the store says it writes again");
+            // The writer forgot what the failed groups wrote, and so did the index.
+            let seen = store
+                .transact(|tx| Ok::<_, StoreError>((tx.get_raw("lost")?, tx.get_raw("copied")?)))
+                .await
+                .expect("read");
+            assert_eq!(seen, (None, None));
+            for key in ["lost", "copied", NO_SPACE] {
+                assert!(store.get_raw(key).expect("read").is_none(), "{key}");
+            }
+            assert_eq!(
+                store.get_raw("before/big").expect("read").as_deref(),
+                Some(&big[..])
+            );
+            drop(store);
+            let store = Store::open(dir.path()).expect("reopen");
+            for key in ["before", "before/big", "after"] {
+                assert!(
+                    store.get_raw(key).expect("read").is_some(),
+                    "{key} was lost"
+                );
+            }
+            assert!(!dir.path().join(PROBE_FILE).exists());
+        })
+    }
+
+    fn a_damaged_index_value_is_reported_naming_its_key(engine: EngineKind) {
+        let (_dir, store) = open(engine);
+        store
+            .transact_blocking(|tx| {
+                tx.put_raw("doc/t/a", b"{\"id\":\"a\"}")?;
+                tx.put_raw("doc/t/b", b"{\"id\":\"b\"}")
+            })
+            .expect("commit");
+        // The value kept under one key, moved under another (as a damaged page would show it).
+        let Some(Stored::Checked(_)) = raw_stored(&store.index, b"doc/t/a") else {
+            panic!("a value written now is checksummed");
+        };
+        let moved = raw_get(&store.index, b"doc/t/a");
+        raw_put(&store.index, b"doc/t/b", &moved);
+        let err = store.get_raw("doc/t/b").expect_err("damage is reported");
+        assert!(
+            matches!(err, StoreError::Damaged { ref key } if key == "doc/t/b"),
+            "{err}"
+        );
+        let err = store
+            .scan_keys("doc/t/", None, 10)
+            .and_then(|_| store.scan::<serde_json::Value>("doc/t/", None, 10))
+            .expect_err("a scan reports it too");
+        assert!(err.to_string().contains("doc/t/b"), "{err}");
+        // A value written by an older version (no checksum) is still read.
+        raw_put(&store.index, b"doc/t/c", b"{\"id\":\"c\"}");
+        assert!(store.get_raw("doc/t/c").expect("read").is_some());
+    }
+
+    /// The bytes the index holds under `k`, checksum included.
+    fn raw_get(index: &Index, k: &[u8]) -> Vec<u8> {
+        index.raw_get(k).expect("raw read").expect("present")
+    }
+
+    fn raw_put(index: &Index, k: &[u8], v: &[u8]) {
+        index.raw_put(k, v).expect("raw write");
+    }
+
+    fn raw_stored(index: &Index, k: &[u8]) -> Option<Stored> {
+        let mut found = None;
+        index
+            .walk_stored(k, |key, s| {
+                if key == k {
+                    found = Some(s);
+                }
+                Ok(false)
+            })
+            .expect("walk");
+        found
     }
 
     fn concurrent_mutations_of_one_counter_never_lose_an_increment(engine: EngineKind) {

@@ -107,6 +107,16 @@ impl ValueLog {
         Ok(())
     }
 
+    /// Cuts the log back to `end` when it is longer (the bytes of a failed append, which no
+    /// record refers to), durably.
+    pub fn truncate(&self, end: u64) -> Result<(), ValueLogError> {
+        if self.file.metadata()?.len() > end {
+            self.file.set_len(end)?;
+            self.file.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// The value a pointer designates, checked against its CRC.
     pub fn read(&self, p: Pointer) -> Result<Vec<u8>, ValueLogError> {
         let mut buf = vec![0u8; p.len as usize];
