@@ -88,7 +88,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(_)
         | Command::Admin {
-            command: AdminCommand::Init(_) | AdminCommand::Convert(_),
+            command: AdminCommand::Init(_) | AdminCommand::Convert(_) | AdminCommand::Compact(_),
         }
         | Command::Pki { .. }
         | Command::Bench(_) => {

@@ -148,6 +148,8 @@ pub enum AdminCommand {
     Init(InitArgs),
     /// Convert a stopped server's data directory from sled to redb, in place.
     Convert(ConvertArgs),
+    /// Compact a stopped server's value log: keep the values still in use, drop the others.
+    Compact(CompactArgs),
     /// Tenants (platform operator only).
     Tenant {
         #[command(subcommand)]
@@ -168,6 +170,19 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: trust::TrustCommand,
     },
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (its server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Most pointers moved per index transaction.
+    #[arg(long, default_value_t = 10_000, hide = true)]
+    pub batch: usize,
 }
 
 #[derive(Args)]
@@ -570,6 +585,58 @@ fn admin_convert(a: ConvertArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The crash tests' fault injection: `PARAPH_TEST_COMPACT_ABORT=STEP[:N]` aborts the process
+/// (as a kill would stop it) the Nth time (default 1) compaction reaches STEP.
+fn compact_abort_hook() -> Result<Option<(String, usize)>, CliError> {
+    let Ok(spec) = std::env::var("PARAPH_TEST_COMPACT_ABORT") else {
+        return Ok(None);
+    };
+    let (step, nth) = match spec.split_once(':') {
+        Some((s, n)) => (
+            s,
+            n.parse::<usize>().map_err(|_| {
+                CliError::Usage(format!(
+                    "PARAPH_TEST_COMPACT_ABORT={spec}: expected STEP[:N]"
+                ))
+            })?,
+        ),
+        None => (spec.as_str(), 1),
+    };
+    Ok(Some((step.to_owned(), nth)))
+}
+
+fn admin_compact(a: CompactArgs) -> Result<(), CliError> {
+    let settings = local_settings(a.config.as_deref(), a.data, None)?;
+    let abort_at = compact_abort_hook()?;
+    let seen = std::cell::Cell::new(0usize);
+    let on_step = |step: crate::store::CompactStep| {
+        if let Some((name, nth)) = &abort_at {
+            if step.name() == name {
+                seen.set(seen.get() + 1);
+                if seen.get() == *nth {
+                    std::process::abort();
+                }
+            }
+        }
+    };
+    let opts = crate::store::CompactOptions {
+        batch: a.batch,
+        on_step: &on_step,
+    };
+    let r = crate::store::compact_value_log(&settings.data, &opts)
+        .map_err(|e| CliError::Precondition(e.to_string()))?;
+    eprintln!(
+        "paraph: {} compacted: {} values kept in generation {} of the value log, which went \
+         from {} to {} bytes",
+        settings.data.display(),
+        r.values,
+        r.generation,
+        r.bytes_before,
+        r.bytes_after
+    );
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(a) => serve(a),
@@ -579,6 +646,9 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Convert(a),
         } => admin_convert(a),
+        Command::Admin {
+            command: AdminCommand::Compact(a),
+        } => admin_compact(a),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
@@ -608,7 +678,9 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Serve(_)
             | Command::Admin {
-                command: AdminCommand::Init(_) | AdminCommand::Convert(_)
+                command: AdminCommand::Init(_)
+                    | AdminCommand::Convert(_)
+                    | AdminCommand::Compact(_)
             }
     );
     init_tracing(if server_side { "info" } else { "warn" });

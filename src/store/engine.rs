@@ -400,6 +400,6 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
 }
 
 /// Makes the renames in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }

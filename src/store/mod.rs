@@ -56,11 +56,13 @@
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
+mod compact;
 mod engine;
 mod files;
 mod recent;
 mod values;
 
+pub use compact::{compact_value_log, CompactOptions, CompactReport, CompactStep};
 use engine::Index;
 pub use engine::{convert_sled_to_redb, EngineKind};
 use recent::Recent;
@@ -85,6 +87,8 @@ pub enum StoreError {
     InUse(String),
     #[error("conversion refused: {0}")]
     Convert(String),
+    #[error("compaction refused: {0}")]
+    Compact(String),
     #[error("data directory {dir} holds a {found} store, not {wanted}")]
     WrongEngine {
         dir: String,
@@ -542,7 +546,7 @@ impl Out<'_> {
         if writes.contains_key(tests::FAIL_APPLY.as_bytes()) {
             return Err("injected failure".into());
         }
-        let mut log = Appender::new(self.end);
+        let mut log = Appender::new(self.values.current(), self.end);
         let mut batch: Vec<(&[u8], Option<IVec>)> = Vec::with_capacity(writes.len());
         for (k, v) in writes {
             let stored = match v {
