@@ -18,8 +18,9 @@
 //!
 //! The data directory and its files are its owner's only (see [`files`]).
 //!
-//! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
-//! the index holds a checked pointer to them; reads resolve pointers transparently.
+//! Values of 256 bytes or more are kept in the value log (`values.log`, then `values.{g}.log`
+//! after a compaction, see [`values`] and [`compact`]) and the index holds a checked pointer
+//! to them; reads resolve pointers transparently.
 //!
 //! Key layout (one tree, `/`-separated, every tenant-scoped key starts with the tenant id):
 //!
