@@ -634,6 +634,11 @@ fn admin_compact(a: CompactArgs) -> Result<(), CliError> {
         r.bytes_before,
         r.bytes_after
     );
+    let mut kinds: Vec<_> = r.kept_by_kind.iter().collect();
+    kinds.sort_by_key(|(_, (_, bytes))| std::cmp::Reverse(*bytes));
+    for (kind, (n, bytes)) in kinds {
+        eprintln!("  {kind}/…: {n} values, {bytes} bytes");
+    }
     Ok(())
 }
 

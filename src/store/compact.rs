@@ -17,6 +17,7 @@ use super::engine::{self, Index};
 use super::values::{self, NewGeneration, Pointer, ValueLog};
 use super::StoreError;
 use sled::IVec;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A point in a compaction, reported to [`CompactOptions::on_step`] (which a crash test may
@@ -72,6 +73,8 @@ pub struct CompactReport {
     pub bytes_after: u64,
     /// The generation now holding every value.
     pub generation: u16,
+    /// Values kept and their bytes, by the first segment of their keys (`doc`, `idem`, …).
+    pub kept_by_kind: BTreeMap<String, (u64, u64)>,
     /// The generations whose files were removed.
     pub removed: Vec<u16>,
 }
@@ -100,7 +103,7 @@ pub fn compact_value_log(
         )));
     }
     // Locked first: no server writes while the pointers move.
-    let index = Index::open(dir, None)?;
+    let mut index = Index::open(dir, None)?;
     let old = values::generations_in(dir)?;
     let bytes_before = log_bytes(dir)?;
     let (log, _) = ValueLog::open(dir)?;
@@ -157,6 +160,7 @@ pub fn compact_value_log(
     drop(log);
     let (log, _) = ValueLog::open(dir)?;
     let mut kept = 0u64;
+    let mut kept_by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     index.walk_from(b"", |k, v| {
         if let Some(p) = Pointer::decode(&v) {
             if p.generation() != new {
@@ -168,6 +172,12 @@ pub fn compact_value_log(
             }
             log.read(p).map_err(|e| unreadable(k, e))?;
             kept += 1;
+            let kind = k.split(|b| *b == b'/').next().unwrap_or_default();
+            let e = kept_by_kind
+                .entry(String::from_utf8_lossy(kind).into_owned())
+                .or_default();
+            e.0 += 1;
+            e.1 += u64::from(p.len());
         }
         Ok(true)
     })?;
@@ -180,11 +190,18 @@ pub fn compact_value_log(
         removed.push(g);
         (opts.on_step)(CompactStep::Removed);
     }
+    // The pages the moved pointers left free in the index's file (redb's own crash-safe
+    // operation; the lock is still held).
+    index.compact_files()?;
+    // The files the engine wrote meanwhile (sled's snapshots) with its own modes.
+    drop(index);
+    super::files::tighten_and_report(dir, false)?;
     Ok(CompactReport {
         values: kept,
         bytes_before,
         bytes_after: log_bytes(dir)?,
         generation: new,
+        kept_by_kind,
         removed,
     })
 }

@@ -273,6 +273,17 @@ impl Index {
         }
     }
 
+    /// Gives the index file's free pages back to the file system where the engine needs to be
+    /// asked (redb, and only while this is its one handle; sled reclaims its segments itself).
+    pub fn compact_files(&mut self) -> Result<(), StoreError> {
+        if let Index::Redb { db, .. } = self {
+            if let Some(db) = Arc::get_mut(db) {
+                db.compact().map_err(redb_error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes every change applied so far durable (one fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
         match self {
