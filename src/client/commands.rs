@@ -88,10 +88,12 @@ pub async fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(_)
         | Command::Admin {
-            command: AdminCommand::Init(_)
+            command:
+                AdminCommand::Init(_)
                 | AdminCommand::Convert(_)
                 | AdminCommand::OperatorToken(_)
-                | AdminCommand::Check(_),
+                | AdminCommand::Check(_)
+                | AdminCommand::Compact(_),
         }
         | Command::Pki { .. }
         | Command::Bench(_) => {

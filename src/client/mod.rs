@@ -180,6 +180,8 @@ pub enum AdminCommand {
     /// Verify a stopped server's data directory end to end (records, indexes, value log,
     /// audit logs); exits non-zero and lists each problem when something is wrong.
     Check(CheckArgs),
+    /// Compact a stopped server's value log: keep the values still in use, drop the others.
+    Compact(CompactArgs),
     /// Tenants (platform operator only).
     Tenant {
         #[command(subcommand)]
@@ -200,6 +202,19 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: trust::TrustCommand,
     },
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (its server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Most pointers moved per index transaction.
+    #[arg(long, default_value_t = 10_000, hide = true)]
+    pub batch: usize,
 }
 
 #[derive(Args)]
@@ -686,6 +701,63 @@ fn admin_operator_token(a: OperatorTokenArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The crash tests' fault injection: `PARAPH_TEST_COMPACT_ABORT=STEP[:N]` aborts the process
+/// (as a kill would stop it) the Nth time (default 1) compaction reaches STEP.
+fn compact_abort_hook() -> Result<Option<(String, usize)>, CliError> {
+    let Ok(spec) = std::env::var("PARAPH_TEST_COMPACT_ABORT") else {
+        return Ok(None);
+    };
+    let (step, nth) = match spec.split_once(':') {
+        Some((s, n)) => (
+            s,
+            n.parse::<usize>().map_err(|_| {
+                CliError::Usage(format!(
+                    "PARAPH_TEST_COMPACT_ABORT={spec}: expected STEP[:N]"
+                ))
+            })?,
+        ),
+        None => (spec.as_str(), 1),
+    };
+    Ok(Some((step.to_owned(), nth)))
+}
+
+fn admin_compact(a: CompactArgs) -> Result<(), CliError> {
+    let settings = local_settings(a.config.as_deref(), a.data, None)?;
+    let abort_at = compact_abort_hook()?;
+    let seen = std::cell::Cell::new(0usize);
+    let on_step = |step: crate::store::CompactStep| {
+        if let Some((name, nth)) = &abort_at {
+            if step.name() == name {
+                seen.set(seen.get() + 1);
+                if seen.get() == *nth {
+                    std::process::abort();
+                }
+            }
+        }
+    };
+    let opts = crate::store::CompactOptions {
+        batch: a.batch,
+        on_step: &on_step,
+    };
+    let r = crate::store::compact_value_log(&settings.data, &opts)
+        .map_err(|e| CliError::Precondition(e.to_string()))?;
+    eprintln!(
+        "paraph: {} compacted: {} values kept in generation {} of the value log, which went \
+         from {} to {} bytes",
+        settings.data.display(),
+        r.values,
+        r.generation,
+        r.bytes_before,
+        r.bytes_after
+    );
+    let mut kinds: Vec<_> = r.kept_by_kind.iter().collect();
+    kinds.sort_by_key(|(_, (_, bytes))| std::cmp::Reverse(*bytes));
+    for (kind, (n, bytes)) in kinds {
+        eprintln!("  {kind}/…: {n} values, {bytes} bytes");
+    }
+    Ok(())
+}
+
 fn admin_check(a: CheckArgs) -> Result<(), CliError> {
     let settings = local_settings(a.config.as_deref(), a.data, None)?;
     let report =
@@ -731,6 +803,9 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Check(a),
         } => admin_check(a),
+        Command::Admin {
+            command: AdminCommand::Compact(a),
+        } => admin_compact(a),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),
@@ -764,6 +839,7 @@ pub fn main() -> ExitCode {
                     | AdminCommand::Convert(_)
                     | AdminCommand::OperatorToken(_)
                     | AdminCommand::Check(_)
+                    | AdminCommand::Compact(_)
             }
     );
     init_tracing(if server_side { "info" } else { "warn" });

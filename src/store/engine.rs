@@ -466,6 +466,17 @@ impl Index {
         })
     }
 
+    /// Gives the index file's free pages back to the file system where the engine needs to be
+    /// asked (redb, and only while this is its one handle; sled reclaims its segments itself).
+    pub fn compact_files(&mut self) -> Result<(), StoreError> {
+        // The write lock: no operation of another handle runs during the compaction.
+        let mut engine = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(Engine::Redb { db }) = engine.as_mut() {
+            db.compact().map_err(redb_error)?;
+        }
+        Ok(())
+    }
+
     /// Makes every change applied so far durable (one fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.with("flush", b"", |e| match e {
@@ -594,6 +605,6 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
 }
 
 /// Makes the renames in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }

@@ -50,8 +50,9 @@
 //! as after a crash), but never in part, and no acknowledged write is lost or built over one
 //! that was dropped.
 //!
-//! Values of 256 bytes or more are kept in the value log (`values.log`, see [`values`]) and
-//! the index holds a checked pointer to them; reads resolve pointers transparently.
+//! Values of 256 bytes or more are kept in the value log (`values.log`, then `values.{g}.log`
+//! after a compaction, see [`values`] and [`compact`]) and the index holds a checked pointer
+//! to them; reads resolve pointers transparently.
 //!
 //! Key layout (one tree, `/`-separated, every tenant-scoped key starts with the tenant id):
 //!
@@ -89,11 +90,13 @@
 //! | `due/{t}/{due:020}/{doc}` | empty: the document's active step is due then |
 //! | `idem/{t}/{caller}/{method}/{key}` | IdemRecord |
 
+mod compact;
 mod engine;
 mod files;
 mod recent;
 mod values;
 
+pub use compact::{compact_value_log, CompactOptions, CompactReport, CompactStep};
 use engine::Index;
 #[cfg(test)]
 use engine::Stored;
@@ -120,6 +123,8 @@ pub enum StoreError {
     InUse(String),
     #[error("conversion refused: {0}")]
     Convert(String),
+    #[error("compaction refused: {0}")]
+    Compact(String),
     #[error("data directory {dir} holds a {found} store, not {wanted}")]
     WrongEngine {
         dir: String,
@@ -771,7 +776,7 @@ impl Out<'_> {
         if writes.contains_key(tests::NO_SPACE.as_bytes()) {
             return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
         }
-        let mut log = Appender::new(self.end);
+        let mut log = Appender::new(self.values.current(), self.end);
         let mut batch: Vec<(&[u8], Option<IVec>)> = Vec::with_capacity(writes.len());
         for (k, v) in writes {
             let stored = match v {

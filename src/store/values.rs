@@ -1,6 +1,13 @@
 //! The value log: large values kept out of sled's pages (key–value separation, as in
 //! WiscKey). sled's B-tree stores a 24-byte pointer instead of the value; the value itself is
-//! appended once to `values.log` beside the database and never rewritten.
+//! appended once to the log beside the database and never rewritten in place.
+//!
+//! Generations: the log is a set of files, `values.log` (generation 0, the only one of older
+//! versions) and `values.{g}.log`; a pointer names its value's generation (the top 16 bits of
+//! its offset field, 0 in every pointer older versions wrote). Appends go to the greatest
+//! generation present. Compaction (see `compact`) copies the live values into a new
+//! generation, moves the pointers to it and only then removes the older files: every file a
+//! pointer names stays until no durable pointer names it.
 //!
 //! Why: sled rewrites a whole leaf (16 entries) every few updates and splits leaves as keys
 //! grow; with documents, signature records and idempotent answers of several KiB in those
@@ -12,9 +19,10 @@
 //! read. Every pointer carries the value's CRC-32: a damaged log is reported as an unreadable
 //! record, never returned as data. This module must not know what the values mean.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Values at least this long go to the log; shorter ones stay in sled's pages.
 pub const INLINE_MAX: usize = 256;
@@ -24,9 +32,15 @@ pub const INLINE_MAX: usize = 256;
 const MAGIC: &[u8; 8] = b"\0pvlog\x01\xff";
 const POINTER_LEN: usize = 8 + 8 + 4 + 4;
 
+/// Bits of the offset field that hold the offset; the rest holds the generation.
+const OFFSET_BITS: u32 = 48;
+/// The largest offset within one generation's file (256 TiB).
+const MAX_OFFSET: u64 = (1 << OFFSET_BITS) - 1;
+
 /// Where a value lives in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pointer {
+    generation: u16,
     offset: u64,
     len: u32,
     crc: u32,
@@ -36,7 +50,8 @@ impl Pointer {
     pub fn encode(&self) -> [u8; POINTER_LEN] {
         let mut out = [0u8; POINTER_LEN];
         out[..8].copy_from_slice(MAGIC);
-        out[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        let field = (u64::from(self.generation) << OFFSET_BITS) | (self.offset & MAX_OFFSET);
+        out[8..16].copy_from_slice(&field.to_be_bytes());
         out[16..20].copy_from_slice(&self.len.to_be_bytes());
         out[20..24].copy_from_slice(&self.crc.to_be_bytes());
         out
@@ -57,12 +72,53 @@ impl Pointer {
             b.copy_from_slice(&value[i..i + 4]);
             u32::from_be_bytes(b)
         };
+        let field = u64_at(8);
         Some(Pointer {
-            offset: u64_at(8),
+            generation: (field >> OFFSET_BITS) as u16,
+            offset: field & MAX_OFFSET,
             len: u32_at(16),
             crc: u32_at(20),
         })
     }
+
+    /// The generation (file) the value is in.
+    pub fn generation(&self) -> u16 {
+        self.generation
+    }
+
+    /// The value's length in bytes.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+}
+
+/// The file of generation `g` in `dir`.
+pub fn file_of(dir: &Path, g: u16) -> PathBuf {
+    match g {
+        0 => dir.join("values.log"),
+        g => dir.join(format!("values.{g}.log")),
+    }
+}
+
+/// The generations whose files `dir` holds, in order.
+pub fn generations_in(dir: &Path) -> Result<Vec<u16>, ValueLogError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name == "values.log" {
+            out.push(0);
+        } else if let Some(g) = name
+            .strip_prefix("values.")
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|g| g.parse::<u16>().ok())
+            .filter(|g| *g > 0)
+        {
+            out.push(g);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
 /// Whether `value` must go to the log rather than inline.
@@ -78,49 +134,93 @@ pub enum ValueLogError {
     Damaged { offset: u64, len: u32 },
     #[error("value too large for the value log ({0} bytes)")]
     TooLarge(usize),
+    #[error("value of {len} bytes at offset {offset} of generation {generation} refers to a file that is not there")]
+    Missing {
+        generation: u16,
+        offset: u64,
+        len: u32,
+    },
+    #[error("the value log's file of generation {0} is full")]
+    Full(u16),
 }
 
-/// The append-only file. Appends come from the applier thread only; reads from anywhere.
+/// The append-only files. Appends come from the applier thread only, to the current (greatest)
+/// generation; reads from anywhere, from any generation present when the log was opened.
 pub struct ValueLog {
-    file: File,
+    files: BTreeMap<u16, File>,
+    current: u16,
 }
 
 impl ValueLog {
+    /// Opens every generation in `dir` (creating generation 0 in a new directory); returns the
+    /// log and the end of its current generation.
     pub fn open(dir: &Path) -> Result<(ValueLog, u64), ValueLogError> {
-        let file = super::files::private_file()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("values.log"))?;
-        let end = file.metadata()?.len();
-        Ok((ValueLog { file }, end))
+        let mut generations = generations_in(dir)?;
+        if generations.is_empty() {
+            generations.push(0);
+        }
+        let mut files = BTreeMap::new();
+        for g in generations {
+            let file = super::files::private_file()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(file_of(dir, g))?;
+            files.insert(g, file);
+        }
+        let (current, end) = match files.last_key_value() {
+            Some((g, f)) => (*g, f.metadata()?.len()),
+            None => (0, 0),
+        };
+        Ok((ValueLog { files, current }, end))
     }
 
-    /// Writes `bytes` at `offset` (the end of the log) and makes them durable.
+    /// The generation appends go to.
+    pub fn current(&self) -> u16 {
+        self.current
+    }
+
+    /// Writes `bytes` at `offset` (the end of the current generation) and makes them durable.
     pub fn append_durable(&self, offset: u64, bytes: &[u8]) -> Result<(), ValueLogError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(bytes, offset)?;
-        self.file.sync_data()?;
+        let file = self
+            .files
+            .get(&self.current)
+            .ok_or(ValueLogError::Full(self.current))?;
+        file.write_all_at(bytes, offset)?;
+        file.sync_data()?;
         Ok(())
     }
 
     /// Cuts the log back to `end` when it is longer (the bytes of a failed append, which no
     /// record refers to), durably.
     pub fn truncate(&self, end: u64) -> Result<(), ValueLogError> {
-        if self.file.metadata()?.len() > end {
-            self.file.set_len(end)?;
-            self.file.sync_all()?;
+        let file = self
+            .files
+            .get(&self.current)
+            .ok_or(ValueLogError::Full(self.current))?;
+        if file.metadata()?.len() > end {
+            file.set_len(end)?;
+            file.sync_all()?;
         }
         Ok(())
     }
 
     /// The value a pointer designates, checked against its CRC.
     pub fn read(&self, p: Pointer) -> Result<Vec<u8>, ValueLogError> {
+        let file = self
+            .files
+            .get(&p.generation)
+            .ok_or(ValueLogError::Missing {
+                generation: p.generation,
+                offset: p.offset,
+                len: p.len,
+            })?;
         let mut buf = vec![0u8; p.len as usize];
-        self.file.read_exact_at(&mut buf, p.offset)?;
+        file.read_exact_at(&mut buf, p.offset)?;
         if crc32fast::hash(&buf) != p.crc {
             return Err(ValueLogError::Damaged {
                 offset: p.offset,
@@ -131,15 +231,56 @@ impl ValueLog {
     }
 }
 
+/// A new generation written by compaction: values appended one by one, made durable together
+/// by [`NewGeneration::sync`] before any pointer to them is stored.
+pub struct NewGeneration {
+    generation: u16,
+    file: File,
+    end: u64,
+}
+
+impl NewGeneration {
+    /// Creates generation `generation`'s file in `dir`; refuses one that exists.
+    pub fn create(dir: &Path, generation: u16) -> Result<NewGeneration, ValueLogError> {
+        let file = super::files::private_file()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(file_of(dir, generation))?;
+        Ok(NewGeneration {
+            generation,
+            file,
+            end: 0,
+        })
+    }
+
+    /// Writes `value` at the end; returns its pointer (durable after [`NewGeneration::sync`]).
+    pub fn append(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
+        let mut one = Appender::new(self.generation, self.end);
+        let p = one.push(value)?;
+        self.file.write_all_at(value, self.end)?;
+        self.end = one.end();
+        Ok(p)
+    }
+
+    pub fn sync(&self) -> Result<(), ValueLogError> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+}
+
 /// A group's large values on their way to the log.
 pub struct Appender {
+    generation: u16,
     start: u64,
     buf: Vec<u8>,
 }
 
 impl Appender {
-    pub fn new(start: u64) -> Appender {
+    /// Values to append to generation `generation` from `start` (its end) on.
+    pub fn new(generation: u16, start: u64) -> Appender {
         Appender {
+            generation,
             start,
             buf: Vec::new(),
         }
@@ -148,8 +289,13 @@ impl Appender {
     /// Queues `value`; returns the pointer to store instead.
     pub fn push(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
         let len = u32::try_from(value.len()).map_err(|_| ValueLogError::TooLarge(value.len()))?;
+        let offset = self.start + self.buf.len() as u64;
+        if offset + u64::from(len) > MAX_OFFSET {
+            return Err(ValueLogError::Full(self.generation));
+        }
         let p = Pointer {
-            offset: self.start + self.buf.len() as u64,
+            generation: self.generation,
+            offset,
             len,
             crc: crc32fast::hash(value),
         };
@@ -179,11 +325,16 @@ mod tests {
     #[test]
     fn pointers_round_trip_and_plain_values_are_not_pointers() {
         let p = Pointer {
+            generation: 0,
             offset: 1 << 40,
             len: 70_000,
             crc: 0xdead_beef,
         };
         assert_eq!(Pointer::decode(&p.encode()), Some(p));
+        // Generation 0 is the layout older versions wrote: the whole field is the offset.
+        assert_eq!(&p.encode()[8..16], &(1u64 << 40).to_be_bytes());
+        let later = Pointer { generation: 7, ..p };
+        assert_eq!(Pointer::decode(&later.encode()), Some(later));
         assert_eq!(Pointer::decode(b"{\"a\":1}"), None);
         let mut almost = p.encode().to_vec();
         almost.push(0);
@@ -201,7 +352,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (log, end) = ValueLog::open(dir.path()).expect("open");
         assert_eq!(end, 0);
-        let mut a = Appender::new(end);
+        let mut a = Appender::new(log.current(), end);
         let p1 = a.push(b"first value").expect("push");
         let p2 = a.push(&[7u8; 1000]).expect("push");
         log.append_durable(a.start(), a.bytes()).expect("append");
@@ -210,7 +361,9 @@ mod tests {
         drop(log);
         let (log, end) = ValueLog::open(dir.path()).expect("reopen");
         assert_eq!(end, a.end());
-        log.file.write_all_at(b"X", p2.offset + 10).expect("damage");
+        log.files[&0]
+            .write_all_at(b"X", p2.offset + 10)
+            .expect("damage");
         assert!(matches!(log.read(p2), Err(ValueLogError::Damaged { .. })));
         assert_eq!(log.read(p1).expect("read"), b"first value");
     }
