@@ -1492,17 +1492,37 @@ mod tests {
                 })
                 .await
                 .expect("commit");
-            // The full disk's group and one built over it are refused, saying why.
-            let (full, over) = tokio::join!(
-                store.transact(|tx| {
-                    tx.put_raw(NO_SPACE, b"x")?;
-                    tx.put_raw("lost", &[b'l'; 3_000])
-                }),
-                store.transact(|tx| {
-                    let seen = tx.get_raw("lost")?;
-                    tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
-                }),
-            );
+            // The full disk's group and one built over it are refused, saying why. Both are
+            // queued while the writer is held by a gate, so that they go into one group
+            // whatever the scheduling (otherwise the second may come after the recovery, and
+            // be rightly answered).
+            let (started_tx, started) = mpsc::sync_channel::<()>(1);
+            let (release, gate) = mpsc::sync_channel::<()>(1);
+            let gated = store.transact(move |tx| {
+                let _ = started_tx.send(());
+                let _ = gate.recv();
+                tx.put_raw("gate", b"1")
+            });
+            use std::future::Future as _;
+            let mut gated = Box::pin(gated);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            // Polled once: submitted. Then wait until the writer runs it.
+            assert!(gated.as_mut().poll(&mut cx).is_pending());
+            started.recv().expect("the gate runs");
+            let mut full = Box::pin(store.transact(|tx| {
+                tx.put_raw(NO_SPACE, b"x")?;
+                tx.put_raw("lost", &[b'l'; 3_000])
+            }));
+            let mut over = Box::pin(store.transact(|tx| {
+                let seen = tx.get_raw("lost")?;
+                tx.put_raw("copied", seen.as_deref().unwrap_or(b"none"))
+            }));
+            assert!(full.as_mut().poll(&mut cx).is_pending());
+            assert!(over.as_mut().poll(&mut cx).is_pending());
+            release.send(()).expect("release the gate");
+            // Its flush may come after the failure, which then refuses it too: either is right.
+            let _ = gated.await;
+            let (full, over) = (full.await, over.await);
             let full = full.expect_err("the group is refused");
             assert!(matches!(full, StoreError::NoSpace(_)), "{full}");
             assert!(over.is_err(), "a mutation behind a full disk was answered");
