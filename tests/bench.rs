@@ -45,9 +45,25 @@ fn paraph() -> Command {
 
 /// Runs `paraph bench … --json` and returns its report.
 fn bench(addr: &str, operator: &str, key_alg: &str) -> Value {
+    bench_with(
+        addr,
+        operator,
+        &[
+            "--documents",
+            "20",
+            "--concurrency",
+            "4",
+            "--key-alg",
+            key_alg,
+        ],
+    )
+}
+
+/// Runs `paraph bench ARGS --json` and returns its report.
+fn bench_with(addr: &str, operator: &str, args: &[&str]) -> Value {
     let child = paraph()
-        .args(["bench", "--documents", "20", "--concurrency", "4", "--json"])
-        .args(["--key-alg", key_alg])
+        .args(["bench", "--json"])
+        .args(args)
         .env("PARAPH_ADDR", addr)
         .env("PARAPH_TOKEN", operator)
         .stdin(Stdio::null())
@@ -73,7 +89,7 @@ fn bench(addr: &str, operator: &str, key_alg: &str) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "paraph bench --key-alg {key_alg}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        "paraph bench {args:?}: {:?}\nstdout: {stdout}\nstderr: {stderr}",
         out.status
     );
     // No progress bar without a terminal (and never with --json).
@@ -132,6 +148,10 @@ fn check_report(r: &Value, key_alg: &str, engine: &str) {
         assert!(trace
             .iter()
             .all(|p| num(&p["rss_bytes"], "rss_bytes") > 0.0));
+        // The data directory's size, read by the server: it holds the documents.
+        assert!(trace
+            .iter()
+            .all(|p| num(&p["store_bytes"], "store_bytes") > 4096.0 * DOCUMENTS as f64));
     }
     let tenant = r["tenant"].as_str().expect("tenant");
     assert!(tenant.starts_with("bench-"), "{tenant}");
@@ -202,6 +222,46 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
         let tenant = report["tenant"].as_str().expect("tenant").to_owned();
         assert!(!tenants.contains(&tenant), "{tenant} reused");
         tenants.push(tenant);
+    }
+
+    // A soak run: a set duration, the server read every second (a line each on stderr).
+    if engine == "sled" {
+        let r = bench_with(
+            &addr,
+            &operator,
+            &[
+                "--duration",
+                "3",
+                "--sample-every",
+                "1",
+                "--concurrency",
+                "2",
+            ],
+        );
+        assert_eq!(r["duration_seconds"], 3, "{r:#}");
+        assert_eq!(r["errors"], 0, "{r:#}");
+        assert_eq!(r["stopped_early"], false, "{r:#}");
+        let completed = r["completed"].as_u64().expect("completed");
+        assert!(completed > 0 && r["attempted"] == completed, "{r:#}");
+        assert!(num(&r["seconds"], "seconds") >= 3.0, "{r:#}");
+        let trace = r["server_rss_trace"].as_array().expect("server_rss_trace");
+        // At 0, 1, 2 and 3 s, and once the last document is done.
+        assert!(trace.len() >= 4, "{r:#}");
+        let at: Vec<f64> = trace
+            .iter()
+            .map(|p| num(&p["seconds"], "seconds"))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] <= w[1]), "{r:#}");
+        let done: Vec<u64> = trace
+            .iter()
+            .map(|p| p["documents_done"].as_u64().expect("documents_done"))
+            .collect();
+        assert!(done.windows(2).all(|w| w[0] <= w[1]), "{r:#}");
+        assert_eq!(done.last(), Some(&completed), "{r:#}");
+        for p in trace {
+            assert!(num(&p["rss_bytes"], "rss_bytes") > 0.0, "{r:#}");
+            assert!(num(&p["store_bytes"], "store_bytes") > 0.0, "{r:#}");
+        }
     }
 
     // A refused circuit name fails clearly (exit 2) and runs nothing.

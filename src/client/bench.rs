@@ -100,6 +100,15 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Run for this many seconds instead of a number of documents (a soak run: --documents is
+    /// then ignored). The server's memory and disk use are read every --sample-every seconds.
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=(7 * 24 * 3600)))]
+    pub duration: Option<u64>,
+    /// With --duration: seconds between two readings of the server's memory and disk use.
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sample_every: u64,
     /// Stop taking new documents once this many errors were counted (0: never stop).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_errors: u64,
@@ -244,7 +253,10 @@ struct Roles {
 
 /// What every task reads.
 struct Shared {
+    /// Documents to run (`usize::MAX` for a run of a set duration).
     total: usize,
+    /// The end of a run of a set duration: no document is started after it.
+    deadline: Option<Instant>,
     next: AtomicUsize,
     done: AtomicUsize,
     /// Documents with an error.
@@ -422,6 +434,9 @@ async fn worker(mut roles: Roles, sh: Arc<Shared>) -> Tally {
     let mut t = Tally::default();
     loop {
         if sh.max_errors > 0 && sh.errors.load(Ordering::Relaxed) >= sh.max_errors {
+            return t;
+        }
+        if sh.deadline.is_some_and(|d| Instant::now() >= d) {
             return t;
         }
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
@@ -631,6 +646,8 @@ struct ServerFigures {
     peak: u64,
     /// Its storage engine; empty from a server that does not say.
     engine: String,
+    /// What its data directory takes on disk; 0 from a server that does not say.
+    store: u64,
 }
 
 /// The server's resident memory now and at its peak, and its storage engine, when the server
@@ -654,6 +671,7 @@ async fn server_stats(op: &Target, limit: Duration) -> Option<ServerFigures> {
                 rss: s.rss_bytes,
                 peak: s.peak_rss_bytes,
                 engine: s.storage_engine,
+                store: s.store_bytes,
             })
         }
         Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => None,
@@ -664,17 +682,32 @@ async fn server_stats(op: &Target, limit: Duration) -> Option<ServerFigures> {
 /// How many times the server's memory is read during the run.
 const RSS_SAMPLES: usize = 10;
 
-/// The server's resident memory each time another tenth of the documents is done, as
-/// `(documents done, RSS bytes)`: whether memory stays flat over a long run shows there, not
-/// in one peak figure. Ends when the run does; empty if the server does not tell.
-async fn rss_trace(op: Target, sh: Arc<Shared>, limit: Duration) -> Vec<(usize, u64)> {
+/// One reading of the server during the run.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Since the run started.
+    seconds: f64,
+    documents_done: usize,
+    rss: u64,
+    store: u64,
+}
+
+/// The server's resident memory and disk use each time another tenth of the documents is
+/// done: whether memory stays flat over a long run shows there, not in one peak figure. Ends
+/// when the run does; empty if the server does not tell.
+async fn rss_trace(op: Target, sh: Arc<Shared>, limit: Duration, start: Instant) -> Vec<Sample> {
     let mut trace = Vec::with_capacity(RSS_SAMPLES);
     let mut next = 1;
     while next <= RSS_SAMPLES {
         let done = sh.done.load(Ordering::Relaxed);
         if done * RSS_SAMPLES >= next * sh.total {
             match server_stats(&op, limit).await {
-                Some(s) => trace.push((done, s.rss)),
+                Some(s) => trace.push(Sample {
+                    seconds: start.elapsed().as_secs_f64(),
+                    documents_done: done,
+                    rss: s.rss,
+                    store: s.store,
+                }),
                 None => break,
             }
             while next * sh.total <= done * RSS_SAMPLES {
@@ -689,6 +722,62 @@ async fn rss_trace(op: Target, sh: Arc<Shared>, limit: Duration) -> Vec<(usize, 
     }
     trace
 }
+
+/// The soak run's readings: the server's memory and disk use every `every`, from the start
+/// until the run ends (the last one after it). Each is also printed as it comes, so that a
+/// long run shows its course. Empty if the server does not tell.
+async fn soak_trace(
+    op: Target,
+    sh: Arc<Shared>,
+    limit: Duration,
+    start: Instant,
+    every: Duration,
+) -> Vec<Sample> {
+    let mut trace: Vec<Sample> = Vec::new();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::from_std(start), every);
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = async {
+                while !sh.finished.load(Ordering::Relaxed) {
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                }
+            } => true,
+        };
+        let done = sh.done.load(Ordering::Relaxed);
+        let Some(s) = server_stats(&op, limit).await else {
+            break;
+        };
+        let sample = Sample {
+            seconds: start.elapsed().as_secs_f64(),
+            documents_done: done,
+            rss: s.rss,
+            store: s.store,
+        };
+        let rate = match trace.last() {
+            Some(p) if sample.seconds > p.seconds => {
+                (done - p.documents_done) as f64 / (sample.seconds - p.seconds)
+            }
+            _ => 0.0,
+        };
+        eprintln_text!(
+            "paraph bench: {:>7.0} s  {:>9} documents  {:>7.1} documents/s  RSS {:>8.1} MiB  \
+             store {:>9.1} MiB",
+            sample.seconds,
+            done,
+            rate,
+            sample.rss as f64 / MIB,
+            sample.store as f64 / MIB
+        );
+        trace.push(sample);
+        if last {
+            break;
+        }
+    }
+    trace
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// The measured run, for the output.
 struct Report {
@@ -708,8 +797,11 @@ struct Report {
     peak_rss: Option<u64>,
     /// The server's storage engine, when it says.
     engine: Option<String>,
-    /// `(documents done, server RSS)` at each tenth of the run.
-    rss_trace: Vec<(usize, u64)>,
+    /// The server's memory and disk use at each tenth of the run (each --sample-every of a
+    /// soak run).
+    rss_trace: Vec<Sample>,
+    /// A run of a set duration (--duration), in seconds.
+    duration: Option<u64>,
 }
 
 impl Report {
@@ -746,7 +838,8 @@ impl Report {
             "documents": self.documents,
             "attempted": self.attempted,
             "completed": self.tally.completed,
-            "stopped_early": self.attempted < self.documents,
+            "stopped_early": self.duration.is_none() && self.attempted < self.documents,
+            "duration_seconds": self.duration,
             "concurrency": self.concurrency,
             "document_bytes": self.size,
             "seconds": round3(self.seconds),
@@ -763,7 +856,12 @@ impl Report {
             "server_rss_trace": self
                 .rss_trace
                 .iter()
-                .map(|(done, rss)| json!({ "documents_done": done, "rss_bytes": rss }))
+                .map(|s| json!({
+                    "seconds": round3(s.seconds),
+                    "documents_done": s.documents_done,
+                    "rss_bytes": s.rss,
+                    "store_bytes": s.store,
+                }))
                 .collect::<Vec<_>>(),
         })
     }
@@ -795,7 +893,7 @@ impl Report {
             self.tally.rpcs
         ));
         out.push_str(&format!("  errors        {}\n", self.tally.error_count()));
-        if self.attempted < self.documents {
+        if self.duration.is_none() && self.attempted < self.documents {
             out.push_str(&format!(
                 "  stopped early after {} of {} documents (--max-errors)\n",
                 self.attempted, self.documents
@@ -819,15 +917,19 @@ impl Report {
             out.push_str("  server RSS    not available\n");
         }
         if !self.rss_trace.is_empty() {
-            let points: Vec<String> = self
-                .rss_trace
-                .iter()
-                .map(|(done, rss)| format!("{done}: {}", mib(Some(*rss))))
-                .collect();
             out.push_str(&format!(
-                "  server RSS by documents done   {}\n",
-                points.join(", ")
+                "\n  {:>8} {:>10} {:>12} {:>14}\n",
+                "seconds", "documents", "server RSS", "store on disk"
             ));
+            for s in &self.rss_trace {
+                out.push_str(&format!(
+                    "  {:>8.0} {:>10} {:>12} {:>14}\n",
+                    s.seconds,
+                    s.documents_done,
+                    mib(Some(s.rss)),
+                    mib(Some(s.store))
+                ));
+            }
         }
         out.push_str(&format!(
             "\n  {:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms)\n",
@@ -860,7 +962,10 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
             )
         })?
         .to_owned();
-    let documents = a.documents as usize;
+    let documents = match a.duration {
+        Some(_) => usize::MAX,
+        None => a.documents as usize,
+    };
     let concurrency = a.concurrency as usize;
     let limit = Duration::from_secs(a.timeout);
     // About ten calls: bounded as a whole.
@@ -877,6 +982,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
 
     let shared = Arc::new(Shared {
         total: documents,
+        deadline: a.duration.map(|d| Instant::now() + Duration::from_secs(d)),
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         failed: AtomicU64::new(0),
@@ -890,33 +996,44 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         circuit: a.circuit.clone(),
         size: a.size as usize,
     });
-    let progress = (!a.c.json && std::io::stderr().is_terminal()).then(|| {
-        let sh = shared.clone();
-        tokio::spawn(async move {
-            let mut bar = Progress::new();
-            let start = Instant::now();
-            loop {
-                let done = sh.done.load(Ordering::Relaxed);
-                let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3);
-                bar.draw(&format!(
-                    "{} {rate:.0} documents/s, {} failed",
-                    progress_bar(done, sh.total),
-                    sh.failed.load(Ordering::Relaxed)
-                ));
-                if done >= sh.total || sh.finished.load(Ordering::Relaxed) {
-                    break;
+    // A soak run prints a line per reading instead.
+    let progress =
+        (!a.c.json && a.duration.is_none() && std::io::stderr().is_terminal()).then(|| {
+            let sh = shared.clone();
+            tokio::spawn(async move {
+                let mut bar = Progress::new();
+                let start = Instant::now();
+                loop {
+                    let done = sh.done.load(Ordering::Relaxed);
+                    let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-3);
+                    bar.draw(&format!(
+                        "{} {rate:.0} documents/s, {} failed",
+                        progress_bar(done, sh.total),
+                        sh.failed.load(Ordering::Relaxed)
+                    ));
+                    if done >= sh.total || sh.finished.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(PROGRESS_EVERY).await;
                 }
-                tokio::time::sleep(PROGRESS_EVERY).await;
-            }
-            bar.clear();
-        })
-    });
+                bar.clear();
+            })
+        });
 
+    let start = Instant::now();
     let trace = before.is_some().then(|| {
         let op = target(&a.c, operator.clone(), None);
-        tokio::spawn(rss_trace(op, shared.clone(), limit))
+        match a.duration {
+            Some(_) => tokio::spawn(soak_trace(
+                op,
+                shared.clone(),
+                limit,
+                start,
+                Duration::from_secs(a.sample_every),
+            )),
+            None => tokio::spawn(rss_trace(op, shared.clone(), limit, start)),
+        }
     });
-    let start = Instant::now();
     let tasks: Vec<_> = (0..concurrency.min(documents))
         .map(|_| tokio::spawn(worker(setup.roles.clone(), shared.clone())))
         .collect();
@@ -944,7 +1061,11 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
         tenant: setup.tenant,
         circuit: a.circuit.clone(),
         key_alg: a.key_alg,
-        documents,
+        documents: match a.duration {
+            Some(_) => shared.started.load(Ordering::Relaxed),
+            None => documents,
+        },
+        duration: a.duration,
         attempted: shared.started.load(Ordering::Relaxed),
         concurrency,
         size: a.size as usize,

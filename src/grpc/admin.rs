@@ -246,6 +246,7 @@ impl AdminService for Api {
             peak_rss_bytes: s.peak_rss_bytes,
             uptime_seconds: s.uptime_seconds,
             storage_engine: s.storage_engine.to_string(),
+            store_bytes: s.store_bytes,
         }))
     }
 }

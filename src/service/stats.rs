@@ -16,6 +16,8 @@ pub struct ServerStats {
     pub uptime_seconds: u64,
     /// The engine of the store's index.
     pub storage_engine: crate::store::EngineKind,
+    /// What the data directory takes on disk, in bytes; 0 when it cannot be read.
+    pub store_bytes: u64,
 }
 
 /// Reads `VmRSS` and `VmHWM` (given in kB) from the text of `/proc/<pid>/status`.
@@ -51,8 +53,16 @@ impl Paraph {
             .await
             .map(|s| parse_proc_status(&s))
             .unwrap_or((0, 0));
+        // A walk of a few directory entries, off the runtime's threads.
+        let store = self.store().clone();
+        let store_bytes = tokio::task::spawn_blocking(move || store.disk_bytes())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or(0);
         Ok(ServerStats {
             rss_bytes,
+            store_bytes,
             peak_rss_bytes,
             uptime_seconds: self.started.elapsed().as_secs(),
             storage_engine: self.store().engine(),

@@ -245,6 +245,11 @@ impl Index {
         self.kind
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Closes the engine and opens its files again, dropping whatever it held in memory and had
     /// not made durable: what it serves afterwards is what its files hold. Waits for every
     /// operation under way. If the opening fails, every operation fails until a later

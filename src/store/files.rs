@@ -15,6 +15,26 @@ const DIR_MODE: u32 = 0o700;
 /// A file's mode.
 const FILE_MODE: u32 = 0o600;
 
+/// The bytes the files under `dir` take on disk (allocated blocks, so a sparse file counts for
+/// what it holds); files that vanish while it walks are skipped.
+pub fn disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(entry.path());
+            } else {
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Creates `dir` (and its missing parents) owner-only.
 pub fn create_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)

@@ -530,6 +530,11 @@ impl Store {
         self.index.kind()
     }
 
+    /// The bytes the data directory takes on disk (index, value log, everything in it).
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        Ok(files::disk_bytes(self.index.dir())?)
+    }
+
     pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
         match self.index.get(key.as_bytes())? {
             Some(v) => Ok(Some(resolve(&self.values, key.as_bytes(), v)?)),
