@@ -236,13 +236,18 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
                 "1",
                 "--concurrency",
                 "2",
+                "--rate",
+                "5",
             ],
         );
+        assert_eq!(r["rate"], 5, "{r:#}");
         assert_eq!(r["duration_seconds"], 3, "{r:#}");
         assert_eq!(r["errors"], 0, "{r:#}");
         assert_eq!(r["stopped_early"], false, "{r:#}");
         let completed = r["completed"].as_u64().expect("completed");
         assert!(completed > 0 && r["attempted"] == completed, "{r:#}");
+        // Paced: at most 5 a second, whatever the machine.
+        assert!(completed <= 16, "{r:#}");
         assert!(num(&r["seconds"], "seconds") >= 3.0, "{r:#}");
         let trace = r["server_rss_trace"].as_array().expect("server_rss_trace");
         // At 0, 1, 2 and 3 s, and once the last document is done.

@@ -105,6 +105,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=(7 * 24 * 3600)))]
     pub duration: Option<u64>,
+    /// Start at most this many documents per second (0: as fast as the tasks go). A long soak
+    /// run at a steady rate shows memory and disk use per document without filling the disk.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub rate: u32,
     /// With --duration: seconds between two readings of the server's memory and disk use.
     #[arg(long, value_name = "SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -257,6 +261,8 @@ struct Shared {
     total: usize,
     /// The end of a run of a set duration: no document is started after it.
     deadline: Option<Instant>,
+    /// With --rate: when the run started and the time between two document starts.
+    pace: Option<(Instant, Duration)>,
     next: AtomicUsize,
     done: AtomicUsize,
     /// Documents with an error.
@@ -442,6 +448,14 @@ async fn worker(mut roles: Roles, sh: Arc<Shared>) -> Tally {
         let i = sh.next.fetch_add(1, Ordering::Relaxed);
         if i >= sh.total {
             return t;
+        }
+        if let Some((start, gap)) = sh.pace {
+            // Document i starts no earlier than i gaps after the start.
+            let at = start + gap.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+                return t;
+            }
         }
         sh.started.fetch_add(1, Ordering::Relaxed);
         let before = t.error_count();
@@ -802,6 +816,8 @@ struct Report {
     rss_trace: Vec<Sample>,
     /// A run of a set duration (--duration), in seconds.
     duration: Option<u64>,
+    /// Documents started per second at most (--rate; 0: no limit).
+    rate: u32,
 }
 
 impl Report {
@@ -841,6 +857,7 @@ impl Report {
             "stopped_early": self.duration.is_none() && self.attempted < self.documents,
             "duration_seconds": self.duration,
             "concurrency": self.concurrency,
+            "rate": self.rate,
             "document_bytes": self.size,
             "seconds": round3(self.seconds),
             "documents_per_second": round3(self.per_second(self.tally.completed)),
@@ -881,6 +898,12 @@ impl Report {
             self.circuit,
             self.tenant
         );
+        if self.rate > 0 {
+            out.push_str(&format!(
+                "  paced at      {} documents/s at most\n",
+                self.rate
+            ));
+        }
         out.push_str(&format!("  wall time     {:.2} s\n", self.seconds));
         out.push_str(&format!(
             "  documents/s   {:.1}   ({} completed)\n",
@@ -983,6 +1006,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
     let shared = Arc::new(Shared {
         total: documents,
         deadline: a.duration.map(|d| Instant::now() + Duration::from_secs(d)),
+        pace: (a.rate > 0).then(|| (Instant::now(), Duration::from_secs(1) / a.rate)),
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         failed: AtomicU64::new(0),
@@ -1066,6 +1090,7 @@ pub async fn run(a: BenchArgs) -> Result<(), CliError> {
             None => documents,
         },
         duration: a.duration,
+        rate: a.rate,
         attempted: shared.started.load(Ordering::Relaxed),
         concurrency,
         size: a.size as usize,
