@@ -48,8 +48,8 @@ pub struct Settings {
     pub max_concurrent_streams: u32,
     /// Bytes of request bodies the whole server holds at once, for every call together. A call
     /// whose body would go beyond it waits `request_budget_wait_ms`, then fails with
-    /// RESOURCE_EXHAUSTED. A call holds its share until its body has been read to the end (for
-    /// an upload: its whole size until it is over).
+    /// RESOURCE_EXHAUSTED. A call holds the bytes of the message it is receiving until that
+    /// message is complete (an upload holds one chunk at a time, not its whole size).
     pub max_request_bytes_in_flight: u64,
     /// How long a request body waits for room in `max_request_bytes_in_flight`.
     pub request_budget_wait_ms: u64,

@@ -264,6 +264,22 @@ async fn request_bodies_share_one_budget_for_the_whole_server() {
     drop(d);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_larger_than_the_budget_holds_one_chunk_at_a_time() {
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
+        s.max_request_bytes_in_flight = 1024 * 1024;
+        s.request_budget_wait_ms = 200;
+    })
+    .await;
+    let org = common::Org::create(&srv, "ville-t1").await;
+    common::create_circuit(&srv, &org, "one", vec![common::visa(&["alice"])]).await;
+    let content = vec![b'%'; 3 * 1024 * 1024];
+    let mut docs = srv.docs(org.token("finance"), None);
+    let header = common::header("one", "Budget", &[]);
+    let doc = common::submit_raw(&mut docs, header, &content, 64 * 1024).await;
+    assert!(doc.is_ok(), "{doc:?}");
+}
+
 #[tokio::test]
 async fn streams_per_connection_are_capped() {
     let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {

@@ -190,13 +190,57 @@ struct Waiting {
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
+/// Where a request body is in gRPC's framing: each message is a 5-byte prefix (compression
+/// flag, length as u32) followed by that many bytes.
+#[derive(Default)]
+struct Framing {
+    prefix: [u8; 5],
+    have: usize,
+    left: u64,
+}
+
+impl Framing {
+    /// Walks `data`. When a message ends in it, the number of its last bytes that belong to
+    /// the next, unfinished message; `None` when all of it belongs to an unfinished message.
+    fn advance(&mut self, data: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        let mut ended = None;
+        while i < data.len() {
+            if self.have < self.prefix.len() {
+                let take = (self.prefix.len() - self.have).min(data.len() - i);
+                self.prefix[self.have..self.have + take].copy_from_slice(&data[i..i + take]);
+                self.have += take;
+                i += take;
+                if self.have == self.prefix.len() {
+                    let [_, a, b, c, d] = self.prefix;
+                    self.left = u64::from(u32::from_be_bytes([a, b, c, d]));
+                }
+            } else {
+                let take = usize::try_from(self.left)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len() - i);
+                self.left -= take as u64;
+                i += take;
+            }
+            if self.have == self.prefix.len() && self.left == 0 {
+                self.have = 0;
+                ended = Some(data.len() - i);
+            }
+        }
+        ended
+    }
+}
+
 /// A request body that takes its bytes from the server's budget as they arrive and gives them
-/// back when it is dropped (the body read to its end, or the call over).
+/// back as soon as the message they belong to is complete (it is then decoded and handed to
+/// the service, out of this budget), or when the body is dropped. A call thus holds at most
+/// one unfinished message's bytes: an upload does not hold its whole size.
 struct Budgeted {
     inner: Body,
     budget: Arc<Budget>,
     held: Option<OwnedSemaphorePermit>,
     waiting: Option<Waiting>,
+    framing: Framing,
 }
 
 impl Budgeted {
@@ -206,6 +250,7 @@ impl Budgeted {
             budget,
             held: None,
             waiting: None,
+            framing: Framing::default(),
         }
     }
 
@@ -213,11 +258,18 @@ impl Budgeted {
         self.held.as_ref().map_or(0, |p| p.num_permits())
     }
 
-    fn keep(&mut self, permit: OwnedSemaphorePermit) {
+    /// Takes `permit` for the bytes of `frame`, then gives back those of the messages it ends.
+    fn pass(&mut self, frame: Frame<Bytes>, permit: OwnedSemaphorePermit) -> Frame<Bytes> {
         match self.held.as_mut() {
             Some(h) => h.merge(permit),
             None => self.held = Some(permit),
         }
+        let carry = frame.data_ref().and_then(|d| self.framing.advance(d));
+        if let (Some(carry), Some(held)) = (carry, self.held.as_mut()) {
+            let done = held.num_permits().saturating_sub(carry);
+            drop(held.split(done));
+        }
+        frame
     }
 
     fn exhausted(&self) -> Status {
@@ -240,8 +292,7 @@ impl http_body::Body for Budgeted {
             match w.room.as_mut().poll(cx) {
                 Poll::Ready(Ok(permit)) => {
                     let frame = this.waiting.take().map(|w| w.frame);
-                    this.keep(permit);
-                    return Poll::Ready(frame.map(Ok));
+                    return Poll::Ready(frame.map(|f| Ok(this.pass(f, permit))));
                 }
                 Poll::Ready(Err(_)) => {
                     this.waiting = None;
@@ -264,7 +315,7 @@ impl http_body::Body for Budgeted {
         if n == 0 {
             return Poll::Ready(Some(Ok(frame)));
         }
-        // A body larger than the whole budget can never be held: refused at once.
+        // A message larger than the whole budget can never be held: refused at once.
         let Some(want) = this
             .held()
             .checked_add(n)
@@ -274,10 +325,7 @@ impl http_body::Body for Budgeted {
             return Poll::Ready(Some(Err(this.exhausted())));
         };
         match this.budget.bytes.clone().try_acquire_many_owned(want) {
-            Ok(permit) => {
-                this.keep(permit);
-                Poll::Ready(Some(Ok(frame)))
-            }
+            Ok(permit) => Poll::Ready(Some(Ok(this.pass(frame, permit)))),
             Err(tokio::sync::TryAcquireError::Closed) => Poll::Ready(Some(Err(this.exhausted()))),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 this.waiting = Some(Waiting {
@@ -297,5 +345,35 @@ impl http_body::Body for Budgeted {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+
+    fn message(len: u32) -> Vec<u8> {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&len.to_be_bytes());
+        v.resize(5 + len as usize, 7);
+        v
+    }
+
+    #[test]
+    fn framing_finds_message_ends_across_any_split() {
+        let mut body = message(10);
+        body.extend(message(0));
+        body.extend(message(3));
+        // Messages end at 15, 20 and 28. Every split of the body in two: each part reports the
+        // bytes after the last end it holds.
+        let ends = [15, 20, 28];
+        for cut in 0..=body.len() {
+            let mut f = Framing::default();
+            let (a, b) = body.split_at(cut);
+            let last = ends.iter().rev().find(|e| **e <= cut && **e > 0);
+            assert_eq!(f.advance(a), last.map(|e| cut - e), "cut at {cut}");
+            let expected = (cut < 28).then_some(0);
+            assert_eq!(f.advance(b), expected, "cut at {cut}");
+        }
     }
 }
