@@ -145,14 +145,10 @@ where
     }
 }
 
-/// Counts the call on its connection (for the idle timeout) until its answer is over.
+/// Counts the call on its connection (for the idle timeout) until its answer is over. tonic
+/// puts the connection's info in the extensions, over TLS too.
 fn call_open(req: &http::Request<Body>) -> Option<CallOpen> {
-    let ext = req.extensions();
-    let info = ext.get::<ConnInfo>().or_else(|| {
-        ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
-            .map(|t| t.get_ref())
-    })?;
-    Some(info.state.begin())
+    Some(req.extensions().get::<ConnInfo>()?.state.begin())
 }
 
 /// An answer body that keeps its call counted open on the connection until it is dropped.
