@@ -137,12 +137,24 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.expired(cx) {
-            tracing::debug!("closing an idle connection");
-            // End of stream: the HTTP/2 connection ends as if the peer had left.
-            return Poll::Ready(Ok(()));
+        if !this.expired(cx) {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        // What has arrived meanwhile is read first (a call may be beginning): the connection
+        // then gets one more idle period.
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.timer.as_mut().reset(Instant::now() + this.idle);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => {
+                tracing::debug!("closing an idle connection");
+                // End of stream: the HTTP/2 connection ends as if the peer had left.
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
