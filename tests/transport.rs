@@ -358,6 +358,31 @@ async fn an_idle_connection_is_closed() {
     assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
 }
 
+#[tokio::test]
+async fn a_peer_that_does_not_answer_pings_is_dropped() {
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
+        s.http2_keepalive_interval_secs = 1;
+        s.http2_keepalive_timeout_secs = 1;
+    })
+    .await;
+    // An HTTP/2 client preface and empty SETTINGS, then deaf: no SETTINGS ack, no PING answer.
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a deaf peer is still connected");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_does_not_spin_and_service_resumes() {
     let dir = tempfile::tempdir().unwrap();
