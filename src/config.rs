@@ -43,6 +43,27 @@ pub struct Settings {
     /// Serve gRPC server reflection (`grpc.reflection.v1`), which describes every service to
     /// anyone who connects: handy in development, not needed in production.
     pub reflection: bool,
+    /// Most concurrent calls (HTTP/2 streams) one connection may have open; the client waits
+    /// for one to end before it opens another.
+    pub max_concurrent_streams: u32,
+    /// Bytes of request bodies the whole server holds at once, for every call together. A call
+    /// whose body would go beyond it waits `request_budget_wait_ms`, then fails with
+    /// RESOURCE_EXHAUSTED. A call holds the bytes of the message it is receiving until that
+    /// message is complete (an upload holds one chunk at a time, not its whole size).
+    pub max_request_bytes_in_flight: u64,
+    /// How long a request body waits for room in `max_request_bytes_in_flight`.
+    pub request_budget_wait_ms: u64,
+    /// A call must be answered within this time (streamed answers, like WatchEvents, only have
+    /// to begin within it; uploads are not timed out here), else DEADLINE_EXCEEDED.
+    pub request_timeout_secs: u64,
+    /// A connection with no call open for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Interval of the HTTP/2 pings that check a connection's peer is still there.
+    pub http2_keepalive_interval_secs: u64,
+    /// A connection whose peer does not answer a ping within this time is closed.
+    pub http2_keepalive_timeout_secs: u64,
+    /// Idle time before TCP keepalive probes start on a connection.
+    pub tcp_keepalive_secs: u64,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -110,6 +131,14 @@ impl Default for Settings {
             seals: Default::default(),
             audit_key: None,
             reflection: true,
+            max_concurrent_streams: 100,
+            max_request_bytes_in_flight: 256 * 1024 * 1024,
+            request_budget_wait_ms: 2_000,
+            request_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            tcp_keepalive_secs: 60,
         }
     }
 }
@@ -168,8 +197,43 @@ impl Settings {
                 }
             }
         }
-        Settings::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let settings = Settings::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Refuses limits that would disable themselves: each must be above zero.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let limits = [
+            (
+                "max_concurrent_streams",
+                u64::from(self.max_concurrent_streams),
+            ),
+            (
+                "max_request_bytes_in_flight",
+                self.max_request_bytes_in_flight,
+            ),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            (
+                "http2_keepalive_interval_secs",
+                self.http2_keepalive_interval_secs,
+            ),
+            (
+                "http2_keepalive_timeout_secs",
+                self.http2_keepalive_timeout_secs,
+            ),
+            ("tcp_keepalive_secs", self.tcp_keepalive_secs),
+        ];
+        for (key, value) in limits {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be above 0 (it is a limit; see the settings in the README)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -213,5 +277,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("rocksdb") && e.contains("redb"), "{e}");
+    }
+
+    #[test]
+    fn transport_limits_are_settings_and_zero_is_refused() {
+        let env = |k: &str, v: &str| [(k.to_string(), v.to_string())];
+        let s = Settings::load(None, env("PARAPH__IDLE_TIMEOUT_SECS", "7")).unwrap();
+        assert_eq!(s.idle_timeout_secs, 7);
+        let e = Settings::load(None, env("PARAPH__MAX_CONCURRENT_STREAMS", "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_concurrent_streams"), "{e}");
     }
 }

@@ -49,6 +49,8 @@ pub enum ServerError {
     Seal { tenant: String, reason: String },
     #[error("check: {0}")]
     Check(String),
+    #[error("settings: {0}")]
+    Setting(String),
     #[error("demo setup failed: {0}")]
     Demo(String),
     #[error("operator token: {0}")]
@@ -155,9 +157,25 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    settings
+        .check()
+        .map_err(|e| ServerError::Setting(e.to_string()))?;
+    // Calls are authenticated on their headers before any body is read; bodies draw on one
+    // budget for the whole server; calls and connections are bounded in number and time.
+    let guard = crate::grpc::guard::GuardLayer::new(
+        svc.clone(),
+        crate::grpc::guard::Budget::new(
+            settings.max_request_bytes_in_flight,
+            std::time::Duration::from_millis(settings.request_budget_wait_ms),
+        ),
+        secs(settings.request_timeout_secs),
+    );
     // One span per call with its method only: never metadata (tokens) nor payloads (documents).
-    let mut builder =
-        Server::builder().trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()));
+    let mut builder = Server::builder()
+        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .http2_keepalive_interval(Some(secs(settings.http2_keepalive_interval_secs)))
+        .http2_keepalive_timeout(Some(secs(settings.http2_keepalive_timeout_secs)));
     if let Some(tls) = &settings.tls {
         let identity = Identity::from_pem(
             read("TLS certificate", &tls.cert)?,
@@ -204,19 +222,18 @@ pub async fn serve(
         tracing::info!("shutting down: no new calls, finishing in-flight ones");
         let _ = stop_tx.send(true);
     };
-    // Small request/response exchanges must not wait for delayed ACKs (Nagle): every accepted
-    // connection gets TCP_NODELAY, as tonic does for the listeners it binds itself.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-                }
-            })
+    // Every accepted connection gets TCP_NODELAY (small exchanges must not wait for delayed
+    // ACKs) and TCP keepalive; accepting backs off when it fails (no descriptor left); a
+    // connection with no call open for `idle_timeout_secs` is closed.
+    let incoming = crate::grpc::conn::Incoming::new(
+        listener,
+        crate::grpc::conn::ConnOptions {
+            idle: secs(settings.idle_timeout_secs),
+            tcp_keepalive: secs(settings.tcp_keepalive_secs),
         },
     );
     builder
+        .layer(guard)
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(AdminServiceServer::new(api.clone()))
@@ -233,6 +250,10 @@ pub async fn serve(
     svc.store().flush().await?;
     tracing::info!("store flushed, stopped");
     Ok(())
+}
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
 }
 
 /// Reports the server NOT_SERVING while its store cannot write (a full disk) and SERVING again

@@ -248,6 +248,7 @@ async fn tls_and_client_certificate_authentication() {
     let mut settings = paraph::config::Settings {
         data: dir.path().join("data"),
         tls: Some(tls),
+        idle_timeout_secs: 1,
         ..Default::default()
     };
     let (svc, boot) =
@@ -273,7 +274,7 @@ async fn tls_and_client_certificate_authentication() {
         })
         .await
         .unwrap();
-    let mut admin = proto::admin_service_client::AdminServiceClient::new(ch);
+    let mut admin = proto::admin_service_client::AdminServiceClient::new(ch.clone());
     let mut req = tonic::Request::new(proto::ListUsersRequest {});
     req.metadata_mut().insert(
         "authorization",
@@ -282,6 +283,31 @@ async fn tls_and_client_certificate_authentication() {
     req.metadata_mut()
         .insert("x-paraph-tenant", "default".parse().unwrap());
     admin.list_users(req).await.unwrap();
+    // Over TLS too, a connection with a call open (a watch) stays while an idle one, here one
+    // that never begins its handshake, is closed after idle_timeout_secs.
+    let mut watch = proto::document_service_client::DocumentServiceClient::new(ch.clone());
+    let mut req = tonic::Request::new(proto::WatchEventsRequest {});
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {operator}").parse().unwrap(),
+    );
+    req.metadata_mut()
+        .insert("x-paraph-tenant", "default".parse().unwrap());
+    let mut watch = watch.watch_events(req).await.unwrap().into_inner();
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 256];
+        while let Ok(n) = idle.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection stayed open");
+    let next = tokio::time::timeout(std::time::Duration::from_millis(300), watch.message()).await;
+    assert!(next.is_err(), "the watch ended: {next:?}");
     // Without one: the handshake or the first call fails.
     let refused = match tls_channel(addr, &certs, false).await {
         Err(_) => true,

@@ -9,9 +9,11 @@ mod admin;
 mod audit;
 mod circuits;
 pub mod codec;
+pub mod conn;
 mod convert;
 mod delegation;
 mod documents;
+pub mod guard;
 pub mod signatures;
 
 pub use admin::AdminApi;
@@ -91,6 +93,26 @@ fn store_status(e: &StoreError) -> Option<Status> {
     }
 }
 
+/// Why the transport refused or cut a call, before or around the services.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "the server holds too many request bytes at once (max_request_bytes_in_flight = {total}); \
+         retry later"
+    )]
+    Budget { total: usize },
+    #[error("the call was not answered within {0:?} (request_timeout_secs)")]
+    Timeout(std::time::Duration),
+}
+
+/// Maps a transport refusal to its status: excess is RESOURCE_EXHAUSTED, never growth.
+pub fn transport_status(e: TransportError) -> Status {
+    match e {
+        TransportError::Budget { .. } => Status::resource_exhausted(e.to_string()),
+        TransportError::Timeout(_) => Status::deadline_exceeded(e.to_string()),
+    }
+}
+
 /// Converts a domain error met while parsing a request.
 pub(crate) fn invalid(e: DomainError) -> Status {
     to_status(ServiceError::Domain(e))
@@ -98,7 +120,11 @@ pub(crate) fn invalid(e: DomainError) -> Status {
 
 /// Authenticates a request from its `authorization: Bearer …` and tenant metadata.
 pub(crate) async fn principal<T>(svc: &Paraph, req: &Request<T>) -> Result<Principal, Status> {
-    let md = req.metadata();
+    authenticate(svc, req.metadata().as_ref()).await
+}
+
+/// Authenticates the headers of a call (`authorization: Bearer …`, `x-paraph-tenant`).
+pub(crate) async fn authenticate(svc: &Paraph, md: &http::HeaderMap) -> Result<Principal, Status> {
     let token = md
         .get("authorization")
         .and_then(|v| v.to_str().ok())
