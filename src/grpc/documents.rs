@@ -16,8 +16,21 @@ pub type DocumentApi = Api;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// Content is served in chunks of this size.
-const CHUNK: usize = 1024 * 1024;
+/// The next message of an upload, refused with DEADLINE_EXCEEDED when none arrived within
+/// the idle timeout (the upload is then dropped: nothing is stored).
+async fn next_within<T>(
+    stream: &mut Streaming<T>,
+    idle: std::time::Duration,
+) -> Result<Option<T>, Status> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Ok(m) => m,
+        Err(_) => Err(to_status(ServiceError::TimedOut(format!(
+            "the upload sent nothing for {} s (transfer_idle_timeout_secs): it was abandoned \
+             and nothing was stored",
+            idle.as_secs()
+        )))),
+    }
+}
 
 fn doc_id(s: &str) -> Result<DocumentId, Status> {
     DocumentId::parse(s).map_err(invalid)
@@ -30,9 +43,11 @@ impl DocumentService for Api {
         req: Request<Streaming<proto::SubmitDocumentRequest>>,
     ) -> Result<Response<proto::Document>, Status> {
         let c = caller(&self.svc, &req).await?;
-        let max = self.svc.limits().max_document_bytes;
+        // Refused before any byte is taken: a caller who may not submit.
+        let mut upload = self.svc.begin_upload(&c).map_err(to_status)?;
+        let idle = self.svc.limits().transfer_idle_timeout;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
+        let header = match next_within(&mut stream, idle).await? {
             Some(proto::SubmitDocumentRequest {
                 part: Some(Part::Header(h)),
             }) => h,
@@ -43,17 +58,9 @@ impl DocumentService for Api {
                 )))
             }
         };
-        let mut content = Vec::new();
-        while let Some(msg) = stream.message().await? {
+        while let Some(msg) = next_within(&mut stream, idle).await? {
             match msg.part {
-                Some(Part::Chunk(bytes)) => {
-                    if (content.len() + bytes.len()) as u64 > max {
-                        return Err(to_status(ServiceError::TooLarge(format!(
-                            "document exceeds the limit of {max} bytes"
-                        ))));
-                    }
-                    content.extend_from_slice(&bytes);
-                }
+                Some(Part::Chunk(bytes)) => upload.push(bytes).await.map_err(to_status)?,
                 _ => {
                     return Err(invalid(DomainError::invalid(
                         "chunk",
@@ -62,11 +69,12 @@ impl DocumentService for Api {
                 }
             }
         }
-        // The fingerprint covers the header and the content, so a retried submission with the
-        // same key but other content is refused.
+        let content = upload.finish().await.map_err(to_status)?;
+        // The fingerprint covers the header and the content (through its digest), so a retried
+        // submission with the same key but other content is refused.
         let mut fp = Sha256::new();
         fp.update(prost::Message::encode_to_vec(&header));
-        fp.update(&content);
+        fp.update(content.sha256().as_bytes());
         let key = idem(
             &header.idempotency_key,
             &proto::ContentChunk {
@@ -103,12 +111,28 @@ impl DocumentService for Api {
     ) -> Result<Response<Self::GetContentStream>, Status> {
         let c = caller(&self.svc, &req).await?;
         let id = doc_id(&req.get_ref().id)?;
-        let (_, bytes) = self.svc.get_content(&c, id).await.map_err(to_status)?;
-        let chunks: Vec<Result<proto::ContentChunk, Status>> = bytes
-            .chunks(CHUNK)
-            .map(|b| Ok(proto::ContentChunk { data: b.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let (_, mut content) = self.svc.open_content(&c, id).await.map_err(to_status)?;
+        let idle = self.svc.limits().transfer_idle_timeout;
+        // One piece read ahead at most: a slow reader holds a piece or two, not the document.
+        let (tx, out) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let item = match content.next().await {
+                    Ok(Some(data)) => Ok(proto::ContentChunk { data }),
+                    Ok(None) => break,
+                    Err(e) => Err(to_status(e)),
+                };
+                let failed = item.is_err();
+                match tokio::time::timeout(idle, tx.send(item)).await {
+                    Ok(Ok(())) if !failed => {}
+                    // Done, the reader hung up, or he read nothing for the idle timeout: the
+                    // stream ends and its download slot is given back.
+                    _ => break,
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(out);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_inbox(
