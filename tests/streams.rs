@@ -223,7 +223,7 @@ async fn an_upload_idle_mid_stream_is_refused_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_readers_of_a_large_document_hold_a_piece_each() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (server, srv) = serve(dir.path(), &[]).await;
+    let (server, srv) = serve(dir.path(), &[("PARAPH__MAX_CONCURRENT_DOWNLOADS", "20")]).await;
     let org = setup(&srv).await;
     let body = content(7, 32 * MIB);
     let mut docs = srv.docs(org.token("finance"), None);
@@ -265,11 +265,81 @@ async fn slow_readers_of_a_large_document_hold_a_piece_each() {
         grown < 48,
         "20 stalled readers of a 32 MiB document grew the RSS by {grown} MiB"
     );
+    // A 21st download is refused while the 20 are held.
+    let refused = read_content(&srv, org.token("alice"), &doc.id)
+        .await
+        .expect_err("beyond max_concurrent_downloads");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_concurrent_downloads"),
+        "{refused:?}"
+    );
     drop(stalled);
     let back = read_content(&srv, org.token("alice"), &doc.id)
         .await
         .expect("read whole");
     assert!(back == body, "the document reads back byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_idle_past_the_timeout_loses_his_slot_and_never_sees_a_clean_end() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_server, srv) = serve(
+        dir.path(),
+        &[
+            ("PARAPH__MAX_CONCURRENT_DOWNLOADS", "1"),
+            ("PARAPH__TRANSFER_IDLE_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let org = setup(&srv).await;
+    // Larger than what HTTP/2 windows and the piece read ahead can hold.
+    let body = content(5, 16 * MIB);
+    let mut docs = srv.docs(org.token("finance"), None);
+    let doc = submit_raw(&mut docs, header("visa", "large", &[]), &body, MIB)
+        .await
+        .expect("submit");
+    let mut stalled = srv
+        .docs(org.token("alice"), None)
+        .get_content(proto::GetContentRequest { id: doc.id.clone() })
+        .await
+        .expect("get content")
+        .into_inner();
+    stalled
+        .message()
+        .await
+        .expect("read")
+        .expect("a first piece");
+    // The slot is taken until the server ends the stalled download.
+    let mut waits = 0;
+    let back = loop {
+        match read_content(&srv, org.token("alice"), &doc.id).await {
+            Ok(back) => break back,
+            Err(s) => {
+                assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("max_concurrent_downloads"), "{s:?}");
+                waits += 1;
+                assert!(waits < 2400, "the stalled download was never ended");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert!(
+        waits > 0,
+        "the slot was taken while the first reader stalled"
+    );
+    assert!(back == body, "the document reads back byte-identical");
+    // The stalled reader, reading again, gets an error, never a clean (truncated) end.
+    let mut got = 0;
+    let end = loop {
+        match stalled.message().await {
+            Ok(Some(c)) => got += c.data.len(),
+            Ok(None) => panic!("a clean end after {got} bytes of {}", body.len()),
+            Err(s) => break s,
+        }
+    };
+    assert_eq!(end.code(), Code::DeadlineExceeded, "{end:?}");
+    assert!(got < body.len());
 }
 
 /// A detached CMS over `data` by bob (P-384, trusted through the test PKI), its one

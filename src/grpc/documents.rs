@@ -9,6 +9,8 @@ use crate::service::documents::Submission;
 use crate::service::ServiceError;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -32,6 +34,46 @@ async fn next_within<T>(
     }
 }
 
+/// The pieces of a download as the reader takes them. A download that ended before its last
+/// piece without saying why (the reader took nothing for the idle timeout) ends with an error,
+/// never as if the content were whole.
+struct Pieces {
+    rx: tokio_stream::wrappers::ReceiverStream<Result<proto::ContentChunk, Status>>,
+    /// Set once every piece was handed over, or an error was.
+    complete: Arc<AtomicBool>,
+    idle: std::time::Duration,
+    ended: bool,
+}
+
+impl Stream for Pieces {
+    type Item = Result<proto::ContentChunk, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.rx).poll_next(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.complete.load(Ordering::SeqCst) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(to_status(ServiceError::TimedOut(format!(
+                        "the download took nothing for {} s (transfer_idle_timeout_secs): it \
+                         was ended before its last piece",
+                        self.idle.as_secs()
+                    ))))))
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 fn doc_id(s: &str) -> Result<DocumentId, Status> {
     DocumentId::parse(s).map_err(invalid)
 }
@@ -43,8 +85,6 @@ impl DocumentService for Api {
         req: Request<Streaming<proto::SubmitDocumentRequest>>,
     ) -> Result<Response<proto::Document>, Status> {
         let c = caller(&self.svc, &req).await?;
-        // Refused before any byte is taken: a caller who may not submit.
-        let mut upload = self.svc.begin_upload(&c).map_err(to_status)?;
         let idle = self.svc.limits().transfer_idle_timeout;
         let mut stream = req.into_inner();
         let header = match next_within(&mut stream, idle).await? {
@@ -58,6 +98,8 @@ impl DocumentService for Api {
                 )))
             }
         };
+        // Refused before any content is taken: a caller who may not submit.
+        let mut upload = self.svc.begin_upload(&c).map_err(to_status)?;
         while let Some(msg) = next_within(&mut stream, idle).await? {
             match msg.part {
                 Some(Part::Chunk(bytes)) => upload.push(bytes).await.map_err(to_status)?,
@@ -115,24 +157,36 @@ impl DocumentService for Api {
         let idle = self.svc.limits().transfer_idle_timeout;
         // One piece read ahead at most: a slow reader holds a piece or two, not the document.
         let (tx, out) = tokio::sync::mpsc::channel(1);
+        let complete = Arc::new(AtomicBool::new(false));
+        let done = complete.clone();
         tokio::spawn(async move {
             loop {
                 let item = match content.next().await {
                     Ok(Some(data)) => Ok(proto::ContentChunk { data }),
-                    Ok(None) => break,
+                    Ok(None) => {
+                        done.store(true, Ordering::SeqCst);
+                        break;
+                    }
                     Err(e) => Err(to_status(e)),
                 };
                 let failed = item.is_err();
                 match tokio::time::timeout(idle, tx.send(item)).await {
                     Ok(Ok(())) if !failed => {}
-                    // Done, the reader hung up, or he read nothing for the idle timeout: the
-                    // stream ends and its download slot is given back.
-                    _ => break,
+                    // Failed, the reader hung up, or he took nothing for the idle timeout: the
+                    // piece and the download slot are given back (see `Pieces`).
+                    _ => {
+                        done.store(failed, Ordering::SeqCst);
+                        break;
+                    }
                 }
             }
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(out);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(Pieces {
+            rx: tokio_stream::wrappers::ReceiverStream::new(out),
+            complete,
+            idle,
+            ended: false,
+        })))
     }
 
     async fn list_inbox(
