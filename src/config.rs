@@ -217,6 +217,11 @@ mod tests {
             [
                 ("PARAPH__MAX_DOCUMENT_BYTES".to_string(), "20".to_string()),
                 ("PARAPH__TLS__CERT".to_string(), "c.pem".to_string()),
+                (
+                    "PARAPH__UPLOAD_BUDGET_BYTES".to_string(),
+                    "1024".to_string(),
+                ),
+                ("PARAPH__MAX_CMS_SIGNERS".to_string(), "4".to_string()),
                 ("PARAPH__TLS__KEY".to_string(), "k.pem".to_string()),
                 ("OTHER".to_string(), "x".to_string()),
             ],
@@ -224,6 +229,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
         assert_eq!(s.max_document_bytes, 20);
+        assert_eq!(s.upload_budget_bytes, 1024);
+        assert_eq!(s.max_cms_signers, 4);
+        assert_eq!(s.transfer_idle_timeout_secs, 30, "the default");
         assert_eq!(s.tls.unwrap().cert, PathBuf::from("c.pem"));
         std::fs::write(&f, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let e = Settings::load(Some(&f), []).unwrap_err().to_string();

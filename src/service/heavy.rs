@@ -93,7 +93,7 @@ mod tests {
 
     #[tokio::test]
     async fn work_beyond_the_workers_and_the_queue_is_refused_naming_the_settings() {
-        let pool = Arc::new(HeavyPool::new(1, 0));
+        let pool = Arc::new(HeavyPool::new(1, 1));
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, mut running) = tokio::sync::mpsc::unbounded_channel();
         let busy = {
@@ -108,15 +108,23 @@ mod tests {
             })
         };
         running.recv().await.expect("the first job runs");
+        // The second job takes the one place of the queue (its first poll queues it).
+        let mut queued = Box::pin(pool.run(|| Ok(2)));
+        tokio::select! {
+            biased;
+            _ = &mut queued => panic!("the worker is busy"),
+            _ = std::future::ready(()) => {}
+        }
         let refused = pool
-            .run(|| Ok(2))
+            .run(|| Ok(3))
             .await
-            .expect_err("no worker free, no queue");
+            .expect_err("no worker free, no place");
         assert!(
             refused.to_string().contains("validation_queue"),
             "{refused}"
         );
         release.send(()).expect("release");
         assert_eq!(busy.await.expect("join").expect("run"), 1);
+        assert_eq!(queued.await.expect("run"), 2);
     }
 }

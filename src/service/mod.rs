@@ -105,7 +105,9 @@ impl Limits {
             max_cms_bytes: s.max_cms_bytes,
             max_cms_signers: s.max_cms_signers.max(1),
             validation_workers: workers,
-            validation_queue: s.validation_queue,
+            // At least one place: with none, a job is taken only if a worker happens to be
+            // waiting at that very instant.
+            validation_queue: s.validation_queue.max(1),
         }
     }
 }

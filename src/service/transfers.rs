@@ -343,3 +343,34 @@ impl super::Paraph {
         Ok((doc, download))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_beyond_the_tenant_share_and_the_whole_and_is_given_back() {
+        let budget = Budget::new(100, 60);
+        let a = TenantId::parse("ville-a").expect("tenant");
+        let b = TenantId::parse("ville-b").expect("tenant");
+        let hold = |t: &TenantId| Reservation {
+            budget: budget.clone(),
+            tenant: t.clone(),
+            bytes: 0,
+        };
+        let mut first = hold(&a);
+        first.grow(50).expect("within both");
+        let e = first.grow(20).expect_err("beyond the tenant's share");
+        assert!(e.to_string().contains("upload_tenant_budget_bytes"), "{e}");
+        let mut other = hold(&b);
+        other.grow(50).expect("another tenant's share");
+        let e = other.grow(10).expect_err("beyond the whole");
+        assert!(e.to_string().contains("upload_budget_bytes ("), "{e}");
+        assert_eq!(budget.in_use(), 100);
+        drop(first);
+        assert_eq!(budget.in_use(), 50);
+        other.grow(10).expect("room again");
+        drop(other);
+        assert_eq!(budget.in_use(), 0);
+    }
+}
