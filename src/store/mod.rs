@@ -16,7 +16,9 @@
 //! groups in flight, the writer reads through a bounded cache of the records it read and wrote
 //! lately ([`recent`]). It knows nothing of gRPC, authorisation or workflow rules.
 //!
-//! The data directory and its files are its owner's only (see [`files`]).
+//! The data directory and its files are its owner's only (see [`files`]). Uploads in progress
+//! are spooled in its `spool/` directory (see [`spool`]), emptied when the store opens; a large
+//! value is read piece by piece with [`Store::value_reader`].
 //!
 //! **A full disk, and recovering from it.** Why the poison: once a group failed, the groups
 //! built after it read its writes (through the writer's view), and the index may hold some of
