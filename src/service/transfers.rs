@@ -3,12 +3,14 @@
 //! arrive, under a budget of bytes in flight for the whole server and for each tenant; content
 //! is served piece by piece from the store, a bounded number of downloads at once.
 //!
-//! **Memory.** While an upload is received it holds at most one message in memory (the rest is
-//! in its spool file). The store's write path takes the content as one value in memory: when
-//! the upload is complete it is read back from the spool and handed to the store, and its
-//! reservation in the budget is held until the store has written it. So the content of
-//! uploads in memory at any time (each copy counted once) never exceeds the upload budget. A
-//! download holds one piece (`download_chunk_bytes`) being read and one waiting to be sent.
+//! **Memory.** While an upload is received it holds its first MiB and the message being
+//! written in memory (the rest is in its spool file). The store's write path takes the content
+//! as one value in memory: when the upload is complete it is read back from the spool and
+//! handed to the store (one copy, briefly two while it is moved into the store's buffer; the
+//! value log is then written from that buffer without another copy), and its reservation in the
+//! budget is held until the store has written it. So the content of uploads in memory at any
+//! time stays within twice the upload budget, whatever the number of uploads. A download holds
+//! one piece (`download_chunk_bytes`) being read and one waiting to be sent.
 
 use super::{Caller, Result, ServiceError};
 use crate::domain::{Role, TenantId};
