@@ -31,6 +31,24 @@ pub struct Settings {
     pub max_document_bytes: u64,
     /// Most live (not cancelled, not yet over) absences one user may have at a time.
     pub max_live_absences_per_user: usize,
+    /// Bytes of uploads in flight (received, not yet stored) for the whole server.
+    pub upload_budget_bytes: u64,
+    /// Bytes of uploads in flight for one tenant.
+    pub upload_tenant_budget_bytes: u64,
+    /// Seconds an upload or a download may stay without progress before it is ended.
+    pub transfer_idle_timeout_secs: u64,
+    /// Bytes of content read from disk and sent per GetContent message.
+    pub download_chunk_bytes: usize,
+    /// GetContent streams served at once by the whole server.
+    pub max_concurrent_downloads: usize,
+    /// Largest CMS ValidateSignature accepts, in bytes.
+    pub max_cms_bytes: usize,
+    /// Most SignerInfos in a CMS ValidateSignature accepts.
+    pub max_cms_signers: usize,
+    /// Threads validating signatures (0: one less than the cores, at least one).
+    pub validation_workers: usize,
+    /// Validations waiting for a worker beyond those running; more are refused.
+    pub validation_queue: usize,
     /// Tenant created on the first start.
     pub first_tenant: String,
     /// Optional TLS; with `client_ca`, clients must present a certificate it issued (mTLS).
@@ -126,6 +144,18 @@ impl Default for Settings {
             max_document_bytes: 64 * 1024 * 1024,
             max_live_absences_per_user: crate::service::Limits::default()
                 .max_live_absences_per_user,
+            upload_budget_bytes: crate::service::Limits::default().upload_budget_bytes,
+            upload_tenant_budget_bytes: crate::service::Limits::default()
+                .upload_tenant_budget_bytes,
+            transfer_idle_timeout_secs: crate::service::Limits::default()
+                .transfer_idle_timeout
+                .as_secs(),
+            download_chunk_bytes: crate::service::Limits::default().download_chunk_bytes,
+            max_concurrent_downloads: crate::service::Limits::default().max_concurrent_downloads,
+            max_cms_bytes: crate::service::Limits::default().max_cms_bytes,
+            max_cms_signers: crate::service::Limits::default().max_cms_signers,
+            validation_workers: 0,
+            validation_queue: crate::service::Limits::default().validation_queue,
             first_tenant: "default".to_owned(),
             tls: None,
             seals: Default::default(),
@@ -251,6 +281,11 @@ mod tests {
             [
                 ("PARAPH__MAX_DOCUMENT_BYTES".to_string(), "20".to_string()),
                 ("PARAPH__TLS__CERT".to_string(), "c.pem".to_string()),
+                (
+                    "PARAPH__UPLOAD_BUDGET_BYTES".to_string(),
+                    "1024".to_string(),
+                ),
+                ("PARAPH__MAX_CMS_SIGNERS".to_string(), "4".to_string()),
                 ("PARAPH__TLS__KEY".to_string(), "k.pem".to_string()),
                 ("OTHER".to_string(), "x".to_string()),
             ],
@@ -258,6 +293,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 1)));
         assert_eq!(s.max_document_bytes, 20);
+        assert_eq!(s.upload_budget_bytes, 1024);
+        assert_eq!(s.max_cms_signers, 4);
+        assert_eq!(s.transfer_idle_timeout_secs, 30, "the default");
         assert_eq!(s.tls.unwrap().cert, PathBuf::from("c.pem"));
         std::fs::write(&f, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let e = Settings::load(Some(&f), []).unwrap_err().to_string();

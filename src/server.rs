@@ -113,14 +113,7 @@ pub fn open(
             path: settings.data.clone(),
             source,
         })?;
-    let mut svc = Paraph::new(
-        Arc::new(store),
-        clock,
-        Limits {
-            max_document_bytes: settings.max_document_bytes,
-            max_live_absences_per_user: settings.max_live_absences_per_user,
-        },
-    );
+    let mut svc = Paraph::new(Arc::new(store), clock, Limits::from_settings(settings));
     for (tenant, seal) in &settings.seals {
         let fail = |reason: String| ServerError::Seal {
             tenant: tenant.clone(),

@@ -9,6 +9,8 @@ use crate::service::documents::Submission;
 use crate::service::ServiceError;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -16,8 +18,61 @@ pub type DocumentApi = Api;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-/// Content is served in chunks of this size.
-const CHUNK: usize = 1024 * 1024;
+/// The next message of an upload, refused with DEADLINE_EXCEEDED when none arrived within
+/// the idle timeout (the upload is then dropped: nothing is stored).
+async fn next_within<T>(
+    stream: &mut Streaming<T>,
+    idle: std::time::Duration,
+) -> Result<Option<T>, Status> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Ok(m) => m,
+        Err(_) => Err(to_status(ServiceError::TimedOut(format!(
+            "the upload sent nothing for {} s (transfer_idle_timeout_secs): it was abandoned \
+             and nothing was stored",
+            idle.as_secs()
+        )))),
+    }
+}
+
+/// The pieces of a download as the reader takes them. A download that ended before its last
+/// piece without saying why (the reader took nothing for the idle timeout) ends with an error,
+/// never as if the content were whole.
+struct Pieces {
+    rx: tokio_stream::wrappers::ReceiverStream<Result<proto::ContentChunk, Status>>,
+    /// Set once every piece was handed over, or an error was.
+    complete: Arc<AtomicBool>,
+    idle: std::time::Duration,
+    ended: bool,
+}
+
+impl Stream for Pieces {
+    type Item = Result<proto::ContentChunk, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.rx).poll_next(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                if self.complete.load(Ordering::SeqCst) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Ready(Some(Err(to_status(ServiceError::TimedOut(format!(
+                        "the download took nothing for {} s (transfer_idle_timeout_secs): it \
+                         was ended before its last piece",
+                        self.idle.as_secs()
+                    ))))))
+                }
+            }
+            other => other,
+        }
+    }
+}
 
 fn doc_id(s: &str) -> Result<DocumentId, Status> {
     DocumentId::parse(s).map_err(invalid)
@@ -30,9 +85,9 @@ impl DocumentService for Api {
         req: Request<Streaming<proto::SubmitDocumentRequest>>,
     ) -> Result<Response<proto::Document>, Status> {
         let c = caller(&self.svc, &req).await?;
-        let max = self.svc.limits().max_document_bytes;
+        let idle = self.svc.limits().transfer_idle_timeout;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
+        let header = match next_within(&mut stream, idle).await? {
             Some(proto::SubmitDocumentRequest {
                 part: Some(Part::Header(h)),
             }) => h,
@@ -43,17 +98,11 @@ impl DocumentService for Api {
                 )))
             }
         };
-        let mut content = Vec::new();
-        while let Some(msg) = stream.message().await? {
+        // Refused before any content is taken: a caller who may not submit.
+        let mut upload = self.svc.begin_upload(&c).map_err(to_status)?;
+        while let Some(msg) = next_within(&mut stream, idle).await? {
             match msg.part {
-                Some(Part::Chunk(bytes)) => {
-                    if (content.len() + bytes.len()) as u64 > max {
-                        return Err(to_status(ServiceError::TooLarge(format!(
-                            "document exceeds the limit of {max} bytes"
-                        ))));
-                    }
-                    content.extend_from_slice(&bytes);
-                }
+                Some(Part::Chunk(bytes)) => upload.push(bytes).await.map_err(to_status)?,
                 _ => {
                     return Err(invalid(DomainError::invalid(
                         "chunk",
@@ -62,11 +111,12 @@ impl DocumentService for Api {
                 }
             }
         }
-        // The fingerprint covers the header and the content, so a retried submission with the
-        // same key but other content is refused.
+        let content = upload.finish().await.map_err(to_status)?;
+        // The fingerprint covers the header and the content (through its digest), so a retried
+        // submission with the same key but other content is refused.
         let mut fp = Sha256::new();
         fp.update(prost::Message::encode_to_vec(&header));
-        fp.update(&content);
+        fp.update(content.sha256().as_bytes());
         let key = idem(
             &header.idempotency_key,
             &proto::ContentChunk {
@@ -103,12 +153,40 @@ impl DocumentService for Api {
     ) -> Result<Response<Self::GetContentStream>, Status> {
         let c = caller(&self.svc, &req).await?;
         let id = doc_id(&req.get_ref().id)?;
-        let (_, bytes) = self.svc.get_content(&c, id).await.map_err(to_status)?;
-        let chunks: Vec<Result<proto::ContentChunk, Status>> = bytes
-            .chunks(CHUNK)
-            .map(|b| Ok(proto::ContentChunk { data: b.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let (_, mut content) = self.svc.open_content(&c, id).await.map_err(to_status)?;
+        let idle = self.svc.limits().transfer_idle_timeout;
+        // One piece read ahead at most: a slow reader holds a piece or two, not the document.
+        let (tx, out) = tokio::sync::mpsc::channel(1);
+        let complete = Arc::new(AtomicBool::new(false));
+        let done = complete.clone();
+        tokio::spawn(async move {
+            loop {
+                let item = match content.next().await {
+                    Ok(Some(data)) => Ok(proto::ContentChunk { data }),
+                    Ok(None) => {
+                        done.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    Err(e) => Err(to_status(e)),
+                };
+                let failed = item.is_err();
+                match tokio::time::timeout(idle, tx.send(item)).await {
+                    Ok(Ok(())) if !failed => {}
+                    // Failed, the reader hung up, or he took nothing for the idle timeout: the
+                    // piece and the download slot are given back (see `Pieces`).
+                    _ => {
+                        done.store(failed, Ordering::SeqCst);
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(Pieces {
+            rx: tokio_stream::wrappers::ReceiverStream::new(out),
+            complete,
+            idle,
+            ended: false,
+        })))
     }
 
     async fn list_inbox(

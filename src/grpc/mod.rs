@@ -42,7 +42,10 @@ pub fn to_status(e: ServiceError) -> Status {
             DomainError::AlreadyExists(_) => Status::already_exists(d.to_string()),
         },
         ServiceError::Unauthenticated => Status::unauthenticated(e.to_string()),
-        ServiceError::TooLarge(_) => Status::resource_exhausted(e.to_string()),
+        ServiceError::TooLarge(_) | ServiceError::Busy(_) => {
+            Status::resource_exhausted(e.to_string())
+        }
+        ServiceError::TimedOut(_) => Status::deadline_exceeded(e.to_string()),
         ServiceError::IdempotencyMismatch => Status::invalid_argument(e.to_string()),
         ServiceError::Store(ref s) => store_status(s).unwrap_or_else(|| {
             tracing::error!(error = %e, "internal failure");

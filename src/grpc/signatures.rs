@@ -10,9 +10,6 @@ use tonic::{Request, Response, Status};
 
 pub type SignatureApi = Api;
 
-/// Limits of what ValidateSignature accepts in one message.
-const MAX_VALIDATE_SIGNATURE: usize = 1024 * 1024;
-
 pub fn signature_to(r: &SignatureRecord) -> proto::SignatureInfo {
     proto::SignatureInfo {
         index: r.index,
@@ -136,12 +133,6 @@ impl SignatureService for Api {
     ) -> Result<Response<proto::ValidationReport>, Status> {
         let c = caller(&self.svc, &req).await?;
         let r = req.into_inner();
-        if r.signature.is_empty() || r.signature.len() > MAX_VALIDATE_SIGNATURE {
-            return Err(invalid(DomainError::invalid(
-                "signature",
-                "must be 1 byte to 1 MiB",
-            )));
-        }
         let level = match r.required_level {
             0 => None,
             l @ 1..=3 => Some(l as u8),

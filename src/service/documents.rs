@@ -8,7 +8,8 @@ use crate::domain::{
 use crate::store::{Store, Tx};
 use std::collections::BTreeMap;
 
-/// A submission as received at the edge, content already in memory and measured.
+/// A submission as received at the edge: its content received whole (see
+/// [`super::transfers`]), measured and hashed, still counted in the upload budget.
 #[derive(Debug)]
 pub struct Submission {
     pub doc_type: DocumentType,
@@ -16,7 +17,7 @@ pub struct Submission {
     pub circuit: CircuitName,
     pub metadata: BTreeMap<String, String>,
     pub file_name: Option<String>,
-    pub content: Vec<u8>,
+    pub content: super::transfers::Received,
 }
 
 /// One line of an inbox.
@@ -171,10 +172,14 @@ impl Paraph {
         }
         let now = self.clock.now();
         let id = DocumentId::from_random(ordered_id16()?);
-        let sha = super::sha256_hex(&sub.content);
+        let sha = sub.content.sha256.clone();
         let tenant = caller.tenant.clone();
         let submitter = caller.name.clone();
-        let content = std::sync::Arc::new(sub.content);
+        // The reservation in the upload budget is held until the store has the content.
+        let received = sub.content;
+        let content = sled::IVec::from(received.bytes.as_slice());
+        drop(received.bytes);
+        let held = received.held;
         let new = NewDocument {
             id,
             tenant: tenant.clone(),
@@ -190,36 +195,39 @@ impl Paraph {
         };
         let circuit_name = sub.circuit;
         let seal = self.seals.get(&tenant).cloned();
-        self.mutate(
-            format!("{tenant}/{submitter}"),
-            "SubmitDocument",
-            idem,
-            move |tx| {
-                let circuit = {
-                    // Circuits are immutable once written: reading outside the transaction is safe.
-                    let latest: Option<u32> =
-                        tx.get(&format!("circuitlatest/{tenant}/{circuit_name}"))?;
-                    let version = latest.ok_or_else(|| {
-                        DomainError::NotFound(format!("circuit '{circuit_name}'"))
-                    })?;
-                    tx.get::<crate::domain::Circuit>(&format!(
-                        "circuit/{tenant}/{circuit_name}/{version:010}"
-                    ))?
-                    .ok_or_else(|| DomainError::NotFound(format!("circuit '{circuit_name}'")))?
-                };
-                let officers = officers_by_role(tx, &tenant)?;
-                let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
-                let t = Document::submit(new.clone(), &circuit, &members, now)?;
-                let t = settle(tx, seal.as_ref(), t, now)?;
-                let blob = format!("blob/{tenant}/{sha}");
-                if !tx.exists(&blob)? {
-                    tx.put_raw(&blob, &content)?;
-                }
-                let notices = record(tx, None, &t)?;
-                Ok((t.document, notices))
-            },
-        )
-        .await
+        let stored = self
+            .mutate(
+                format!("{tenant}/{submitter}"),
+                "SubmitDocument",
+                idem,
+                move |tx| {
+                    let circuit = {
+                        // Circuits are immutable once written: reading outside the transaction is safe.
+                        let latest: Option<u32> =
+                            tx.get(&format!("circuitlatest/{tenant}/{circuit_name}"))?;
+                        let version = latest.ok_or_else(|| {
+                            DomainError::NotFound(format!("circuit '{circuit_name}'"))
+                        })?;
+                        tx.get::<crate::domain::Circuit>(&format!(
+                            "circuit/{tenant}/{circuit_name}/{version:010}"
+                        ))?
+                        .ok_or_else(|| DomainError::NotFound(format!("circuit '{circuit_name}'")))?
+                    };
+                    let officers = officers_by_role(tx, &tenant)?;
+                    let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
+                    let t = Document::submit(new.clone(), &circuit, &members, now)?;
+                    let t = settle(tx, seal.as_ref(), t, now)?;
+                    let blob = format!("blob/{tenant}/{sha}");
+                    if !tx.exists(&blob)? {
+                        tx.put_shared(&blob, content)?;
+                    }
+                    let notices = record(tx, None, &t)?;
+                    Ok((t.document, notices))
+                },
+            )
+            .await;
+        drop(held);
+        stored
     }
 
     pub async fn get_document(&self, caller: &Caller, id: DocumentId) -> Result<Document> {
@@ -228,29 +236,6 @@ impl Paraph {
             let doc = load(Either::Store(s), &c.tenant, &id)?;
             may_read(&c, &doc)?;
             Ok(doc)
-        })
-        .await
-    }
-
-    /// The document's content (checked against its recorded digest before it is served).
-    pub async fn get_content(
-        &self,
-        caller: &Caller,
-        id: DocumentId,
-    ) -> Result<(Document, sled::IVec)> {
-        let c = caller.clone();
-        self.blocking(move |s| {
-            let doc = load(Either::Store(s), &c.tenant, &id)?;
-            may_read(&c, &doc)?;
-            let bytes = s
-                .get_raw(&format!("blob/{}/{}", c.tenant, doc.content.sha256))?
-                .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
-            if super::sha256_hex(&bytes) != doc.content.sha256 {
-                return Err(ServiceError::Internal(format!(
-                    "content of {id} does not match its digest"
-                )));
-            }
-            Ok((doc, bytes))
         })
         .await
     }

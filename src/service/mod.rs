@@ -12,10 +12,12 @@ pub mod chain_cache;
 pub mod check;
 pub mod delegation;
 pub mod documents;
+pub mod heavy;
 pub mod operator;
 pub mod signatures;
 pub mod stats;
 pub mod tenancy;
+pub mod transfers;
 pub mod trust;
 mod watched;
 
@@ -40,6 +42,12 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("{0}")]
     TooLarge(String),
+    /// A shared resource (a budget, a pool) is spent for now: retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// A transfer made no progress within its idle timeout.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("idempotency key already used for a different request")]
     IdempotencyMismatch,
     #[error("internal error: {0}")]
@@ -54,6 +62,54 @@ pub struct Limits {
     pub max_document_bytes: u64,
     /// Most live (not cancelled, not yet over) absences of one user.
     pub max_live_absences_per_user: usize,
+    /// Bytes of uploads in flight for the whole server (see [`transfers`]).
+    pub upload_budget_bytes: u64,
+    /// Bytes of uploads in flight for one tenant.
+    pub upload_tenant_budget_bytes: u64,
+    /// How long an upload or a download may stay without progress.
+    pub transfer_idle_timeout: std::time::Duration,
+    /// Bytes read from disk and sent per content message.
+    pub download_chunk_bytes: usize,
+    /// Content downloads served at once.
+    pub max_concurrent_downloads: usize,
+    /// Largest CMS a validation accepts.
+    pub max_cms_bytes: usize,
+    /// Most SignerInfos in a CMS a validation accepts.
+    pub max_cms_signers: usize,
+    /// Threads of the validation pool (see [`heavy`]).
+    pub validation_workers: usize,
+    /// Validations that may wait for a worker.
+    pub validation_queue: usize,
+}
+
+impl Limits {
+    /// The limits of `settings` (0 validation workers: one less than the cores, at least one).
+    pub fn from_settings(s: &crate::config::Settings) -> Limits {
+        let workers = match s.validation_workers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .saturating_sub(1)
+                .max(1),
+            n => n,
+        };
+        Limits {
+            max_document_bytes: s.max_document_bytes,
+            max_live_absences_per_user: s.max_live_absences_per_user,
+            upload_budget_bytes: s.upload_budget_bytes,
+            upload_tenant_budget_bytes: s.upload_tenant_budget_bytes,
+            transfer_idle_timeout: std::time::Duration::from_secs(
+                s.transfer_idle_timeout_secs.max(1),
+            ),
+            download_chunk_bytes: s.download_chunk_bytes.clamp(4096, 4 * 1024 * 1024 - 1024),
+            max_concurrent_downloads: s.max_concurrent_downloads.max(1),
+            max_cms_bytes: s.max_cms_bytes,
+            max_cms_signers: s.max_cms_signers.max(1),
+            validation_workers: workers,
+            // At least one place: with none, a job is taken only if a worker happens to be
+            // waiting at that very instant.
+            validation_queue: s.validation_queue.max(1),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -61,6 +117,15 @@ impl Default for Limits {
         Limits {
             max_document_bytes: 64 * 1024 * 1024,
             max_live_absences_per_user: 50,
+            upload_budget_bytes: 512 * 1024 * 1024,
+            upload_tenant_budget_bytes: 256 * 1024 * 1024,
+            transfer_idle_timeout: std::time::Duration::from_secs(30),
+            download_chunk_bytes: 256 * 1024,
+            max_concurrent_downloads: 64,
+            max_cms_bytes: 1024 * 1024,
+            max_cms_signers: 32,
+            validation_workers: 1,
+            validation_queue: 16,
         }
     }
 }
@@ -156,6 +221,10 @@ pub struct Paraph {
     started: std::time::Instant,
     /// Principals already authenticated (see `auth::AuthCache`).
     auth: auth::AuthCache,
+    /// Upload budget and download slots (see [`transfers`]).
+    transfers: transfers::Transfers,
+    /// Where signature validations run (see [`heavy`]).
+    heavy: heavy::HeavyPool,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -192,6 +261,8 @@ fn ordered_id16() -> Result<[u8; 16]> {
 impl Paraph {
     pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, limits: Limits) -> Paraph {
         let (notices, _) = broadcast::channel(4096);
+        let transfers = transfers::Transfers::new(&limits);
+        let heavy = heavy::HeavyPool::new(limits.validation_workers, limits.validation_queue);
         let auth = auth::AuthCache::new(store.watch(&auth::AUTH_PREFIXES), auth::AUTH_CACHE_MAX);
         let trusts = trust::TrustCache::new(store.watch(&[trust::TRUST_PREFIX]), 4096);
         Paraph {
@@ -207,6 +278,8 @@ impl Paraph {
             chains: Arc::new(chain_cache::ChainCache::new()),
             trusts: Arc::new(trusts),
             started: std::time::Instant::now(),
+            transfers,
+            heavy,
         }
     }
 

@@ -809,23 +809,46 @@ impl Paraph {
         required_level: Option<u8>,
         document: Option<DocumentId>,
     ) -> Result<crate::validation::Report> {
+        // What one request may ask is bounded before any cryptographic work.
+        let max_bytes = self.limits.max_cms_bytes;
+        if cms.is_empty() || cms.len() > max_bytes {
+            return Err(DomainError::invalid(
+                "signature",
+                format!("must be 1 byte to max_cms_bytes ({max_bytes} bytes)"),
+            )
+            .into());
+        }
+        let max_signers = self.limits.max_cms_signers;
+        let (cms, count) = self
+            .blocking(move |_| {
+                let n = crate::validation::signer_count(&cms);
+                Ok((cms, n))
+            })
+            .await?;
+        if let Some(n) = count.filter(|n| *n > max_signers) {
+            return Err(ServiceError::TooLarge(format!(
+                "the signature has {n} SignerInfos, more than max_cms_signers ({max_signers})"
+            )));
+        }
         let trust = self.load_trust(&caller.tenant).await?;
         let now = at.unwrap_or(self.clock.now().0);
         let proofs = match document {
             Some(id) => self.proofs_of_existence(caller, id).await?,
             None => Vec::new(),
         };
-        self.blocking(move |_| {
-            Ok(crate::validation::validate_cms(
-                &trust,
-                &data,
-                &cms,
-                now,
-                &proofs,
-                required_level,
-            ))
-        })
-        .await
+        // On the validation pool, not the blocking pool store reads use.
+        self.heavy
+            .run(move || {
+                Ok(crate::validation::validate_cms(
+                    &trust,
+                    &data,
+                    &cms,
+                    now,
+                    &proofs,
+                    required_level,
+                ))
+            })
+            .await
     }
 
     /// For each signature paraph stored for a document, the time its completion was recorded

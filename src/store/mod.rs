@@ -16,7 +16,9 @@
 //! groups in flight, the writer reads through a bounded cache of the records it read and wrote
 //! lately ([`recent`]). It knows nothing of gRPC, authorisation or workflow rules.
 //!
-//! The data directory and its files are its owner's only (see [`files`]).
+//! The data directory and its files are its owner's only (see [`files`]). Uploads in progress
+//! are spooled in its `spool/` directory (see [`spool`]), emptied when the store opens; a large
+//! value is read piece by piece with [`Store::value_reader`].
 //!
 //! **A full disk, and recovering from it.** Why the poison: once a group failed, the groups
 //! built after it read its writes (through the writer's view), and the index may hold some of
@@ -94,6 +96,7 @@ mod compact;
 mod engine;
 mod files;
 mod recent;
+mod spool;
 mod values;
 
 pub use compact::{compact_value_log, CompactOptions, CompactReport, CompactStep};
@@ -104,6 +107,7 @@ pub use engine::{convert_sled_to_redb, found_in, EngineKind};
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
+pub use spool::SpoolFile;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -377,6 +381,79 @@ pub struct Store {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     hook: Arc<Mutex<Option<Arc<CommitHook>>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Where uploads are spooled (see [`spool`]).
+    spool_dir: std::path::PathBuf,
+}
+
+/// A stored value read piece by piece, in order (see [`Store::value_reader`]): a large value
+/// is never held whole. A value from the log is checked against its checksum when its last
+/// piece is read: that read fails instead of returning the piece if the value is damaged.
+pub struct ValueReader {
+    key: String,
+    source: ReaderSource,
+    len: u64,
+    at: u64,
+}
+
+enum ReaderSource {
+    Inline(IVec),
+    Log {
+        values: Arc<ValueLog>,
+        pointer: Pointer,
+        crc: crc32fast::Hasher,
+    },
+}
+
+impl ValueReader {
+    /// The value's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes not read yet.
+    pub fn remaining(&self) -> u64 {
+        self.len - self.at
+    }
+
+    /// The next piece of at most `max` bytes (`None` once everything was read).
+    pub fn next_piece(&mut self, max: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.at >= self.len {
+            return Ok(None);
+        }
+        let n = usize::try_from((self.len - self.at).min(max.max(1) as u64))
+            .map_err(|_| StoreError::Commit("piece larger than memory".into()))?;
+        let from = self.at;
+        let piece = match &mut self.source {
+            ReaderSource::Inline(v) => {
+                let start = usize::try_from(from).unwrap_or(usize::MAX);
+                v.get(start..start.saturating_add(n))
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
+            }
+            ReaderSource::Log {
+                values,
+                pointer,
+                crc,
+            } => {
+                let unreadable = |source| StoreError::Unreadable {
+                    key: self.key.clone(),
+                    source,
+                };
+                let piece = values.read_range(*pointer, from, n).map_err(unreadable)?;
+                crc.update(&piece);
+                if from + n as u64 >= self.len && crc.clone().finalize() != pointer.crc() {
+                    return Err(unreadable(pointer.damaged()));
+                }
+                piece
+            }
+        };
+        self.at += n as u64;
+        Ok(Some(piece))
+    }
 }
 
 /// Decodes the record `bytes` read raw from under `key` (see [`Store::get_raw`]).
@@ -425,6 +502,7 @@ impl Store {
         files::tighten_and_report(dir, true)?;
         let index = Index::open(dir, engine)?;
         let (values, end) = ValueLog::open(dir)?;
+        let spool_dir = spool::prepare(dir)?;
         // The files the engine has just created with its own modes.
         files::tighten_and_report(dir, false)?;
         let values = Arc::new(values);
@@ -490,6 +568,7 @@ impl Store {
             jobs: Mutex::new(Some(jobs)),
             hook,
             writer: Mutex::new(Some(writer)),
+            spool_dir,
         })
     }
 
@@ -540,6 +619,38 @@ impl Store {
             Some(v) => Ok(Some(resolve(&self.values, key.as_bytes(), v)?)),
             None => Ok(None),
         }
+    }
+
+    /// The value under `key` as a reader of pieces (for large values: see [`ValueReader`]).
+    pub fn value_reader(&self, key: &str) -> Result<Option<ValueReader>, StoreError> {
+        let Some(stored) = self.index.get(key.as_bytes())? else {
+            return Ok(None);
+        };
+        let (source, len) = match Pointer::decode(&stored) {
+            None => {
+                let len = stored.len() as u64;
+                (ReaderSource::Inline(stored), len)
+            }
+            Some(p) => (
+                ReaderSource::Log {
+                    values: self.values.clone(),
+                    pointer: p,
+                    crc: crc32fast::Hasher::new(),
+                },
+                u64::from(p.len()),
+            ),
+        };
+        Ok(Some(ValueReader {
+            key: key.to_owned(),
+            source,
+            len,
+            at: 0,
+        }))
+    }
+
+    /// A new spool file (see [`spool`]) for content on its way in.
+    pub fn spool_file(&self) -> Result<SpoolFile, StoreError> {
+        Ok(SpoolFile::create(&self.spool_dir)?)
     }
 
     /// Records under `prefix`, in key order, starting strictly after `after` when given,
@@ -786,7 +897,7 @@ impl Out<'_> {
         for (k, v) in writes {
             let stored = match v {
                 Some(v) if values::goes_to_log(v) => {
-                    let p = log.push(v)?;
+                    let p = log.push_shared(v)?;
                     Some(IVec::from(&p.encode()[..]))
                 }
                 Some(v) => Some(v.clone()),
@@ -794,7 +905,8 @@ impl Out<'_> {
             };
             batch.push((k.as_slice(), stored));
         }
-        self.values.append_durable(log.start(), log.bytes())?;
+        let start = log.start();
+        self.values.append_durable(start, log.parts())?;
         self.end = log.end();
         let watches: Vec<Arc<KeyWatch>> = match self.watches.lock() {
             Ok(all) => all
@@ -1348,6 +1460,13 @@ impl<'a> Tx<'a> {
     pub fn put_raw(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.writes
             .insert(key.as_bytes().to_vec(), Some(IVec::from(value)));
+        Ok(())
+    }
+
+    /// [`Tx::put_raw`] of a value already in an [`IVec`], which is shared, not copied (for
+    /// large values such as a document's content).
+    pub fn put_shared(&mut self, key: &str, value: IVec) -> Result<(), StoreError> {
+        self.writes.insert(key.as_bytes().to_vec(), Some(value));
         Ok(())
     }
 

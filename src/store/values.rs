@@ -90,6 +90,19 @@ impl Pointer {
     pub fn len(&self) -> u32 {
         self.len
     }
+
+    /// The CRC-32 of the whole value.
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// The damage error for this value (its checksum did not match).
+    pub fn damaged(&self) -> ValueLogError {
+        ValueLogError::Damaged {
+            offset: self.offset,
+            len: self.len,
+        }
+    }
 }
 
 /// The file of generation `g` in `dir`.
@@ -181,16 +194,21 @@ impl ValueLog {
         self.current
     }
 
-    /// Writes `bytes` at `offset` (the end of the current generation) and makes them durable.
-    pub fn append_durable(&self, offset: u64, bytes: &[u8]) -> Result<(), ValueLogError> {
-        if bytes.is_empty() {
+    /// Writes `parts` one after the other from `offset` (the end of the current generation)
+    /// and makes them durable.
+    pub fn append_durable(&self, offset: u64, parts: &[sled::IVec]) -> Result<(), ValueLogError> {
+        if parts.iter().all(|p| p.is_empty()) {
             return Ok(());
         }
         let file = self
             .files
             .get(&self.current)
             .ok_or(ValueLogError::Full(self.current))?;
-        file.write_all_at(bytes, offset)?;
+        let mut at = offset;
+        for part in parts {
+            file.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
         file.sync_data()?;
         Ok(())
     }
@@ -207,6 +225,27 @@ impl ValueLog {
             file.sync_all()?;
         }
         Ok(())
+    }
+
+    /// `len` bytes of the value `p` designates, from `from` within it (not checked: the
+    /// caller checks the whole value against [`Pointer::crc`] once it has read it all).
+    pub fn read_range(&self, p: Pointer, from: u64, len: usize) -> Result<Vec<u8>, ValueLogError> {
+        let missing = ValueLogError::Missing {
+            generation: p.generation,
+            offset: p.offset,
+            len: p.len,
+        };
+        let file = self.files.get(&p.generation).ok_or(missing)?;
+        let end = from.saturating_add(len as u64);
+        if end > u64::from(p.len) {
+            return Err(ValueLogError::Damaged {
+                offset: p.offset,
+                len: p.len,
+            });
+        }
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, p.offset + from)?;
+        Ok(buf)
     }
 
     /// The value a pointer designates, checked against its CRC.
@@ -257,7 +296,7 @@ impl NewGeneration {
     /// Writes `value` at the end; returns its pointer (durable after [`NewGeneration::sync`]).
     pub fn append(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
         let mut one = Appender::new(self.generation, self.end);
-        let p = one.push(value)?;
+        let p = one.place(value)?;
         self.file.write_all_at(value, self.end)?;
         self.end = one.end();
         Ok(p)
@@ -269,11 +308,18 @@ impl NewGeneration {
     }
 }
 
+/// Values at least this long are written from their own buffer rather than copied into the
+/// group's: a group of large documents is not held twice in memory.
+const SHARED_MIN: usize = 64 * 1024;
+
 /// A group's large values on their way to the log.
 pub struct Appender {
     generation: u16,
     start: u64,
-    buf: Vec<u8>,
+    len: u64,
+    /// The bytes to write, in order: small values copied together, large ones shared.
+    parts: Vec<sled::IVec>,
+    small: Vec<u8>,
 }
 
 impl Appender {
@@ -282,30 +328,56 @@ impl Appender {
         Appender {
             generation,
             start,
-            buf: Vec::new(),
+            len: 0,
+            parts: Vec::new(),
+            small: Vec::new(),
         }
     }
 
-    /// Queues `value`; returns the pointer to store instead.
-    pub fn push(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
+    /// The pointer of `value` placed at the end, which it then moves past.
+    fn place(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
         let len = u32::try_from(value.len()).map_err(|_| ValueLogError::TooLarge(value.len()))?;
-        let offset = self.start + self.buf.len() as u64;
+        let offset = self.start + self.len;
         if offset + u64::from(len) > MAX_OFFSET {
             return Err(ValueLogError::Full(self.generation));
         }
-        let p = Pointer {
+        self.len += u64::from(len);
+        Ok(Pointer {
             generation: self.generation,
             offset,
             len,
             crc: crc32fast::hash(value),
-        };
-        self.buf.extend_from_slice(value);
+        })
+    }
+
+    /// Queues `value` (copied); returns the pointer to store instead.
+    pub fn push(&mut self, value: &[u8]) -> Result<Pointer, ValueLogError> {
+        let p = self.place(value)?;
+        self.small.extend_from_slice(value);
         Ok(p)
     }
 
-    /// The bytes to append at [`Appender::start`].
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
+    /// Queues `value`, shared rather than copied when it is large.
+    pub fn push_shared(&mut self, value: &sled::IVec) -> Result<Pointer, ValueLogError> {
+        if value.len() < SHARED_MIN {
+            return self.push(value);
+        }
+        let p = self.place(value)?;
+        if !self.small.is_empty() {
+            let small = std::mem::take(&mut self.small);
+            self.parts.push(sled::IVec::from(small));
+        }
+        self.parts.push(value.clone());
+        Ok(p)
+    }
+
+    /// The bytes to append at [`Appender::start`], in order.
+    pub fn parts(&mut self) -> &[sled::IVec] {
+        if !self.small.is_empty() {
+            let small = std::mem::take(&mut self.small);
+            self.parts.push(sled::IVec::from(small));
+        }
+        &self.parts
     }
 
     pub fn start(&self) -> u64 {
@@ -314,7 +386,7 @@ impl Appender {
 
     /// The end of the log once these bytes are written.
     pub fn end(&self) -> u64 {
-        self.start + self.buf.len() as u64
+        self.start + self.len
     }
 }
 
@@ -355,7 +427,8 @@ mod tests {
         let mut a = Appender::new(log.current(), end);
         let p1 = a.push(b"first value").expect("push");
         let p2 = a.push(&[7u8; 1000]).expect("push");
-        log.append_durable(a.start(), a.bytes()).expect("append");
+        let start = a.start();
+        log.append_durable(start, a.parts()).expect("append");
         assert_eq!(log.read(p1).expect("read"), b"first value");
         assert_eq!(log.read(p2).expect("read"), vec![7u8; 1000]);
         drop(log);

@@ -194,6 +194,14 @@ pub fn validate_cms(
 }
 
 /// Accepts a PEM-armoured CMS (`-----BEGIN CMS-----` or PKCS7) as well as DER.
+/// How many SignerInfos `cms` (DER or PEM) holds, read without any cryptographic work; `None`
+/// when it does not parse (validation then reports the format failure).
+pub fn signer_count(cms: &[u8]) -> Option<usize> {
+    crate::crypto::parse(&pem_to_der(cms))
+        .ok()
+        .map(|p| p.signers.len())
+}
+
 fn pem_to_der(bytes: &[u8]) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return bytes.to_vec();
