@@ -1050,6 +1050,80 @@ mod material_tests {
 }
 
 #[cfg(test)]
+mod detached_crl_tests {
+    use super::*;
+
+    fn pem(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("certs-test")
+                .join(name),
+        )
+        .expect("test PKI file")
+    }
+
+    /// A real one-signer CMS of the test PKI, its chain and CRLs.
+    fn signed() -> (SignerPart, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let cert = openssl::x509::X509::from_pem(&pem("officer-l2-p256.cert.pem"))
+            .and_then(|c| c.to_der())
+            .expect("certificate");
+        let ca = openssl::x509::X509::from_pem(&pem("signing-ca.cert.pem"))
+            .and_then(|c| c.to_der())
+            .expect("CA");
+        let key = openssl::pkey::PKey::private_key_from_pem(&pem("officer-l2-p256.key.pem"))
+            .expect("key");
+        let attrs = cades::build_signed_attributes(&[7; 32], 1_767_225_600, &cert, None)
+            .expect("attributes");
+        let signature = crypto::sign_with_key(&key, &attrs).expect("sign");
+        let alg = crypto::verify_signature_value(&cert, &attrs, &signature).expect("verify");
+        let crls = crypto::certs::crls_from(&pem("crls.pem"))
+            .expect("CRLs")
+            .iter()
+            .map(|c| c.to_der().expect("DER"))
+            .collect();
+        let part = SignerPart {
+            cert_der: cert.clone(),
+            signed_attrs_der: attrs,
+            signature,
+            alg,
+        };
+        (part, vec![cert, ca], crls)
+    }
+
+    #[test]
+    fn old_records_with_crls_inside_their_cms_answer_like_new_ones_and_keep_their_digest() {
+        let (part, chain, crls) = signed();
+        let whole = crypto::assemble(std::slice::from_ref(&part), &chain, &crls).expect("whole");
+        let bare = crypto::assemble(std::slice::from_ref(&part), &chain, &[]).expect("bare");
+        let der = |v: &[Vec<u8>]| v.iter().cloned().map(Der).collect::<Vec<_>>();
+        let hashes: Vec<String> = crls.iter().map(|c| super::super::sha256_hex(c)).collect();
+        // As older versions stored it: the CRLs inline and inside the CMS.
+        let mut old = material_tests::record(der(&chain), der(&crls));
+        old.cms = Der(whole.clone());
+        // As this version stores it: the CMS without them, the CRLs read back by hash.
+        let mut new = material_tests::record(der(&chain), der(&crls));
+        new.cms = Der(bare.clone());
+        new.crls_detached = true;
+        // Both stand for the same CMS, the one the audit log recorded.
+        assert_eq!(old.whole_cms().expect("old"), whole);
+        assert_eq!(new.whole_cms().expect("new"), whole);
+        // Both answer the CMS without CRLs and name the CRLs by hash.
+        for r in [old, new] {
+            let a = r.without_parts().expect("answer");
+            assert_eq!(a.cms.0, bare);
+            assert_eq!(a.crl_refs, hashes);
+            assert!(a.crls.is_empty() && a.chain.is_empty());
+        }
+        // An old record whose CRLs are by reference (the layout just before) answers the same.
+        let mut refs = material_tests::record(Vec::new(), Vec::new());
+        refs.cms = Der(whole);
+        refs.crl_refs = hashes.clone();
+        let a = refs.detach_crls().expect("answer");
+        assert_eq!((a.cms.0, a.crl_refs), (bare, hashes));
+    }
+}
+
+#[cfg(test)]
 mod completed_answer_tests {
     use super::*;
 
