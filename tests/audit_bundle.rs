@@ -205,6 +205,8 @@ fn completed_document(id: u8, content: &[u8]) -> (Document, Vec<BundleSignature>
         cms: B64(m.cms),
         chain: m.chain.into_iter().map(B64).collect(),
         crls: m.crls.into_iter().map(B64).collect(),
+        chain_refs: Vec::new(),
+        crl_refs: Vec::new(),
     };
     let sigs = vec![
         record(0, who.step as u32, "carol", false, carol),
@@ -404,6 +406,7 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
         events: indexes.iter().map(|i| log.bundle_event(*i, size)).collect(),
         checkpoint: log.checkpoint(&key, size, T0 + 400),
         document: doc,
+        material: BTreeMap::new(),
     };
     Fixture {
         key,
@@ -1247,12 +1250,17 @@ fn a_stale_checkpoint_is_refused() {
 
 #[test]
 fn format_and_origin_are_checked() {
-    let e = refuse(|b| b.format = "paraph-evidence/2".into());
+    let e = refuse(|b| b.format = "paraph-evidence/3".into());
     assert!(matches!(e, BundleError::Format { .. }), "{e}");
     assert_msg(
         &e,
-        "format \"paraph-evidence/2\" is not \"paraph-evidence/1\"",
+        "format \"paraph-evidence/3\" is not \"paraph-evidence/2\"",
     );
+    // Version 1 (each signature holding its material) is still read.
+    let f = fixture();
+    let mut v1 = f.bundle.clone();
+    v1.format = "paraph-evidence/1".into();
+    verify_with(f, &v1, root_anchor()).expect("a version 1 bundle verifies");
     let e = refuse(|b| b.origin = "paraph/autre".into());
     assert!(matches!(e, BundleError::OriginMismatch(_)), "{e}");
     assert_msg(&e, "tenant/origin mismatch");
@@ -1540,7 +1548,14 @@ const INFORMATIVE_LEAVES: &[&str] = &[];
 #[test]
 fn changing_any_one_leaf_of_a_genuine_bundle_makes_it_fail() {
     let f = fixture();
-    let genuine = serde_json::to_value(&f.bundle).unwrap();
+    // As version 1 wrote it, and with the material once by hash as version 2 writes it.
+    for bundle in [f.bundle.clone(), by_hash(&f.bundle)] {
+        every_leaf_is_bound(f, &bundle);
+    }
+}
+
+fn every_leaf_is_bound(f: &Fixture, bundle: &EvidenceBundle) {
+    let genuine = serde_json::to_value(bundle).unwrap();
     let mut all = Vec::new();
     leaves(&genuine, &mut Vec::new(), &mut all);
     let mut same_shape: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
@@ -1654,4 +1669,117 @@ fn a_bundle_whose_log_predates_the_commitments_verifies_and_lists_what_is_unboun
         matches!(e, BundleError::SignatureInvalid { index: 1, .. }),
         "{e}"
     );
+}
+
+/// The fixture's bundle as version 2 writes it: each certificate and CRL once in `material`,
+/// named by hash, and each CMS without its CRLs.
+fn by_hash(b: &EvidenceBundle) -> EvidenceBundle {
+    let mut b = b.clone();
+    b.format = BUNDLE_FORMAT.into();
+    for s in &mut b.signatures {
+        for c in std::mem::take(&mut s.chain) {
+            let h = sha256_hex(&c.0);
+            s.chain_refs.push(h.clone());
+            b.material.insert(h, c);
+        }
+        for c in std::mem::take(&mut s.crls) {
+            let h = sha256_hex(&c.0);
+            s.crl_refs.push(h.clone());
+            b.material.insert(h, c);
+        }
+        s.cms = B64(crypto::with_crls(&s.cms.0, &[]).unwrap());
+    }
+    b
+}
+
+#[test]
+fn material_given_once_by_hash_verifies_and_every_byte_of_it_is_bound() {
+    let f = fixture();
+    let b = by_hash(&f.bundle);
+    // Two signatures share the CRLs and the signing CA: each is in the bundle once.
+    let crls = f.bundle.signatures[0].crls.len();
+    assert!(crls >= 2);
+    assert!(
+        b.material.len()
+            < f.bundle
+                .signatures
+                .iter()
+                .map(|s| s.chain.len() + s.crls.len())
+                .sum::<usize>()
+    );
+    for s in &b.signatures {
+        assert!(crypto::parse(&s.cms.0).unwrap().crls.is_empty());
+    }
+    let json = serde_json::to_vec(&b).unwrap();
+    let back = EvidenceBundle::from_json(&json).unwrap();
+    assert_eq!(back, b);
+    let v = verify_with(f, &back, root_anchor()).expect("verifies");
+    assert_eq!(v.signatures.len(), 2);
+
+    let crl = b.signatures[0].crl_refs[1].clone();
+    let refuse_v2 = |tamper: &dyn Fn(&mut EvidenceBundle)| {
+        let mut t = b.clone();
+        tamper(&mut t);
+        verify_with(f, &t, root_anchor()).expect_err("a tampered bundle verified")
+    };
+    // A flipped CRL byte no longer matches its hash.
+    let e = refuse_v2(&|t| {
+        let m = t.material.get_mut(&crl).unwrap();
+        let n = m.0.len();
+        flip(&mut m.0, n - 10);
+    });
+    assert!(matches!(e, BundleError::Material { .. }), "{e}");
+    assert_msg(
+        &e,
+        &format!("validation material {crl}: its bytes do not match its hash (altered)"),
+    );
+    // Another CRL under its own hash: the CMS made whole is not the one the log recorded.
+    let other = crypto::certs::crls_from(&file("signing-ca.crl-expired.pem")).unwrap()[0]
+        .to_der()
+        .unwrap();
+    let e = refuse_v2(&|t| {
+        let h = sha256_hex(&other);
+        t.material.remove(&crl);
+        t.material.insert(h.clone(), B64(other.clone()));
+        for s in &mut t.signatures {
+            for r in &mut s.crl_refs {
+                if *r == crl {
+                    *r = h.clone();
+                }
+            }
+        }
+    });
+    assert!(
+        matches!(e, BundleError::SignatureHashMismatch { index: 0 }),
+        "{e}"
+    );
+    // A CRL dropped from one signature.
+    let e = refuse_v2(&|t| {
+        t.signatures[1].crl_refs.pop();
+    });
+    assert!(
+        matches!(e, BundleError::SignatureHashMismatch { index: 1 }),
+        "{e}"
+    );
+    // Material nobody names, or named but absent.
+    let e = refuse_v2(&|t| {
+        t.material.insert(sha256_hex(&other), B64(other.clone()));
+    });
+    assert_msg(&e, "no signature names it (added)");
+    let e = refuse_v2(&|t| {
+        t.material.remove(&crl);
+    });
+    assert_msg(&e, "the bundle lacks it");
+    // A CMS naming its CRLs by hash must not carry any itself.
+    let e = refuse_v2(&|t| {
+        let whole = f.bundle.signatures[0].cms.clone();
+        t.signatures[0].cms = whole;
+    });
+    assert!(
+        matches!(e, BundleError::SignatureMaterialMismatch { index: 0, .. }),
+        "{e}"
+    );
+    // Version 1 bundles carry no material.
+    let e = refuse_v2(&|t| t.format = "paraph-evidence/1".into());
+    assert!(matches!(e, BundleError::Format { .. }), "{e}");
 }

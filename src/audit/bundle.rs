@@ -18,8 +18,12 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Version tag of the bundle format.
-pub const BUNDLE_FORMAT: &str = "paraph-evidence/1";
+/// Version tag of the bundle format written now: version 2 carries each certificate and CRL
+/// once, in [`EvidenceBundle::material`], and signatures name them by hash.
+pub const BUNDLE_FORMAT: &str = "paraph-evidence/2";
+
+/// The version before, still read: each signature holds its chain and CRLs itself.
+pub const BUNDLE_FORMAT_V1: &str = "paraph-evidence/1";
 
 /// Bytes written as standard base64 in JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +64,11 @@ pub struct EvidenceBundle {
     pub checkpoint: String,
     /// Who did what, when and on behalf of whom: derived from the events (see [`summary`]).
     pub summary: String,
+    /// The certificates and CRLs the signatures name by hash (lowercase hex SHA-256 of the DER
+    /// → DER), each once however many signatures rely on it. Every entry must be named by a
+    /// signature and match its hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub material: BTreeMap<String, B64>,
 }
 
 /// One signature with the validation material used when it was made.
@@ -76,12 +85,19 @@ pub struct BundleSignature {
     pub level: u8,
     pub signing_time: i64,
     pub subject: String,
-    /// Detached CMS SignedData (DER).
+    /// Detached CMS SignedData (DER). With `crl_refs`, without the CRLs: the CMS whose hash the
+    /// log recorded is this one with those CRLs put back (see [`crate::crypto::with_crls`]).
     pub cms: B64,
-    /// The validated chain, signer first (DER).
+    /// The validated chain, signer first (DER); empty when given by `chain_refs`.
     pub chain: Vec<B64>,
-    /// The CRLs used (DER).
+    /// The CRLs used (DER); empty when given by `crl_refs`.
     pub crls: Vec<B64>,
+    /// The chain by hash (keys of [`EvidenceBundle::material`]), signer first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain_refs: Vec<String>,
+    /// The CRLs used by hash (keys of [`EvidenceBundle::material`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crl_refs: Vec<String>,
 }
 
 /// One event of the document with its proof.
@@ -155,9 +171,13 @@ pub enum BundleError {
     /// The file is not a bundle at all (not JSON, missing or unknown members, bad base64).
     #[error("not an evidence bundle: {0}")]
     Unreadable(String),
-    /// The format tag is not [`BUNDLE_FORMAT`].
+    /// The format tag is not [`BUNDLE_FORMAT`] (or [`BUNDLE_FORMAT_V1`]).
     #[error("format {found:?} is not {BUNDLE_FORMAT:?}: unknown or altered bundle format")]
     Format { found: String },
+    /// A certificate or CRL of the bundle's material that does not match its hash, is missing,
+    /// or that no signature names.
+    #[error("validation material {sha256}: {what}")]
+    Material { sha256: String, what: String },
     /// The bundle's tenant, origin, document and checkpoint do not name the same log.
     #[error("tenant/origin mismatch: {0}")]
     OriginMismatch(String),
@@ -493,11 +513,18 @@ pub fn verify(
     let document = &bundle.document;
 
     // 1. Format, tenant and origin.
-    if bundle.format != BUNDLE_FORMAT {
+    if bundle.format != BUNDLE_FORMAT && bundle.format != BUNDLE_FORMAT_V1 {
         return Err(BundleError::Format {
             found: bundle.format.clone(),
         });
     }
+    if bundle.format == BUNDLE_FORMAT_V1 && !bundle.material.is_empty() {
+        return Err(BundleError::Format {
+            found: format!("{} with material", bundle.format),
+        });
+    }
+    // Each signature with its chain and CRLs, and the CMS the log recorded (CRLs put back).
+    let resolved = resolve_material(bundle)?;
     let origin = format!("paraph/{}", bundle.tenant);
     if bundle.origin != origin {
         return Err(BundleError::OriginMismatch(format!(
@@ -792,7 +819,7 @@ pub fn verify(
         recorded.insert(i, (k, &p.event, f, h));
     }
     let mut seen = BTreeSet::new();
-    for s in &bundle.signatures {
+    for s in &resolved {
         if !seen.insert(s.index) {
             return Err(BundleError::DuplicateSignature { index: s.index });
         }
@@ -859,8 +886,8 @@ pub fn verify(
     }
 
     // 14. The caller's cryptographic validation, at the time the log recorded each signature.
-    let mut signatures = Vec::with_capacity(bundle.signatures.len());
-    for s in &bundle.signatures {
+    let mut signatures = Vec::with_capacity(resolved.len());
+    for s in &resolved {
         let logged_at = recorded
             .get(&s.index)
             .map_or(checkpoint.time, |(_, e, _, _)| e.at);
@@ -1212,6 +1239,91 @@ fn signature_agrees(
         }
     }
     Ok(())
+}
+
+/// The bundle's signatures with their chains and CRLs taken from its material by hash, and
+/// each CMS given without its CRLs made whole again (the CMS whose hash the log recorded).
+/// Every material entry must match its hash and be named by a signature, so nothing in the
+/// bundle is left unbound.
+pub fn resolve_material(bundle: &EvidenceBundle) -> Result<Vec<BundleSignature>, BundleError> {
+    for (h, der) in &bundle.material {
+        if sha256_hex(&der.0) != *h {
+            return Err(BundleError::Material {
+                sha256: h.clone(),
+                what: "its bytes do not match its hash (altered)".into(),
+            });
+        }
+    }
+    let mut named = BTreeSet::new();
+    let mut out = Vec::with_capacity(bundle.signatures.len());
+    for s in &bundle.signatures {
+        let take = |refs: &[String], what: &str| -> Result<Vec<B64>, BundleError> {
+            refs.iter()
+                .map(|h| {
+                    bundle
+                        .material
+                        .get(h)
+                        .cloned()
+                        .ok_or_else(|| BundleError::Material {
+                            sha256: h.clone(),
+                            what: format!(
+                                "signature #{} names it as a {what}, the bundle lacks it",
+                                s.index
+                            ),
+                        })
+                })
+                .collect()
+        };
+        let mut r = s.clone();
+        if !s.chain_refs.is_empty() {
+            if !s.chain.is_empty() {
+                return Err(BundleError::SignatureMaterialMismatch {
+                    index: s.index,
+                    what: "a chain given both by hash and in full".into(),
+                });
+            }
+            r.chain = take(&s.chain_refs, "certificate")?;
+            r.chain_refs = Vec::new();
+        }
+        if !s.crl_refs.is_empty() {
+            if !s.crls.is_empty() {
+                return Err(BundleError::SignatureMaterialMismatch {
+                    index: s.index,
+                    what: "CRLs given both by hash and in full".into(),
+                });
+            }
+            r.crls = take(&s.crl_refs, "CRL")?;
+            r.crl_refs = Vec::new();
+            let carried = crate::crypto::parse(&s.cms.0)
+                .map(|p| p.crls.len())
+                .map_err(|e| BundleError::MalformedSignature {
+                    index: s.index,
+                    reason: e.to_string(),
+                })?;
+            if carried != 0 {
+                return Err(BundleError::SignatureMaterialMismatch {
+                    index: s.index,
+                    what: "a CMS that names its CRLs by hash but also carries CRLs".into(),
+                });
+            }
+            let crls: Vec<Vec<u8>> = r.crls.iter().map(|c| c.0.clone()).collect();
+            r.cms = B64(crate::crypto::with_crls(&s.cms.0, &crls).map_err(|e| {
+                BundleError::MalformedSignature {
+                    index: s.index,
+                    reason: e.to_string(),
+                }
+            })?);
+        }
+        named.extend(s.chain_refs.iter().chain(&s.crl_refs).cloned());
+        out.push(r);
+    }
+    if let Some(h) = bundle.material.keys().find(|h| !named.contains(*h)) {
+        return Err(BundleError::Material {
+            sha256: h.clone(),
+            what: "no signature names it (added)".into(),
+        });
+    }
+    Ok(out)
 }
 
 /// The chain, CRLs and signing time given with a signature are those of its CMS (whose hash the

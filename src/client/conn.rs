@@ -156,7 +156,9 @@ pub async fn connect(target: &Target) -> Result<Clients, CliError> {
         admin: AdminServiceClient::with_interceptor(channel.clone(), auth.clone()),
         circuits: CircuitServiceClient::with_interceptor(channel.clone(), auth.clone()),
         docs: DocumentServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        sigs: SignatureServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        // A CRL of a trust set (GetValidationMaterial) can be megabytes: allow large answers.
+        sigs: SignatureServiceClient::with_interceptor(channel.clone(), auth.clone())
+            .max_decoding_message_size(512 * 1024 * 1024),
         delegation: DelegationServiceClient::with_interceptor(channel.clone(), auth.clone()),
         // Evidence bundles carry the document: allow large answers.
         audit: AuditServiceClient::with_interceptor(channel, auth)

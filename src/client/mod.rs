@@ -43,7 +43,7 @@ macro_rules! eprintln_text {
 pub mod absence;
 pub mod audit;
 pub mod bench;
-mod circuit_file;
+pub mod circuit_file;
 mod commands;
 mod conn;
 pub mod error;

@@ -9,6 +9,7 @@ use crate::proto;
 use crate::validation::{Der, TrustSettings};
 use clap::Args;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -119,14 +120,49 @@ pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
             CliError::Local(format!("cannot write {}: {e}", p.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| local(dir, e))?;
+        // The answers name the CRLs by hash: each is fetched once and put back into the files,
+        // so that each one validates offline as the audit log recorded it.
+        let mut crls: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for h in r
+            .crl_sha256
+            .iter()
+            .chain(r.signatures.iter().flat_map(|s| &s.crl_sha256))
+        {
+            if crls.contains_key(h) {
+                continue;
+            }
+            let der = cl
+                .sigs
+                .get_validation_material(proto::GetValidationMaterialRequest {
+                    document_id: a.id.clone(),
+                    sha256: h.clone(),
+                })
+                .await?
+                .into_inner()
+                .der;
+            if hex::encode(sha2::Sha256::digest(&der)) != *h {
+                return Err(CliError::Local(format!(
+                    "the server sent a CRL that does not match its SHA-256 {h}"
+                )));
+            }
+            crls.insert(h.clone(), der);
+        }
+        let whole = |cms: &[u8], refs: &[String]| -> Result<Vec<u8>, CliError> {
+            if refs.is_empty() {
+                return Ok(cms.to_vec());
+            }
+            let with: Vec<Vec<u8>> = refs.iter().filter_map(|h| crls.get(h).cloned()).collect();
+            crate::crypto::with_crls(cms, &with)
+                .map_err(|e| CliError::Local(format!("the server sent a malformed CMS: {e}")))
+        };
         for (s, f) in r.signatures.iter().zip(files.iter_mut()) {
             let p = dir.join(format!("{}-{}.p7s", a.id, s.index));
-            std::fs::write(&p, &s.cms).map_err(|e| local(&p, e))?;
+            std::fs::write(&p, whole(&s.cms, &s.crl_sha256)?).map_err(|e| local(&p, e))?;
             *f = Some(p);
         }
         if !r.combined_cms.is_empty() {
             let p = dir.join(format!("{}-all.p7s", a.id));
-            std::fs::write(&p, &r.combined_cms).map_err(|e| local(&p, e))?;
+            std::fs::write(&p, whole(&r.combined_cms, &r.crl_sha256)?).map_err(|e| local(&p, e))?;
             combined = Some(p);
         }
     }

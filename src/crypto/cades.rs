@@ -353,6 +353,76 @@ pub fn assemble(
     Ok(seq(&[&oid(ID_SIGNED_DATA)?, &tlv(0xa0, &signed_data)]))
 }
 
+/// The same SignedData with exactly `crls` as its CRLs (in DER order, duplicates dropped; none
+/// removes the field): every other field is kept as the bytes it came in.
+///
+/// paraph stores and answers a signature's CMS without the CRLs it was validated with (they are
+/// kept once, by hash) and puts them back where a whole CMS is needed: for any `certs`,
+/// `with_crls(&assemble(parts, certs, &[])?, crls)` is `assemble(parts, certs, crls)` byte for
+/// byte, so the digest the audit log recorded of the whole CMS can be recomputed.
+pub fn with_crls(cms_der: &[u8], crls: &[Vec<u8>]) -> Result<Vec<u8>, CryptoError> {
+    use der::asn1::AnyRef;
+    use der::{Reader, SliceReader};
+    let ci = AnyRef::from_der(cms_der).map_err(|e| malformed("CMS", e))?;
+    if ci.tag() != der::Tag::Sequence {
+        return Err(malformed("CMS", "not a SEQUENCE"));
+    }
+    let mut r = SliceReader::new(ci.value()).map_err(|e| malformed("CMS", e))?;
+    let content_type: ObjectIdentifier = r.decode().map_err(|e| malformed("CMS", e))?;
+    if content_type != o(ID_SIGNED_DATA) {
+        return Err(malformed("CMS", "not a SignedData"));
+    }
+    let content: AnyRef<'_> = r.decode().map_err(|e| malformed("CMS", e))?;
+    r.finish(()).map_err(|e| malformed("CMS", e))?;
+    if content.tag()
+        != (der::Tag::ContextSpecific {
+            constructed: true,
+            number: der::TagNumber::new(0),
+        })
+    {
+        return Err(malformed("CMS", "content is not [0] EXPLICIT"));
+    }
+    let sd = AnyRef::from_der(content.value()).map_err(|e| malformed("SignedData", e))?;
+    if sd.tag() != der::Tag::Sequence {
+        return Err(malformed("SignedData", "not a SEQUENCE"));
+    }
+    let mut r = SliceReader::new(sd.value()).map_err(|e| malformed("SignedData", e))?;
+    let crl_tag = der::Tag::ContextSpecific {
+        constructed: true,
+        number: der::TagNumber::new(1),
+    };
+    let mut items = Vec::new();
+    while !r.is_finished() {
+        let item: AnyRef<'_> = r.decode().map_err(|e| malformed("SignedData", e))?;
+        if item.tag() != crl_tag {
+            items.push(item);
+        }
+    }
+    // version, digestAlgorithms, encapContentInfo, [certificates], signerInfos (the last).
+    let Some((signer_infos, head)) = items.split_last() else {
+        return Err(malformed("SignedData", "no signerInfos"));
+    };
+    if head.len() < 3 || signer_infos.tag() != der::Tag::Set {
+        return Err(malformed("SignedData", "no signerInfos"));
+    }
+    let mut body = Vec::with_capacity(sd.value().len() + crls.iter().map(Vec::len).sum::<usize>());
+    for item in head {
+        body.extend_from_slice(&item.to_der().map_err(|e| malformed("SignedData", e))?);
+    }
+    // crls [1] IMPLICIT RevocationInfoChoices, just before the signerInfos.
+    let members = set_members(crls, "CRL")?;
+    if !members.is_empty() {
+        body.extend_from_slice(&tlv(0xa1, &members.concat()));
+    }
+    body.extend_from_slice(
+        &signer_infos
+            .to_der()
+            .map_err(|e| malformed("SignedData", e))?,
+    );
+    let signed_data = tlv(0x30, &body);
+    Ok(seq(&[&oid(ID_SIGNED_DATA)?, &tlv(0xa0, &signed_data)]))
+}
+
 /// The members of a SET OF certificates or CRLs, each checked to be one DER SEQUENCE, in DER
 /// order without duplicates.
 fn set_members<'a>(items: &'a [Vec<u8>], what: &'static str) -> Result<Vec<&'a [u8]>, CryptoError> {
@@ -967,6 +1037,28 @@ mod assembly_tests {
             let reference = assemble_by_decoding(&parts, &certs, &crls).expect("reference");
             assert_eq!(fast, reference, "{} signers", parts.len());
         }
+    }
+
+    #[test]
+    fn crls_go_out_of_a_cms_and_back_in_byte_for_byte() {
+        let (p256, rsa) = (part("officer-l2-p256"), part("officer-l1-rsa2048"));
+        let crls = vec![crl("signing-ca.crl.pem"), crl("root-ca.crl.pem")];
+        let certs = vec![
+            p256.cert_der.clone(),
+            cert("signing-ca"),
+            rsa.cert_der.clone(),
+        ];
+        for parts in [vec![p256.clone()], vec![p256.clone(), rsa.clone()]] {
+            let whole = assemble(&parts, &certs, &crls).expect("assemble");
+            let bare = assemble(&parts, &certs, &[]).expect("assemble");
+            assert_eq!(with_crls(&bare, &crls).expect("in"), whole);
+            assert_eq!(with_crls(&whole, &[]).expect("out"), bare);
+            assert_eq!(with_crls(&whole, &crls).expect("again"), whole);
+            let parsed = parse(&with_crls(&bare, &crls).expect("in")).expect("parse");
+            assert_eq!(parsed.crls.len(), 2);
+        }
+        let err = with_crls(b"\x30\x03\x02\x01\x05", &[]).expect_err("not a CMS");
+        assert!(err.to_string().contains("CMS"), "{err}");
     }
 
     #[test]

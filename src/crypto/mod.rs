@@ -12,8 +12,8 @@ pub mod der_util;
 
 pub use cades::{
     assemble, build_signed_attributes, certificate_public_key, parse, sign_with_key,
-    verify_signature_value, AttributeCheck, ParsedCms, ParsedSigner, SigAlg, SignaturePolicy,
-    SignerPart,
+    verify_signature_value, with_crls, AttributeCheck, ParsedCms, ParsedSigner, SigAlg,
+    SignaturePolicy, SignerPart,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

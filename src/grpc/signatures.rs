@@ -32,6 +32,7 @@ pub fn signature_to(r: &SignatureRecord) -> proto::SignatureInfo {
             .map(|a| a.to_string())
             .unwrap_or_default(),
         route: r.route.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+        crl_sha256: r.crl_refs.clone(),
     }
 }
 
@@ -121,10 +122,32 @@ impl SignatureService for Api {
         let c = caller(&self.svc, &req).await?;
         let id = DocumentId::parse(&req.get_ref().document_id).map_err(invalid)?;
         let (recs, combined) = self.svc.get_signatures(&c, id).await.map_err(to_status)?;
+        let mut crls: Vec<String> = Vec::new();
+        for h in recs.iter().flat_map(|r| &r.crl_refs) {
+            if !crls.contains(h) {
+                crls.push(h.clone());
+            }
+        }
         Ok(Response::new(proto::GetSignaturesResponse {
             signatures: recs.iter().map(signature_to).collect(),
             combined_cms: combined,
+            crl_sha256: crls,
         }))
+    }
+
+    async fn get_validation_material(
+        &self,
+        req: Request<proto::GetValidationMaterialRequest>,
+    ) -> Result<Response<proto::ValidationMaterial>, Status> {
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let id = DocumentId::parse(&r.document_id).map_err(invalid)?;
+        let der = self
+            .svc
+            .validation_material(&c, id, r.sha256)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ValidationMaterial { der }))
     }
 
     async fn validate_signature(

@@ -722,9 +722,46 @@ impl Paraph {
                     .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
                 let count = super::signatures::signature_count(tx, &tenant, &id)?;
                 let mut signatures = Vec::new();
+                // Each certificate and CRL once, by hash, however many signatures use it.
+                let mut material = std::collections::BTreeMap::new();
+                let mut by_hash = |ders: &[crate::validation::Der]| -> Vec<String> {
+                    ders.iter()
+                        .map(|d| {
+                            let h = super::sha256_hex(&d.0);
+                            material
+                                .entry(h.clone())
+                                .or_insert_with(|| B64(d.0.clone()));
+                            h
+                        })
+                        .collect()
+                };
                 for i in 0..count {
                     let r = super::signatures::signature_at(tx, &tenant, &id, i)?
                         .with_material(&tenant, &|k| Ok(tx.get_raw(k)?))?;
+                    let chain_refs = by_hash(&r.chain);
+                    // The CMS without its CRLs, when putting them back gives the one the log
+                    // recorded (always for records stored now; records stored before are
+                    // checked, and kept whole otherwise).
+                    let whole = r.whole_cms()?;
+                    let bare = if r.crls.is_empty() {
+                        None
+                    } else if r.crls_detached {
+                        Some(r.cms.0.clone())
+                    } else {
+                        let crls: Vec<Vec<u8>> = r.crls.iter().map(|d| d.0.clone()).collect();
+                        crate::crypto::with_crls(&r.cms.0, &[]).ok().filter(|b| {
+                            crate::crypto::with_crls(b, &crls).ok().as_deref()
+                                == Some(whole.as_slice())
+                        })
+                    };
+                    let (cms, crls, crl_refs) = match bare {
+                        Some(b) => (b, Vec::new(), by_hash(&r.crls)),
+                        None => (
+                            whole,
+                            r.crls.iter().map(|c| B64(c.0.clone())).collect(),
+                            Vec::new(),
+                        ),
+                    };
                     signatures.push(BundleSignature {
                         index: r.index,
                         step: r.step,
@@ -736,9 +773,11 @@ impl Paraph {
                         level: r.level,
                         signing_time: r.signing_time.0,
                         subject: r.subject.clone(),
-                        cms: B64(r.cms.0.clone()),
-                        chain: r.chain.iter().map(|c| B64(c.0.clone())).collect(),
-                        crls: r.crls.iter().map(|c| B64(c.0.clone())).collect(),
+                        cms: B64(cms),
+                        chain: Vec::new(),
+                        crls,
+                        chain_refs,
+                        crl_refs,
                     });
                 }
                 let checkpoint = covering_checkpoint(tx, &tenant, &key, now)?;
@@ -771,6 +810,7 @@ impl Paraph {
                     events,
                     checkpoint: checkpoint.encode(),
                     summary,
+                    material,
                 })
             })
             .await

@@ -120,8 +120,14 @@ pub struct SignatureRecord {
     pub chain_refs: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crl_refs: Vec<String>,
-    /// This signature alone as a detached CMS SignedData.
+    /// This signature alone as a detached CMS SignedData; without its CRLs when
+    /// `crls_detached` (see [`SignatureRecord::whole_cms`]).
     pub cms: Der,
+    /// Whether `cms` was stored without the CRLs (a CRL of 100,000 entries is megabytes, and a
+    /// tenant's signatures share it): the CMS the audit log recorded is `cms` with the CRLs
+    /// put back. `false` in records stored before, whose `cms` holds them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crls_detached: bool,
 }
 
 impl SignatureRecord {
@@ -143,25 +149,75 @@ impl SignatureRecord {
     }
 
     /// The record as an answer carries it: the CMS, which holds the certificate, the signed
-    /// attributes, the value, the chain and the CRLs, without those parts again beside it
-    /// (they stay in the stored record).
-    pub fn without_parts(mut self) -> SignatureRecord {
-        self.cert = Der(Vec::new());
-        self.signed_attrs = Der(Vec::new());
-        self.signature = Der(Vec::new());
-        self.chain = Vec::new();
+    /// attributes, the value and the chain, without those parts again beside it (they stay in
+    /// the stored record), and without the CRLs, named by hash (see [`Self::detach_crls`]).
+    pub fn without_parts(self) -> Result<SignatureRecord> {
+        let mut r = self.detach_crls()?;
+        r.cert = Der(Vec::new());
+        r.signed_attrs = Der(Vec::new());
+        r.signature = Der(Vec::new());
+        r.chain = Vec::new();
+        r.chain_refs = Vec::new();
+        Ok(r)
+    }
+
+    /// The record with its CMS without the CRLs and the CRLs by hash in `crl_refs` (what
+    /// answers carry: a large CRL is fetched once by hash, not with every signature). A record
+    /// stored before, whose CMS holds its CRLs, has them taken out.
+    pub fn detach_crls(mut self) -> Result<SignatureRecord> {
+        if self.crl_refs.is_empty() {
+            self.crl_refs = self.crls.iter().map(|d| super::sha256_hex(&d.0)).collect();
+        }
+        if !self.crls_detached && !self.crl_refs.is_empty() {
+            self.cms = Der(crypto::with_crls(&self.cms.0, &[])
+                .map_err(|e| ServiceError::Internal(format!("stored signature: {e}")))?);
+            self.crls_detached = true;
+        }
         self.crls = Vec::new();
-        self.chain_refs = Vec::new();
-        self.crl_refs = Vec::new();
-        self
+        Ok(self)
+    }
+
+    /// The CMS the audit log recorded: the stored one, with its CRLs put back when they were
+    /// stored apart. The CRLs must have been read back (see [`Self::with_material`]).
+    pub fn whole_cms(&self) -> Result<Vec<u8>> {
+        if !self.crls_detached || (self.crls.is_empty() && self.crl_refs.is_empty()) {
+            return Ok(self.cms.0.clone());
+        }
+        if self.crls.len() != self.crl_refs.len() && !self.crl_refs.is_empty() {
+            return Err(ServiceError::Internal(
+                "the CRLs of a signature were not read back".into(),
+            ));
+        }
+        let crls: Vec<Vec<u8>> = self.crls.iter().map(|d| d.0.clone()).collect();
+        crypto::with_crls(&self.cms.0, &crls)
+            .map_err(|e| ServiceError::Internal(format!("stored signature: {e}")))
+    }
+
+    /// The record with its chain read back from the tenant's `der/` records, its CRLs left
+    /// by reference.
+    pub(super) fn with_chain(
+        self,
+        tenant: &TenantId,
+        get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+    ) -> Result<SignatureRecord> {
+        self.read_back(tenant, get, false)
     }
 
     /// The record with its chain and CRLs read back from the tenant's `der/` records (a
     /// record stored before holds them already). `get` reads a key.
     pub(super) fn with_material(
+        self,
+        tenant: &TenantId,
+        get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+    ) -> Result<SignatureRecord> {
+        self.read_back(tenant, get, true)
+    }
+
+    fn read_back(
         mut self,
         tenant: &TenantId,
         get: &dyn Fn(&str) -> Result<Option<sled::IVec>>,
+        crls: bool,
     ) -> Result<SignatureRecord> {
         let resolve = |refs: &[String]| -> Result<Vec<Der>> {
             refs.iter()
@@ -183,7 +239,7 @@ impl SignatureRecord {
             self.chain = resolve(&self.chain_refs)?;
             self.chain_refs = Vec::new();
         }
-        if !self.crl_refs.is_empty() {
+        if crls && !self.crl_refs.is_empty() {
             self.crls = resolve(&self.crl_refs)?;
             self.crl_refs = Vec::new();
         }
@@ -232,7 +288,8 @@ pub(super) fn cms_sha256(tx: &Tx<'_>, t: &TenantId, d: &DocumentId, i: u32) -> R
     if let Some(h) = tx.get_raw(&key)? {
         return Ok(String::from_utf8_lossy(&h).into_owned());
     }
-    Ok(super::sha256_hex(&signature_at(tx, t, d, i)?.cms.0))
+    let rec = signature_at(tx, t, d, i)?.with_material(t, &|k| Ok(tx.get_raw(k)?))?;
+    Ok(super::sha256_hex(&rec.whole_cms()?))
 }
 
 /// `sigdesc/{t}/{doc}/{i:04}`: the digest of signature `i`'s description, a transaction-local
@@ -334,14 +391,13 @@ fn put_signature(
     tx.put(&sig_key(tenant, doc, n), &rec)?;
     rec.chain = chain;
     rec.crls = crls;
+    // The digest of the whole CMS (CRLs put back), for the audit event of the same
+    // transition (so the event does not re-read the record); not stored: [`cms_sha256`]
+    // recomputes it from the record.
+    let whole = super::sha256_hex(&rec.whole_cms()?);
     rec.chain_refs = Vec::new();
     rec.crl_refs = Vec::new();
-    // The CMS digest alone, for the audit event of the same transition (so the event does not
-    // re-read the record); not stored: [`cms_sha256`] recomputes it from the record.
-    tx.set_local(
-        &sig_hash_key(tenant, doc, n),
-        super::sha256_hex(&rec.cms.0).into_bytes(),
-    );
+    tx.set_local(&sig_hash_key(tenant, doc, n), whole.into_bytes());
     tx.set_local(
         &sig_description_key(tenant, doc, n),
         rec.description_sha256()?.into_bytes(),
@@ -386,8 +442,8 @@ pub(super) fn settle_seals(
             signature: signature.clone(),
             alg,
         };
-        let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
-        let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls)
+        // Without the CRLs: they are kept once by hash (see `crls_detached`).
+        let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let rec = SignatureRecord {
             index: 0,
@@ -410,6 +466,7 @@ pub(super) fn settle_seals(
             chain_refs: Vec::new(),
             crl_refs: Vec::new(),
             cms: Der(cms),
+            crls_detached: true,
         };
         let doc_id = t.document.id.clone();
         let tenant = t.document.tenant.clone();
@@ -647,14 +704,14 @@ impl Paraph {
                 let ok = chains
                     .validate(&tenant, &trust, &prep.cert.0, &extra, prep.signing_time.0, level)
                     .map_err(refused)?;
-                let crls: Vec<Vec<u8>> = trust.crls.iter().map(|d| d.0.clone()).collect();
                 let part = SignerPart {
                     cert_der: prep.cert.0.clone(),
                     signed_attrs_der: prep.signed_attrs.0.clone(),
                     signature: signature.clone(),
                     alg,
                 };
-                let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &crls)
+                // Without the CRLs: they are kept once by hash (see `crls_detached`).
+                let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
                     .map_err(|e| ServiceError::Internal(e.to_string()))?;
                 let rec = SignatureRecord {
                     index: 0,
@@ -677,6 +734,7 @@ impl Paraph {
                     chain_refs: Vec::new(),
                     crl_refs: Vec::new(),
                     cms: Der(cms),
+                    crls_detached: true,
                 };
                 Ok(Some((prep, rec)))
             })
@@ -741,7 +799,7 @@ impl Paraph {
                             document: t.document,
                             signature: StoredSignature::Index(stored.index),
                         },
-                        stored.without_parts(),
+                        stored.without_parts()?,
                         notices,
                     ))
                 },
@@ -750,7 +808,7 @@ impl Paraph {
                     StoredSignature::Record(r) => Ok((**r).clone()),
                     StoredSignature::Index(i) => {
                         let r = signature_at(tx, &reread_tenant, &first.document.id, *i)?;
-                        Ok(r.without_parts())
+                        r.without_parts()
                     }
                 },
             )
@@ -761,7 +819,10 @@ impl Paraph {
         })
     }
 
-    /// A document's signatures, each alone, and all of them as one SignedData.
+    /// A document's signatures, each alone, and all of them as one SignedData, each CMS
+    /// without the CRLs it was validated with: they are named by hash in `crl_refs` and read
+    /// with [`Paraph::validation_material`] (a CRL of megabytes is not sent with every
+    /// signature). The records keep their parts (certificate, attributes, value, chain).
     pub async fn get_signatures(
         &self,
         caller: &Caller,
@@ -773,7 +834,7 @@ impl Paraph {
             let recs: Vec<SignatureRecord> = s
                 .scan::<SignatureRecord>(&sig_prefix(&tenant, &doc.id), None, usize::MAX)?
                 .into_iter()
-                .map(|(_, r)| r.with_material(&tenant, &|k| Ok(s.get_raw(k)?)))
+                .map(|(_, r)| r.with_chain(&tenant, &|k| Ok(s.get_raw(k)?))?.detach_crls())
                 .collect::<Result<_>>()?;
             if recs.is_empty() {
                 return Ok((recs, Vec::new()));
@@ -786,13 +847,64 @@ impl Paraph {
                 .iter()
                 .flat_map(|r| r.chain.iter().map(|d| d.0.clone()))
                 .collect();
-            let crls: Vec<Vec<u8>> = recs
-                .iter()
-                .flat_map(|r| r.crls.iter().map(|d| d.0.clone()))
-                .collect();
-            let combined = crypto::assemble(&parts, &certs, &crls)
+            let combined = crypto::assemble(&parts, &certs, &[])
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
             Ok((recs, combined))
+        })
+        .await
+    }
+
+    /// A certificate or CRL one of the document's signatures relied on, by the lowercase hex
+    /// SHA-256 of its DER (as `crl_refs` names it), for a caller who may read the document.
+    pub async fn validation_material(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        sha256: String,
+    ) -> Result<Vec<u8>> {
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(DomainError::invalid(
+                "sha256",
+                "must be 64 lowercase hexadecimal characters",
+            )
+            .into());
+        }
+        let doc = self.get_document(caller, id).await?;
+        let tenant = caller.tenant.clone();
+        self.blocking(move |s| {
+            for (_, r) in
+                s.scan::<SignatureRecord>(&sig_prefix(&tenant, &doc.id), None, usize::MAX)?
+            {
+                if r.chain_refs.contains(&sha256) || r.crl_refs.contains(&sha256) {
+                    let der = s.get_raw(&der_key(&tenant, &sha256))?.ok_or_else(|| {
+                        ServiceError::Internal(format!("certificate or CRL {sha256} is missing"))
+                    })?;
+                    if super::sha256_hex(&der) != sha256 {
+                        return Err(ServiceError::Internal(format!(
+                            "certificate or CRL {sha256} does not match its hash"
+                        )));
+                    }
+                    return Ok(der.to_vec());
+                }
+                // A record stored before holds its chain and CRLs itself.
+                if let Some(d) = r
+                    .chain
+                    .iter()
+                    .chain(&r.crls)
+                    .find(|d| super::sha256_hex(&d.0) == sha256)
+                {
+                    return Ok(d.0.clone());
+                }
+            }
+            Err(DomainError::NotFound(format!(
+                "certificate or CRL {sha256} among the signatures of document '{}'",
+                doc.id
+            ))
+            .into())
         })
         .await
     }
@@ -905,6 +1017,7 @@ mod material_tests {
             chain_refs: Vec::new(),
             crl_refs: Vec::new(),
             cms: Der(vec![4]),
+            crls_detached: false,
         }
     }
 
@@ -960,12 +1073,88 @@ mod material_tests {
 }
 
 #[cfg(test)]
+mod detached_crl_tests {
+    use super::*;
+
+    fn pem(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("certs-test")
+                .join(name),
+        )
+        .expect("test PKI file")
+    }
+
+    /// A real one-signer CMS of the test PKI, its chain and CRLs.
+    fn signed() -> (SignerPart, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let cert = openssl::x509::X509::from_pem(&pem("officer-l2-p256.cert.pem"))
+            .and_then(|c| c.to_der())
+            .expect("certificate");
+        let ca = openssl::x509::X509::from_pem(&pem("signing-ca.cert.pem"))
+            .and_then(|c| c.to_der())
+            .expect("CA");
+        let key = openssl::pkey::PKey::private_key_from_pem(&pem("officer-l2-p256.key.pem"))
+            .expect("key");
+        let attrs = cades::build_signed_attributes(&[7; 32], 1_767_225_600, &cert, None)
+            .expect("attributes");
+        let signature = crypto::sign_with_key(&key, &attrs).expect("sign");
+        let alg = crypto::verify_signature_value(&cert, &attrs, &signature).expect("verify");
+        let crls = crypto::certs::crls_from(&pem("crls.pem"))
+            .expect("CRLs")
+            .iter()
+            .map(|c| c.to_der().expect("DER"))
+            .collect();
+        let part = SignerPart {
+            cert_der: cert.clone(),
+            signed_attrs_der: attrs,
+            signature,
+            alg,
+        };
+        (part, vec![cert, ca], crls)
+    }
+
+    #[test]
+    fn old_records_with_crls_inside_their_cms_answer_like_new_ones_and_keep_their_digest() {
+        let (part, chain, crls) = signed();
+        let whole = crypto::assemble(std::slice::from_ref(&part), &chain, &crls).expect("whole");
+        let bare = crypto::assemble(std::slice::from_ref(&part), &chain, &[]).expect("bare");
+        let der = |v: &[Vec<u8>]| v.iter().cloned().map(Der).collect::<Vec<_>>();
+        let hashes: Vec<String> = crls.iter().map(|c| super::super::sha256_hex(c)).collect();
+        // As older versions stored it: the CRLs inline and inside the CMS.
+        let mut old = material_tests::record(der(&chain), der(&crls));
+        old.cms = Der(whole.clone());
+        // As this version stores it: the CMS without them, the CRLs read back by hash.
+        let mut new = material_tests::record(der(&chain), der(&crls));
+        new.cms = Der(bare.clone());
+        new.crls_detached = true;
+        // Both stand for the same CMS, the one the audit log recorded.
+        assert_eq!(old.whole_cms().expect("old"), whole);
+        assert_eq!(new.whole_cms().expect("new"), whole);
+        // Both answer the CMS without CRLs and name the CRLs by hash.
+        for r in [old, new] {
+            let a = r.without_parts().expect("answer");
+            assert_eq!(a.cms.0, bare);
+            assert_eq!(a.crl_refs, hashes);
+            assert!(a.crls.is_empty() && a.chain.is_empty());
+        }
+        // An old record whose CRLs are by reference (the layout just before) answers the same.
+        let mut refs = material_tests::record(Vec::new(), Vec::new());
+        refs.cms = Der(whole);
+        refs.crl_refs = hashes.clone();
+        let a = refs.detach_crls().expect("answer");
+        assert_eq!((a.cms.0, a.crl_refs), (bare, hashes));
+    }
+}
+
+#[cfg(test)]
 mod completed_answer_tests {
     use super::*;
 
     #[test]
     fn completion_answers_hold_the_signature_by_index_and_older_ones_whole() {
-        let rec = material_tests::record(Vec::new(), Vec::new()).without_parts();
+        let rec = material_tests::record(Vec::new(), Vec::new())
+            .without_parts()
+            .expect("answer");
         let by_index = serde_json::to_string(&StoredSignature::Index(3)).expect("encode");
         assert_eq!(by_index, "3");
         assert!(matches!(
