@@ -43,6 +43,8 @@ pub struct Settings {
     /// Serve gRPC server reflection (`grpc.reflection.v1`), which describes every service to
     /// anyone who connects: handy in development, not needed in production.
     pub reflection: bool,
+    /// PES V2 (XAdES-EPES) signatures: policy, production place, claimed role (`[pes]`).
+    pub pes: crate::formats::xades_pes::PesSettings,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -110,6 +112,7 @@ impl Default for Settings {
             seals: Default::default(),
             audit_key: None,
             reflection: true,
+            pes: Default::default(),
         }
     }
 }

@@ -117,6 +117,7 @@ pub fn open(
         Limits {
             max_document_bytes: settings.max_document_bytes,
             max_live_absences_per_user: settings.max_live_absences_per_user,
+            pes: settings.pes.clone(),
         },
     );
     for (tenant, seal) in &settings.seals {

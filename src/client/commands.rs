@@ -585,6 +585,7 @@ async fn submit(a: super::SubmitArgs) -> Result<(), CliError> {
         circuit: a.circuit,
         metadata,
         file_name,
+        signature_format: a.format.clone(),
         idempotency_key: idempotency_key(&a.idem)?,
     };
     let mut cl = clients(&a.c).await?;

@@ -79,6 +79,8 @@ impl DocumentService for Api {
             circuit: CircuitName::parse(&header.circuit).map_err(invalid)?,
             metadata: header.metadata.into_iter().collect(),
             file_name: Some(header.file_name),
+            format: crate::domain::SignatureFormat::parse(&header.signature_format)
+                .map_err(invalid)?,
             content,
         };
         let doc = self.svc.submit(&c, sub, key).await.map_err(to_status)?;

@@ -92,6 +92,16 @@ impl SignatureService for Api {
             expires_at: ts(p.expires_at),
             step: p.step,
             document_id: p.document.to_string(),
+            signature_format: p.format.as_str().to_owned(),
+            items: p
+                .items
+                .into_iter()
+                .map(|i| proto::ToBeSigned {
+                    label: i.label,
+                    data: i.data,
+                    reference_digest: i.reference_digest,
+                })
+                .collect(),
         }))
     }
 
@@ -104,7 +114,16 @@ impl SignatureService for Api {
         let key = idem(&r.idempotency_key, &r)?;
         let done = self
             .svc
-            .complete_signature(&c, r.preparation_id, r.signature_value, key)
+            .complete_signature(
+                &c,
+                r.preparation_id,
+                if r.signature_values.is_empty() {
+                    vec![r.signature_value]
+                } else {
+                    r.signature_values
+                },
+                key,
+            )
             .await
             .map_err(to_status)?;
         let d = document_to(&done.document);

@@ -16,6 +16,8 @@ pub struct Submission {
     pub circuit: CircuitName,
     pub metadata: BTreeMap<String, String>,
     pub file_name: Option<String>,
+    /// As requested (`Auto` is resolved from the content).
+    pub format: crate::domain::SignatureFormat,
     pub content: Vec<u8>,
 }
 
@@ -169,6 +171,7 @@ impl Paraph {
                 .into());
             }
         }
+        let format = check_format(sub.format, &sub.content)?;
         let now = self.clock.now();
         let id = DocumentId::from_random(ordered_id16()?);
         let sha = super::sha256_hex(&sub.content);
@@ -209,7 +212,7 @@ impl Paraph {
                 };
                 let officers = officers_by_role(tx, &tenant)?;
                 let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
-                let t = Document::submit(new.clone(), &circuit, &members, now)?;
+                let t = Document::submit_as(new.clone(), format, &circuit, &members, now)?;
                 let t = settle(tx, seal.as_ref(), t, now)?;
                 let blob = format!("blob/{tenant}/{sha}");
                 if !tx.exists(&blob)? {
@@ -232,7 +235,8 @@ impl Paraph {
         .await
     }
 
-    /// The document's content (checked against its recorded digest before it is served).
+    /// The document's content as it reads now: its latest signed revision, else the submitted
+    /// content (checked against its recorded digest before it is served).
     pub async fn get_content(
         &self,
         caller: &Caller,
@@ -242,10 +246,12 @@ impl Paraph {
         self.blocking(move |s| {
             let doc = load(Either::Store(s), &c.tenant, &id)?;
             may_read(&c, &doc)?;
+            // The latest signed revision when there is one (an enveloped signature's flow).
+            let sha = doc.current_content().sha256.clone();
             let bytes = s
-                .get_raw(&format!("blob/{}/{}", c.tenant, doc.content.sha256))?
+                .get_raw(&format!("blob/{}/{sha}", c.tenant))?
                 .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
-            if super::sha256_hex(&bytes) != doc.content.sha256 {
+            if super::sha256_hex(&bytes) != sha {
                 return Err(ServiceError::Internal(format!(
                     "content of {id} does not match its digest"
                 )));
@@ -393,6 +399,29 @@ impl Paraph {
             d.withdraw(who, &reason, now)
         })
         .await
+    }
+}
+
+/// The format a submission is signed in: `auto` resolved from the content, and a PES flow
+/// checked (well-formed, root `PES_Aller`, references for every signature) before it is kept.
+fn check_format(
+    requested: crate::domain::SignatureFormat,
+    content: &[u8],
+) -> Result<crate::domain::SignatureFormat> {
+    use crate::domain::SignatureFormat as F;
+    match crate::formats::resolve(requested, content) {
+        F::Pades => Err(DomainError::invalid(
+            "signature_format",
+            "pades is reserved: not available yet",
+        )
+        .into()),
+        F::XadesPes => {
+            crate::formats::xades_pes::targets(content).map_err(|e| {
+                ServiceError::from(DomainError::invalid("content", format!("PES flow: {e}")))
+            })?;
+            Ok(F::XadesPes)
+        }
+        other => Ok(other),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Limits {
     pub max_document_bytes: u64,
     /// Most live (not cancelled, not yet over) absences of one user.
     pub max_live_absences_per_user: usize,
+    /// What PES signatures claim (policy, place, role).
+    pub pes: crate::formats::xades_pes::PesSettings,
 }
 
 impl Default for Limits {
@@ -61,6 +63,7 @@ impl Default for Limits {
         Limits {
             max_document_bytes: 64 * 1024 * 1024,
             max_live_absences_per_user: 50,
+            pes: Default::default(),
         }
     }
 }
