@@ -142,7 +142,7 @@ async fn submit_pes(
 
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
     let mut s = srv
-        .docs(org.token("alice"), None)
+        .docs(org.token("audit"), None)
         .get_content(proto::GetContentRequest { id: id.into() })
         .await
         .unwrap()
@@ -471,4 +471,117 @@ async fn one_bad_value_refuses_the_whole_completion_and_leaves_the_flow_unsigned
     assert_eq!(done.state, proto::DocumentState::Completed as i32);
     let signed = content_of(&srv, &org, &d.id).await;
     assert_eq!(without_signatures(&signed), flow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_p384_keys_and_a_whole_file_signature_verify_in_xmlsec1() {
+    let (srv, org) = start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: tmp.path().to_path_buf(),
+        addr: srv.addr.to_string(),
+    };
+    for (user, p12, level) in [
+        ("dave", "officer-l2-rsa3072.p12", 2),
+        ("bob", "officer-l3-p384.p12", 3),
+    ] {
+        let circuit = format!("pes-{user}");
+        create_circuit(&srv, &org, &circuit, vec![sign_step(&[user], level)]).await;
+        let flow = pes_flow("UTF-8", &[(Some("R1"), 2), (Some("R2"), 3)], "\n");
+        let d = submit_pes(&srv, &org, &circuit, "auto", &flow)
+            .await
+            .unwrap();
+        let out = cli_sign(&cli, org.token(user), &d.id, p12);
+        assert!(
+            out.status.success(),
+            "{user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let signed = content_of(&srv, &org, &d.id).await;
+        for id in ["R1", "R2"] {
+            xmlsec1_verify(tmp.path(), &signed, id)
+                .unwrap_or_else(|e| panic!("{user}: xmlsec1 refused {id}: {e}"));
+        }
+    }
+    // No bordereau has an Id but PES_Aller has: one signature of the whole flow, its last child.
+    let flow = String::from_utf8(pes_flow("UTF-8", &[(None, 2), (None, 1)], "\n"))
+        .unwrap()
+        .replacen("<PES_Aller ", "<PES_Aller Id=\"PES_ALL\" ", 1);
+    let d = submit_pes(&srv, &org, "pes", "auto", flow.as_bytes())
+        .await
+        .unwrap();
+    approve(&srv, &org, "carol", &d.id, None).await.unwrap();
+    let out = cli_sign(&cli, org.token("alice"), &d.id, "officer-l2-p256.p12");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = content_of(&srv, &org, &d.id).await;
+    assert!(String::from_utf8_lossy(&signed).contains("</ds:Signature></PES_Aller>"));
+    let file = tmp.path().join("whole.xml");
+    std::fs::write(&file, &signed).unwrap();
+    let ok = Command::new("xmlsec1")
+        .args(["--verify", "--trusted-pem", "certs-test/root-ca.cert.pem"])
+        .args(["--untrusted-pem", "certs-test/signing-ca.cert.pem"])
+        .args(["--id-attr:Id", "PES_Aller"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+/// A server whose PES settings are `tweak`ed from the working ones.
+async fn start_pes_with(
+    tweak: impl FnOnce(&mut paraph::formats::xades_pes::PesSettings),
+) -> (TestServer, Org) {
+    let mut pes = paraph::formats::xades_pes::PesSettings {
+        policy_hash: POLICY_HASH.into(),
+        ..Default::default()
+    };
+    tweak(&mut pes);
+    let srv =
+        TestServer::start_with(tempfile::tempdir().unwrap(), None, move |s| s.pes = pes).await;
+    let org = Org::create(&srv, "default").await;
+    trust_and_bind_officers(&srv, &org).await;
+    create_circuit(&srv, &org, "pes", vec![sign_step(&["alice"], 2)]).await;
+    (srv, org)
+}
+
+#[tokio::test]
+async fn the_sha1_policy_and_an_unset_policy_hash_are_refused_when_preparing() {
+    let flow = pes_flow("UTF-8", &[(Some("A"), 1)], "\n");
+    for (tweak, needle) in [
+        (
+            Box::new(|p: &mut paraph::formats::xades_pes::PesSettings| {
+                p.policy_oid = "1.2.250.1.131.1.5.18.21.1.4".into()
+            }) as Box<dyn FnOnce(&mut _) + Send>,
+            "specifies SHA-1",
+        ),
+        (
+            Box::new(|p: &mut paraph::formats::xades_pes::PesSettings| {
+                p.policy_hash = String::new()
+            }),
+            "pes.policy_hash",
+        ),
+    ] {
+        let (srv, org) = start_pes_with(tweak).await;
+        let d = submit_pes(&srv, &org, "pes", "auto", &flow).await.unwrap();
+        let e = prepare(
+            &srv,
+            &org,
+            "alice",
+            &d.id,
+            "officer-l2-p256",
+            &["signing-ca"],
+        )
+        .await
+        .expect_err(needle);
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains(needle), "{needle:?} not in {e:?}");
+    }
 }
