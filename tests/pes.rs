@@ -390,16 +390,66 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             let rest = text[close + "</ds:Signature>".len()..].trim_start();
             assert!(rest.starts_with("</Bordereau>"), "{what}: {id}");
         }
+        // paraph validate --data: one report per bordereau.
+        let file = tmp.path().join("signed.xml");
+        std::fs::write(&file, &signed).unwrap();
+        let v = cli
+            .command(
+                org.token("alice"),
+                &["validate", "--data", file.to_str().unwrap(), "--json"],
+            )
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+        assert_eq!(report["indication"], "TOTAL_PASSED", "{what}: {report}");
+        let signers = report["signers"].as_array().unwrap();
+        assert_eq!(signers.len(), ids.len(), "{what}: {report}");
+        for (s, id) in signers.iter().zip(&ids) {
+            assert_eq!(s["reference"], *id, "{report}");
+            assert_eq!(s["claimed_role"], "Ordonnateur", "{report}");
+            assert_eq!(s["policy_oid"], "1.2.250.1.131.1.5.18.21.1.7", "{report}");
+            assert_eq!(s["level"], 2, "{report}");
+            assert_eq!(s["signing_time"], "2026-01-01T00:00:00Z", "{report}");
+        }
         // An edited bordereau fails xmlsec1 (the amount of its first line).
-        let edited = String::from_utf8_lossy(&signed).replacen("120.50", "920.50", 1);
-        let edited: Vec<u8> = if what.starts_with("ISO") {
-            edited.chars().map(|c| c as u32 as u8).collect()
-        } else {
-            edited.into_bytes()
-        };
+        let at = signed
+            .windows(6)
+            .position(|w| w == b"120.50")
+            .expect("an amount");
+        let mut edited = signed.clone();
+        edited[at] = b'9';
         assert!(
             xmlsec1_verify(tmp.path(), &edited, ids[0]).is_err(),
             "{what}: an edited bordereau still verifies"
+        );
+        // … and paraph validate, naming that bordereau only.
+        std::fs::write(&file, &edited).unwrap();
+        let v = cli
+            .command(
+                org.token("alice"),
+                &["validate", "--data", file.to_str().unwrap(), "--json"],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(v.status.code(), Some(6), "{what}");
+        let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+        assert_eq!(report["indication"], "TOTAL_FAILED", "{what}: {report}");
+        let signers = report["signers"].as_array().unwrap();
+        assert_eq!(signers[0]["sub_indication"], "HASH_FAILURE", "{report}");
+        assert!(
+            signers[0]["message"].as_str().unwrap().contains(ids[0]),
+            "{report}"
+        );
+        assert!(
+            signers[1..]
+                .iter()
+                .all(|s| s["indication"] == "TOTAL_PASSED"),
+            "{report}"
         );
     }
 }

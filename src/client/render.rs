@@ -427,6 +427,8 @@ pub fn report_json(r: &proto::ValidationReport) -> Value {
             "policy_oid": opt_string(&s.policy_oid),
             "validation_time": time(&s.validation_time),
             "proof_of_existence": time(&s.proof_of_existence),
+            "reference": opt_string(&s.reference),
+            "claimed_role": opt_string(&s.claimed_role),
         })).collect::<Vec<_>>(),
     })
 }
@@ -710,8 +712,14 @@ pub fn report_text(r: &proto::ValidationReport) -> String {
         let mut field = |name: &str, value: &str| {
             let _ = writeln!(out, "  {name:<17}{value}");
         };
+        if !s.reference.is_empty() {
+            field("signs", &shown(&s.reference));
+        }
         if !s.signer.is_empty() {
             field("subject", &shown(&s.signer));
+        }
+        if !s.claimed_role.is_empty() {
+            field("claimed role", &shown(&s.claimed_role));
         }
         if s.level > 0 {
             field("level", &level_text(s.level));

@@ -549,3 +549,364 @@ pub fn insert(
     out.extend_from_slice(&bytes[at..]);
     Ok(out)
 }
+
+/// What the structural and cryptographic check of one `ds:Signature` of a flow found; the
+/// certificate path is validated by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct SignatureCheck {
+    /// The `Id` of the element it signs (the bordereau), or of the signature when unknown.
+    pub reference: String,
+    pub cert_der: Option<Vec<u8>>,
+    /// `(sub-indication, message)` of the first defect found.
+    pub defect: Option<(&'static str, String)>,
+    pub signing_time: Option<String>,
+    pub policy_oid: Option<String>,
+    /// Base64 SigPolicyHash as the signature states it.
+    pub policy_hash: Option<String>,
+    pub claimed_role: Option<String>,
+    pub signature_value: Vec<u8>,
+}
+
+fn child<'a, 'i>(
+    n: roxmltree::Node<'a, 'i>,
+    ns: &str,
+    local: &str,
+) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| {
+        c.is_element() && c.tag_name().name() == local && c.tag_name().namespace() == Some(ns)
+    })
+}
+
+fn path<'a, 'i>(
+    n: roxmltree::Node<'a, 'i>,
+    steps: &[(&str, &str)],
+) -> Option<roxmltree::Node<'a, 'i>> {
+    steps.iter().try_fold(n, |n, (ns, l)| child(n, ns, l))
+}
+
+fn text_of(n: Option<roxmltree::Node<'_, '_>>) -> Option<String> {
+    n.map(|n| {
+        n.descendants()
+            .filter(|d| d.is_text())
+            .filter_map(|d| d.text())
+            .collect::<String>()
+    })
+}
+
+fn b64_decode(s: &str) -> Option<Vec<u8>> {
+    let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(clean).ok()
+}
+
+/// Checks every enveloped signature of a PES flow: the references (the signed element with the
+/// enveloped-signature and exclusive C14N transforms, the SignedProperties), their digests, the
+/// signature value over the exclusive canonical SignedInfo with the KeyInfo certificate, the
+/// SigningCertificate against that certificate, a UTC SigningTime and a claimed role.
+pub fn check_signatures(bytes: &[u8]) -> Result<Vec<SignatureCheck>, FormatError> {
+    let flow = Flow::decode(bytes)?;
+    let doc = flow.parse()?;
+    if doc.root_element().tag_name().name() != "PES_Aller" {
+        return Err(FormatError::Invalid(format!(
+            "the root element is '{}', not PES_Aller",
+            doc.root_element().tag_name().name()
+        )));
+    }
+    let mut out = Vec::new();
+    for sig in doc.descendants().filter(|n| {
+        n.is_element()
+            && n.tag_name().name() == "Signature"
+            && n.tag_name().namespace() == Some(NS_DS)
+    }) {
+        out.push(check_one(&doc, sig, &flow.text));
+    }
+    Ok(out)
+}
+
+fn check_one(
+    doc: &roxmltree::Document<'_>,
+    sig: roxmltree::Node<'_, '_>,
+    src: &str,
+) -> SignatureCheck {
+    let mut c = SignatureCheck {
+        reference: sig.attribute("Id").unwrap_or_default().to_owned(),
+        ..Default::default()
+    };
+    if let Err((code, msg)) = check_into(doc, sig, src, &mut c) {
+        c.defect = Some((code, msg));
+    }
+    c
+}
+
+fn check_into(
+    doc: &roxmltree::Document<'_>,
+    sig: roxmltree::Node<'_, '_>,
+    src: &str,
+    c: &mut SignatureCheck,
+) -> Result<(), (&'static str, String)> {
+    let fmt = |m: String| ("FORMAT_FAILURE", m);
+    let si = child(sig, NS_DS, "SignedInfo").ok_or_else(|| fmt("no SignedInfo".into()))?;
+    let c14n = child(si, NS_DS, "CanonicalizationMethod").and_then(|n| n.attribute("Algorithm"));
+    if c14n != Some(ALG_EXC_C14N) {
+        return Err(fmt(format!(
+            "SignedInfo is canonicalized with {}, not exclusive C14N",
+            c14n.unwrap_or("nothing")
+        )));
+    }
+    let method = child(si, NS_DS, "SignatureMethod").and_then(|n| n.attribute("Algorithm"));
+    if !matches!(method, Some(ALG_RSA_SHA256) | Some(ALG_ECDSA_SHA256)) {
+        return Err((
+            "WEAK_ALGORITHM",
+            format!("signature method {}", method.unwrap_or("none")),
+        ));
+    }
+    let refs: Vec<_> = si
+        .children()
+        .filter(|n| n.is_element() && n.tag_name().name() == "Reference")
+        .collect();
+    if refs.len() != 2 {
+        return Err(fmt(format!("{} references, not 2", refs.len())));
+    }
+    let by_id = |id: &str| {
+        doc.descendants()
+            .find(|n| n.is_element() && n.attribute("Id") == Some(id))
+    };
+    let mut sp_node = None;
+    for r in &refs {
+        let uri = r.attribute("URI").unwrap_or_default();
+        let id = uri.strip_prefix('#').ok_or_else(|| {
+            fmt(format!(
+                "reference '{uri}' is not a same-document reference"
+            ))
+        })?;
+        let target = by_id(id).ok_or_else(|| fmt(format!("no element with Id '{id}'")))?;
+        let transforms: Vec<&str> = path(*r, &[(NS_DS, "Transforms")])
+            .map(|t| {
+                t.children()
+                    .filter(|n| n.is_element())
+                    .filter_map(|n| n.attribute("Algorithm"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let digest_alg = child(*r, NS_DS, "DigestMethod").and_then(|n| n.attribute("Algorithm"));
+        if digest_alg != Some(ALG_SHA256) {
+            return Err((
+                "WEAK_ALGORITHM",
+                format!("digest {} for '{id}'", digest_alg.unwrap_or("none")),
+            ));
+        }
+        let stated = text_of(child(*r, NS_DS, "DigestValue"))
+            .and_then(|t| b64_decode(&t))
+            .ok_or_else(|| fmt(format!("no digest value for '{id}'")))?;
+        let is_sp = r.attribute("Type") == Some(TYPE_SIGNED_PROPERTIES);
+        let canonical = if is_sp {
+            if transforms.iter().any(|t| *t != ALG_EXC_C14N) {
+                return Err(fmt(format!("unexpected transform on '{id}'")));
+            }
+            sp_node = Some(target);
+            exc_c14n(target, src, None)
+        } else {
+            if transforms != [ALG_ENVELOPED, ALG_EXC_C14N] {
+                return Err(fmt(format!(
+                    "the reference to '{id}' does not use the enveloped-signature and exclusive C14N transforms"
+                )));
+            }
+            c.reference = id.to_owned();
+            if !target.descendants().any(|d| d == sig) {
+                return Err(fmt(format!("the signature is not inside '{id}'")));
+            }
+            exc_c14n(target, src, Some(sig.id()))
+        };
+        if Sha256::digest(&canonical).as_slice() != stated.as_slice() {
+            return Err((
+                "HASH_FAILURE",
+                if is_sp {
+                    format!(
+                        "the SignedProperties of '{}' do not match their digest",
+                        c.reference
+                    )
+                } else {
+                    format!("'{id}' was modified after it was signed")
+                },
+            ));
+        }
+    }
+    let sp = sp_node.ok_or_else(|| fmt("no SignedProperties reference".into()))?;
+    let cert_text = text_of(path(
+        sig,
+        &[
+            (NS_DS, "KeyInfo"),
+            (NS_DS, "X509Data"),
+            (NS_DS, "X509Certificate"),
+        ],
+    ))
+    .ok_or_else(|| {
+        (
+            "NO_SIGNING_CERTIFICATE_FOUND",
+            "no X509Certificate in KeyInfo".to_string(),
+        )
+    })?;
+    let cert = b64_decode(&cert_text).ok_or_else(|| fmt("the certificate is not base64".into()))?;
+    c.cert_der = Some(cert.clone());
+    let value = text_of(child(sig, NS_DS, "SignatureValue"))
+        .and_then(|t| b64_decode(&t))
+        .ok_or_else(|| fmt("no signature value".into()))?;
+    c.signature_value = value.clone();
+    let ssp = child(sp, NS_XAD, "SignedSignatureProperties")
+        .ok_or_else(|| fmt("no SignedSignatureProperties".into()))?;
+    c.signing_time = text_of(child(ssp, NS_XAD, "SigningTime"));
+    c.policy_oid = text_of(path(
+        ssp,
+        &[
+            (NS_XAD, "SignaturePolicyIdentifier"),
+            (NS_XAD, "SignaturePolicyId"),
+            (NS_XAD, "SigPolicyId"),
+            (NS_XAD, "Identifier"),
+        ],
+    ))
+    .map(|s| s.trim().trim_start_matches("urn:oid:").to_owned());
+    c.policy_hash = text_of(path(
+        ssp,
+        &[
+            (NS_XAD, "SignaturePolicyIdentifier"),
+            (NS_XAD, "SignaturePolicyId"),
+            (NS_XAD, "SigPolicyHash"),
+            (NS_XAD, "DigestValue"),
+        ],
+    ))
+    .map(|s| s.trim().to_owned());
+    c.claimed_role = text_of(path(
+        ssp,
+        &[
+            (NS_XAD, "SignerRole"),
+            (NS_XAD, "ClaimedRoles"),
+            (NS_XAD, "ClaimedRole"),
+        ],
+    ));
+    // The value over the canonical SignedInfo with the KeyInfo certificate.
+    let signer = SignerCert::from_der(&cert).map_err(|e| fmt(e.to_string()))?;
+    let der_value = match signer.ec_field_bytes {
+        None => value,
+        Some(n) => {
+            if value.len() != 2 * n {
+                return Err((
+                    "SIG_CRYPTO_FAILURE",
+                    "the ECDSA value is not r||s of the curve's size".into(),
+                ));
+            }
+            let r = openssl::bn::BigNum::from_slice(&value[..n]);
+            let s = openssl::bn::BigNum::from_slice(&value[n..]);
+            match (r, s) {
+                (Ok(r), Ok(s)) => openssl::ecdsa::EcdsaSig::from_private_components(r, s)
+                    .and_then(|e| e.to_der())
+                    .map_err(|e| ("SIG_CRYPTO_FAILURE", e.to_string()))?,
+                _ => return Err(("SIG_CRYPTO_FAILURE", "bad ECDSA value".into())),
+            }
+        }
+    };
+    crate::crypto::verify_signature_value(&cert, &exc_c14n(si, src, None), &der_value).map_err(
+        |_| {
+            (
+                "SIG_CRYPTO_FAILURE",
+                format!(
+                    "the signature value of '{}' does not verify with its certificate",
+                    c.reference
+                ),
+            )
+        },
+    )?;
+    let cert_digest = text_of(path(
+        ssp,
+        &[
+            (NS_XAD, "SigningCertificate"),
+            (NS_XAD, "Cert"),
+            (NS_XAD, "CertDigest"),
+            (NS_XAD, "DigestValue"),
+        ],
+    ))
+    .and_then(|t| b64_decode(&t));
+    if cert_digest.as_deref() != Some(Sha256::digest(&cert).as_slice()) {
+        return Err(fmt(
+            "the SigningCertificate does not match the KeyInfo certificate (SHA-256)".into(),
+        ));
+    }
+    match &c.signing_time {
+        Some(t) if t.trim().ends_with('Z') => {}
+        Some(t) => return Err(fmt(format!("SigningTime '{t}' is not in UTC"))),
+        None => return Err(fmt("no SigningTime".into())),
+    }
+    if c.claimed_role
+        .as_deref()
+        .is_none_or(|r| r.trim().is_empty())
+    {
+        return Err(fmt("no ClaimedRole".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> PesSettings {
+        PesSettings {
+            policy_hash: base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+            ..Default::default()
+        }
+    }
+
+    fn signed(flow: &[u8], stem: &str) -> Vec<u8> {
+        let pem = std::fs::read(format!("certs-test/{stem}.cert.pem")).unwrap();
+        let der = openssl::x509::X509::from_pem(&pem)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let key = openssl::pkey::PKey::private_key_from_pem(
+            &std::fs::read(format!("certs-test/{stem}.key.pem")).unwrap(),
+        )
+        .unwrap();
+        let cert = SignerCert::from_der(&der).unwrap();
+        let prepared = prepare(flow, &cert, "2026-01-01T00:00:00Z", &settings()).unwrap();
+        let values: Vec<Vec<u8>> = prepared
+            .iter()
+            .map(|p| {
+                let v = crate::crypto::sign_with_key(&key, &p.signed_info).unwrap();
+                xmldsig_value(&cert, &v).unwrap()
+            })
+            .collect();
+        insert(flow, &prepared, &values).unwrap()
+    }
+
+    const FLOW: &str = "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\r\n<PES_Aller>\r\n <PES_DepenseAller>\r\n  <Bordereau Id=\"B1\">\r\n   <Piece><Nom V=\"\u{e9}t\u{e9} &amp; co\"/></Piece>\r\n  </Bordereau>\r\n  <Bordereau Id=\"B2\"><Piece/></Bordereau>\r\n </PES_DepenseAller>\r\n</PES_Aller>\r\n";
+
+    fn latin1(s: &str) -> Vec<u8> {
+        s.chars().map(|c| c as u32 as u8).collect()
+    }
+
+    #[test]
+    fn a_signed_flow_checks_and_an_edit_is_found() {
+        for stem in ["officer-l2-p256", "officer-l1-rsa2048"] {
+            let flow = latin1(FLOW);
+            let out = signed(&flow, stem);
+            let checks = check_signatures(&out).unwrap();
+            assert_eq!(checks.len(), 2);
+            for (c, id) in checks.iter().zip(["B1", "B2"]) {
+                assert_eq!(c.reference, id);
+                assert!(c.defect.is_none(), "{stem} {id}: {:?}", c.defect);
+                assert_eq!(c.claimed_role.as_deref(), Some("Ordonnateur"));
+            }
+            let edited = String::from_utf8_lossy(&out).replace("co\"", "cie\"");
+            let checks = check_signatures(edited.as_bytes()).unwrap();
+            assert_eq!(checks[0].defect.as_ref().map(|d| d.0), Some("HASH_FAILURE"));
+            assert!(checks[1].defect.is_none());
+        }
+    }
+
+    #[test]
+    fn the_sha1_policy_is_refused() {
+        let s = PesSettings {
+            policy_oid: POLICY_SHA1_OID.into(),
+            ..settings()
+        };
+        assert!(s.check().unwrap_err().to_string().contains("SHA-1"));
+    }
+}

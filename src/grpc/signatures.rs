@@ -64,6 +64,8 @@ pub fn report_to(r: &Report) -> proto::ValidationReport {
                 policy_oid: s.policy_oid.clone().unwrap_or_default(),
                 validation_time: ts(Timestamp(s.validation_time)),
                 proof_of_existence: s.proof_of_existence.map(Timestamp).and_then(ts),
+                reference: s.reference.clone().unwrap_or_default(),
+                claimed_role: s.claimed_role.clone().unwrap_or_default(),
             })
             .collect(),
     }
@@ -155,10 +157,11 @@ impl SignatureService for Api {
     ) -> Result<Response<proto::ValidationReport>, Status> {
         let c = caller(&self.svc, &req).await?;
         let r = req.into_inner();
-        if r.signature.is_empty() || r.signature.len() > MAX_VALIDATE_SIGNATURE {
+        // Empty: the signatures are inside the data (a PES flow).
+        if r.signature.len() > MAX_VALIDATE_SIGNATURE {
             return Err(invalid(DomainError::invalid(
                 "signature",
-                "must be 1 byte to 1 MiB",
+                "must be at most 1 MiB",
             )));
         }
         let level = match r.required_level {

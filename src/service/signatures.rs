@@ -956,7 +956,19 @@ impl Paraph {
             Some(id) => self.proofs_of_existence(caller, id).await?,
             None => Vec::new(),
         };
+        let pes = self.limits.pes.clone();
         self.blocking(move |_| {
+            // No detached signature: the signatures are inside the data (a PES flow).
+            if cms.is_empty() {
+                return Ok(crate::validation::validate_xades(
+                    &trust,
+                    &pes,
+                    &data,
+                    now,
+                    &proofs,
+                    required_level,
+                ));
+            }
             Ok(crate::validation::validate_cms(
                 &trust,
                 &data,
