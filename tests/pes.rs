@@ -312,6 +312,15 @@ async fn the_format_is_chosen_at_submission_and_every_bad_pes_is_refused_naming_
         .unwrap();
 }
 
+/// The pieces of the first bordereau of each sample of the end-to-end test.
+fn ids_pieces(what: &str) -> Vec<usize> {
+    if what.starts_with("ISO") {
+        vec![3, 1, 7]
+    } else {
+        vec![500, 1]
+    }
+}
+
 /// `paraph sign ID --p12 FILE` with the passphrase in the environment.
 fn cli_sign(cli: &Cli, token: &str, id: &str, p12: &str) -> std::process::Output {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -356,6 +365,34 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
         let d = submit_pes(&srv, &org, "pes", "auto", &flow).await.unwrap();
         assert_eq!(d.signature_format, "xades-pes", "{what}");
         approve(&srv, &org, "carol", &d.id, None).await.unwrap();
+        // What the ordonnateur reads before signing: each bordereau, readable.
+        let show = |json: bool| {
+            let mut args = vec!["show", d.id.as_str()];
+            if json {
+                args.push("--json");
+            }
+            let o = cli.command(org.token("alice"), &args).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        let v: serde_json::Value = serde_json::from_slice(&show(true)).unwrap();
+        assert_eq!(v["signature_format"], "xades-pes", "{v}");
+        let bs = v["bordereaux"].as_array().unwrap();
+        assert_eq!(bs.len(), ids.len(), "{v}");
+        for (b, id) in bs.iter().zip(&ids) {
+            assert_eq!(b["id"], *id);
+            assert_eq!(b["exercise"], "2026");
+            assert_eq!(b["signed"], false);
+        }
+        assert_eq!(
+            bs[0]["beneficiaries"][0], "B\u{e9}r\u{e9}nice Lef\u{e8}vre",
+            "{v}"
+        );
+        let text = String::from_utf8(show(false)).unwrap();
+        assert!(
+            text.contains(&format!("  {}  mandates 2026", ids[0])),
+            "{text}"
+        );
         let out = cli_sign(&cli, org.token("alice"), &d.id, "officer-l2-p256.p12");
         assert!(
             out.status.success(),
@@ -364,6 +401,16 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
         );
         let doc = get(&srv, &org, "alice", &d.id).await.unwrap();
         assert_eq!(state(&doc), proto::DocumentState::Completed, "{what}");
+        let v: serde_json::Value = serde_json::from_slice(&show(true)).unwrap();
+        assert!(
+            v["bordereaux"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["signed"] == true),
+            "{v}"
+        );
+        assert_eq!(v["bordereaux"][0]["pieces"], ids_pieces(what)[0], "{v}");
         assert_eq!(doc.revision_sha256.len(), 1, "{what}");
         // GetContent serves the signed flow; the submitted bytes are all still there.
         let signed = content_of(&srv, &org, &d.id).await;

@@ -202,12 +202,35 @@ async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
     } else {
         Vec::new()
     };
+    // A PES flow: what each bordereau holds, read from the content as it is now.
+    let bordereaux = if d.signature_format == "xades-pes" {
+        let mut stream = cl
+            .docs
+            .get_content(proto::GetContentRequest { id: d.id.clone() })
+            .await?
+            .into_inner();
+        let mut content = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            content.extend_from_slice(&chunk.data);
+        }
+        crate::formats::xades_pes::summary(&content, 3)
+            .map_err(|e| CliError::Local(format!("the PES flow: {e}")))?
+    } else {
+        Vec::new()
+    };
     if c.json {
         let mut v = render::document_json(&d);
         v["signatures"] = Value::Array(sigs.iter().map(render::signature_json).collect());
+        if !bordereaux.is_empty() {
+            v["bordereaux"] =
+                serde_json::to_value(&bordereaux).map_err(|e| CliError::Local(e.to_string()))?;
+        }
         print_json(&v);
     } else {
         print_text!("{}", render::document_text(&d));
+        if !bordereaux.is_empty() {
+            print_text!("{}", render::bordereaux_text(&bordereaux));
+        }
         if !sigs.is_empty() {
             print_text!("{}", render::signature_lines(&sigs));
         }

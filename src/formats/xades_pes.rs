@@ -910,3 +910,99 @@ mod tests {
         assert!(s.check().unwrap_err().to_string().contains("SHA-1"));
     }
 }
+
+/// What an officer reads of a bordereau before signing it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BordereauSummary {
+    pub id: String,
+    /// `Exer` (the budget year).
+    pub exercise: String,
+    /// `PES_DepenseAller` (mandates) or `PES_RecetteAller` (titles).
+    pub kind: String,
+    pub pieces: usize,
+    /// `MtBordHT` when the bordereau states it, else the sum of its lines' `MtHT`, in cents.
+    pub total_cents: i64,
+    /// The first beneficiaries (`Tiers/InfoTiers/Nom`), at most `max_names`.
+    pub beneficiaries: Vec<String>,
+    /// Whether it carries a signature.
+    pub signed: bool,
+}
+
+/// Parses an amount `123.45` into cents.
+fn cents(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 2 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let i: i64 = int.parse().ok()?;
+    let f: i64 = format!("{frac:0<2}").parse().ok()?;
+    i.checked_mul(100)?.checked_add(if i < 0 { -f } else { f })
+}
+
+/// A readable summary of every bordereau of a PES flow, in document order.
+pub fn summary(bytes: &[u8], max_names: usize) -> Result<Vec<BordereauSummary>, FormatError> {
+    let flow = Flow::decode(bytes)?;
+    let doc = flow.parse()?;
+    let root = doc.root_element();
+    let v = |n: roxmltree::Node<'_, '_>, local: &str| {
+        n.descendants()
+            .find(|d| d.is_element() && d.tag_name().name() == local)
+            .and_then(|d| d.attribute("V"))
+            .map(str::to_owned)
+    };
+    let mut out = Vec::new();
+    for part in root.children().filter(|n| {
+        n.is_element() && matches!(n.tag_name().name(), "PES_DepenseAller" | "PES_RecetteAller")
+    }) {
+        for b in part
+            .children()
+            .filter(|n| n.is_element() && n.tag_name().name() == "Bordereau")
+        {
+            let pieces: Vec<_> = b
+                .children()
+                .filter(|n| n.is_element() && n.tag_name().name() == "Piece")
+                .collect();
+            let stated = b
+                .children()
+                .find(|n| n.is_element() && n.tag_name().name() == "BlocBordereau")
+                .and_then(|bb| v(bb, "MtBordHT"))
+                .and_then(|m| cents(&m));
+            let total_cents = stated.unwrap_or_else(|| {
+                pieces
+                    .iter()
+                    .flat_map(|p| p.descendants())
+                    .filter(|d| d.is_element() && d.tag_name().name() == "MtHT")
+                    .filter_map(|d| d.attribute("V").and_then(cents))
+                    .sum()
+            });
+            let mut beneficiaries: Vec<String> = Vec::new();
+            for p in &pieces {
+                for t in p
+                    .descendants()
+                    .filter(|d| d.is_element() && d.tag_name().name() == "InfoTiers")
+                {
+                    if let Some(n) = v(t, "Nom") {
+                        if beneficiaries.len() < max_names && !beneficiaries.contains(&n) {
+                            beneficiaries.push(n);
+                        }
+                    }
+                }
+            }
+            out.push(BordereauSummary {
+                id: b.attribute("Id").unwrap_or_default().to_owned(),
+                exercise: v(b, "Exer").unwrap_or_default(),
+                kind: part.tag_name().name().to_owned(),
+                pieces: pieces.len(),
+                total_cents,
+                beneficiaries,
+                signed: b.children().any(|c| {
+                    c.is_element()
+                        && c.tag_name().name() == "Signature"
+                        && c.tag_name().namespace() == Some(NS_DS)
+                }),
+            });
+        }
+    }
+    Ok(out)
+}
