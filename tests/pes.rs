@@ -97,7 +97,8 @@ async fn start() -> (TestServer, Org) {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
         s.pes.policy_hash = POLICY_HASH.into();
-        s.pes.city = "Sainte-H\u{e9}l\u{e8}ne".into();
+        // Outside Latin-1: inserted as character references (in any encoding).
+        s.pes.city = "Sainte-H\u{e9}l\u{e8}ne-\u{141}\u{f3}d\u{17a}".into();
         s.pes.postal_code = "69000".into();
         s.seals.insert(
             "default".into(),
@@ -143,7 +144,10 @@ async fn submit_pes(
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
     let mut s = srv
         .docs(org.token("audit"), None)
-        .get_content(proto::GetContentRequest { id: id.into() })
+        .get_content(proto::GetContentRequest {
+            id: id.into(),
+            revision: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -420,6 +424,11 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             flow,
             "{what}: unsigned parts changed"
         );
+        let city = b"Sainte-H&#xE9;l&#xE8;ne-&#x141;&#xF3;d&#x17A;";
+        assert!(
+            signed.windows(city.len()).any(|w| w == city),
+            "{what}: the city is not written with character references"
+        );
         assert_eq!(
             &signed[..signed.iter().position(|b| *b == b'>').unwrap()],
             &flow[..flow.iter().position(|b| *b == b'>').unwrap()],
@@ -437,6 +446,46 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             let rest = text[close + "</ds:Signature>".len()..].trim_start();
             assert!(rest.starts_with("</Bordereau>"), "{what}: {id}");
         }
+        // paraph content: the signed flow by default, the submitted one as revision 0.
+        let latest = tmp.path().join("latest.xml");
+        let o = cli
+            .command(
+                org.token("alice"),
+                &["content", &d.id, "--out", latest.to_str().unwrap()],
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read(&latest).unwrap(), signed, "{what}");
+        let o = cli
+            .command(
+                org.token("alice"),
+                &[
+                    "content",
+                    &d.id,
+                    "--revision",
+                    "0",
+                    "--out",
+                    latest.to_str().unwrap(),
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read(&latest).unwrap(), flow, "{what}");
+        let o = cli
+            .command(
+                org.token("alice"),
+                &["content", &d.id, "--revision", "2", "--out", "-"],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         // paraph validate --data: one report per bordereau.
         let file = tmp.path().join("signed.xml");
         std::fs::write(&file, &signed).unwrap();

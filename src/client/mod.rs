@@ -570,6 +570,10 @@ pub struct ContentArgs {
     /// Where to write the content (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Which content: 0 as submitted, N the Nth signed revision (a PES flow signed inside);
+    /// default the latest.
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u32>,
     #[command(flatten)]
     pub c: ClientOpts,
 }

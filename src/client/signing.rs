@@ -209,7 +209,10 @@ async fn sign_pes(
 ) -> Result<Vec<Vec<u8>>, CliError> {
     let mut stream = cl
         .docs
-        .get_content(proto::GetContentRequest { id: id.to_owned() })
+        .get_content(proto::GetContentRequest {
+            id: id.to_owned(),
+            revision: None,
+        })
         .await?
         .into_inner();
     let mut content = Vec::new();

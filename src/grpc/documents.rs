@@ -105,7 +105,12 @@ impl DocumentService for Api {
     ) -> Result<Response<Self::GetContentStream>, Status> {
         let c = caller(&self.svc, &req).await?;
         let id = doc_id(&req.get_ref().id)?;
-        let (_, bytes) = self.svc.get_content(&c, id).await.map_err(to_status)?;
+        let revision = req.get_ref().revision;
+        let (_, bytes) = self
+            .svc
+            .get_content(&c, id, revision)
+            .await
+            .map_err(to_status)?;
         let chunks: Vec<Result<proto::ContentChunk, Status>> = bytes
             .chunks(CHUNK)
             .map(|b| Ok(proto::ContentChunk { data: b.to_vec() }))

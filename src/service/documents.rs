@@ -236,18 +236,37 @@ impl Paraph {
     }
 
     /// The document's content as it reads now: its latest signed revision, else the submitted
-    /// content (checked against its recorded digest before it is served).
+    /// content; or revision `n` (0: as submitted). Checked against its recorded digest before it
+    /// is served.
     pub async fn get_content(
         &self,
         caller: &Caller,
         id: DocumentId,
+        revision: Option<u32>,
     ) -> Result<(Document, sled::IVec)> {
         let c = caller.clone();
         self.blocking(move |s| {
             let doc = load(Either::Store(s), &c.tenant, &id)?;
             may_read(&c, &doc)?;
-            // The latest signed revision when there is one (an enveloped signature's flow).
-            let sha = doc.current_content().sha256.clone();
+            // The latest signed revision when there is one (an enveloped signature's flow),
+            // or the one asked for (0: as submitted).
+            let sha = match revision {
+                None => doc.current_content().sha256.clone(),
+                Some(0) => doc.content.sha256.clone(),
+                Some(n) => doc
+                    .revisions
+                    .get(n as usize - 1)
+                    .map(|r| r.sha256.clone())
+                    .ok_or_else(|| {
+                        DomainError::invalid(
+                            "revision",
+                            format!(
+                                "document '{id}' has {} signed revision(s)",
+                                doc.revisions.len()
+                            ),
+                        )
+                    })?,
+            };
             let bytes = s
                 .get_raw(&format!("blob/{}/{sha}", c.tenant))?
                 .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
