@@ -100,6 +100,7 @@ async fn start() -> (TestServer, Org) {
         // Outside Latin-1: inserted as character references (in any encoding).
         s.pes.city = "Sainte-H\u{e9}l\u{e8}ne-\u{141}\u{f3}d\u{17a}".into();
         s.pes.postal_code = "69000".into();
+        s.pes.max_bordereaux = 3;
         s.seals.insert(
             "default".into(),
             paraph::config::SealSettings {
@@ -278,6 +279,15 @@ async fn the_format_is_chosen_at_submission_and_every_bad_pes_is_refused_naming_
         "windows-1252",
     );
 
+    // More bordereaux than pes.max_bordereaux (3 in this server).
+    let four = pes_flow(
+        "UTF-8",
+        &[(Some("B1"), 1), (Some("B2"), 1), (Some("B3"), 1), (Some("B4"), 1)],
+        "\n",
+    );
+    let e = submit_pes(&srv, &org, "pes", "auto", &four).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("pes.max_bordereaux (3)"), "{e:?}");
     // Circuits: one signature step, no seal.
     create_circuit(
         &srv,

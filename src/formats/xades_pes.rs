@@ -41,6 +41,8 @@ pub struct PesSettings {
     pub country: String,
     /// The claimed role of the ordonnateur.
     pub role: String,
+    /// Most signatures (bordereaux) in one flow: each is one item to sign in one answer.
+    pub max_bordereaux: usize,
 }
 
 impl Default for PesSettings {
@@ -55,6 +57,7 @@ impl Default for PesSettings {
             postal_code: String::new(),
             country: "France".into(),
             role: "Ordonnateur".into(),
+            max_bordereaux: 1000,
         }
     }
 }

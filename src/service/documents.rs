@@ -171,7 +171,7 @@ impl Paraph {
                 .into());
             }
         }
-        let format = check_format(sub.format, &sub.content)?;
+        let format = check_format(sub.format, &sub.content, self.limits.pes.max_bordereaux)?;
         let now = self.clock.now();
         let id = DocumentId::from_random(ordered_id16()?);
         let sha = super::sha256_hex(&sub.content);
@@ -426,6 +426,7 @@ impl Paraph {
 fn check_format(
     requested: crate::domain::SignatureFormat,
     content: &[u8],
+    max_bordereaux: usize,
 ) -> Result<crate::domain::SignatureFormat> {
     use crate::domain::SignatureFormat as F;
     match crate::formats::resolve(requested, content) {
@@ -435,9 +436,15 @@ fn check_format(
         )
         .into()),
         F::XadesPes => {
-            crate::formats::xades_pes::targets(content).map_err(|e| {
+            let targets = crate::formats::xades_pes::targets(content).map_err(|e| {
                 ServiceError::from(DomainError::invalid("content", format!("PES flow: {e}")))
             })?;
+            if targets.len() > max_bordereaux {
+                return Err(ServiceError::TooLarge(format!(
+                    "the PES flow has {} bordereaux to sign, more than pes.max_bordereaux ({max_bordereaux})",
+                    targets.len()
+                )));
+            }
             Ok(F::XadesPes)
         }
         other => Ok(other),
