@@ -282,10 +282,17 @@ async fn the_format_is_chosen_at_submission_and_every_bad_pes_is_refused_naming_
     // More bordereaux than pes.max_bordereaux (3 in this server).
     let four = pes_flow(
         "UTF-8",
-        &[(Some("B1"), 1), (Some("B2"), 1), (Some("B3"), 1), (Some("B4"), 1)],
+        &[
+            (Some("B1"), 1),
+            (Some("B2"), 1),
+            (Some("B3"), 1),
+            (Some("B4"), 1),
+        ],
         "\n",
     );
-    let e = submit_pes(&srv, &org, "pes", "auto", &four).await.unwrap_err();
+    let e = submit_pes(&srv, &org, "pes", "auto", &four)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("pes.max_bordereaux (3)"), "{e:?}");
     // Circuits: one signature step, no seal.
