@@ -537,7 +537,7 @@ impl Paraph {
         let actor = caller.name.clone();
         let now = self.clock.now();
         let prep_id = hex::encode(ordered_id16()?);
-        let (doc, who, prepared, alg, level) = {
+        let (doc, who, prepared, enveloped, alg, level) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
@@ -602,7 +602,7 @@ impl Paraph {
                         other => format_refusal(other),
                     })?;
                 prepared.base_sha256 = current;
-                Ok((doc, who, prepared, alg, level))
+                Ok((doc, who, prepared, format.needs_content(), alg, level))
             })
             .await?
         };
@@ -625,8 +625,8 @@ impl Paraph {
             on_behalf_of: who.on_behalf_of.clone(),
             step_level: Some(PreparedLevel { required: level }),
             format: doc.format,
-            prepared: (doc.format == crate::domain::SignatureFormat::XadesPes)
-                .then(|| prepared.clone()),
+            // Kept whole for formats that sign inside the content (they insert at completion).
+            prepared: enveloped.then(|| prepared.clone()),
         };
         let items = prepared.items;
         self.mutate(
