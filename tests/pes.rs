@@ -503,6 +503,34 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             "{}",
             String::from_utf8_lossy(&o.stderr)
         );
+        // paraph signatures --out writes no empty .p7s: the signatures are in the flow.
+        let sigdir = tmp.path().join(format!("sigs-{}", d.id));
+        let o = cli
+            .command(
+                org.token("alice"),
+                &[
+                    "signatures",
+                    &d.id,
+                    "--out",
+                    sigdir.to_str().unwrap(),
+                    "--json",
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            listed["signatures"].as_array().unwrap().len(),
+            1,
+            "{listed}"
+        );
+        assert_eq!(
+            listed["signatures"][0]["file"],
+            serde_json::Value::Null,
+            "{listed}"
+        );
+        assert_eq!(std::fs::read_dir(&sigdir).unwrap().count(), 0);
         // paraph validate --data: one report per bordereau.
         let file = tmp.path().join("signed.xml");
         std::fs::write(&file, &signed).unwrap();

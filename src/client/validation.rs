@@ -121,7 +121,13 @@ pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
             CliError::Local(format!("cannot write {}: {e}", p.display()))
         };
         std::fs::create_dir_all(dir).map_err(|e| local(dir, e))?;
-        for (s, f) in r.signatures.iter().zip(files.iter_mut()) {
+        // An enveloped signature (PES) has no CMS: it is inside the content (`paraph content`).
+        for (s, f) in r
+            .signatures
+            .iter()
+            .zip(files.iter_mut())
+            .filter(|(s, _)| !s.cms.is_empty())
+        {
             let p = dir.join(format!("{}-{}.p7s", a.id, s.index));
             std::fs::write(&p, &s.cms).map_err(|e| local(&p, e))?;
             *f = Some(p);
