@@ -37,7 +37,71 @@ fn trust() -> TrustSettings {
     }
 }
 
+/// A PES V2 flow of 4 bordereaux holding `pieces` pieces in all (ISO-8859-1).
+fn pes_flow(pieces: usize) -> Vec<u8> {
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<PES_Aller><EnTetePES><IdColl V=\"1\"/></EnTetePES><PES_DepenseAller>\n",
+    );
+    for b in 0..4 {
+        x.push_str(&format!(
+            "<Bordereau Id=\"B{b}\"><BlocBordereau><Exer V=\"2026\"/></BlocBordereau>\n"
+        ));
+        for p in 0..pieces / 4 {
+            x.push_str(&format!(
+                "<Piece><BlocPiece><InfoPce><IdPce V=\"{p}\"/><Obj V=\"Fournitures \u{e9}cole\"/></InfoPce></BlocPiece><LigneDePiece><BlocLignePiece><InfoLignePiece><MtHT V=\"120.50\"/></InfoLignePiece></BlocLignePiece><Tiers><InfoTiers><Nom V=\"B\u{e9}r\u{e9}nice Lef\u{e8}vre\"/></InfoTiers></Tiers></LigneDePiece></Piece>\n"
+            ));
+        }
+        x.push_str("</Bordereau>\n");
+    }
+    x.push_str("</PES_DepenseAller></PES_Aller>\n");
+    x.chars().map(|c| c as u32 as u8).collect()
+}
+
+/// The server's CPU for a PES of 500 pieces: PrepareSignature's format work (parse, exclusive
+/// C14N and digest of every bordereau, XAdES properties, canonical SignedInfo) and
+/// CompleteSignature's (verify every value, insert the signatures).
+fn bench_pes(c: &mut Criterion) {
+    use paraph::formats::{xades_pes::PesSettings, Format, PrepareInput, XadesPes};
+    let flow = pes_flow(500);
+    let pes = PesSettings {
+        policy_hash: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        ..Default::default()
+    };
+    for (label, stem) in [
+        ("ecdsa-p256", "officer-l3-p256"),
+        ("rsa-2048", "officer-l3-rsa2048"),
+    ] {
+        let cert = pem_der(&format!("{stem}.cert.pem"));
+        let key = openssl::pkey::PKey::private_key_from_pem(
+            &std::fs::read(format!("certs-test/{stem}.key.pem")).unwrap(),
+        )
+        .unwrap();
+        let input = PrepareInput {
+            content: &flow,
+            content_sha256: sha2::Sha256::digest(&flow).into(),
+            signing_time: AT,
+            cert_der: &cert,
+            cades_policy: None,
+            pes: &pes,
+        };
+        let prepared = XadesPes.prepare(&input).unwrap();
+        let values: Vec<Vec<u8>> = prepared
+            .items
+            .iter()
+            .map(|i| crypto::sign_with_key(&key, &i.data).unwrap())
+            .collect();
+        c.bench_function(
+            &format!("pes/prepare/500 pieces, {} bytes/{label}", flow.len()),
+            |b| b.iter(|| XadesPes.prepare(&input).unwrap()),
+        );
+        c.bench_function(&format!("pes/complete/500 pieces/{label}"), |b| {
+            b.iter(|| XadesPes.complete(&flow, &cert, &prepared, &values).unwrap())
+        });
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    bench_pes(c);
     let trust = trust();
     let data = vec![0x42u8; 64 * 1024];
     let digest: [u8; 32] = sha2::Sha256::digest(&data).into();

@@ -82,6 +82,8 @@ pub struct Settings {
     pub http2_keepalive_timeout_secs: u64,
     /// Idle time before TCP keepalive probes start on a connection.
     pub tcp_keepalive_secs: u64,
+    /// PES V2 (XAdES-EPES) signatures: policy, production place, claimed role (`[pes]`).
+    pub pes: crate::formats::xades_pes::PesSettings,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -169,6 +171,7 @@ impl Default for Settings {
             http2_keepalive_interval_secs: 60,
             http2_keepalive_timeout_secs: 20,
             tcp_keepalive_secs: 60,
+            pes: Default::default(),
         }
     }
 }

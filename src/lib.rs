@@ -22,6 +22,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod formats;
 pub mod grpc;
 pub mod pki;
 pub mod server;

@@ -71,7 +71,10 @@ fn compact(data: &Path, abort: Option<&str>) -> std::process::Output {
 async fn content(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
     let mut stream = srv
         .docs(org.token("alice"), None)
-        .get_content(proto::GetContentRequest { id: id.into() })
+        .get_content(proto::GetContentRequest {
+            id: id.into(),
+            revision: None,
+        })
         .await
         .unwrap()
         .into_inner();

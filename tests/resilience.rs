@@ -240,7 +240,10 @@ async fn a_full_disk_refuses_writes_clearly_reports_not_serving_and_recovers_whe
         let d = get(&srv, &org, "finance", id).await.unwrap();
         let mut r = srv
             .docs(org.token("finance"), None)
-            .get_content(proto::GetContentRequest { id: id.clone() })
+            .get_content(proto::GetContentRequest {
+                id: id.clone(),
+                revision: None,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -460,7 +463,10 @@ async fn a_request_on_a_damaged_record_answers_an_error_naming_it_never_not_foun
     // The content of document 2: damaged in the value log.
     let mut content = srv
         .docs(org.token("finance"), None)
-        .get_content(proto::GetContentRequest { id: ids[2].clone() })
+        .get_content(proto::GetContentRequest {
+            id: ids[2].clone(),
+            revision: None,
+        })
         .await;
     let status = match &mut content {
         Ok(stream) => stream

@@ -705,6 +705,7 @@ async fn a_retried_completion_answers_the_first_signature_again_and_a_reused_key
         preparation_id: p.id.clone(),
         signature_value: value,
         idempotency_key: "complete-1".into(),
+        signature_values: Vec::new(),
     };
     let mut alice = sigs(&srv, org.token("alice"));
     let first = alice

@@ -88,7 +88,10 @@ fn content(seed: u32, len: usize) -> Vec<u8> {
 async fn read_content(srv: &TestServer, token: &str, id: &str) -> Result<Vec<u8>, tonic::Status> {
     let mut s = srv
         .docs(token, None)
-        .get_content(proto::GetContentRequest { id: id.into() })
+        .get_content(proto::GetContentRequest {
+            id: id.into(),
+            revision: None,
+        })
         .await?
         .into_inner();
     let mut out = Vec::new();
@@ -245,7 +248,10 @@ async fn slow_readers_of_a_large_document_hold_a_piece_each() {
             auth(org.token("alice")),
         );
         let mut s = d
-            .get_content(proto::GetContentRequest { id: doc.id.clone() })
+            .get_content(proto::GetContentRequest {
+                id: doc.id.clone(),
+                revision: None,
+            })
             .await
             .expect("get content")
             .into_inner();
@@ -310,7 +316,10 @@ async fn a_reader_idle_past_the_timeout_loses_his_slot_and_never_sees_a_clean_en
         .expect("submit");
     let mut stalled = srv
         .docs(org.token("alice"), None)
-        .get_content(proto::GetContentRequest { id: doc.id.clone() })
+        .get_content(proto::GetContentRequest {
+            id: doc.id.clone(),
+            revision: None,
+        })
         .await
         .expect("get content")
         .into_inner();

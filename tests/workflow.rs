@@ -386,7 +386,10 @@ async fn content_round_trips_in_chunks_and_inbox_paginates() {
     assert_eq!(d.content_size, content.len() as u64);
     let mut stream = srv
         .docs(org.token("alice"), None)
-        .get_content(proto::GetContentRequest { id: d.id.clone() })
+        .get_content(proto::GetContentRequest {
+            id: d.id.clone(),
+            revision: None,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -330,6 +330,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
         circuit: sh.circuit.clone(),
         metadata: Default::default(),
         file_name: format!("bench-{i}.txt"),
+        signature_format: String::new(),
         idempotency_key: keys[0].clone(),
     };
     let msgs = vec![
@@ -413,6 +414,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
                 .complete_signature(proto::CompleteSignatureRequest {
                     preparation_id: prep_id,
                     signature_value: value,
+                    signature_values: Vec::new(),
                     idempotency_key: keys[3].clone(),
                 }),
         )

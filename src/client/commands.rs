@@ -166,7 +166,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             Ok(())
         }
         Command::Watch(a) => watch(&a.c).await,
-        Command::Content(a) => content(&a.c, &a.id, &a.out).await,
+        Command::Content(a) => content(&a.c, &a.id, &a.out, a.revision).await,
         Command::Sign(a) => super::signing::sign(a).await,
         Command::Signatures(a) => super::validation::signatures(a).await,
         Command::Validate(a) => super::validation::validate(a).await,
@@ -202,12 +202,38 @@ async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
     } else {
         Vec::new()
     };
+    // A PES flow: what each bordereau holds, read from the content as it is now.
+    let bordereaux = if d.signature_format == "xades-pes" {
+        let mut stream = cl
+            .docs
+            .get_content(proto::GetContentRequest {
+                id: d.id.clone(),
+                revision: None,
+            })
+            .await?
+            .into_inner();
+        let mut content = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            content.extend_from_slice(&chunk.data);
+        }
+        crate::formats::xades_pes::summary(&content, 3)
+            .map_err(|e| CliError::Local(format!("the PES flow: {e}")))?
+    } else {
+        Vec::new()
+    };
     if c.json {
         let mut v = render::document_json(&d);
         v["signatures"] = Value::Array(sigs.iter().map(render::signature_json).collect());
+        if !bordereaux.is_empty() {
+            v["bordereaux"] =
+                serde_json::to_value(&bordereaux).map_err(|e| CliError::Local(e.to_string()))?;
+        }
         print_json(&v);
     } else {
         print_text!("{}", render::document_text(&d));
+        if !bordereaux.is_empty() {
+            print_text!("{}", render::bordereaux_text(&bordereaux));
+        }
         if !sigs.is_empty() {
             print_text!("{}", render::signature_lines(&sigs));
         }
@@ -585,6 +611,7 @@ async fn submit(a: super::SubmitArgs) -> Result<(), CliError> {
         circuit: a.circuit,
         metadata,
         file_name,
+        signature_format: a.format.clone(),
         idempotency_key: idempotency_key(&a.idem)?,
     };
     let mut cl = clients(&a.c).await?;
@@ -683,16 +710,43 @@ async fn watch(c: &ClientOpts) -> Result<(), CliError> {
     }
 }
 
-async fn content(c: &ClientOpts, id: &str, out: &Path) -> Result<(), CliError> {
+async fn content(
+    c: &ClientOpts,
+    id: &str,
+    out: &Path,
+    revision: Option<u32>,
+) -> Result<(), CliError> {
     let mut cl = clients(c).await?;
     let d = cl
         .docs
         .get_document(proto::GetDocumentRequest { id: id.to_owned() })
         .await?
         .into_inner();
+    // The digest of the revision asked for (the latest by default).
+    let expected = match revision {
+        None => d
+            .revision_sha256
+            .last()
+            .unwrap_or(&d.content_sha256)
+            .clone(),
+        Some(0) => d.content_sha256.clone(),
+        Some(n) => d
+            .revision_sha256
+            .get(n as usize - 1)
+            .cloned()
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--revision {n}: document {id} has {} signed revision(s)",
+                    d.revision_sha256.len()
+                ))
+            })?,
+    };
     let mut stream = cl
         .docs
-        .get_content(proto::GetContentRequest { id: id.to_owned() })
+        .get_content(proto::GetContentRequest {
+            id: id.to_owned(),
+            revision,
+        })
         .await?
         .into_inner();
     let to_stdout = out == Path::new("-");
@@ -734,10 +788,9 @@ async fn content(c: &ClientOpts, id: &str, out: &Path) -> Result<(), CliError> {
             f.sync_all().await.map_err(|e| local("write", &tmp, e))?;
         }
         let sha = hex::encode(hasher.finalize_reset());
-        if !d.content_sha256.is_empty() && !sha.eq_ignore_ascii_case(&d.content_sha256) {
+        if !expected.is_empty() && !sha.eq_ignore_ascii_case(&expected) {
             return Err(CliError::Local(format!(
-                "the content received has SHA-256 {sha}, the document says {}",
-                d.content_sha256
+                "the content received has SHA-256 {sha}, the document says {expected}"
             )));
         }
         Ok(())
@@ -763,7 +816,7 @@ async fn content(c: &ClientOpts, id: &str, out: &Path) -> Result<(), CliError> {
         "id": d.id,
         "path": out.display().to_string(),
         "bytes": size,
-        "sha256": d.content_sha256,
+        "sha256": expected,
     });
     if c.json && !to_stdout {
         print_json(&summary);

@@ -484,6 +484,11 @@ pub struct SubmitArgs {
     /// Metadata entry key=value (repeat), e.g. --meta amount=1200.50.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
+    /// Signature format: auto (xades-pes for a PES V2 flow, cades otherwise), cades, pades,
+    /// xades-pes.
+    #[arg(long, value_name = "FORMAT", default_value = "auto",
+          value_parser = ["auto", "cades", "pades", "xades-pes"])]
+    pub format: String,
     #[command(flatten)]
     pub idem: IdemOpts,
     #[command(flatten)]
@@ -565,6 +570,10 @@ pub struct ContentArgs {
     /// Where to write the content (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Which content: 0 as submitted, N the Nth signed revision (a PES flow signed inside);
+    /// default the latest.
+    #[arg(long, value_name = "N")]
+    pub revision: Option<u32>,
     #[command(flatten)]
     pub c: ClientOpts,
 }

@@ -254,6 +254,8 @@ pub fn document_json(d: &proto::Document) -> Value {
         "file_name": d.file_name,
         "content_sha256": d.content_sha256,
         "content_size": d.content_size,
+        "signature_format": d.signature_format,
+        "revision_sha256": d.revision_sha256,
         "current_step": opt_step(d.current_step),
         "steps": steps,
         "history": history,
@@ -427,6 +429,8 @@ pub fn report_json(r: &proto::ValidationReport) -> Value {
             "policy_oid": opt_string(&s.policy_oid),
             "validation_time": time(&s.validation_time),
             "proof_of_existence": time(&s.proof_of_existence),
+            "reference": opt_string(&s.reference),
+            "claimed_role": opt_string(&s.claimed_role),
         })).collect::<Vec<_>>(),
     })
 }
@@ -710,8 +714,14 @@ pub fn report_text(r: &proto::ValidationReport) -> String {
         let mut field = |name: &str, value: &str| {
             let _ = writeln!(out, "  {name:<17}{value}");
         };
+        if !s.reference.is_empty() {
+            field("signs", &shown(&s.reference));
+        }
         if !s.signer.is_empty() {
             field("subject", &shown(&s.signer));
+        }
+        if !s.claimed_role.is_empty() {
+            field("claimed role", &shown(&s.claimed_role));
         }
         if s.level > 0 {
             field("level", &level_text(s.level));
@@ -890,6 +900,34 @@ pub fn document_summary(d: &proto::Document) -> String {
     }
 }
 
+/// The bordereaux of a PES flow, one line each (what the officer signs).
+pub fn bordereaux_text(b: &[crate::formats::xades_pes::BordereauSummary]) -> String {
+    let mut out = String::from("bordereaux\n");
+    for s in b {
+        let _ = writeln!(
+            out,
+            "  {}  {} {}  {} piece(s)  {}.{:02} EUR{}  {}",
+            shown(&s.id),
+            if s.kind == "PES_RecetteAller" {
+                "titles"
+            } else {
+                "mandates"
+            },
+            shown(&s.exercise),
+            s.pieces,
+            s.total_cents / 100,
+            (s.total_cents % 100).abs(),
+            if s.signed { "  signed" } else { "" },
+            s.beneficiaries
+                .iter()
+                .map(|n| shown(n).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    out
+}
+
 pub fn document_text(d: &proto::Document) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "document   {}", d.id);
@@ -917,6 +955,12 @@ pub fn document_text(d: &proto::Document) -> String {
         "file       {name} ({} bytes, sha256 {})",
         d.content_size, d.content_sha256
     );
+    if !d.signature_format.is_empty() {
+        let _ = writeln!(out, "format     {}", d.signature_format);
+    }
+    for r in &d.revision_sha256 {
+        let _ = writeln!(out, "signed     revision sha256 {r}");
+    }
     if !d.metadata.is_empty() {
         let mut meta: Vec<String> = d
             .metadata

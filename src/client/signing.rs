@@ -129,6 +129,33 @@ impl Signer {
 
     /// Signs the signed attributes prepared by the server, after checking the algorithm the
     /// server expects and the document digest inside them.
+    /// Signs `data` (SHA-256) after checking the key fits the algorithm the server asks for.
+    fn sign_bytes(&self, algorithm: &str, data: &[u8]) -> Result<Vec<u8>, CliError> {
+        self.check_algorithm(algorithm)?;
+        crate::crypto::sign_with_key(&self.key, data)
+            .map_err(|e| CliError::Local(format!("signing failed: {e}")))
+    }
+
+    fn check_algorithm(&self, algorithm: &str) -> Result<(), CliError> {
+        let key_kind = self.key.id();
+        let fits = match algorithm {
+            "RSA_PKCS1_SHA256" => key_kind == Id::RSA,
+            "ECDSA_SHA256" => key_kind == Id::EC,
+            other => {
+                return Err(CliError::Local(format!(
+                    "the server asks for signature algorithm {other:?}, which this client does \
+                     not support"
+                )))
+            }
+        };
+        if !fits {
+            return Err(CliError::Local(format!(
+                "the server asks for {algorithm} but the key is not of that type"
+            )));
+        }
+        Ok(())
+    }
+
     pub(super) fn sign(
         &self,
         prep: &proto::Preparation,
@@ -168,6 +195,67 @@ impl Signer {
         crate::crypto::sign_with_key(&self.key, &prep.signed_attributes)
             .map_err(|e| CliError::Local(format!("signing failed: {e}")))
     }
+}
+
+/// Signs every bordereau of a PES flow: downloads the flow, checks that it is the document's
+/// content and that each prepared SignedInfo references one of its bordereaux with the digest
+/// computed here, then signs them all with the one key.
+async fn sign_pes(
+    cl: &mut Clients,
+    signer: &Signer,
+    id: &str,
+    prep: &proto::Preparation,
+    content_sha256: &str,
+) -> Result<Vec<Vec<u8>>, CliError> {
+    let mut stream = cl
+        .docs
+        .get_content(proto::GetContentRequest {
+            id: id.to_owned(),
+            revision: None,
+        })
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        content.extend_from_slice(&chunk.data);
+    }
+    let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+    if !got.eq_ignore_ascii_case(content_sha256) {
+        return Err(CliError::Local(format!(
+            "the downloaded flow has SHA-256 {got}, the document's is {content_sha256}: not signing"
+        )));
+    }
+    let targets = crate::formats::xades_pes::targets(&content)
+        .map_err(|e| CliError::Local(format!("the downloaded flow: {e}: not signing")))?;
+    if targets.len() != prep.items.len() {
+        return Err(CliError::Local(format!(
+            "the server prepared {} signatures for a flow of {} bordereaux: not signing",
+            prep.items.len(),
+            targets.len()
+        )));
+    }
+    use base64::Engine as _;
+    let mut values = Vec::with_capacity(prep.items.len());
+    for (t, item) in targets.iter().zip(&prep.items) {
+        let digest = base64::engine::general_purpose::STANDARD.encode(t.digest);
+        let info = String::from_utf8_lossy(&item.data);
+        let reference = format!("URI=\"#{}\"", t.id);
+        let value = format!("<ds:DigestValue>{digest}</ds:DigestValue>");
+        let first_ref = info.find("<ds:Reference").unwrap_or(usize::MAX);
+        let ok = item.label == t.id
+            && item.reference_digest == digest
+            && info.find(&reference).is_some_and(|i| i > first_ref)
+            && info.find(&value).is_some_and(|i| i > first_ref);
+        if !ok {
+            return Err(CliError::Local(format!(
+                "the SignedInfo prepared for bordereau '{}' does not reference it with the digest \
+                 of the downloaded flow ({digest}): not signing",
+                t.id
+            )));
+        }
+        values.push(signer.sign_bytes(&prep.signature_algorithm, &item.data)?);
+    }
+    Ok(values)
 }
 
 /// The value of the message-digest attribute (RFC 5652 11.2) in DER signed attributes.
@@ -388,12 +476,20 @@ async fn sign_one(
             prep.document_id, prep.step
         )));
     }
-    let value = signer.sign(&prep, &d.content_sha256)?;
+    let (value, values) = if prep.signature_format == "xades-pes" {
+        (
+            Vec::new(),
+            sign_pes(cl, signer, id, &prep, &d.content_sha256).await?,
+        )
+    } else {
+        (signer.sign(&prep, &d.content_sha256)?, Vec::new())
+    };
     let resp = cl
         .sigs
         .complete_signature(proto::CompleteSignatureRequest {
             preparation_id: prep.id,
             signature_value: value,
+            signature_values: values,
             idempotency_key: done_key,
         })
         .await?

@@ -31,8 +31,10 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
     /// The detached CMS signature (DER or PEM), e.g. a file written by `paraph signatures`.
+    /// Without it, the signatures inside the data are validated (a PES flow: one report per
+    /// bordereau).
     #[arg(long, value_name = "FILE.p7s")]
-    pub signature: PathBuf,
+    pub signature: Option<PathBuf>,
     /// Validation time, RFC 3339 (default: now). A signer's signing-time attribute is his claim:
     /// it is reported, never used as the validation time.
     #[arg(long, value_name = "RFC3339")]
@@ -155,7 +157,13 @@ pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
             crate::crypto::with_crls(cms, &with)
                 .map_err(|e| CliError::Local(format!("the server sent a malformed CMS: {e}")))
         };
-        for (s, f) in r.signatures.iter().zip(files.iter_mut()) {
+        // An enveloped signature (PES) has no CMS: it is inside the content (`paraph content`).
+        for (s, f) in r
+            .signatures
+            .iter()
+            .zip(files.iter_mut())
+            .filter(|(s, _)| !s.cms.is_empty())
+        {
             let p = dir.join(format!("{}-{}.p7s", a.id, s.index));
             std::fs::write(&p, whole(&s.cms, &s.crl_sha256)?).map_err(|e| local(&p, e))?;
             *f = Some(p);
@@ -239,7 +247,10 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             .transpose()
             .map_err(|e| CliError::Usage(format!("--at: {e}")))?;
     let data = read_file("data", &a.data)?;
-    let signature = read_file("signature", &a.signature)?;
+    let signature = match &a.signature {
+        Some(f) => read_file("signature", f)?,
+        None => Vec::new(),
+    };
     let report = if a.trust.is_empty() {
         let mut cl = clients(&a.c).await?;
         cl.sigs
@@ -258,7 +269,13 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             use crate::clock::Clock;
             crate::clock::SystemClock.now().0
         });
-        let r = crate::validation::validate_cms(&trust, &data, &signature, now, &[], a.level);
+        let r = if signature.is_empty() {
+            // Offline, the policy hash is not compared (no server settings).
+            let pes = crate::formats::xades_pes::PesSettings::default();
+            crate::validation::validate_xades(&trust, &pes, &data, now, &[], a.level)
+        } else {
+            crate::validation::validate_cms(&trust, &data, &signature, now, &[], a.level)
+        };
         crate::grpc::signatures::report_to(&r)
     };
     if a.c.json {

@@ -347,6 +347,108 @@ pub struct Document {
     pub history: Vec<Event>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// How it is signed (resolved at submission: never `Auto`; CAdES for older documents).
+    #[serde(default = "SignatureFormat::stored_default")]
+    pub format: SignatureFormat,
+    /// The signed revisions of the content, oldest first (enveloped formats); the latest is
+    /// what the document reads as now. `content` stays the submitted one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<ContentRef>,
+}
+
+/// How a document's certificate signatures are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureFormat {
+    /// Chosen from the content at submission.
+    #[default]
+    Auto,
+    /// Detached CMS (`.p7s`).
+    Cades,
+    /// Signatures inside the PDF (reserved).
+    Pades,
+    /// Enveloped XAdES-EPES on each bordereau of a PES V2 flow.
+    XadesPes,
+}
+
+impl SignatureFormat {
+    fn stored_default() -> Self {
+        SignatureFormat::Cades
+    }
+
+    pub fn parse(s: &str) -> Result<SignatureFormat, DomainError> {
+        match s {
+            "" | "auto" => Ok(SignatureFormat::Auto),
+            "cades" => Ok(SignatureFormat::Cades),
+            "pades" => Ok(SignatureFormat::Pades),
+            "xades-pes" => Ok(SignatureFormat::XadesPes),
+            other => Err(DomainError::invalid(
+                "signature_format",
+                format!("'{other}' is not one of auto, cades, pades, xades-pes"),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFormat::Auto => "auto",
+            SignatureFormat::Cades => "cades",
+            SignatureFormat::Pades => "pades",
+            SignatureFormat::XadesPes => "xades-pes",
+        }
+    }
+
+    /// Checks that a circuit fits the format: an enveloped PES signature is made once, by one
+    /// ordonnateur, so a PES circuit has exactly one signature step and no seal step.
+    pub fn check_circuit(self, circuit: &super::Circuit) -> Result<(), DomainError> {
+        if self != SignatureFormat::XadesPes {
+            return Ok(());
+        }
+        if let Some(i) = circuit
+            .steps
+            .iter()
+            .position(|s| s.kind == super::StepKind::Seal)
+        {
+            return Err(DomainError::invalid(
+                "circuit",
+                format!(
+                    "step {i} of circuit '{}' is a seal step: a PES flow is signed by one ordonnateur only",
+                    circuit.name
+                ),
+            ));
+        }
+        let signing: Vec<usize> = circuit
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind == super::StepKind::Signature)
+            .map(|(i, _)| i)
+            .collect();
+        match signing.as_slice() {
+            [_] => Ok(()),
+            [] => Err(DomainError::invalid(
+                "circuit",
+                format!(
+                    "circuit '{}' has no signature step: a PES flow needs the ordonnateur's",
+                    circuit.name
+                ),
+            )),
+            [_, second, ..] => Err(DomainError::invalid(
+                "circuit",
+                format!(
+                    "step {second} of circuit '{}' is a second signature step: a PES flow has exactly one (the ordonnateur's)",
+                    circuit.name
+                ),
+            )),
+        }
+    }
+}
+
+impl ContentRef {
+    /// The storage digest of a revision.
+    pub fn digest(&self) -> &str {
+        &self.sha256
+    }
 }
 
 /// A document as submitted, before it enters its circuit.
@@ -463,6 +565,8 @@ impl Document {
             history: Vec::new(),
             created_at: now,
             updated_at: now,
+            format: SignatureFormat::Cades,
+            revisions: Vec::new(),
         };
         let mut tx = Builder::new(doc, now);
         tx.event(
@@ -473,6 +577,25 @@ impl Document {
         );
         tx.advance()?;
         Ok(tx.finish())
+    }
+
+    /// [`Document::submit`] in a resolved signature format, which the circuit must fit.
+    pub fn submit_as(
+        new: NewDocument,
+        format: SignatureFormat,
+        circuit: &Circuit,
+        members: &dyn Fn(Role) -> Vec<UserName>,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        format.check_circuit(circuit)?;
+        let mut t = Document::submit(new, circuit, members, now)?;
+        t.document.format = format;
+        Ok(t)
+    }
+
+    /// The content as it reads now: the latest signed revision, else the submitted one.
+    pub fn current_content(&self) -> &ContentRef {
+        self.revisions.last().unwrap_or(&self.content)
     }
 
     /// The index of the active step, if any.

@@ -18,7 +18,7 @@ pub use circuit::{ActorRef, Circuit, CircuitSpec, Escalate, Mode, RgsLevel, Step
 pub use condition::{Condition, ConditionError};
 pub use document::{
     Acting, Action, ActionKind, ContentRef, DocState, Document, DocumentType, Event, EventKind,
-    NewDocument, Reassignment, StepInstance, StepStatus, Transition,
+    NewDocument, Reassignment, SignatureFormat, StepInstance, StepStatus, Transition,
 };
 pub use ids::{AbsenceId, CircuitName, DocumentId, IdempotencyKey, TenantId, TokenId, UserName};
 pub use party::{BoundCertificate, Role, Tenant, TokenRecord, User};

@@ -339,6 +339,8 @@ pub fn document_to(d: &Document) -> proto::Document {
         circuit_version: d.circuit.1,
         state: state_to(d.state) as i32,
         current_step: d.active_step().map(|s| s as i32).unwrap_or(-1),
+        signature_format: d.format.as_str().to_owned(),
+        revision_sha256: d.revisions.iter().map(|r| r.sha256.clone()).collect(),
         steps: d
             .steps
             .iter()

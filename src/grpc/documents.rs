@@ -129,6 +129,8 @@ impl DocumentService for Api {
             circuit: CircuitName::parse(&header.circuit).map_err(invalid)?,
             metadata: header.metadata.into_iter().collect(),
             file_name: Some(header.file_name),
+            format: crate::domain::SignatureFormat::parse(&header.signature_format)
+                .map_err(invalid)?,
             content,
         };
         let doc = self.svc.submit(&c, sub, key).await.map_err(to_status)?;
@@ -153,7 +155,11 @@ impl DocumentService for Api {
     ) -> Result<Response<Self::GetContentStream>, Status> {
         let c = caller(&self.svc, &req).await?;
         let id = doc_id(&req.get_ref().id)?;
-        let (_, mut content) = self.svc.open_content(&c, id).await.map_err(to_status)?;
+        let (_, mut content) = self
+            .svc
+            .open_content(&c, id, req.get_ref().revision)
+            .await
+            .map_err(to_status)?;
         let idle = self.svc.limits().transfer_idle_timeout;
         // One piece read ahead at most: a slow reader holds a piece or two, not the document.
         let (tx, out) = tokio::sync::mpsc::channel(1);

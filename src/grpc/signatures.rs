@@ -62,6 +62,8 @@ pub fn report_to(r: &Report) -> proto::ValidationReport {
                 policy_oid: s.policy_oid.clone().unwrap_or_default(),
                 validation_time: ts(Timestamp(s.validation_time)),
                 proof_of_existence: s.proof_of_existence.map(Timestamp).and_then(ts),
+                reference: s.reference.clone().unwrap_or_default(),
+                claimed_role: s.claimed_role.clone().unwrap_or_default(),
             })
             .collect(),
     }
@@ -90,6 +92,16 @@ impl SignatureService for Api {
             expires_at: ts(p.expires_at),
             step: p.step,
             document_id: p.document.to_string(),
+            signature_format: p.format.as_str().to_owned(),
+            items: p
+                .items
+                .into_iter()
+                .map(|i| proto::ToBeSigned {
+                    label: i.label,
+                    data: i.data,
+                    reference_digest: i.reference_digest,
+                })
+                .collect(),
         }))
     }
 
@@ -102,7 +114,16 @@ impl SignatureService for Api {
         let key = idem(&r.idempotency_key, &r)?;
         let done = self
             .svc
-            .complete_signature(&c, r.preparation_id, r.signature_value, key)
+            .complete_signature(
+                &c,
+                r.preparation_id,
+                if r.signature_values.is_empty() {
+                    vec![r.signature_value]
+                } else {
+                    r.signature_values
+                },
+                key,
+            )
             .await
             .map_err(to_status)?;
         let d = document_to(&done.document);

@@ -37,7 +37,7 @@ mod cli;
 mod ffi;
 mod refusal;
 mod rgs;
-mod time;
+pub mod time;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,8 @@ pub struct Submission {
     pub circuit: CircuitName,
     pub metadata: BTreeMap<String, String>,
     pub file_name: Option<String>,
+    /// As requested (`Auto` is resolved from the content).
+    pub format: crate::domain::SignatureFormat,
     pub content: super::transfers::Received,
 }
 
@@ -170,6 +172,11 @@ impl Paraph {
                 .into());
             }
         }
+        let format = check_format(
+            sub.format,
+            &sub.content.bytes,
+            self.limits.pes.max_bordereaux,
+        )?;
         let now = self.clock.now();
         let id = DocumentId::from_random(ordered_id16()?);
         let sha = sub.content.sha256.clone();
@@ -215,7 +222,7 @@ impl Paraph {
                     };
                     let officers = officers_by_role(tx, &tenant)?;
                     let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
-                    let t = Document::submit(new.clone(), &circuit, &members, now)?;
+                    let t = Document::submit_as(new.clone(), format, &circuit, &members, now)?;
                     let t = settle(tx, seal.as_ref(), t, now)?;
                     let blob = format!("blob/{tenant}/{sha}");
                     if !tx.exists(&blob)? {
@@ -378,6 +385,36 @@ impl Paraph {
             d.withdraw(who, &reason, now)
         })
         .await
+    }
+}
+
+/// The format a submission is signed in: `auto` resolved from the content, and a PES flow
+/// checked (well-formed, root `PES_Aller`, references for every signature) before it is kept.
+fn check_format(
+    requested: crate::domain::SignatureFormat,
+    content: &[u8],
+    max_bordereaux: usize,
+) -> Result<crate::domain::SignatureFormat> {
+    use crate::domain::SignatureFormat as F;
+    match crate::formats::resolve(requested, content) {
+        F::Pades => Err(DomainError::invalid(
+            "signature_format",
+            "pades is reserved: not available yet",
+        )
+        .into()),
+        F::XadesPes => {
+            let targets = crate::formats::xades_pes::targets(content).map_err(|e| {
+                ServiceError::from(DomainError::invalid("content", format!("PES flow: {e}")))
+            })?;
+            if targets.len() > max_bordereaux {
+                return Err(ServiceError::TooLarge(format!(
+                    "the PES flow has {} bordereaux to sign, more than pes.max_bordereaux ({max_bordereaux})",
+                    targets.len()
+                )));
+            }
+            Ok(F::XadesPes)
+        }
+        other => Ok(other),
     }
 }
 

@@ -80,6 +80,8 @@ pub struct Limits {
     pub validation_workers: usize,
     /// Validations that may wait for a worker.
     pub validation_queue: usize,
+    /// What PES signatures claim (policy, place, role).
+    pub pes: crate::formats::xades_pes::PesSettings,
 }
 
 impl Limits {
@@ -108,6 +110,7 @@ impl Limits {
             // At least one place: with none, a job is taken only if a worker happens to be
             // waiting at that very instant.
             validation_queue: s.validation_queue.max(1),
+            pes: s.pes.clone(),
         }
     }
 }
@@ -126,6 +129,7 @@ impl Default for Limits {
             max_cms_signers: 32,
             validation_workers: 1,
             validation_queue: 16,
+            pes: Default::default(),
         }
     }
 }

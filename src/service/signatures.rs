@@ -81,6 +81,13 @@ pub struct Preparation {
     /// preparations of older versions: the completion reads it from the document.
     #[serde(default)]
     pub step_level: Option<PreparedLevel>,
+    /// The document's signature format (CAdES in preparations of older versions).
+    #[serde(default)]
+    pub format: crate::domain::SignatureFormat,
+    /// What an enveloped format prepared (every item to sign, the signatures to insert, the
+    /// content revision they go into); `None` for CAdES, whose one item is `signed_attrs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<crate::formats::FormatPrepared>,
 }
 
 /// The level a step required when a signature of it was prepared.
@@ -482,6 +489,45 @@ pub(super) fn settle_seals(
     Ok(t)
 }
 
+/// A refusal by a signature format as the service reports it.
+fn format_refusal(e: crate::formats::FormatError) -> ServiceError {
+    use crate::formats::FormatError as F;
+    match e {
+        F::Invalid(m) => DomainError::invalid("signature_value", m).into(),
+        F::Refused(m) => DomainError::WrongState(m).into(),
+        F::BadValue(_) => DomainError::WrongState(e.to_string()).into(),
+        F::Internal(m) => ServiceError::Internal(m),
+    }
+}
+
+/// A content revision produced by a completion.
+struct Revision {
+    sha256: String,
+    bytes: Vec<u8>,
+}
+
+impl Revision {
+    fn new(bytes: Vec<u8>) -> Revision {
+        Revision {
+            sha256: super::sha256_hex(&bytes),
+            bytes,
+        }
+    }
+}
+
+/// A stored content (a document's submitted content or a revision), checked against its digest.
+fn content_bytes(s: &crate::store::Store, tenant: &TenantId, sha256: &str) -> Result<Vec<u8>> {
+    let bytes = s
+        .get_raw(&format!("blob/{tenant}/{sha256}"))?
+        .ok_or_else(|| ServiceError::Internal(format!("content {sha256} is missing")))?;
+    if super::sha256_hex(&bytes) != sha256 {
+        return Err(ServiceError::Internal(format!(
+            "content {sha256} does not match its digest"
+        )));
+    }
+    Ok(bytes.to_vec())
+}
+
 /// What `PrepareSignature` returns.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreparationView {
@@ -492,6 +538,9 @@ pub struct PreparationView {
     pub alg: String,
     pub signing_time: Timestamp,
     pub expires_at: Timestamp,
+    pub format: crate::domain::SignatureFormat,
+    /// Every item to sign, in order.
+    pub items: Vec<crate::formats::ToBeSigned>,
 }
 
 /// What the idempotency record of a `CompleteSignature` holds: the document, and the signature
@@ -545,10 +594,11 @@ impl Paraph {
         let actor = caller.name.clone();
         let now = self.clock.now();
         let prep_id = hex::encode(ordered_id16()?);
-        let (doc, who, attrs, alg, level) = {
+        let (doc, who, prepared, enveloped, alg, level) = {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
+            let pes = self.limits.pes.clone();
             self.blocking(move |s| {
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{id}"))?
@@ -586,14 +636,30 @@ impl Paraph {
                 let alg = crypto::SigAlg::for_key(&leaf_key).map_err(|e| {
                     DomainError::WrongState(format!("certificate refused: WEAK_ALGORITHM: {e}"))
                 })?;
-                let attrs = cades::build_signed_attributes(
-                    &content_digest(&doc)?,
-                    now.0,
-                    &leaf,
-                    trust.signature_policy.as_ref(),
-                )
-                .map_err(|e| DomainError::invalid("certificate_chain", e.to_string()))?;
-                Ok((doc, who, attrs, alg, level))
+                let format = crate::formats::implementation(doc.format).map_err(format_refusal)?;
+                let current = doc.current_content().sha256.clone();
+                let content = if format.needs_content() {
+                    content_bytes(s, &tenant, &current)?
+                } else {
+                    Vec::new()
+                };
+                let mut prepared = format
+                    .prepare(&crate::formats::PrepareInput {
+                        content: &content,
+                        content_sha256: content_digest(&doc)?,
+                        signing_time: now.0,
+                        cert_der: &leaf,
+                        cades_policy: trust.signature_policy.as_ref(),
+                        pes: &pes,
+                    })
+                    .map_err(|e| match e {
+                        crate::formats::FormatError::Invalid(m) => {
+                            DomainError::invalid("certificate_chain", m).into()
+                        }
+                        other => format_refusal(other),
+                    })?;
+                prepared.base_sha256 = current;
+                Ok((doc, who, prepared, format.needs_content(), alg, level))
             })
             .await?
         };
@@ -604,14 +670,22 @@ impl Paraph {
             actor: actor.clone(),
             cert: Der(chain[0].clone()),
             chain: chain[1..].iter().cloned().map(Der).collect(),
-            signed_attrs: Der(attrs),
+            signed_attrs: Der(prepared
+                .items
+                .first()
+                .map(|i| i.data.clone())
+                .unwrap_or_default()),
             alg: alg.name().to_owned(),
             signing_time: now,
             expires_at: now.plus_seconds(PREPARATION_TTL_SECS),
             used: false,
             on_behalf_of: who.on_behalf_of.clone(),
             step_level: Some(PreparedLevel { required: level }),
+            format: doc.format,
+            // Kept whole for formats that sign inside the content (they insert at completion).
+            prepared: enveloped.then(|| prepared.clone()),
         };
+        let items = prepared.items;
         self.mutate(
             format!("{tenant}/{actor}"),
             "PrepareSignature",
@@ -627,6 +701,8 @@ impl Paraph {
                         alg: prep.alg.clone(),
                         signing_time: prep.signing_time,
                         expires_at: prep.expires_at,
+                        format: prep.format,
+                        items: items.clone(),
                     },
                     Vec::new(),
                 ))
@@ -639,7 +715,7 @@ impl Paraph {
         &self,
         caller: &Caller,
         prep_id: String,
-        signature: Vec<u8>,
+        values: Vec<Vec<u8>>,
         idem: Option<Idem>,
     ) -> Result<Completed> {
         caller.require(Role::Officer)?;
@@ -650,9 +726,10 @@ impl Paraph {
             )
             .into());
         }
-        if signature.is_empty() || signature.len() > 2048 {
+        if values.is_empty() || values.iter().any(|v| v.is_empty() || v.len() > 2048) {
             return Err(DomainError::invalid("signature_value", "must be 1 to 2048 bytes").into());
         }
+        let signature = values[0].clone();
         let tenant = caller.tenant.clone();
         let actor = caller.name.clone();
         let now = self.clock.now();
@@ -671,38 +748,73 @@ impl Paraph {
                 // outside the writer, cannot race.
                 let legacy_used = format!("prepused/{tenant}/{prep_id}");
                 let spent = stored.is_empty() || s.get_raw(&legacy_used)?.is_some();
-                let prep: Option<Preparation> =
-                    if spent { None } else { Some(crate::store::decode(pkey.as_bytes(), &stored)?) };
+                let prep: Option<Preparation> = if spent {
+                    None
+                } else {
+                    Some(crate::store::decode(pkey.as_bytes(), &stored)?)
+                };
                 // Spent: only a retry of the completion that spent it gets an answer, the
                 // first one, from its idempotency record (in the writer).
                 let Some(prep) = prep.filter(|p| !p.used) else {
                     return Ok(None);
                 };
                 if prep.actor != actor {
-                    return Err(DomainError::Forbidden("this preparation belongs to another user".into()).into());
+                    return Err(DomainError::Forbidden(
+                        "this preparation belongs to another user".into(),
+                    )
+                    .into());
                 }
                 if now > prep.expires_at {
-                    return Err(DomainError::WrongState("the preparation has expired: prepare again".into()).into());
-                }
-                let alg = crypto::verify_signature_value(&prep.cert.0, &prep.signed_attrs.0, &signature).map_err(|_| {
-                    DomainError::WrongState(
-                        "signature refused: SIG_CRYPTO_FAILURE: the value does not verify over the prepared attributes with the certificate".into(),
+                    return Err(DomainError::WrongState(
+                        "the preparation has expired: prepare again".into(),
                     )
-                })?;
+                    .into());
+                }
+                // The format checks every value (a failing one refuses the whole completion) and
+                // yields the signed content when it signs inside it.
+                let format = crate::formats::implementation(prep.format).map_err(format_refusal)?;
+                let single;
+                let prepared = match &prep.prepared {
+                    Some(p) => p,
+                    None => {
+                        single =
+                            crate::formats::FormatPrepared::single(prep.signed_attrs.0.clone());
+                        &single
+                    }
+                };
+                let content = if format.needs_content() {
+                    content_bytes(s, &tenant, &prepared.base_sha256)?
+                } else {
+                    Vec::new()
+                };
+                let done = format
+                    .complete(&content, &prep.cert.0, prepared, &values)
+                    .map_err(format_refusal)?;
+                let alg = done.alg;
+                let revision = done.signed_content.map(Revision::new);
                 let trust = trusts.settings(s, &tenant)?;
                 let level = match prep.step_level {
                     Some(l) => l.required,
                     None => {
                         let doc: Document = s
                             .get(&format!("doc/{tenant}/{}", prep.document))?
-                            .ok_or_else(|| DomainError::NotFound(format!("document '{}'", prep.document)))?;
+                            .ok_or_else(|| {
+                                DomainError::NotFound(format!("document '{}'", prep.document))
+                            })?;
                         doc.steps.get(prep.step as usize).and_then(|st| st.level)
                     }
                 }
                 .map(|l| l.get());
                 let extra: Vec<Vec<u8>> = prep.chain.iter().map(|d| d.0.clone()).collect();
                 let ok = chains
-                    .validate(&tenant, &trust, &prep.cert.0, &extra, prep.signing_time.0, level)
+                    .validate(
+                        &tenant,
+                        &trust,
+                        &prep.cert.0,
+                        &extra,
+                        prep.signing_time.0,
+                        level,
+                    )
                     .map_err(refused)?;
                 let part = SignerPart {
                     cert_der: prep.cert.0.clone(),
@@ -710,9 +822,14 @@ impl Paraph {
                     signature: signature.clone(),
                     alg,
                 };
-                // Without the CRLs: they are kept once by hash (see `crls_detached`).
-                let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                // An enveloped signature lives in its content revision: no CMS. A CMS is kept
+                // without the CRLs: they are kept once by hash (see `crls_detached`).
+                let cms = if revision.is_some() {
+                    Vec::new()
+                } else {
+                    crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?
+                };
                 let rec = SignatureRecord {
                     index: 0,
                     step: prep.step,
@@ -736,7 +853,7 @@ impl Paraph {
                     cms: Der(cms),
                     crls_detached: true,
                 };
-                Ok(Some((prep, rec)))
+                Ok(Some((prep, rec, revision)))
             })
             .await?
         };
@@ -755,7 +872,7 @@ impl Paraph {
                             "the preparation was already used".into(),
                         ))
                     };
-                    let (prep, rec) = prepared.ok_or_else(spent)?;
+                    let (prep, rec, revision) = prepared.ok_or_else(spent)?;
                     if tx.get_raw(&pkey)?.is_none_or(|p| p.is_empty()) {
                         return Err(spent());
                     }
@@ -792,6 +909,27 @@ impl Paraph {
                         stored.index,
                         now,
                     )?;
+                    let mut t = t;
+                    if let Some(r) = revision {
+                        // Signed inside the content: the flow signed is the current one, and
+                        // the signed flow becomes the document's latest revision.
+                        let base = prep.prepared.as_ref().map(|p| p.base_sha256.as_str());
+                        if base != Some(before.current_content().sha256.as_str()) {
+                            return Err(DomainError::WrongState(
+                                "the content changed since the signature was prepared: prepare again".into(),
+                            )
+                            .into());
+                        }
+                        let blob = format!("blob/{tenant}/{}", r.sha256);
+                        if !tx.exists(&blob)? {
+                            tx.put_raw(&blob, &r.bytes)?;
+                        }
+                        t.document.revisions.push(crate::domain::ContentRef {
+                            sha256: r.sha256,
+                            size: r.bytes.len() as u64,
+                            file_name: before.content.file_name.clone(),
+                        });
+                    }
                     let t = super::documents::settle(tx, seal.as_ref(), t, now)?;
                     let notices = record(tx, Some(&before), &t)?;
                     Ok((
@@ -836,14 +974,17 @@ impl Paraph {
                 .into_iter()
                 .map(|(_, r)| r.with_chain(&tenant, &|k| Ok(s.get_raw(k)?))?.detach_crls())
                 .collect::<Result<_>>()?;
-            if recs.is_empty() {
+            // Enveloped signatures (PES) live in the content, not in a CMS.
+            let detached: Vec<&SignatureRecord> =
+                recs.iter().filter(|r| !r.cms.0.is_empty()).collect();
+            if detached.is_empty() {
                 return Ok((recs, Vec::new()));
             }
-            let parts = recs
+            let parts = detached
                 .iter()
-                .map(SignatureRecord::part)
+                .map(|r| r.part())
                 .collect::<Result<Vec<_>>>()?;
-            let certs: Vec<Vec<u8>> = recs
+            let certs: Vec<Vec<u8>> = detached
                 .iter()
                 .flat_map(|r| r.chain.iter().map(|d| d.0.clone()))
                 .collect();
@@ -923,10 +1064,11 @@ impl Paraph {
     ) -> Result<crate::validation::Report> {
         // What one request may ask is bounded before any cryptographic work.
         let max_bytes = self.limits.max_cms_bytes;
-        if cms.is_empty() || cms.len() > max_bytes {
+        // Empty: the signatures are inside the data (a PES flow).
+        if cms.len() > max_bytes {
             return Err(DomainError::invalid(
                 "signature",
-                format!("must be 1 byte to max_cms_bytes ({max_bytes} bytes)"),
+                format!("must be at most max_cms_bytes ({max_bytes} bytes)"),
             )
             .into());
         }
@@ -948,9 +1090,21 @@ impl Paraph {
             Some(id) => self.proofs_of_existence(caller, id).await?,
             None => Vec::new(),
         };
+        let pes = self.limits.pes.clone();
         // On the validation pool, not the blocking pool store reads use.
         self.heavy
             .run(move || {
+                // No detached signature: the signatures are inside the data (a PES flow).
+                if cms.is_empty() {
+                    return Ok(crate::validation::validate_xades(
+                        &trust,
+                        &pes,
+                        &data,
+                        now,
+                        &proofs,
+                        required_level,
+                    ));
+                }
                 Ok(crate::validation::validate_cms(
                     &trust,
                     &data,

@@ -311,6 +311,7 @@ impl super::Paraph {
         &self,
         caller: &Caller,
         id: crate::domain::DocumentId,
+        revision: Option<u32>,
     ) -> Result<(crate::domain::Document, Download)> {
         let slot = self
             .transfers
@@ -324,12 +325,27 @@ impl super::Paraph {
                 ))
             })?;
         let doc = self.get_document(caller, id.clone()).await?;
-        let key = format!("blob/{}/{}", caller.tenant, doc.content.sha256);
+        // The latest signed revision when there is one (an enveloped signature's flow), or the
+        // one asked for (0: as submitted).
+        let content = match revision {
+            None => doc.current_content().clone(),
+            Some(0) => doc.content.clone(),
+            Some(n) => doc.revisions.get(n as usize - 1).cloned().ok_or_else(|| {
+                crate::domain::DomainError::invalid(
+                    "revision",
+                    format!(
+                        "document '{id}' has {} signed revision(s)",
+                        doc.revisions.len()
+                    ),
+                )
+            })?,
+        };
+        let key = format!("blob/{}/{}", caller.tenant, content.sha256);
         let reader = self
             .blocking(move |s| Ok(s.value_reader(&key)?))
             .await?
             .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
-        if reader.len() != doc.content.size {
+        if reader.len() != content.size {
             return Err(ServiceError::Internal(format!(
                 "content of {id} does not have its recorded size"
             )));
@@ -337,7 +353,7 @@ impl super::Paraph {
         let download = Download {
             reader: Some(reader),
             piece: self.limits.download_chunk_bytes,
-            expected: doc.content.sha256.clone(),
+            expected: content.sha256.clone(),
             hash: Sha256::new(),
             id: id.to_string(),
             _slot: slot,

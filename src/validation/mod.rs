@@ -12,5 +12,7 @@ pub mod report;
 pub mod trust;
 
 pub use chain::{validate_chain, validate_chain_at, ChainOk, ChainRefusal, ValidationTime};
-pub use report::{signer_count, validate_cms, Indication, ProofOfExistence, Report, SignerReport};
+pub use report::{
+    signer_count, validate_cms, validate_xades, Indication, ProofOfExistence, Report, SignerReport,
+};
 pub use trust::{Der, TrustSettings};

@@ -41,6 +41,12 @@ pub struct SignerReport {
     pub validation_time: i64,
     /// The proof of existence used, if any (paraph's audit log).
     pub proof_of_existence: Option<i64>,
+    /// XAdES: the `Id` of the signed element (the bordereau).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// XAdES: the claimed role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_role: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -88,6 +94,8 @@ impl Failure<'_> {
             policy_oid: None,
             validation_time: self.time.judged_at(),
             proof_of_existence: self.time.poe,
+            reference: None,
+            claimed_role: None,
         }
     }
 }
@@ -177,8 +185,124 @@ pub fn validate_cms(
                 policy_oid: s.policy_oid.clone(),
                 validation_time: time.judged_at(),
                 proof_of_existence: time.poe,
+                reference: None,
+                claimed_role: None,
             }),
             Err(r) => signers.push(f.report(&r.code, r.message)),
+        }
+    }
+    let worst = signers
+        .iter()
+        .max_by_key(|r| r.indication)
+        .map(|r| (r.indication, r.sub_indication.clone()))
+        .unwrap_or((Indication::TotalFailed, "FORMAT_FAILURE".into()));
+    Report {
+        indication: worst.0,
+        sub_indication: worst.1,
+        signers,
+    }
+}
+
+/// Validates every enveloped XAdES signature of a PES flow, one report per signature (its
+/// `reference` names the bordereau): the references and digests, the value, the
+/// SigningCertificate, a UTC SigningTime and a claimed role (see
+/// [`crate::formats::xades_pes::check_signatures`]), the policy hash against `pes` when it is
+/// configured, then the certificate path as for CMS signatures.
+pub fn validate_xades(
+    trust: &TrustSettings,
+    pes: &crate::formats::xades_pes::PesSettings,
+    data: &[u8],
+    now: i64,
+    proofs: &[ProofOfExistence],
+    required_level: Option<u8>,
+) -> Report {
+    let checks = match crate::formats::xades_pes::check_signatures(data) {
+        Ok(c) if c.is_empty() => Err("the flow holds no signature".to_string()),
+        Ok(c) => Ok(c),
+        Err(e) => Err(e.to_string()),
+    };
+    let checks = match checks {
+        Ok(c) => c,
+        Err(m) => {
+            let time = ValidationTime::at(now);
+            let r = Failure {
+                signer: String::new(),
+                signing_time: None,
+                time: &time,
+            }
+            .report("FORMAT_FAILURE", m);
+            return Report {
+                indication: r.indication,
+                sub_indication: r.sub_indication.clone(),
+                signers: vec![r],
+            };
+        }
+    };
+    let mut signers = Vec::new();
+    for c in checks {
+        let poe = proofs
+            .iter()
+            .filter(|p| p.signature_value == c.signature_value)
+            .map(|p| p.at)
+            .min();
+        let time = ValidationTime { now, poe };
+        let signing_time = c
+            .signing_time
+            .as_deref()
+            .and_then(|t| crate::pki::time::parse_rfc3339(t.trim()).ok());
+        let mut f = Failure {
+            signer: String::new(),
+            signing_time,
+            time: &time,
+        };
+        if let Some(cert) = &c.cert_der {
+            f.signer = super::material::certificate(cert)
+                .map(|x| crate::crypto::certs::name_string(x.subject_name()))
+                .unwrap_or_default();
+        }
+        let with_xades = |mut r: SignerReport| {
+            r.reference = Some(c.reference.clone());
+            r.claimed_role = c.claimed_role.clone();
+            r.policy_oid = c.policy_oid.clone();
+            r
+        };
+        if let Some((code, msg)) = &c.defect {
+            signers.push(with_xades(f.report(code, msg.clone())));
+            continue;
+        }
+        let Some(cert) = &c.cert_der else {
+            signers.push(with_xades(
+                f.report("NO_SIGNING_CERTIFICATE_FOUND", "no certificate".into()),
+            ));
+            continue;
+        };
+        if !pes.policy_hash.is_empty() && c.policy_hash.as_deref() != Some(pes.policy_hash.as_str())
+        {
+            signers.push(with_xades(f.report(
+                "POLICY_PROCESSING_ERROR",
+                format!(
+                    "the signature policy hash of '{}' does not match the configured one",
+                    c.reference
+                ),
+            )));
+            continue;
+        }
+        match validate_chain_at(trust, cert, &[], &[], time, required_level) {
+            Ok(ok) => signers.push(with_xades(SignerReport {
+                indication: Indication::TotalPassed,
+                sub_indication: String::new(),
+                message: "valid".into(),
+                signer: ok.subject.clone(),
+                level: ok.level,
+                signing_time,
+                chain: ok.chain_subjects.clone(),
+                policy_oid: None,
+                validation_time: time.judged_at(),
+                proof_of_existence: time.poe,
+                reference: None,
+                claimed_role: None,
+            })),
+            Err(r) => signers.push(with_xades(f.report(&r.code, r.message))),
         }
     }
     let worst = signers

@@ -349,6 +349,7 @@ pub fn header(circuit: &str, title: &str, meta: &[(&str, &str)]) -> proto::Submi
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         file_name: "mandat.pdf".into(),
+        signature_format: String::new(),
         idempotency_key: String::new(),
     }
 }

@@ -116,6 +116,7 @@ pub async fn complete(
             preparation_id: prep.into(),
             signature_value: value,
             idempotency_key: String::new(),
+            signature_values: Vec::new(),
         })
         .await
         .map(|r| r.into_inner())
