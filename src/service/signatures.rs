@@ -175,7 +175,8 @@ impl SignatureRecord {
         if self.crl_refs.is_empty() {
             self.crl_refs = self.crls.iter().map(|d| super::sha256_hex(&d.0)).collect();
         }
-        if !self.crls_detached && !self.crl_refs.is_empty() {
+        // An enveloped signature (PES) has no CMS to take them out of.
+        if !self.crls_detached && !self.crl_refs.is_empty() && !self.cms.0.is_empty() {
             self.cms = Der(crypto::with_crls(&self.cms.0, &[])
                 .map_err(|e| ServiceError::Internal(format!("stored signature: {e}")))?);
             self.crls_detached = true;
@@ -187,7 +188,11 @@ impl SignatureRecord {
     /// The CMS the audit log recorded: the stored one, with its CRLs put back when they were
     /// stored apart. The CRLs must have been read back (see [`Self::with_material`]).
     pub fn whole_cms(&self) -> Result<Vec<u8>> {
-        if !self.crls_detached || (self.crls.is_empty() && self.crl_refs.is_empty()) {
+        // An enveloped signature (PES) has no CMS: the audit log recorded the empty one.
+        if !self.crls_detached
+            || self.cms.0.is_empty()
+            || (self.crls.is_empty() && self.crl_refs.is_empty())
+        {
             return Ok(self.cms.0.clone());
         }
         if self.crls.len() != self.crl_refs.len() && !self.crl_refs.is_empty() {
