@@ -186,10 +186,7 @@ const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 fn open_engine(dir: &Path, kind: EngineKind) -> Result<Engine, StoreError> {
     match kind {
         EngineKind::Sled => {
-            let db = sled::Config::new()
-                .path(dir)
-                .cache_capacity(SLED_CACHE)
-                .open()?;
+            let db = open_sled(dir)?;
             let tree = db.open_tree("paraph")?;
             Ok(Engine::Sled { db, tree })
         }
@@ -203,6 +200,30 @@ fn open_engine(dir: &Path, kind: EngineKind) -> Result<Engine, StoreError> {
             tx.open_table(TABLE).map_err(redb_error)?;
             tx.commit().map_err(redb_error)?;
             Ok(Engine::Redb { db })
+        }
+    }
+}
+
+/// Opens sled's files. Called with `DATA/lock` held, so no other store has the directory: a
+/// refusal of sled's own file lock can only come from a store of this process just closed,
+/// whose sled threads let go of the file a moment after it (seen in tests reopening a
+/// directory at once). That refusal is retried for a bounded time, never waited on forever.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    const TRIES: u32 = 100;
+    let mut tries = 0;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if tries < TRIES && e.to_string().contains("could not acquire lock") =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return Ok(r?),
         }
     }
 }
