@@ -83,6 +83,8 @@ fn bench_pes(c: &mut Criterion) {
             cert_der: &cert,
             cades_policy: None,
             pes: &pes,
+            pades: &Default::default(),
+            reason: String::new(),
         };
         let prepared = XadesPes.prepare(&input).unwrap();
         let values: Vec<Vec<u8>> = prepared

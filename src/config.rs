@@ -45,6 +45,8 @@ pub struct Settings {
     pub reflection: bool,
     /// PES V2 (XAdES-EPES) signatures: policy, production place, claimed role (`[pes]`).
     pub pes: crate::formats::xades_pes::PesSettings,
+    /// PAdES signatures: space reserved for the CMS, `/Location` (`[pades]`).
+    pub pades: crate::formats::pades::PadesSettings,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -113,6 +115,7 @@ impl Default for Settings {
             audit_key: None,
             reflection: true,
             pes: Default::default(),
+            pades: Default::default(),
         }
     }
 }

@@ -118,6 +118,7 @@ pub fn open(
             max_document_bytes: settings.max_document_bytes,
             max_live_absences_per_user: settings.max_live_absences_per_user,
             pes: settings.pes.clone(),
+            pades: settings.pades.clone(),
         },
     );
     for (tenant, seal) in &settings.seals {

@@ -56,6 +56,8 @@ pub struct Limits {
     pub max_live_absences_per_user: usize,
     /// What PES signatures claim (policy, place, role).
     pub pes: crate::formats::xades_pes::PesSettings,
+    /// PAdES signatures (space reserved for the CMS, `/Location`).
+    pub pades: crate::formats::pades::PadesSettings,
 }
 
 impl Default for Limits {
@@ -64,6 +66,7 @@ impl Default for Limits {
             max_document_bytes: 64 * 1024 * 1024,
             max_live_absences_per_user: 50,
             pes: Default::default(),
+            pades: Default::default(),
         }
     }
 }
