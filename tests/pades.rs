@@ -435,6 +435,72 @@ async fn two_officers_and_the_seal_sign_one_pdf_incrementally_and_validators_acc
                 assert_eq!(report.matches(line).count(), n, "{what}: {line}: {report}");
             }
         }
+        // paraph validate --data: one report per signature, in order.
+        let validate = |bytes: &[u8]| {
+            std::fs::write(&file, bytes).unwrap();
+            let v = cli
+                .command(
+                    org.token("alice"),
+                    &["validate", "--data", file.to_str().unwrap(), "--json"],
+                )
+                .output()
+                .unwrap();
+            let report: serde_json::Value = serde_json::from_slice(&v.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&v.stderr)));
+            (v.status.code(), report)
+        };
+        let (code, report) = validate(&signed);
+        assert_eq!(code, Some(0), "{what}: {report}");
+        assert_eq!(report["indication"], "TOTAL_PASSED", "{what}: {report}");
+        let signers = report["signers"].as_array().unwrap();
+        assert_eq!(signers.len(), 3, "{what}: {report}");
+        for (i, s) in signers.iter().enumerate() {
+            let m = s["message"].as_str().unwrap();
+            // Revision 1 is the submitted PDF.
+            assert!(m.contains(&format!("revision {} of 4", i + 2)), "{m}");
+            if i < 2 {
+                assert!(m.contains("covers its whole revision"), "{m}");
+            } else {
+                assert!(m.contains("covers the whole document"), "{m}");
+            }
+            assert!(s["signing_time"].is_string(), "{report}");
+        }
+        assert_eq!(signers[0]["level"], 2, "{report}");
+        // A byte changed inside the seal's revision: only the seal fails, named.
+        let mut edited = signed.clone();
+        let reason = signed.windows(8).rposition(|w| w == b"(Cachet)").unwrap();
+        assert!(reason > ranges[1][2] + ranges[1][3], "{what}");
+        edited[reason + 1] = b'K';
+        let (code, report) = validate(&edited);
+        assert_eq!(code, Some(6), "{what}: {report}");
+        assert_eq!(report["indication"], "TOTAL_FAILED", "{what}: {report}");
+        let signers = report["signers"].as_array().unwrap();
+        assert_eq!(signers[0]["indication"], "TOTAL_PASSED", "{report}");
+        assert_eq!(signers[1]["indication"], "TOTAL_PASSED", "{report}");
+        assert_eq!(signers[2]["sub_indication"], "HASH_FAILURE", "{report}");
+        let seal_field = signers[2]["reference"].as_str().unwrap();
+        assert!(
+            signers[2]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(seal_field),
+            "{report}"
+        );
+        // A byte changed in the submitted PDF fails every signature.
+        let mut edited = signed.clone();
+        let page = signed.windows(7).position(|w| w == b"page 1)").unwrap();
+        edited[page] = b'P';
+        let (code, report) = validate(&edited);
+        assert_eq!(code, Some(6), "{what}: {report}");
+        assert!(
+            report["signers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["sub_indication"] == "HASH_FAILURE"),
+            "{report}"
+        );
+        std::fs::write(&file, &signed).unwrap();
         if let Some(report) = pdfsig_report(tmp.path(), &file) {
             assert_eq!(
                 report

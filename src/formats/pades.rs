@@ -548,3 +548,168 @@ fn write_object(out: &mut Vec<u8>, o: &Object) {
         }
     }
 }
+
+/// One signature found in a PDF, as a validator needs it.
+#[derive(Debug, Clone)]
+pub struct FoundSignature {
+    /// The field's name (`/T`).
+    pub field: String,
+    /// The bytes the `/ByteRange` covers.
+    pub covered: Vec<u8>,
+    /// The CMS from `/Contents`, without its zero padding.
+    pub cms: Vec<u8>,
+    /// `/M` in Unix seconds (the signer's claim).
+    pub time: Option<i64>,
+    /// The revision (1-based, in file order) whose end the range reaches, if it reaches one.
+    pub revision: Option<usize>,
+    /// Revisions in the file.
+    pub revisions: usize,
+    /// Whether the range is `[0 a b c]` with `b + c` the end of a revision and nothing but the
+    /// `/Contents` string left out.
+    pub covers_whole_revision: bool,
+    /// Bytes appended after the range (later revisions).
+    pub later_bytes: u64,
+}
+
+/// The ends of the revisions: the offset after each `%%EOF` and its end of line.
+fn revision_ends(content: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = content[i..].windows(5).position(|w| w == b"%%EOF") {
+        let mut end = i + p + 5;
+        while end < content.len() && matches!(content[end], b'\r' | b'\n') {
+            end += 1;
+        }
+        out.push(end as u64);
+        i = i + p + 5;
+    }
+    out
+}
+
+/// The length of one DER element at the start of `b` (the CMS without the padding after it).
+fn der_len(b: &[u8]) -> Option<usize> {
+    let first = *b.get(1)?;
+    if first < 0x80 {
+        return Some(2 + usize::from(first));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let mut len = 0usize;
+    for k in 0..n {
+        len = (len << 8) | usize::from(*b.get(2 + k)?);
+    }
+    Some(2 + n + len)
+}
+
+fn pdf_time(s: &[u8]) -> Option<i64> {
+    let t = std::str::from_utf8(s).ok()?.trim_start_matches("D:");
+    let d: String = t.chars().take(14).collect();
+    if d.len() < 14 || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[8..10],
+        &d[10..12],
+        &d[12..14]
+    );
+    crate::pki::time::parse_rfc3339(&rfc).ok()
+}
+
+/// Every signature field with a value in the PDF, in the order of their ranges.
+pub fn signatures(content: &[u8]) -> Result<Vec<FoundSignature>, FormatError> {
+    let pdf = parse(content)?;
+    let doc = &pdf.doc;
+    let root = root_id(doc)?;
+    let catalog = doc
+        .get_dictionary(root)
+        .map_err(|e| invalid(format!("the PDF catalog: {e}")))?;
+    let fields = catalog
+        .get(b"AcroForm")
+        .ok()
+        .and_then(|a| resolve(doc, a))
+        .and_then(|a| a.as_dict().ok())
+        .and_then(|a| a.get(b"Fields").ok())
+        .and_then(|f| resolve(doc, f))
+        .and_then(|f| f.as_array().ok())
+        .cloned()
+        .unwrap_or_default();
+    let ends = revision_ends(content);
+    let mut out = Vec::new();
+    for f in &fields {
+        let Some(Ok(field)) = resolve(doc, f).map(Object::as_dict) else {
+            continue;
+        };
+        if field.get(b"FT").and_then(Object::as_name).ok() != Some(b"Sig") {
+            continue;
+        }
+        let Some(Ok(sig)) = field
+            .get(b"V")
+            .ok()
+            .and_then(|v| resolve(doc, v))
+            .map(Object::as_dict)
+        else {
+            continue;
+        };
+        let name = match field.get(b"T") {
+            Ok(Object::String(s, _)) => String::from_utf8_lossy(s).into_owned(),
+            _ => String::new(),
+        };
+        let range: Vec<u64> = sig
+            .get(b"ByteRange")
+            .and_then(Object::as_array)
+            .map_err(|_| invalid(format!("signature '{name}' has no /ByteRange")))?
+            .iter()
+            .filter_map(|o| o.as_i64().ok().and_then(|v| u64::try_from(v).ok()))
+            .collect();
+        let [a0, a1, b0, b1] = range[..] else {
+            return Err(invalid(format!(
+                "signature '{name}': its /ByteRange is not four numbers"
+            )));
+        };
+        let len = content.len() as u64;
+        if a0 != 0 || a1 > b0 || b0.checked_add(b1).is_none_or(|e| e > len) {
+            return Err(invalid(format!(
+                "signature '{name}': its /ByteRange lies outside the file"
+            )));
+        }
+        let (a1u, b0u, endu) = (a1 as usize, b0 as usize, (b0 + b1) as usize);
+        let mut covered = Vec::with_capacity(a1u + endu - b0u);
+        covered.extend_from_slice(&content[..a1u]);
+        covered.extend_from_slice(&content[b0u..endu]);
+        let contents = match sig.get(b"Contents") {
+            Ok(Object::String(s, _)) => s.clone(),
+            _ => return Err(invalid(format!("signature '{name}' has no /Contents"))),
+        };
+        let cms_len = der_len(&contents)
+            .filter(|&l| l <= contents.len())
+            .unwrap_or(contents.len());
+        // The gap must be exactly the hex string `<...>` of /Contents.
+        let gap = &content[a1u..b0u];
+        let whole_gap = gap.first() == Some(&b'<')
+            && gap.last() == Some(&b'>')
+            && gap[1..gap.len() - 1].iter().all(|b| b.is_ascii_hexdigit());
+        let end = b0 + b1;
+        let revision = ends.iter().position(|&e| e == end).map(|i| i + 1);
+        out.push(FoundSignature {
+            field: name,
+            covered,
+            cms: contents[..cms_len].to_vec(),
+            time: match sig.get(b"M") {
+                Ok(Object::String(s, _)) => pdf_time(s),
+                _ => None,
+            },
+            revision,
+            revisions: ends.len(),
+            covers_whole_revision: whole_gap && revision.is_some(),
+            later_bytes: len - end,
+        });
+    }
+    out.sort_by_key(|s| s.covered.len());
+    Ok(out)
+}

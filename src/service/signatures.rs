@@ -1031,6 +1031,15 @@ impl Paraph {
         let pes = self.limits.pes.clone();
         self.blocking(move |_| {
             // No detached signature: the signatures are inside the data (a PES flow).
+            if cms.is_empty() && data.starts_with(b"%PDF-") {
+                return Ok(crate::validation::validate_pades(
+                    &trust,
+                    &data,
+                    now,
+                    &proofs,
+                    required_level,
+                ));
+            }
             if cms.is_empty() {
                 return Ok(crate::validation::validate_xades(
                     &trust,
