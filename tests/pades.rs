@@ -114,6 +114,103 @@ fn pdf(
     out
 }
 
+/// A PDF as PDF producers of version 1.5 and later write it: the catalog, the page tree, the
+/// font and every page dictionary inside one object stream, the content streams outside, and
+/// a cross-reference stream with compressed (type 2) entries. Pages are rotated by `rotate`.
+fn pdf_with_object_streams(pages: usize, rotate: u32) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    // Objects 1 catalog, 2 pages, 3 font, 4.. pages (in the stream), then contents, then the
+    // object stream, then the xref stream.
+    let contents_first = 4 + pages;
+    let objstm = contents_first + pages;
+    let xref = objstm + 1;
+    let mut inner: Vec<(usize, String)> = vec![
+        (1, "<< /Type /Catalog /Pages 2 0 R >>".into()),
+        (
+            2,
+            format!(
+                "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+                (0..pages)
+                    .map(|i| format!("{} 0 R", 4 + i))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ),
+        (
+            3,
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+        ),
+    ];
+    for i in 0..pages {
+        inner.push((
+            4 + i,
+            format!(
+                "<< /Type /Page /Parent 2 0 R /Rotate {rotate} /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                contents_first + i
+            ),
+        ));
+    }
+    let mut offsets = std::collections::BTreeMap::new();
+    for i in 0..pages {
+        let n = contents_first + i;
+        offsets.insert(n, out.len());
+        let text = format!(
+            "BT /F1 14 Tf 72 760 Td (Deliberation - page {}) Tj ET",
+            i + 1
+        );
+        out.extend_from_slice(
+            format!(
+                "{n} 0 obj\n<< /Length {} >>\nstream\n{text}\nendstream\nendobj\n",
+                text.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let mut header = String::new();
+    let mut body = String::new();
+    for (n, o) in &inner {
+        header.push_str(&format!("{n} {} ", body.len()));
+        body.push_str(o);
+        body.push('\n');
+    }
+    let stream = format!("{header}\n{body}");
+    offsets.insert(objstm, out.len());
+    out.extend_from_slice(
+        format!(
+            "{objstm} 0 obj\n<< /Type /ObjStm /N {} /First {} /Length {} >>\nstream\n{stream}\nendstream\nendobj\n",
+            inner.len(),
+            header.len() + 1,
+            stream.len()
+        )
+        .as_bytes(),
+    );
+    let xref_at = out.len();
+    offsets.insert(xref, xref_at);
+    let mut data = vec![0u8, 0, 0, 0, 0, 0xff, 0xff];
+    for n in 1..=xref {
+        if let Some(k) = inner.iter().position(|(m, _)| *m == n) {
+            data.push(2);
+            data.extend_from_slice(&(objstm as u32).to_be_bytes());
+            data.extend_from_slice(&(k as u16).to_be_bytes());
+        } else {
+            data.push(1);
+            data.extend_from_slice(&(offsets[&n] as u32).to_be_bytes());
+            data.extend_from_slice(&[0, 0]);
+        }
+    }
+    out.extend_from_slice(
+        format!(
+            "{xref} 0 obj\n<< /Type /XRef /Size {} /W [1 4 2] /Root 1 0 R /Length {} >>\nstream\n",
+            xref + 1,
+            data.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&data);
+    out.extend_from_slice(format!("\nendstream\nendobj\nstartxref\n{xref_at}\n%%EOF\n").as_bytes());
+    out
+}
+
 fn simple_pdf() -> Vec<u8> {
     pdf(1, false, "", "", &[])
 }
@@ -387,6 +484,20 @@ async fn two_officers_and_the_seal_sign_one_pdf_incrementally_and_validators_acc
         ("one page, xref table", simple_pdf()),
         ("50 pages, xref table", pdf(50, false, "", "", &[])),
         ("3 pages, xref stream", pdf(3, true, "", "", &[])),
+        (
+            "2 rotated pages in an object stream, compressed xref entries",
+            pdf_with_object_streams(2, 90),
+        ),
+        (
+            "an existing filled-in form field",
+            pdf(
+                1,
+                false,
+                "/AcroForm << /Fields [6 0 R] >>",
+                "",
+                &["<< /FT /Tx /T (Nom) /V (Dupont) >>"],
+            ),
+        ),
     ];
     for (what, original) in samples {
         let d = submit_pdf(&srv, &org, "contrat", "auto", &original)
