@@ -396,6 +396,33 @@ async fn a_preparation_is_bound_to_its_revision_and_a_stale_one_is_refused() {
     assert_eq!(signed[first[1]], b'<');
 }
 
+/// The last page of `file` rendered in grey by poppler's pdftoppm (None when it is not
+/// installed).
+fn render_last_page(file: &Path) -> Option<Vec<u8>> {
+    let info = Command::new("pdfinfo").arg(file).output().ok()?;
+    let info = String::from_utf8_lossy(&info.stdout);
+    let pages: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .map(|n| n.trim().parse().unwrap())?;
+    let out = Command::new("pdftoppm")
+        .args([
+            "-gray",
+            "-r",
+            "36",
+            "-f",
+            &pages.to_string(),
+            "-l",
+            &pages.to_string(),
+        ])
+        .arg(file)
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stdout.is_empty());
+    Some(out.stdout)
+}
+
 /// pyHanko's report on `file`, or None when pyHanko's command line is not installed.
 fn pyhanko_validate(dir: &Path, file: &Path) -> Option<(bool, String)> {
     let out = Command::new("pyhanko")
@@ -612,6 +639,12 @@ async fn two_officers_and_the_seal_sign_one_pdf_incrementally_and_validators_acc
             "{report}"
         );
         std::fs::write(&file, &signed).unwrap();
+        // The stamps are drawn: the last page renders differently once signed.
+        let before = tmp.path().join(format!("original-{}.pdf", d.id));
+        std::fs::write(&before, &original).unwrap();
+        if let (Some(a), Some(b)) = (render_last_page(&before), render_last_page(&file)) {
+            assert_ne!(a, b, "{what}: the stamps do not show on the last page");
+        }
         if let Some(report) = pdfsig_report(tmp.path(), &file) {
             assert_eq!(
                 report

@@ -3,7 +3,8 @@
 //!
 //! The existing PDF is only read (with lopdf, which follows cross-reference streams and object
 //! streams); the update is written here: a signature dictionary with a reserved `/Contents`, a
-//! signature field merged with its widget annotation, the page with the widget added to its
+//! signature field merged with its widget annotation (a visible stamp in its own appearance
+//! stream, on a grid of the last page), the page with the widget added to its
 //! `/Annots`, the AcroForm with the field added to `/Fields` (SigFlags 3), and a new
 //! cross-reference section (a table, or a stream when the previous section is one) whose
 //! trailer points back with `/Prev`. Preparation computes the SHA-256 of the bytes the
@@ -253,6 +254,14 @@ pub fn prepare(
         Some(Object::Array(a)) => a.clone(),
         _ => Vec::new(),
     };
+    // Stamps already on the document: the new one takes the next cell of the grid.
+    let earlier_signatures = fields
+        .iter()
+        .filter_map(|f| resolve(doc, f).and_then(|f| f.as_dict().ok()))
+        .filter(|f| f.get(b"FT").and_then(Object::as_name).ok() == Some(b"Sig"))
+        .count();
+    let media = page_box(doc, page_id);
+    let rect = stamp_rect(media, earlier_signatures);
     fields.push(Object::Reference(field_id));
     acro.set("Fields", Object::Array(fields));
     acro.set("SigFlags", Object::Integer(3));
@@ -311,7 +320,7 @@ pub fn prepare(
     field.set("F", Object::Integer(132));
     field.set(
         "Rect",
-        Object::Array(vec![0.into(), 0.into(), 0.into(), 0.into()]),
+        Object::Array(rect.iter().map(|&v| Object::Real(v)).collect()),
     );
     field.set("P", Object::Reference(page_id));
     let mut ap = Dictionary::new();
@@ -320,15 +329,19 @@ pub fn prepare(
     offsets.push((field_id, base_len + out.len() as u64));
     write_indirect(&mut out, field_id, &Object::Dictionary(field));
 
-    // An empty appearance.
+    // The visible stamp, drawn in the widget's own appearance stream (never in the page).
     offsets.push((ap_id, base_len + out.len() as u64));
+    let stamp = stamp_stream(&name, &claims.reason, claims.time);
     out.extend_from_slice(
         format!(
-            "{} 0 obj\n<</Type /XObject /Subtype /Form /BBox [0 0 0 0] /Length 0>>\nstream\n\nendstream\nendobj\n",
-            ap_id.0
+            "{} 0 obj\n<</Type /XObject /Subtype /Form /BBox [0 0 {STAMP_W} {STAMP_H}] /Resources <</Font <</F1 <</Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding>>>>>> /Length {}>>\nstream\n",
+            ap_id.0,
+            stamp.len()
         )
         .as_bytes(),
     );
+    out.extend_from_slice(&stamp);
+    out.extend_from_slice(b"\nendstream\nendobj\n");
     for (id, o) in &rewritten {
         offsets.push((*id, base_len + out.len() as u64));
         write_indirect(&mut out, *id, o);
@@ -409,6 +422,94 @@ pub fn prepare(
         },
         h.finalize().into(),
     ))
+}
+
+/// A stamp's size in points.
+const STAMP_W: u32 = 180;
+const STAMP_H: u32 = 56;
+
+/// The page's /MediaBox (looked up the page tree), else A4.
+fn page_box(doc: &lopdf::Document, page: ObjectId) -> [f32; 4] {
+    let mut id = Some(page);
+    for _ in 0..32 {
+        let Some(d) = id.and_then(|i| doc.get_dictionary(i).ok()) else {
+            break;
+        };
+        if let Some(Ok(a)) = d
+            .get(b"MediaBox")
+            .ok()
+            .and_then(|m| resolve(doc, m))
+            .map(Object::as_array)
+        {
+            let v: Vec<f32> = a
+                .iter()
+                .filter_map(|x| {
+                    x.as_float()
+                        .ok()
+                        .or_else(|| x.as_i64().ok().map(|i| i as f32))
+                })
+                .collect();
+            if let [a, b, c, d] = v[..] {
+                return [a, b, c, d];
+            }
+        }
+        id = d.get(b"Parent").and_then(Object::as_reference).ok();
+    }
+    [0.0, 0.0, 595.0, 842.0]
+}
+
+/// The `k`-th cell of a grid of stamps from the bottom left of the page, row by row, so that
+/// successive stamps never overlap.
+fn stamp_rect(media: [f32; 4], k: usize) -> [f32; 4] {
+    let (w, h) = (STAMP_W as f32, STAMP_H as f32);
+    let margin = 24.0;
+    let gap = 8.0;
+    let width = (media[2] - media[0] - 2.0 * margin).max(w);
+    let cols = ((width + gap) / (w + gap)).floor().max(1.0) as usize;
+    let (row, col) = (k / cols, k % cols);
+    let x = media[0] + margin + col as f32 * (w + gap);
+    let y = media[1] + margin + row as f32 * (h + gap);
+    [x, y, x + w, y + h]
+}
+
+/// A line of text in a content stream: WinAnsi (Latin-1 here), other characters as `?`.
+fn stamp_text(s: &str) -> Vec<u8> {
+    let mut out = vec![b'('];
+    for c in s.chars() {
+        let b = u32::from(c);
+        let b = if b < 0x100 { b as u8 } else { b'?' };
+        if matches!(b, b'(' | b')' | b'\\') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b')');
+    out
+}
+
+/// The stamp: a framed box with the signer, the reason (with the delegation) and the date.
+fn stamp_stream(name: &str, reason: &str, time: i64) -> Vec<u8> {
+    let date = crate::pki::time::format_rfc3339(time)
+        .replace('T', " ")
+        .replace('Z', " UTC");
+    let mut s = format!(
+        "q 0.94 0.96 1 rg 0 0 {STAMP_W} {STAMP_H} re f 0.1 0.2 0.6 RG 1 w 0.5 0.5 {} {} re S Q\nBT 0 0 0 rg /F1 8 Tf 6 {} Td 10 TL\n",
+        STAMP_W - 1,
+        STAMP_H - 1,
+        STAMP_H - 14
+    )
+    .into_bytes();
+    for line in [
+        format!("Sign\u{e9} par {name}"),
+        reason.to_owned(),
+        format!("le {date}"),
+        "paraph - PAdES".to_owned(),
+    ] {
+        s.extend_from_slice(&stamp_text(&line));
+        s.extend_from_slice(b" Tj T*\n");
+    }
+    s.extend_from_slice(b"ET");
+    s
 }
 
 /// Room for `[0 a b c]` with three numbers of up to 15 digits.
