@@ -85,6 +85,7 @@ fn bench_pes(c: &mut Criterion) {
             pes: &pes,
             pades: &Default::default(),
             reason: String::new(),
+            level: None,
         };
         let prepared = XadesPes.prepare(&input).unwrap();
         let values: Vec<Vec<u8>> = prepared
@@ -181,6 +182,7 @@ fn bench_pades(c: &mut Criterion) {
         pes: &pes,
         pades: &pades,
         reason: "Signature".into(),
+        level: Some(3),
     };
     let prepared = Pades.prepare(&input).unwrap();
     let value = crypto::sign_with_key(&key, &prepared.items[0].data).unwrap();

@@ -555,6 +555,10 @@ async fn two_officers_and_the_seal_sign_one_pdf_incrementally_and_validators_acc
             assert!(text.contains(reason), "{what}: {reason}");
         }
         assert!(text.contains("/SubFilter /ETSI.CAdES.detached"), "{what}");
+        // The stamps show each officer's certificate level (alice level 2, bob level 3).
+        for level in ["(RGS ** - PAdES)", "(RGS *** - PAdES)"] {
+            assert!(text.contains(level), "{what}: {level}");
+        }
         let file = tmp.path().join(format!("signed-{}.pdf", d.id));
         std::fs::write(&file, &signed).unwrap();
         if let Some((ok, report)) = pyhanko_validate(tmp.path(), &file) {

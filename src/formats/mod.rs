@@ -42,6 +42,8 @@ pub struct PrepareInput<'a> {
     /// Why the step signs ("Visa", "Signature", "Cachet", with "pour le compte de X" when
     /// delegated): PAdES writes it as `/Reason`.
     pub reason: String,
+    /// The RGS level of the validated certificate (shown in a PAdES stamp), when known.
+    pub level: Option<u8>,
 }
 
 /// One thing the signer signs (SHA-256 then the key's algorithm).
@@ -283,6 +285,7 @@ impl Format for Pades {
         let claims = pades::SignatureClaims {
             reason: input.reason.clone(),
             location: input.pades.location.clone(),
+            level: input.level,
             time: input.signing_time,
         };
         let base = hex::encode(sha2::Sha256::digest(input.content));

@@ -44,6 +44,8 @@ pub struct SignatureClaims {
     pub location: String,
     /// Unix seconds, written as `/M`.
     pub time: i64,
+    /// The RGS level of the certificate, shown in the stamp (`RGS **`).
+    pub level: Option<u8>,
 }
 
 /// A prepared incremental update waiting for its CMS.
@@ -331,7 +333,7 @@ pub fn prepare(
 
     // The visible stamp, drawn in the widget's own appearance stream (never in the page).
     offsets.push((ap_id, base_len + out.len() as u64));
-    let stamp = stamp_stream(&name, &claims.reason, claims.time);
+    let stamp = stamp_stream(&name, &claims.reason, claims.time, claims.level);
     out.extend_from_slice(
         format!(
             "{} 0 obj\n<</Type /XObject /Subtype /Form /BBox [0 0 {STAMP_W} {STAMP_H}] /Resources <</Font <</F1 <</Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding>>>>>> /Length {}>>\nstream\n",
@@ -487,8 +489,9 @@ fn stamp_text(s: &str) -> Vec<u8> {
     out
 }
 
-/// The stamp: a framed box with the signer, the reason (with the delegation) and the date.
-fn stamp_stream(name: &str, reason: &str, time: i64) -> Vec<u8> {
+/// The stamp: a framed box with the signer, the reason (with the delegation), the date and the
+/// RGS level.
+fn stamp_stream(name: &str, reason: &str, time: i64, level: Option<u8>) -> Vec<u8> {
     let date = crate::pki::time::format_rfc3339(time)
         .replace('T', " ")
         .replace('Z', " UTC");
@@ -503,7 +506,10 @@ fn stamp_stream(name: &str, reason: &str, time: i64) -> Vec<u8> {
         format!("Sign\u{e9} par {name}"),
         reason.to_owned(),
         format!("le {date}"),
-        "paraph - PAdES".to_owned(),
+        match level {
+            Some(l) if l > 0 => format!("RGS {} - PAdES", "*".repeat(usize::from(l.min(3)))),
+            _ => "PAdES".to_owned(),
+        },
     ] {
         s.extend_from_slice(&stamp_text(&line));
         s.extend_from_slice(b" Tj T*\n");

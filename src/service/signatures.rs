@@ -385,6 +385,7 @@ pub(super) fn settle_seals(
                     pes: &Default::default(),
                     pades: &Default::default(),
                     reason: step_reason(&t.document, step, None),
+                    level: None,
                 })
                 .map_err(format_refusal)?;
             Some((content, prepared))
@@ -625,7 +626,7 @@ impl Paraph {
                         DomainError::WrongState("the tenant has no trust settings".into()).into(),
                     );
                 }
-                chains
+                let validated = chains
                     .validate(
                         &tenant,
                         &trust,
@@ -655,6 +656,7 @@ impl Paraph {
                         pes: &pes,
                         pades: &pades,
                         reason: step_reason(&doc, who.step, who.on_behalf_of.as_ref()),
+                        level: Some(validated.level),
                     })
                     .map_err(|e| match e {
                         crate::formats::FormatError::Invalid(m) => {
