@@ -83,6 +83,9 @@ fn bench_pes(c: &mut Criterion) {
             cert_der: &cert,
             cades_policy: None,
             pes: &pes,
+            pades: &Default::default(),
+            reason: String::new(),
+            level: None,
         };
         let prepared = XadesPes.prepare(&input).unwrap();
         let values: Vec<Vec<u8>> = prepared
@@ -98,6 +101,107 @@ fn bench_pes(c: &mut Criterion) {
             b.iter(|| XadesPes.complete(&flow, &cert, &prepared, &values).unwrap())
         });
     }
+}
+
+/// A PDF of `pages` pages of about `page_bytes` bytes of content each (cross-reference table).
+fn pdf(pages: usize, page_bytes: usize) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    let mut obj = |out: &mut Vec<u8>, body: &[u8]| {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", offsets.len()).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\nendobj\n");
+    };
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    obj(&mut out, b"<< /Type /Catalog /Pages 2 0 R >>");
+    obj(
+        &mut out,
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        )
+        .as_bytes(),
+    );
+    obj(
+        &mut out,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    );
+    let line = "BT /F1 9 Tf 40 800 Td (Article 12 - Le prestataire s'engage a maintenir les feux.) Tj ET\n";
+    let text = line.repeat(page_bytes / line.len());
+    for i in 0..pages {
+        obj(
+            &mut out,
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                5 + 2 * i
+            )
+            .as_bytes(),
+        );
+        obj(
+            &mut out,
+            format!("<< /Length {} >>\nstream\n{text}\nendstream", text.len()).as_bytes(),
+        );
+    }
+    let xref_at = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f\r\n", offsets.len() + 1).as_bytes(),
+    );
+    for o in &offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref_at}\n%%EOF\n",
+            offsets.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// The server's CPU for a PAdES signature on a 50-page, 5 MB PDF: PrepareSignature's format
+/// work (parse, build the incremental update, digest the byte range, signed attributes) and
+/// CompleteSignature's (verify the value, embed the CMS).
+fn bench_pades(c: &mut Criterion) {
+    use paraph::formats::{pades::PadesSettings, Format, Pades, PrepareInput};
+    let doc = pdf(50, 100 * 1024);
+    let cert = pem_der("officer-l3-p256.cert.pem");
+    let key = openssl::pkey::PKey::private_key_from_pem(
+        &std::fs::read("certs-test/officer-l3-p256.key.pem").unwrap(),
+    )
+    .unwrap();
+    let pades = PadesSettings::default();
+    let pes = Default::default();
+    let input = PrepareInput {
+        content: &doc,
+        content_sha256: sha2::Sha256::digest(&doc).into(),
+        signing_time: AT,
+        cert_der: &cert,
+        cades_policy: None,
+        pes: &pes,
+        pades: &pades,
+        reason: "Signature".into(),
+        level: Some(3),
+    };
+    let prepared = Pades.prepare(&input).unwrap();
+    let value = crypto::sign_with_key(&key, &prepared.items[0].data).unwrap();
+    let cms = vec![0x30u8; 6000];
+    c.bench_function(
+        &format!("pades/prepare/50 pages, {} bytes", doc.len()),
+        |b| b.iter(|| Pades.prepare(&input).unwrap()),
+    );
+    c.bench_function(
+        &format!("pades/complete/50 pages, {} bytes", doc.len()),
+        |b| {
+            b.iter(|| {
+                Pades
+                    .complete(&doc, &cert, &prepared, std::slice::from_ref(&value))
+                    .unwrap();
+                Pades.embed_cms(&doc, &prepared, &cms).unwrap()
+            })
+        },
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -185,6 +289,6 @@ fn bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench
+    targets = bench, bench_pades
 }
 criterion_main!(benches);

@@ -84,6 +84,8 @@ pub struct Settings {
     pub tcp_keepalive_secs: u64,
     /// PES V2 (XAdES-EPES) signatures: policy, production place, claimed role (`[pes]`).
     pub pes: crate::formats::xades_pes::PesSettings,
+    /// PAdES signatures: space reserved for the CMS, `/Location` (`[pades]`).
+    pub pades: crate::formats::pades::PadesSettings,
 }
 
 /// Where a tenant's seal key is. The password itself is read from an environment variable or a
@@ -172,6 +174,7 @@ impl Default for Settings {
             http2_keepalive_timeout_secs: 20,
             tcp_keepalive_secs: 60,
             pes: Default::default(),
+            pades: Default::default(),
         }
     }
 }

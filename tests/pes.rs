@@ -216,7 +216,7 @@ async fn the_format_is_chosen_at_submission_and_every_bad_pes_is_refused_naming_
     assert_eq!(d.signature_format, "xades-pes");
     let got = get(&srv, &org, "finance", &d.id).await.unwrap();
     assert_eq!(got.signature_format, "xades-pes");
-    let d = submit_pes(&srv, &org, "pes", "auto", b"%PDF-1.7 not xml")
+    let d = submit_pes(&srv, &org, "pes", "auto", b"plain text, not xml")
         .await
         .unwrap();
     assert_eq!(d.signature_format, "cades");

@@ -258,6 +258,45 @@ async fn sign_pes(
     Ok(values)
 }
 
+/// Signs a PAdES preparation: downloads the document's latest revision and checks that it is
+/// the revision the server prepared the incremental update on, then signs the one item.
+async fn sign_pades(
+    cl: &mut Clients,
+    signer: &Signer,
+    id: &str,
+    prep: &proto::Preparation,
+) -> Result<Vec<Vec<u8>>, CliError> {
+    let [item] = prep.items.as_slice() else {
+        return Err(CliError::Local(format!(
+            "the server prepared {} items for a PDF signature: not signing",
+            prep.items.len()
+        )));
+    };
+    let mut stream = cl
+        .docs
+        .get_content(proto::GetContentRequest {
+            id: id.to_owned(),
+            revision: None,
+        })
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        content.extend_from_slice(&chunk.data);
+    }
+    let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
+    if !got.eq_ignore_ascii_case(&item.reference_digest) || !content.starts_with(b"%PDF-") {
+        return Err(CliError::Local(format!(
+            "the server prepared a PDF signature over a revision with SHA-256 {}, the downloaded \
+             PDF's is {got}: not signing",
+            item.reference_digest
+        )));
+    }
+    Ok(vec![
+        signer.sign_bytes(&prep.signature_algorithm, &item.data)?
+    ])
+}
+
 /// The value of the message-digest attribute (RFC 5652 11.2) in DER signed attributes.
 pub fn message_digest(signed_attrs: &[u8]) -> Option<Vec<u8>> {
     use der::Decode as _;
@@ -481,6 +520,8 @@ async fn sign_one(
             Vec::new(),
             sign_pes(cl, signer, id, &prep, &d.content_sha256).await?,
         )
+    } else if prep.signature_format == "pades" {
+        (Vec::new(), sign_pades(cl, signer, id, &prep).await?)
     } else {
         (signer.sign(&prep, &d.content_sha256)?, Vec::new())
     };

@@ -269,7 +269,9 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             use crate::clock::Clock;
             crate::clock::SystemClock.now().0
         });
-        let r = if signature.is_empty() {
+        let r = if signature.is_empty() && data.starts_with(b"%PDF-") {
+            crate::validation::validate_pades(&trust, &data, now, &[], a.level)
+        } else if signature.is_empty() {
             // Offline, the policy hash is not compared (no server settings).
             let pes = crate::formats::xades_pes::PesSettings::default();
             crate::validation::validate_xades(&trust, &pes, &data, now, &[], a.level)

@@ -209,6 +209,30 @@ pub fn build_signed_attributes(
     set.to_der().map_err(|e| malformed("signed attributes", e))
 }
 
+/// The DER signed attributes of a PAdES signature (EN 319 142-1): as for CAdES but without
+/// signing-time (the time is the signature dictionary's /M); `byte_range_sha256` is the digest
+/// of the PDF bytes the /ByteRange covers.
+pub fn build_pades_signed_attributes(
+    byte_range_sha256: &[u8; 32],
+    signer_cert_der: &[u8],
+    policy: Option<&SignaturePolicy>,
+) -> Result<Vec<u8>, CryptoError> {
+    let cert = Certificate::from_der(signer_cert_der).map_err(|e| malformed("certificate", e))?;
+    let mut attrs = vec![
+        attribute(ID_CONTENT_TYPE, &oid(ID_DATA)?)?,
+        attribute(ID_MESSAGE_DIGEST, &tlv(0x04, byte_range_sha256))?,
+        attribute(
+            ID_SIGNING_CERT_V2,
+            &signing_certificate_v2(&cert, signer_cert_der)?,
+        )?,
+    ];
+    if let Some(p) = policy {
+        attrs.push(attribute(ID_SIG_POLICY, &policy_der(p)?)?);
+    }
+    let set = SetOfVec::try_from(attrs).map_err(|e| malformed("signed attributes", e))?;
+    set.to_der().map_err(|e| malformed("signed attributes", e))
+}
+
 /// Signs `data` with a private key (client side, and the server's seal).
 pub fn sign_with_key(key: &PKey<Private>, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let mut s = Signer::new(MessageDigest::sha256(), key)?;

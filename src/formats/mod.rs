@@ -6,11 +6,13 @@
 //! with an enveloped XAdES-EPES signature and yields the signed flow. Pure: no I/O.
 
 pub mod c14n;
+pub mod pades;
 pub mod xades_pes;
 
 use crate::crypto::{self, cades, SigAlg};
 use crate::domain::SignatureFormat;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
@@ -36,6 +38,12 @@ pub struct PrepareInput<'a> {
     pub cert_der: &'a [u8],
     pub cades_policy: Option<&'a cades::SignaturePolicy>,
     pub pes: &'a xades_pes::PesSettings,
+    pub pades: &'a pades::PadesSettings,
+    /// Why the step signs ("Visa", "Signature", "Cachet", with "pour le compte de X" when
+    /// delegated): PAdES writes it as `/Reason`.
+    pub reason: String,
+    /// The RGS level of the validated certificate (shown in a PAdES stamp), when known.
+    pub level: Option<u8>,
 }
 
 /// One thing the signer signs (SHA-256 then the key's algorithm).
@@ -60,6 +68,9 @@ pub struct FormatPrepared {
     /// Lowercase hex SHA-256 of the content revision prepared (enveloped formats).
     #[serde(default)]
     pub base_sha256: String,
+    /// PAdES: the incremental update waiting for its CMS.
+    #[serde(default)]
+    pub pades: Option<pades::Prepared>,
 }
 
 impl FormatPrepared {
@@ -99,6 +110,19 @@ pub trait Format: Send + Sync {
         prepared: &FormatPrepared,
         values: &[Vec<u8>],
     ) -> Result<Completion, FormatError>;
+    /// Whether the CMS the service assembles goes inside the content (PAdES).
+    fn embeds_cms(&self) -> bool {
+        false
+    }
+    /// The new content revision with the assembled `cms` inside (formats that embed it).
+    fn embed_cms(
+        &self,
+        _content: &[u8],
+        _prepared: &FormatPrepared,
+        _cms: &[u8],
+    ) -> Result<Option<Vec<u8>>, FormatError> {
+        Ok(None)
+    }
 }
 
 /// The implementation of a (resolved) format.
@@ -106,18 +130,18 @@ pub fn implementation(f: SignatureFormat) -> Result<&'static dyn Format, FormatE
     match f {
         SignatureFormat::Cades | SignatureFormat::Auto => Ok(&Cades),
         SignatureFormat::XadesPes => Ok(&XadesPes),
-        SignatureFormat::Pades => Err(FormatError::Refused(
-            "the PAdES format is not available yet".into(),
-        )),
+        SignatureFormat::Pades => Ok(&Pades),
     }
 }
 
-/// What `auto` means for `content`: XAdES-PES for XML whose root is `PES_Aller`, CAdES
-/// otherwise.
+/// What `auto` means for `content`: PAdES for a PDF (`%PDF-`), XAdES-PES for XML whose root
+/// is `PES_Aller`, CAdES otherwise.
 pub fn resolve(requested: SignatureFormat, content: &[u8]) -> SignatureFormat {
     match requested {
         SignatureFormat::Auto => {
-            if xades_pes::root_name(content).as_deref() == Some("PES_Aller") {
+            if content.starts_with(b"%PDF-") {
+                SignatureFormat::Pades
+            } else if xades_pes::root_name(content).as_deref() == Some("PES_Aller") {
                 SignatureFormat::XadesPes
             } else {
                 SignatureFormat::Cades
@@ -222,6 +246,7 @@ impl Format for XadesPes {
                 .collect(),
             pes,
             base_sha256: String::new(),
+            pades: None,
         })
     }
     fn complete(
@@ -242,5 +267,68 @@ impl Format for XadesPes {
             alg,
             signed_content: Some(signed),
         })
+    }
+}
+
+/// PAdES baseline B-B: one item, the PAdES signed attributes over the `/ByteRange` of an
+/// incremental update; the CMS goes into its `/Contents`.
+pub struct Pades;
+
+impl Format for Pades {
+    fn format(&self) -> SignatureFormat {
+        SignatureFormat::Pades
+    }
+    fn needs_content(&self) -> bool {
+        true
+    }
+    fn prepare(&self, input: &PrepareInput<'_>) -> Result<FormatPrepared, FormatError> {
+        let claims = pades::SignatureClaims {
+            reason: input.reason.clone(),
+            location: input.pades.location.clone(),
+            level: input.level,
+            time: input.signing_time,
+        };
+        let base = hex::encode(sha2::Sha256::digest(input.content));
+        let (prepared, digest) =
+            pades::prepare(input.content, input.cert_der, &claims, input.pades)?;
+        let attrs =
+            cades::build_pades_signed_attributes(&digest, input.cert_der, input.cades_policy)
+                .map_err(|e| FormatError::Invalid(e.to_string()))?;
+        Ok(FormatPrepared {
+            items: vec![ToBeSigned {
+                label: prepared.field.clone(),
+                data: attrs,
+                reference_digest: base.clone(),
+            }],
+            pes: Vec::new(),
+            base_sha256: base,
+            pades: Some(prepared),
+        })
+    }
+    fn complete(
+        &self,
+        _content: &[u8],
+        cert_der: &[u8],
+        prepared: &FormatPrepared,
+        values: &[Vec<u8>],
+    ) -> Result<Completion, FormatError> {
+        Ok(Completion {
+            alg: verify_all(cert_der, prepared, values)?,
+            signed_content: None,
+        })
+    }
+    fn embeds_cms(&self) -> bool {
+        true
+    }
+    fn embed_cms(
+        &self,
+        content: &[u8],
+        prepared: &FormatPrepared,
+        cms: &[u8],
+    ) -> Result<Option<Vec<u8>>, FormatError> {
+        let p = prepared.pades.as_ref().ok_or_else(|| {
+            FormatError::Internal("a PAdES preparation without its update".into())
+        })?;
+        pades::embed(content, p, cms).map(Some)
     }
 }

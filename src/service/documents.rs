@@ -397,11 +397,15 @@ fn check_format(
 ) -> Result<crate::domain::SignatureFormat> {
     use crate::domain::SignatureFormat as F;
     match crate::formats::resolve(requested, content) {
-        F::Pades => Err(DomainError::invalid(
-            "signature_format",
-            "pades is reserved: not available yet",
-        )
-        .into()),
+        F::Pades => {
+            crate::formats::pades::check(content).map_err(|e| {
+                ServiceError::from(DomainError::invalid(
+                    "content",
+                    format!("PDF (signature format pades): {e}"),
+                ))
+            })?;
+            Ok(F::Pades)
+        }
         F::XadesPes => {
             let targets = crate::formats::xades_pes::targets(content).map_err(|e| {
                 ServiceError::from(DomainError::invalid("content", format!("PES flow: {e}")))

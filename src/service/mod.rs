@@ -82,6 +82,8 @@ pub struct Limits {
     pub validation_queue: usize,
     /// What PES signatures claim (policy, place, role).
     pub pes: crate::formats::xades_pes::PesSettings,
+    /// PAdES signatures (space reserved for the CMS, `/Location`).
+    pub pades: crate::formats::pades::PadesSettings,
 }
 
 impl Limits {
@@ -111,6 +113,7 @@ impl Limits {
             // waiting at that very instant.
             validation_queue: s.validation_queue.max(1),
             pes: s.pes.clone(),
+            pades: s.pades.clone(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl Default for Limits {
             validation_workers: 1,
             validation_queue: 16,
             pes: Default::default(),
+            pades: Default::default(),
         }
     }
 }

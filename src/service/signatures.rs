@@ -429,13 +429,40 @@ pub(super) fn settle_seals(
             seal.ok_or_else(|| DomainError::WrongState("the tenant has no seal key".into()))?;
         let trust: TrustSettings = tx.get(&trust_key(&t.document.tenant))?.unwrap_or_default();
         let digest = content_digest(&t.document)?;
-        let attrs = cades::build_signed_attributes(
-            &digest,
-            now.0,
-            &key.cert_der,
-            trust.signature_policy.as_ref(),
-        )
-        .map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
+        // A format that embeds the CMS (PAdES) seals inside the current revision.
+        let format = crate::formats::implementation(t.document.format).map_err(format_refusal)?;
+        let inside = if format.embeds_cms() {
+            let current = t.document.current_content().sha256.clone();
+            let content = tx
+                .get_raw(&format!("blob/{}/{current}", t.document.tenant))?
+                .ok_or_else(|| ServiceError::Internal(format!("content {current} is missing")))?;
+            let prepared = format
+                .prepare(&crate::formats::PrepareInput {
+                    content: &content,
+                    content_sha256: digest,
+                    signing_time: now.0,
+                    cert_der: &key.cert_der,
+                    cades_policy: trust.signature_policy.as_ref(),
+                    pes: &Default::default(),
+                    pades: &Default::default(),
+                    reason: step_reason(&t.document, step, None),
+                    level: None,
+                })
+                .map_err(format_refusal)?;
+            Some((content, prepared))
+        } else {
+            None
+        };
+        let attrs = match &inside {
+            Some((_, p)) => p.items.first().map(|i| i.data.clone()).unwrap_or_default(),
+            None => cades::build_signed_attributes(
+                &digest,
+                now.0,
+                &key.cert_der,
+                trust.signature_policy.as_ref(),
+            )
+            .map_err(|e| ServiceError::Internal(format!("seal: {e}")))?,
+        };
         let signature = crypto::sign_with_key(&key.key, &attrs)
             .map_err(|e| ServiceError::Internal(format!("seal: {e}")))?;
         let level = t.document.steps[step].level.map(|l| l.get());
@@ -457,6 +484,24 @@ pub(super) fn settle_seals(
         // Without the CRLs: they are kept once by hash (see `crls_detached`).
         let cms = crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if let Some((content, prepared)) = &inside {
+            if let Some(bytes) = format
+                .embed_cms(content, prepared, &cms)
+                .map_err(format_refusal)?
+            {
+                let r = Revision::new(bytes);
+                let blob = format!("blob/{}/{}", t.document.tenant, r.sha256);
+                if !tx.exists(&blob)? {
+                    tx.put_raw(&blob, &r.bytes)?;
+                }
+                let file_name = t.document.content.file_name.clone();
+                t.document.revisions.push(crate::domain::ContentRef {
+                    sha256: r.sha256,
+                    size: r.bytes.len() as u64,
+                    file_name,
+                });
+            }
+        }
         let rec = SignatureRecord {
             index: 0,
             step: step as u32,
@@ -492,6 +537,20 @@ pub(super) fn settle_seals(
         t.document = next.document;
     }
     Ok(t)
+}
+
+/// The `/Reason` of a PAdES signature: the step's kind, and for whom when delegated.
+fn step_reason(doc: &Document, step: usize, on_behalf_of: Option<&UserName>) -> String {
+    use crate::domain::StepKind;
+    let kind = match doc.steps.get(step).map(|s| s.kind) {
+        Some(StepKind::Visa) => "Visa",
+        Some(StepKind::Seal) => "Cachet",
+        _ => "Signature",
+    };
+    match on_behalf_of {
+        Some(u) => format!("{kind} pour le compte de {u}"),
+        None => kind.to_owned(),
+    }
 }
 
 /// A refusal by a signature format as the service reports it.
@@ -604,6 +663,7 @@ impl Paraph {
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
             let pes = self.limits.pes.clone();
+            let pades = self.limits.pades.clone();
             self.blocking(move |s| {
                 let doc: Document = s
                     .get(&format!("doc/{tenant}/{id}"))?
@@ -628,7 +688,7 @@ impl Paraph {
                         DomainError::WrongState("the tenant has no trust settings".into()).into(),
                     );
                 }
-                chains
+                let validated = chains
                     .validate(
                         &tenant,
                         &trust,
@@ -656,6 +716,9 @@ impl Paraph {
                         cert_der: &leaf,
                         cades_policy: trust.signature_policy.as_ref(),
                         pes: &pes,
+                        pades: &pades,
+                        reason: step_reason(&doc, who.step, who.on_behalf_of.as_ref()),
+                        level: Some(validated.level),
                     })
                     .map_err(|e| match e {
                         crate::formats::FormatError::Invalid(m) => {
@@ -834,6 +897,14 @@ impl Paraph {
                 } else {
                     crypto::assemble(std::slice::from_ref(&part), &ok.chain, &[])
                         .map_err(|e| ServiceError::Internal(e.to_string()))?
+                };
+                // A format that embeds the CMS (PAdES) yields its revision now.
+                let revision = match revision {
+                    Some(r) => Some(r),
+                    None => format
+                        .embed_cms(&content, prepared, &cms)
+                        .map_err(format_refusal)?
+                        .map(Revision::new),
                 };
                 let rec = SignatureRecord {
                     index: 0,
@@ -1099,7 +1170,17 @@ impl Paraph {
         // On the validation pool, not the blocking pool store reads use.
         self.heavy
             .run(move || {
-                // No detached signature: the signatures are inside the data (a PES flow).
+                // No detached signature: the signatures are inside the data (a PDF, a PES
+                // flow).
+                if cms.is_empty() && data.starts_with(b"%PDF-") {
+                    return Ok(crate::validation::validate_pades(
+                        &trust,
+                        &data,
+                        now,
+                        &proofs,
+                        required_level,
+                    ));
+                }
                 if cms.is_empty() {
                     return Ok(crate::validation::validate_xades(
                         &trust,

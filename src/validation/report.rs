@@ -113,8 +113,41 @@ pub fn validate_cms(
     proofs: &[ProofOfExistence],
     required_level: Option<u8>,
 ) -> Report {
+    validate_cms_as(trust, data, cms, now, proofs, required_level, false)
+}
+
+/// [`validate_cms`] for CAdES (`pades` false: signing-time required) or for the CMS of a PAdES
+/// signature (`pades` true: signing-time forbidden, the time is the dictionary's /M).
+fn validate_cms_as(
+    trust: &TrustSettings,
+    data: &[u8],
+    cms: &[u8],
+    now: i64,
+    proofs: &[ProofOfExistence],
+    required_level: Option<u8>,
+    pades: bool,
+) -> Report {
     let der = pem_to_der(cms);
     let parsed = match crate::crypto::parse(&der) {
+        Ok(mut p) if pades => {
+            use crate::crypto::cades::AttributeCheck;
+            for signer in &mut p.signers {
+                let mut problems: Vec<String> = match &signer.attributes {
+                    AttributeCheck::Ok => Vec::new(),
+                    AttributeCheck::Format(f) => f.split("; ").map(str::to_owned).collect(),
+                };
+                problems.retain(|x| x != "missing signing-time");
+                if signer.signing_time.is_some() {
+                    problems.push("a PAdES signature must not carry signing-time".into());
+                }
+                signer.attributes = if problems.is_empty() {
+                    AttributeCheck::Ok
+                } else {
+                    AttributeCheck::Format(problems.join("; "))
+                };
+            }
+            p
+        }
         Ok(p) => p,
         Err(e) => {
             let time = ValidationTime::at(now);
@@ -208,6 +241,85 @@ pub fn validate_cms(
 /// SigningCertificate, a UTC SigningTime and a claimed role (see
 /// [`crate::formats::xades_pes::check_signatures`]), the policy hash against `pes` when it is
 /// configured, then the certificate path as for CMS signatures.
+/// Validates every signature inside a PDF (PAdES): each CMS over the bytes its `/ByteRange`
+/// covers, by the same validator as a detached CAdES signature; each report names its field,
+/// its revision and whether it covers that revision whole. A PDF without signatures, or whose
+/// signatures cannot be read, is a FORMAT_FAILURE.
+pub fn validate_pades(
+    trust: &TrustSettings,
+    data: &[u8],
+    now: i64,
+    proofs: &[ProofOfExistence],
+    required_level: Option<u8>,
+) -> Report {
+    let found = match crate::formats::pades::signatures(data) {
+        Ok(f) if f.is_empty() => Err("the PDF holds no signature".to_string()),
+        Ok(f) => Ok(f),
+        Err(e) => Err(e.to_string()),
+    };
+    let found = match found {
+        Ok(f) => f,
+        Err(m) => {
+            let time = ValidationTime::at(now);
+            let r = Failure {
+                signer: String::new(),
+                signing_time: None,
+                time: &time,
+            }
+            .report("FORMAT_FAILURE", m);
+            return Report {
+                indication: r.indication,
+                sub_indication: r.sub_indication.clone(),
+                signers: vec![r],
+            };
+        }
+    };
+    let mut signers = Vec::new();
+    for f in found {
+        let r = validate_cms_as(trust, &f.covered, &f.cms, now, proofs, required_level, true);
+        let revision = match f.revision {
+            Some(n) => format!("revision {n} of {}", f.revisions),
+            None => "no revision end".to_string(),
+        };
+        let coverage = if !f.covers_whole_revision {
+            "does NOT cover a whole revision".to_string()
+        } else if f.later_bytes == 0 {
+            "covers the whole document".to_string()
+        } else {
+            format!(
+                "covers its whole revision; {} bytes of later incremental updates",
+                f.later_bytes
+            )
+        };
+        for mut s in r.signers {
+            s.reference = Some(f.field.clone());
+            s.message = format!("{}: {} ({revision}, {coverage})", f.field, s.message);
+            if s.signing_time.is_none() {
+                s.signing_time = f.time;
+            }
+            if !f.covers_whole_revision && s.indication == Indication::TotalPassed {
+                s.indication = Indication::Indeterminate;
+                s.sub_indication = "FORMAT_FAILURE".into();
+            }
+            signers.push(s);
+        }
+    }
+    let worst = signers
+        .iter()
+        .max_by_key(|s| match s.indication {
+            Indication::TotalPassed => 0,
+            Indication::Indeterminate => 1,
+            Indication::TotalFailed => 2,
+        })
+        .map(|s| (s.indication, s.sub_indication.clone()))
+        .unwrap_or((Indication::TotalPassed, String::new()));
+    Report {
+        indication: worst.0,
+        sub_indication: worst.1,
+        signers,
+    }
+}
+
 pub fn validate_xades(
     trust: &TrustSettings,
     pes: &crate::formats::xades_pes::PesSettings,

@@ -349,7 +349,9 @@ pub fn header(circuit: &str, title: &str, meta: &[(&str, &str)]) -> proto::Submi
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         file_name: "mandat.pdf".into(),
-        signature_format: String::new(),
+        // The tests' stand-in contents start with `%PDF-` without being PDFs: CAdES, not the
+        // `auto` choice (PAdES, which refuses what does not parse).
+        signature_format: "cades".into(),
         idempotency_key: String::new(),
     }
 }
