@@ -69,20 +69,7 @@ fn compact(data: &Path, abort: Option<&str>) -> std::process::Output {
 }
 
 async fn content(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
-    let mut stream = srv
-        .docs(org.token("alice"), None)
-        .get_content(proto::GetContentRequest {
-            id: id.into(),
-            revision: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(c) = stream.message().await.unwrap() {
-        got.extend_from_slice(&c.data);
-    }
-    got
+    srv.content(org.token("alice"), id).await
 }
 
 #[tokio::test]

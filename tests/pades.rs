@@ -234,20 +234,7 @@ async fn submit_pdf(
 }
 
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
-    let mut s = srv
-        .docs(org.token("audit"), None)
-        .get_content(proto::GetContentRequest {
-            id: id.into(),
-            revision: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(c) = s.message().await.unwrap() {
-        out.extend(c.data);
-    }
-    out
+    srv.content(org.token("audit"), id).await
 }
 
 fn cli_sign(cli: &Cli, token: &str, id: &str, p12: &str) -> std::process::Output {

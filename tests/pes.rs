@@ -143,20 +143,7 @@ async fn submit_pes(
 }
 
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
-    let mut s = srv
-        .docs(org.token("audit"), None)
-        .get_content(proto::GetContentRequest {
-            id: id.into(),
-            revision: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(c) = s.message().await.unwrap() {
-        out.extend(c.data);
-    }
-    out
+    srv.content(org.token("audit"), id).await
 }
 
 /// xmlsec1 on the signature of bordereau `id`: Ok(()) or its complaint.

@@ -204,18 +204,7 @@ async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
     };
     // A PES flow: what each bordereau holds, read from the content as it is now.
     let bordereaux = if d.signature_format == "xades-pes" {
-        let mut stream = cl
-            .docs
-            .get_content(proto::GetContentRequest {
-                id: d.id.clone(),
-                revision: None,
-            })
-            .await?
-            .into_inner();
-        let mut content = Vec::new();
-        while let Some(chunk) = stream.message().await? {
-            content.extend_from_slice(&chunk.data);
-        }
+        let content = latest_content(cl, &d.id).await?;
         crate::formats::xades_pes::summary(&content, 3)
             .map_err(|e| CliError::Local(format!("the PES flow: {e}")))?
     } else {
@@ -835,6 +824,23 @@ async fn content(
     Ok(())
 }
 
+/// A document's content as it reads now (its latest signed revision, if any), in memory: for
+/// the formats whose signing or display reads it whole.
+pub(super) async fn latest_content(cl: &mut Clients, id: &str) -> Result<Vec<u8>, CliError> {
+    let mut stream = cl
+        .docs
+        .get_content(proto::GetContentRequest {
+            id: id.to_owned(),
+            revision: None,
+        })
+        .await?
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        content.extend_from_slice(&chunk.data);
+    }
+    Ok(content)
+}
 #[cfg(test)]
 mod tests {
     use super::*;

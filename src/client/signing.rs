@@ -207,18 +207,7 @@ async fn sign_pes(
     prep: &proto::Preparation,
     content_sha256: &str,
 ) -> Result<Vec<Vec<u8>>, CliError> {
-    let mut stream = cl
-        .docs
-        .get_content(proto::GetContentRequest {
-            id: id.to_owned(),
-            revision: None,
-        })
-        .await?
-        .into_inner();
-    let mut content = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        content.extend_from_slice(&chunk.data);
-    }
+    let content = super::commands::latest_content(cl, id).await?;
     let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
     if !got.eq_ignore_ascii_case(content_sha256) {
         return Err(CliError::Local(format!(
@@ -272,18 +261,7 @@ async fn sign_pades(
             prep.items.len()
         )));
     };
-    let mut stream = cl
-        .docs
-        .get_content(proto::GetContentRequest {
-            id: id.to_owned(),
-            revision: None,
-        })
-        .await?
-        .into_inner();
-    let mut content = Vec::new();
-    while let Some(chunk) = stream.message().await? {
-        content.extend_from_slice(&chunk.data);
-    }
+    let content = super::commands::latest_content(cl, id).await?;
     let got = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&content));
     if !got.eq_ignore_ascii_case(&item.reference_digest) || !content.starts_with(b"%PDF-") {
         return Err(CliError::Local(format!(

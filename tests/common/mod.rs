@@ -183,6 +183,24 @@ impl TestServer {
     pub fn docs(&self, token: &str, tenant: Option<&str>) -> Docs {
         DocumentServiceClient::with_interceptor(self.channel(), Self::auth(token, tenant))
     }
+
+    /// The content of document `id` as it reads now (its latest revision), read by `token`.
+    pub async fn content(&self, token: &str, id: &str) -> Vec<u8> {
+        let mut s = self
+            .docs(token, None)
+            .get_content(proto::GetContentRequest {
+                id: id.into(),
+                revision: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(c) = s.message().await.unwrap() {
+            out.extend(c.data);
+        }
+        out
+    }
 }
 
 /// A delegation client acting with `token` (in the token's own tenant).
