@@ -204,7 +204,7 @@ async fn show(c: &ClientOpts, id: String) -> Result<(), CliError> {
     };
     // A PES flow: what each bordereau holds, read from the content as it is now.
     let bordereaux = if d.signature_format == "xades-pes" {
-        let content = latest_content(cl, &d.id).await?;
+        let content = latest_content(&mut cl, &d.id).await?;
         crate::formats::xades_pes::summary(&content, 3)
             .map_err(|e| CliError::Local(format!("the PES flow: {e}")))?
     } else {
