@@ -149,20 +149,7 @@ fn validate_cms_as(
             p
         }
         Ok(p) => p,
-        Err(e) => {
-            let time = ValidationTime::at(now);
-            let f = Failure {
-                signer: String::new(),
-                signing_time: None,
-                time: &time,
-            };
-            let r = f.report("FORMAT_FAILURE", e.to_string());
-            return Report {
-                indication: r.indication,
-                sub_indication: r.sub_indication.clone(),
-                signers: vec![r],
-            };
-        }
+        Err(e) => return format_failure(now, e.to_string()),
     };
     let mut signers = Vec::new();
     for s in &parsed.signers {
@@ -224,23 +211,9 @@ fn validate_cms_as(
             Err(r) => signers.push(f.report(&r.code, r.message)),
         }
     }
-    let worst = signers
-        .iter()
-        .max_by_key(|r| r.indication)
-        .map(|r| (r.indication, r.sub_indication.clone()))
-        .unwrap_or((Indication::TotalFailed, "FORMAT_FAILURE".into()));
-    Report {
-        indication: worst.0,
-        sub_indication: worst.1,
-        signers,
-    }
+    Report::of(signers)
 }
 
-/// Validates every enveloped XAdES signature of a PES flow, one report per signature (its
-/// `reference` names the bordereau): the references and digests, the value, the
-/// SigningCertificate, a UTC SigningTime and a claimed role (see
-/// [`crate::formats::xades_pes::check_signatures`]), the policy hash against `pes` when it is
-/// configured, then the certificate path as for CMS signatures.
 /// Validates every signature inside a PDF (PAdES): each CMS over the bytes its `/ByteRange`
 /// covers, by the same validator as a detached CAdES signature; each report names its field,
 /// its revision and whether it covers that revision whole. A PDF without signatures, or whose
@@ -259,20 +232,7 @@ pub fn validate_pades(
     };
     let found = match found {
         Ok(f) => f,
-        Err(m) => {
-            let time = ValidationTime::at(now);
-            let r = Failure {
-                signer: String::new(),
-                signing_time: None,
-                time: &time,
-            }
-            .report("FORMAT_FAILURE", m);
-            return Report {
-                indication: r.indication,
-                sub_indication: r.sub_indication.clone(),
-                signers: vec![r],
-            };
-        }
+        Err(m) => return format_failure(now, m),
     };
     let mut signers = Vec::new();
     for f in found {
@@ -304,22 +264,14 @@ pub fn validate_pades(
             signers.push(s);
         }
     }
-    let worst = signers
-        .iter()
-        .max_by_key(|s| match s.indication {
-            Indication::TotalPassed => 0,
-            Indication::Indeterminate => 1,
-            Indication::TotalFailed => 2,
-        })
-        .map(|s| (s.indication, s.sub_indication.clone()))
-        .unwrap_or((Indication::TotalPassed, String::new()));
-    Report {
-        indication: worst.0,
-        sub_indication: worst.1,
-        signers,
-    }
+    Report::of(signers)
 }
 
+/// Validates every enveloped XAdES signature of a PES flow, one report per signature (its
+/// `reference` names the bordereau): the references and digests, the value, the
+/// SigningCertificate, a UTC SigningTime and a claimed role (see
+/// [`crate::formats::xades_pes::check_signatures`]), the policy hash against `pes` when it is
+/// configured, then the certificate path as for CMS signatures.
 pub fn validate_xades(
     trust: &TrustSettings,
     pes: &crate::formats::xades_pes::PesSettings,
@@ -335,20 +287,7 @@ pub fn validate_xades(
     };
     let checks = match checks {
         Ok(c) => c,
-        Err(m) => {
-            let time = ValidationTime::at(now);
-            let r = Failure {
-                signer: String::new(),
-                signing_time: None,
-                time: &time,
-            }
-            .report("FORMAT_FAILURE", m);
-            return Report {
-                indication: r.indication,
-                sub_indication: r.sub_indication.clone(),
-                signers: vec![r],
-            };
-        }
+        Err(m) => return format_failure(now, m),
     };
     let mut signers = Vec::new();
     for c in checks {
@@ -417,19 +356,43 @@ pub fn validate_xades(
             Err(r) => signers.push(with_xades(f.report(&r.code, r.message))),
         }
     }
-    let worst = signers
-        .iter()
-        .max_by_key(|r| r.indication)
-        .map(|r| (r.indication, r.sub_indication.clone()))
-        .unwrap_or((Indication::TotalFailed, "FORMAT_FAILURE".into()));
+    Report::of(signers)
+}
+
+/// The report of data whose signatures cannot be read at all (FORMAT_FAILURE), judged at `now`.
+fn format_failure(now: i64, message: String) -> Report {
+    let time = ValidationTime::at(now);
+    let r = Failure {
+        signer: String::new(),
+        signing_time: None,
+        time: &time,
+    }
+    .report("FORMAT_FAILURE", message);
     Report {
-        indication: worst.0,
-        sub_indication: worst.1,
-        signers,
+        indication: r.indication,
+        sub_indication: r.sub_indication.clone(),
+        signers: vec![r],
     }
 }
 
-/// Accepts a PEM-armoured CMS (`-----BEGIN CMS-----` or PKCS7) as well as DER.
+impl Report {
+    /// The report of several signatures: the worst indication among them (TOTAL_FAILED over
+    /// INDETERMINATE over TOTAL_PASSED) with its sub-indication; none at all is a
+    /// FORMAT_FAILURE.
+    fn of(signers: Vec<SignerReport>) -> Report {
+        let (indication, sub_indication) = signers
+            .iter()
+            .max_by_key(|r| r.indication)
+            .map(|r| (r.indication, r.sub_indication.clone()))
+            .unwrap_or((Indication::TotalFailed, "FORMAT_FAILURE".into()));
+        Report {
+            indication,
+            sub_indication,
+            signers,
+        }
+    }
+}
+
 /// How many SignerInfos `cms` (DER or PEM) holds, read without any cryptographic work; `None`
 /// when it does not parse (validation then reports the format failure).
 pub fn signer_count(cms: &[u8]) -> Option<usize> {
@@ -438,6 +401,7 @@ pub fn signer_count(cms: &[u8]) -> Option<usize> {
         .map(|p| p.signers.len())
 }
 
+/// Accepts a PEM-armoured CMS (`-----BEGIN CMS-----` or PKCS7) as well as DER.
 fn pem_to_der(bytes: &[u8]) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return bytes.to_vec();
