@@ -191,22 +191,7 @@ pub fn build_signed_attributes(
     signer_cert_der: &[u8],
     policy: Option<&SignaturePolicy>,
 ) -> Result<Vec<u8>, CryptoError> {
-    let cert = Certificate::from_der(signer_cert_der).map_err(|e| malformed("certificate", e))?;
-    let mut attrs = vec![
-        attribute(ID_CONTENT_TYPE, &oid(ID_DATA)?)?,
-        attribute(ID_SIGNING_TIME, &signing_time_der(signing_time)?)?,
-        attribute(ID_MESSAGE_DIGEST, &tlv(0x04, content_sha256))?,
-        attribute(
-            ID_SIGNING_CERT_V2,
-            &signing_certificate_v2(&cert, signer_cert_der)?,
-        )?,
-    ];
-    if let Some(p) = policy {
-        attrs.push(attribute(ID_SIG_POLICY, &policy_der(p)?)?);
-    }
-    // DER: a SET OF is sorted by encoding; SetOfVec sorts.
-    let set = SetOfVec::try_from(attrs).map_err(|e| malformed("signed attributes", e))?;
-    set.to_der().map_err(|e| malformed("signed attributes", e))
+    signed_attributes(content_sha256, Some(signing_time), signer_cert_der, policy)
 }
 
 /// The DER signed attributes of a PAdES signature (EN 319 142-1): as for CAdES but without
@@ -217,18 +202,31 @@ pub fn build_pades_signed_attributes(
     signer_cert_der: &[u8],
     policy: Option<&SignaturePolicy>,
 ) -> Result<Vec<u8>, CryptoError> {
+    signed_attributes(byte_range_sha256, None, signer_cert_der, policy)
+}
+
+/// content-type id-data, signing-time when given, message-digest, signing-certificate-v2 and
+/// the policy when given, as a DER SET OF.
+fn signed_attributes(
+    digest: &[u8; 32],
+    signing_time: Option<i64>,
+    signer_cert_der: &[u8],
+    policy: Option<&SignaturePolicy>,
+) -> Result<Vec<u8>, CryptoError> {
     let cert = Certificate::from_der(signer_cert_der).map_err(|e| malformed("certificate", e))?;
-    let mut attrs = vec![
-        attribute(ID_CONTENT_TYPE, &oid(ID_DATA)?)?,
-        attribute(ID_MESSAGE_DIGEST, &tlv(0x04, byte_range_sha256))?,
-        attribute(
-            ID_SIGNING_CERT_V2,
-            &signing_certificate_v2(&cert, signer_cert_der)?,
-        )?,
-    ];
+    let mut attrs = vec![attribute(ID_CONTENT_TYPE, &oid(ID_DATA)?)?];
+    if let Some(t) = signing_time {
+        attrs.push(attribute(ID_SIGNING_TIME, &signing_time_der(t)?)?);
+    }
+    attrs.push(attribute(ID_MESSAGE_DIGEST, &tlv(0x04, digest))?);
+    attrs.push(attribute(
+        ID_SIGNING_CERT_V2,
+        &signing_certificate_v2(&cert, signer_cert_der)?,
+    )?);
     if let Some(p) = policy {
         attrs.push(attribute(ID_SIG_POLICY, &policy_der(p)?)?);
     }
+    // DER: a SET OF is sorted by encoding; SetOfVec sorts.
     let set = SetOfVec::try_from(attrs).map_err(|e| malformed("signed attributes", e))?;
     set.to_der().map_err(|e| malformed("signed attributes", e))
 }
