@@ -215,13 +215,6 @@ fn simple_pdf() -> Vec<u8> {
     pdf(1, false, "", "", &[])
 }
 
-fn pdf_header(circuit: &str, format: &str) -> proto::SubmitHeader {
-    let mut h = header(circuit, "Contrat de maintenance", &[]);
-    h.file_name = "contrat.pdf".into();
-    h.signature_format = format.into();
-    h
-}
-
 async fn submit_pdf(
     srv: &TestServer,
     org: &Org,
@@ -229,8 +222,8 @@ async fn submit_pdf(
     format: &str,
     content: &[u8],
 ) -> Result<proto::Document, tonic::Status> {
-    let mut d = srv.docs(org.token("finance"), None);
-    submit_raw(&mut d, pdf_header(circuit, format), content, 64 * 1024).await
+    let file = ("Contrat de maintenance", "contrat.pdf");
+    submit_file(srv, org, circuit, file, format, content).await
 }
 
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {

@@ -124,13 +124,6 @@ async fn start() -> (TestServer, Org) {
     (srv, org)
 }
 
-fn pes_header(circuit: &str, format: &str) -> proto::SubmitHeader {
-    let mut h = header(circuit, "Bordereaux de mandats", &[]);
-    h.file_name = "PES_Aller.xml".into();
-    h.signature_format = format.into();
-    h
-}
-
 async fn submit_pes(
     srv: &TestServer,
     org: &Org,
@@ -138,8 +131,8 @@ async fn submit_pes(
     format: &str,
     content: &[u8],
 ) -> Result<proto::Document, tonic::Status> {
-    let mut d = srv.docs(org.token("finance"), None);
-    submit_raw(&mut d, pes_header(circuit, format), content, 64 * 1024).await
+    let file = ("Bordereaux de mandats", "PES_Aller.xml");
+    submit_file(srv, org, circuit, file, format, content).await
 }
 
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {

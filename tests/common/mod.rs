@@ -374,6 +374,23 @@ pub fn header(circuit: &str, title: &str, meta: &[(&str, &str)]) -> proto::Submi
     }
 }
 
+/// The finance officer submits the file `file_name` (`content`, titled `title`) to `circuit`
+/// with the signature format `format`.
+pub async fn submit_file(
+    srv: &TestServer,
+    org: &Org,
+    circuit: &str,
+    (title, file_name): (&str, &str),
+    format: &str,
+    content: &[u8],
+) -> Result<proto::Document, Status> {
+    let mut h = header(circuit, title, &[]);
+    h.file_name = file_name.into();
+    h.signature_format = format.into();
+    let mut d = srv.docs(org.token("finance"), None);
+    submit_raw(&mut d, h, content, 64 * 1024).await
+}
+
 /// Submits `content` in chunks of `chunk` bytes.
 pub async fn submit_raw(
     docs: &mut Docs,
