@@ -4,177 +4,17 @@
 //! approves it with each officer's token while a `paraph watch` runs in the background, reads it
 //! back, and hits the main error paths. Every wait is bounded: the test cannot hang.
 
+mod common;
+
+use common::cli::{lines, start_server, token_of, Cli, Proc, STEP_TIMEOUT};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Stdio;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_paraph");
-/// Longest wait for any one CLI command or server line.
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for the watch stream to deliver an event or end.
 const WATCH_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A child process killed when dropped (also when the test panics).
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    /// Sends SIGTERM and waits (bounded) for the process to exit.
-    fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process {} did not exit within {timeout:?} of SIGTERM",
-                self.child.id()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Forwards the lines of a pipe to a channel, from a reader thread.
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn next_line(rx: &Receiver<String>, what: &str) -> String {
-    rx.recv_timeout(STEP_TIMEOUT)
-        .unwrap_or_else(|e| panic!("no {what} line: {e:?}"))
-}
-
-/// The result of one CLI run.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Out {
-    /// Asserts success and returns stdout.
-    fn ok(&self) -> &str {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "`{}` failed\nstdout: {}\nstderr: {}",
-            self.what,
-            self.stdout,
-            self.stderr
-        );
-        &self.stdout
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(self.ok())
-            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}): {}", self.what, self.stdout))
-    }
-
-    /// Asserts failure with `code` and that stderr mentions every one of `needles`.
-    fn fails(&self, code: i32, needles: &[&str]) {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "`{}`: expected exit code {code}\nstdout: {}\nstderr: {}",
-            self.what,
-            self.stdout,
-            self.stderr
-        );
-        for n in needles {
-            assert!(
-                self.stderr.contains(n),
-                "`{}`: stderr lacks {n:?}: {}",
-                self.what,
-                self.stderr
-            );
-        }
-    }
-}
-
-struct Cli {
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Cli {
-    /// A `paraph` command with a clean environment: only the variables a user would export.
-    fn command(&self, token: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PARAPH") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("PARAPH_ADDR", &self.addr)
-            .env("PARAPH_TENANT", "default")
-            .env("PARAPH_TOKEN", token)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs `paraph ARGS` as the holder of `token`, with a bounded wait.
-    fn run(&self, token: &str, args: &[&str]) -> Out {
-        let mut cmd = self.command(token, args);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = cmd.spawn().expect("spawn paraph");
-        let pid = child.id();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let what = format!("paraph {}", args.join(" "));
-        let out = match rx.recv_timeout(STEP_TIMEOUT) {
-            Ok(o) => o.expect("wait for paraph"),
-            Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                panic!("`{what}` did not finish within {STEP_TIMEOUT:?}");
-            }
-        };
-        Out {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            what,
-        }
-    }
-}
-
-fn token_of(v: &Value) -> String {
-    v["token"].as_str().expect("token").to_owned()
-}
 
 /// Deterministic bytes that do not compress to a trivial pattern (several 1 MiB chunks).
 fn document_bytes(len: usize) -> Vec<u8> {
@@ -217,41 +57,6 @@ condition = "amount >= 1000"
 
 /// Starts `paraph serve` on a loopback port over `dir/data`; returns the process, the operator
 /// token printed on first start and the address.
-fn start_server(dir: &Path) -> (Proc, Receiver<String>, String, String) {
-    let data = dir.join("data");
-    let server_log = std::fs::File::create(dir.join("server.log")).expect("log file");
-
-    // --- The service: first start prints the operator token, then the address. ---
-    let mut server_cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PARAPH") {
-            server_cmd.env_remove(k);
-        }
-    }
-    let mut server = Proc {
-        child: server_cmd
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .arg("--json")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(server_log)
-            .spawn()
-            .expect("spawn paraph serve"),
-    };
-    let server_out = lines(server.child.stdout.take().expect("server stdout"));
-    let boot: Value =
-        serde_json::from_str(&next_line(&server_out, "bootstrap")).expect("bootstrap JSON");
-    assert_eq!(boot["tenant"], "default");
-    let operator = token_of(&boot);
-    let listening = next_line(&server_out, "listening");
-    let addr = listening
-        .strip_prefix("paraph listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {listening:?}"))
-        .to_owned();
-    (server, server_out, operator, addr)
-}
 
 #[test]
 fn a_newcomer_runs_a_document_through_a_three_step_circuit() {
