@@ -37,8 +37,9 @@ fn trust() -> TrustSettings {
     }
 }
 
-/// A PES V2 flow of 4 bordereaux holding `pieces` pieces in all (ISO-8859-1).
-fn pes_flow(pieces: usize) -> Vec<u8> {
+/// A PES V2 flow of 4 bordereaux holding `pieces` pieces in all (ISO-8859-1), each piece with
+/// `lines` lines of mandate (one line is about 140 bytes, the rest of a piece about 290).
+fn pes_flow(pieces: usize, lines: usize) -> Vec<u8> {
     let mut x = String::from(
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<PES_Aller><EnTetePES><IdColl V=\"1\"/></EnTetePES><PES_DepenseAller>\n",
     );
@@ -48,8 +49,14 @@ fn pes_flow(pieces: usize) -> Vec<u8> {
         ));
         for p in 0..pieces / 4 {
             x.push_str(&format!(
-                "<Piece><BlocPiece><InfoPce><IdPce V=\"{p}\"/><Obj V=\"Fournitures \u{e9}cole\"/></InfoPce></BlocPiece><LigneDePiece><BlocLignePiece><InfoLignePiece><MtHT V=\"120.50\"/></InfoLignePiece></BlocLignePiece><Tiers><InfoTiers><Nom V=\"B\u{e9}r\u{e9}nice Lef\u{e8}vre\"/></InfoTiers></Tiers></LigneDePiece></Piece>\n"
+                "<Piece><BlocPiece><InfoPce><IdPce V=\"{p}\"/><Obj V=\"Fournitures \u{e9}cole\"/></InfoPce></BlocPiece><LigneDePiece><BlocLignePiece><InfoLignePiece><MtHT V=\"120.50\"/></InfoLignePiece></BlocLignePiece><Tiers><InfoTiers><Nom V=\"B\u{e9}r\u{e9}nice Lef\u{e8}vre\"/></InfoTiers></Tiers></LigneDePiece>"
             ));
+            for l in 1..lines {
+                x.push_str(&format!(
+                    "<LigneDePiece><BlocLignePiece><InfoLignePiece><IdLigne V=\"{l}\"/><Nature V=\"6067\"/><Fonction V=\"212\"/><MtHT V=\"{l}.50\"/><TvaIntraCom V=\"0\"/></InfoLignePiece></BlocLignePiece></LigneDePiece>"
+                ));
+            }
+            x.push_str("</Piece>\n");
         }
         x.push_str("</Bordereau>\n");
     }
@@ -62,14 +69,16 @@ fn pes_flow(pieces: usize) -> Vec<u8> {
 /// CompleteSignature's (verify every value, insert the signatures).
 fn bench_pes(c: &mut Criterion) {
     use paraph::formats::{xades_pes::PesSettings, Format, PrepareInput, XadesPes};
-    let flow = pes_flow(500);
-    let pes = PesSettings {
-        policy_hash: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
-        ..Default::default()
-    };
-    for (label, stem) in [
-        ("ecdsa-p256", "officer-l3-p256"),
-        ("rsa-2048", "officer-l3-rsa2048"),
+    // The default policy settings (the Helios policy hash shipped by default).
+    let pes = PesSettings::default();
+    let small = pes_flow(500, 1);
+    // A few MB: 500 pieces of 40 lines each.
+    let large = pes_flow(500, 40);
+    for (label, stem, flow) in [
+        ("ecdsa-p256", "officer-l3-p256", &small),
+        ("rsa-2048", "officer-l3-rsa2048", &small),
+        ("ecdsa-p256", "officer-l3-p256", &large),
+        ("rsa-2048", "officer-l3-rsa2048", &large),
     ] {
         let cert = pem_der(&format!("{stem}.cert.pem"));
         let key = openssl::pkey::PKey::private_key_from_pem(
@@ -77,8 +86,8 @@ fn bench_pes(c: &mut Criterion) {
         )
         .unwrap();
         let input = PrepareInput {
-            content: &flow,
-            content_sha256: sha2::Sha256::digest(&flow).into(),
+            content: flow,
+            content_sha256: sha2::Sha256::digest(flow).into(),
             signing_time: AT,
             cert_der: &cert,
             cades_policy: None,
@@ -97,9 +106,10 @@ fn bench_pes(c: &mut Criterion) {
             &format!("pes/prepare/500 pieces, {} bytes/{label}", flow.len()),
             |b| b.iter(|| XadesPes.prepare(&input).unwrap()),
         );
-        c.bench_function(&format!("pes/complete/500 pieces/{label}"), |b| {
-            b.iter(|| XadesPes.complete(&flow, &cert, &prepared, &values).unwrap())
-        });
+        c.bench_function(
+            &format!("pes/complete/500 pieces, {} bytes/{label}", flow.len()),
+            |b| b.iter(|| XadesPes.complete(flow, &cert, &prepared, &values).unwrap()),
+        );
     }
 }
 

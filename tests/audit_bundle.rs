@@ -118,6 +118,7 @@ fn circuit() -> Circuit {
         deadline_secs: None,
         fallback: None,
         escalate: Default::default(),
+        claimed_role: None,
     };
     let roles = |_: &UserName| Some(vec![Role::Officer]);
     Circuit::define(
@@ -296,6 +297,8 @@ impl Log {
                 signature_description_sha256: ev
                     .signature
                     .map(|i| description_of(&sigs[i as usize])),
+                revision: None,
+                revision_sha256: None,
             }),
         };
         tweak(&mut e);
@@ -407,6 +410,7 @@ fn build(tweak: &dyn Fn(usize, &mut AuditEvent)) -> Fixture {
         checkpoint: log.checkpoint(&key, size, T0 + 400),
         document: doc,
         material: BTreeMap::new(),
+        revisions: Vec::new(),
     };
     Fixture {
         key,
@@ -1250,17 +1254,22 @@ fn a_stale_checkpoint_is_refused() {
 
 #[test]
 fn format_and_origin_are_checked() {
-    let e = refuse(|b| b.format = "paraph-evidence/3".into());
+    let e = refuse(|b| b.format = "paraph-evidence/4".into());
     assert!(matches!(e, BundleError::Format { .. }), "{e}");
     assert_msg(
         &e,
-        "format \"paraph-evidence/3\" is not \"paraph-evidence/2\"",
+        "format \"paraph-evidence/4\" is not \"paraph-evidence/3\"",
     );
     // Version 1 (each signature holding its material) is still read.
     let f = fixture();
     let mut v1 = f.bundle.clone();
     v1.format = "paraph-evidence/1".into();
     verify_with(f, &v1, root_anchor()).expect("a version 1 bundle verifies");
+    // Version 2 (before revisions) is still read.
+    let f = fixture();
+    let mut v2 = f.bundle.clone();
+    v2.format = "paraph-evidence/2".into();
+    verify_with(f, &v2, root_anchor()).expect("a version 2 bundle verifies");
     let e = refuse(|b| b.origin = "paraph/autre".into());
     assert!(matches!(e, BundleError::OriginMismatch(_)), "{e}");
     assert_msg(&e, "tenant/origin mismatch");

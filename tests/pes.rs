@@ -165,6 +165,105 @@ fn xmlsec1_verify(dir: &Path, flow: &[u8], id: &str) -> Result<(), String> {
     }
 }
 
+/// What the XAdES properties of each signature must say.
+struct Expected<'a> {
+    policy_oid: &'a str,
+    policy_hash: &'a str,
+    role: &'a str,
+}
+
+/// The server's PES settings as the test servers configure them.
+const EXPECTED: Expected<'static> = Expected {
+    policy_oid: "1.2.250.1.131.1.5.18.21.1.7",
+    policy_hash: POLICY_HASH,
+    role: "Ordonnateur",
+};
+
+/// Python's signxml core verifier on the signature of each of `ids` (a bordereau `Id`, or the
+/// `PES_Aller` `Id` of a whole-file signature), with the `Id` attribute as identifier and two
+/// references expected, pinned to the KeyInfo certificate (the chain is xmlsec1's and
+/// paraph's); then the XAdES properties signxml does not read (its XAdES verifier knows only
+/// namespace v1.3.2): SigningTime in UTC, the SigningCertificate digest and serial of the
+/// KeyInfo certificate, the policy identifier and hash, the claimed role. Ok(its report) or its
+/// complaint.
+fn signxml_verify(
+    dir: &Path,
+    flow: &[u8],
+    ids: &[&str],
+    want: &Expected<'_>,
+) -> Result<String, String> {
+    let file = dir.join("flow-signxml.xml");
+    std::fs::write(&file, flow).unwrap();
+    let script = r#"
+import sys, base64, hashlib, datetime
+from lxml import etree
+from cryptography import x509
+from signxml import XMLVerifier, SignatureConfiguration
+DS = 'http://www.w3.org/2000/09/xmldsig#'
+XAD = 'http://uri.etsi.org/01903/v1.1.1#'
+ns = {'ds': DS, 'xad': XAD}
+path, oid, policy_hash, role = sys.argv[1:5]
+ids = sys.argv[5:]
+data = open(path, 'rb').read()
+root = etree.fromstring(data)
+for id_ in ids:
+    if root.get('Id') == id_:
+        location = './'
+    else:
+        location = "./*/Bordereau[@Id='%s']/" % id_
+    sig = root.find(location + 'ds:Signature', namespaces=ns)
+    if sig is None:
+        sys.exit('%s: no ds:Signature at %s' % (id_, location))
+    der = base64.b64decode(''.join(sig.find('ds:KeyInfo/ds:X509Data/ds:X509Certificate', namespaces=ns).text.split()))
+    cert = x509.load_der_x509_certificate(der)
+    cfg = SignatureConfiguration(expect_references=2, location=location)
+    results = XMLVerifier().verify(data, x509_cert=cert, id_attribute='Id', expect_config=cfg)
+    uris = sorted(r.signed_xml.get('Id') for r in results)
+    if id_ not in uris:
+        sys.exit('%s: the verified references are %s' % (id_, uris))
+    ssp = sig.find('ds:Object/xad:QualifyingProperties/xad:SignedProperties/xad:SignedSignatureProperties', namespaces=ns)
+    t = ssp.findtext('xad:SigningTime', namespaces=ns).strip()
+    if not t.endswith('Z'):
+        sys.exit('%s: SigningTime %s is not UTC' % (id_, t))
+    datetime.datetime.strptime(t, '%Y-%m-%dT%H:%M:%SZ')
+    c = ssp.find('xad:SigningCertificate/xad:Cert', namespaces=ns)
+    dm = c.find('xad:CertDigest/xad:DigestMethod', namespaces=ns)
+    if dm is None or dm.get('Algorithm') != 'http://www.w3.org/2001/04/xmlenc#sha256':
+        sys.exit('%s: CertDigest is not SHA-256' % id_)
+    if base64.b64decode(c.findtext('xad:CertDigest/xad:DigestValue', namespaces=ns)) != hashlib.sha256(der).digest():
+        sys.exit('%s: SigningCertificate digest is not the KeyInfo certificate' % id_)
+    if int(c.findtext('xad:IssuerSerial/ds:X509SerialNumber', namespaces=ns)) != cert.serial_number:
+        sys.exit('%s: SigningCertificate serial is not the KeyInfo certificate' % id_)
+    pid = ssp.find('xad:SignaturePolicyIdentifier/xad:SignaturePolicyId', namespaces=ns)
+    if pid.findtext('xad:SigPolicyId/xad:Identifier', namespaces=ns).strip() != 'urn:oid:' + oid:
+        sys.exit('%s: policy %s' % (id_, pid.findtext('xad:SigPolicyId/xad:Identifier', namespaces=ns)))
+    if pid.findtext('xad:SigPolicyHash/xad:DigestValue', namespaces=ns).strip() != policy_hash:
+        sys.exit('%s: policy hash %s' % (id_, pid.findtext('xad:SigPolicyHash/xad:DigestValue', namespaces=ns)))
+    r = ssp.findtext('xad:SignerRole/xad:ClaimedRoles/xad:ClaimedRole', namespaces=ns)
+    if r != role:
+        sys.exit('%s: claimed role %r' % (id_, r))
+    print('%s: signxml verified %d references; XAdES properties as expected' % (id_, len(results)))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .args([want.policy_oid, want.policy_hash, want.role])
+        .args(ids)
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 /// The flow with every inserted `<ds:Signature …</ds:Signature>` cut out.
 fn without_signatures(flow: &[u8]) -> Vec<u8> {
     let open = b"<ds:Signature ";
@@ -435,6 +534,8 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             xmlsec1_verify(tmp.path(), &signed, id)
                 .unwrap_or_else(|e| panic!("{what}: xmlsec1 refused {id}: {e}"));
         }
+        signxml_verify(tmp.path(), &signed, &ids, &EXPECTED)
+            .unwrap_or_else(|e| panic!("{what}: signxml refused: {e}"));
         // Each signature is the last child of its bordereau.
         for id in &ids {
             let text = String::from_utf8_lossy(&signed);
@@ -548,6 +649,9 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             xmlsec1_verify(tmp.path(), &edited, ids[0]).is_err(),
             "{what}: an edited bordereau still verifies"
         );
+        let e = signxml_verify(tmp.path(), &edited, &ids[..1], &EXPECTED)
+            .expect_err("signxml refuses an edited bordereau");
+        assert!(e.contains("Digest mismatch"), "{what}: {e}");
         // … and paraph validate, naming that bordereau only.
         std::fs::write(&file, &edited).unwrap();
         let v = cli
@@ -673,6 +777,8 @@ async fn rsa_and_p384_keys_and_a_whole_file_signature_verify_in_xmlsec1() {
             xmlsec1_verify(tmp.path(), &signed, id)
                 .unwrap_or_else(|e| panic!("{user}: xmlsec1 refused {id}: {e}"));
         }
+        signxml_verify(tmp.path(), &signed, &["R1", "R2"], &EXPECTED)
+            .unwrap_or_else(|e| panic!("{user}: signxml refused: {e}"));
     }
     // No bordereau has an Id but PES_Aller has: one signature of the whole flow, its last child.
     let flow = String::from_utf8(pes_flow("UTF-8", &[(None, 2), (None, 1)], "\n"))
@@ -704,6 +810,8 @@ async fn rsa_and_p384_keys_and_a_whole_file_signature_verify_in_xmlsec1() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    signxml_verify(tmp.path(), &signed, &["PES_ALL"], &EXPECTED)
+        .unwrap_or_else(|e| panic!("signxml refused the whole-file signature: {e}"));
 }
 
 /// A server whose PES settings are `tweak`ed from the working ones.
@@ -755,4 +863,227 @@ async fn the_sha1_policy_and_an_unset_policy_hash_are_refused_when_preparing() {
         assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
         assert!(e.message().contains(needle), "{needle:?} not in {e:?}");
     }
+}
+
+/// ValidateSignature of a PES flow (signatures inside) by `srv`.
+async fn validate_flow(srv: &TestServer, org: &Org, flow: &[u8]) -> proto::ValidationReport {
+    sigs(srv, org.token("alice"))
+        .validate_signature(proto::ValidateSignatureRequest {
+            data: flow.to_vec(),
+            signature: Vec::new(),
+            at: None,
+            required_level: 0,
+            document_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_policy_hash_is_the_fields_and_validation_compares_it_with_the_settings() {
+    use paraph::formats::xades_pes::{
+        PesSettings, POLICY_DEFAULT_HASH, POLICY_DEFAULT_URI, POLICY_PUBLISHED_PDF_HASH,
+    };
+    // No `[pes]` setting at all: the policy hash Helios receives from the field, its SPURI
+    // and description.
+    let (srv, org) = start_pes_with(|p| *p = PesSettings::default()).await;
+    let flow = pes_flow("ISO-8859-1", &[(Some("D1"), 2), (Some("D2"), 1)], "\r\n");
+    let d = submit_pes(&srv, &org, "pes", "auto", &flow).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: tmp.path().to_path_buf(),
+        addr: srv.addr.to_string(),
+    };
+    let out = cli_sign(&cli, org.token("alice"), &d.id, "officer-l2-p256.p12");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = content_of(&srv, &org, &d.id).await;
+    let text = String::from_utf8_lossy(&signed);
+    for needle in [
+        format!("<xad:SigPolicyHash><xad:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"></xad:DigestMethod><xad:DigestValue>{POLICY_DEFAULT_HASH}</xad:DigestValue>"),
+        format!("<xad:SPURI>{POLICY_DEFAULT_URI}</xad:SPURI>"),
+        "<xad:Description>Politique de signature Helios de la DGFiP</xad:Description>".into(),
+    ] {
+        assert_eq!(text.matches(&needle).count(), 2, "{needle} once per bordereau");
+    }
+    let defaults = Expected {
+        policy_hash: POLICY_DEFAULT_HASH,
+        ..EXPECTED
+    };
+    signxml_verify(tmp.path(), &signed, &["D1", "D2"], &defaults)
+        .unwrap_or_else(|e| panic!("signxml refused: {e}"));
+    // Validated by this server: the hash is its setting.
+    let r = validate_flow(&srv, &org, &signed).await;
+    assert_eq!(r.indication, proto::Indication::TotalPassed as i32, "{r:?}");
+    assert_eq!(r.signers.len(), 2, "{r:?}");
+
+    // A server set to the hash of the PDF published at the SPURI: each bordereau's policy
+    // hash is named as not matching.
+    let (other, org2) = start_pes_with(|p| p.policy_hash = POLICY_PUBLISHED_PDF_HASH.into()).await;
+    let r = validate_flow(&other, &org2, &signed).await;
+    assert_ne!(r.indication, proto::Indication::TotalPassed as i32, "{r:?}");
+    assert_eq!(r.signers.len(), 2, "{r:?}");
+    for (s, id) in r.signers.iter().zip(["D1", "D2"]) {
+        assert_eq!(s.sub_indication, "POLICY_PROCESSING_ERROR", "{r:?}");
+        assert!(
+            s.message.contains(&format!(
+                "the signature policy hash of '{id}' does not match"
+            )),
+            "{r:?}"
+        );
+    }
+    // And that server signs with its own setting.
+    let d = submit_pes(&other, &org2, "pes", "auto", &flow)
+        .await
+        .unwrap();
+    let cli2 = Cli {
+        dir: tmp.path().to_path_buf(),
+        addr: other.addr.to_string(),
+    };
+    let out = cli_sign(&cli2, org2.token("alice"), &d.id, "officer-l2-p256.p12");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = content_of(&other, &org2, &d.id).await;
+    let published = Expected {
+        policy_hash: POLICY_PUBLISHED_PDF_HASH,
+        ..EXPECTED
+    };
+    signxml_verify(tmp.path(), &signed, &["D1", "D2"], &published)
+        .unwrap_or_else(|e| panic!("signxml refused: {e}"));
+    let r = validate_flow(&other, &org2, &signed).await;
+    assert_eq!(r.indication, proto::Indication::TotalPassed as i32, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_signs_with_its_own_pes_settings_and_a_step_claims_its_own_role() {
+    use paraph::formats::xades_pes::{PesTenantSettings, POLICY_PUBLISHED_PDF_HASH};
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
+        s.pes.policy_hash = POLICY_HASH.into();
+        s.pes.city = "Lyon".into();
+        s.pes.postal_code = "69001".into();
+        s.pes.tenants.insert(
+            "agglo".into(),
+            PesTenantSettings {
+                policy_hash: Some(POLICY_PUBLISHED_PDF_HASH.into()),
+                policy_uri: Some("https://agglo.test/politique.pdf".into()),
+                city: Some("Villeurbanne".into()),
+                postal_code: Some("69100".into()),
+                role: Some("Pr\u{e9}sident".into()),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let ville = Org::create(&srv, "default").await;
+    trust_and_bind_officers(&srv, &ville).await;
+    let agglo = Org::create(&srv, "agglo").await;
+    trust_and_bind_officers(&srv, &agglo).await;
+    create_circuit(&srv, &ville, "pes", vec![sign_step(&["alice"], 2)]).await;
+    let mut maire = sign_step(&["alice"], 2);
+    maire.claimed_role = "Maire".into();
+    let c = create_circuit(&srv, &ville, "pes-maire", vec![visa(&["carol"]), maire]).await;
+    assert_eq!(c.steps[1].claimed_role, "Maire", "shown with the circuit");
+    create_circuit(&srv, &agglo, "pes", vec![sign_step(&["alice"], 2)]).await;
+    // Only a signature step claims a role.
+    let mut bad = visa(&["carol"]);
+    bad.claimed_role = "Maire".into();
+    let e = srv
+        .circuits(ville.token("boss"), None)
+        .create_circuit(proto::CreateCircuitRequest {
+            name: "bad".into(),
+            fallback: String::new(),
+            steps: vec![bad, sign_step(&["alice"], 2)],
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect_err("a visa claiming a role");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("steps[0].claimed_role"), "{e:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        dir: tmp.path().to_path_buf(),
+        addr: srv.addr.to_string(),
+    };
+    let flow = pes_flow("ISO-8859-1", &[(Some("T1"), 2)], "\r\n");
+    let mut signed_by = Vec::new();
+    for (org, circuit) in [(&ville, "pes"), (&ville, "pes-maire"), (&agglo, "pes")] {
+        let d = submit_pes(&srv, org, circuit, "auto", &flow).await.unwrap();
+        if circuit == "pes-maire" {
+            approve(&srv, org, "carol", &d.id, None).await.unwrap();
+        }
+        let root = env!("CARGO_MANIFEST_DIR");
+        let out = cli
+            .command(
+                org.token("alice"),
+                &[
+                    "sign",
+                    &d.id,
+                    "--p12",
+                    &format!("{root}/certs-test/officer-l2-p256.p12"),
+                ],
+            )
+            .env("PARAPH_TENANT", &org.tenant)
+            .env("PARAPH_P12_PASSWORD", "paraph-test")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{circuit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        signed_by.push(content_of(&srv, org, &d.id).await);
+    }
+    let place = |flow: &[u8]| {
+        let t = String::from_utf8_lossy(flow);
+        let at = t.find("<xad:SignatureProductionPlace>").unwrap();
+        let end = t[at..].find("</xad:SignatureProductionPlace>").unwrap();
+        t[at..at + end].to_owned()
+    };
+    // The server's settings, the step's role.
+    assert!(place(&signed_by[0])
+        .contains("<xad:City>Lyon</xad:City><xad:PostalCode>69001</xad:PostalCode>"));
+    signxml_verify(tmp.path(), &signed_by[0], &["T1"], &EXPECTED).unwrap();
+    assert_eq!(place(&signed_by[1]), place(&signed_by[0]));
+    let maire = Expected {
+        role: "Maire",
+        ..EXPECTED
+    };
+    signxml_verify(tmp.path(), &signed_by[1], &["T1"], &maire).unwrap();
+    // The tenant's own settings, each field it sets.
+    assert!(
+        place(&signed_by[2])
+            .contains("<xad:City>Villeurbanne</xad:City><xad:PostalCode>69100</xad:PostalCode><xad:CountryName>France</xad:CountryName>"),
+        "{}",
+        place(&signed_by[2])
+    );
+    assert!(String::from_utf8_lossy(&signed_by[2])
+        .contains("<xad:SPURI>https://agglo.test/politique.pdf</xad:SPURI>"));
+    let president = Expected {
+        policy_hash: POLICY_PUBLISHED_PDF_HASH,
+        role: "Pr\u{e9}sident",
+        ..EXPECTED
+    };
+    signxml_verify(tmp.path(), &signed_by[2], &["T1"], &president).unwrap();
+    // Each tenant's validation compares the policy hash with its own setting.
+    let r = validate_flow(&srv, &agglo, &signed_by[2]).await;
+    assert_eq!(r.indication, proto::Indication::TotalPassed as i32, "{r:?}");
+    assert_eq!(r.signers[0].claimed_role, "Pr\u{e9}sident", "{r:?}");
+    let r = validate_flow(&srv, &ville, &signed_by[2]).await;
+    assert_eq!(
+        r.signers[0].sub_indication, "POLICY_PROCESSING_ERROR",
+        "{r:?}"
+    );
+    let r = validate_flow(&srv, &agglo, &signed_by[0]).await;
+    assert_eq!(
+        r.signers[0].sub_indication, "POLICY_PROCESSING_ERROR",
+        "{r:?}"
+    );
 }

@@ -18,9 +18,14 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Version tag of the bundle format written now: version 2 carries each certificate and CRL
-/// once, in [`EvidenceBundle::material`], and signatures name them by hash.
-pub const BUNDLE_FORMAT: &str = "paraph-evidence/2";
+/// Version tag of the bundle format written now: version 3 is version 2 with the document's
+/// signed content revisions ([`EvidenceBundle::revisions`]), so that signatures made inside the
+/// content (PES, PAdES) are verified too.
+pub const BUNDLE_FORMAT: &str = "paraph-evidence/3";
+
+/// Version 2, still read: each certificate and CRL once, in [`EvidenceBundle::material`],
+/// signatures naming them by hash; no revisions.
+pub const BUNDLE_FORMAT_V2: &str = "paraph-evidence/2";
 
 /// The version before, still read: each signature holds its chain and CRLs itself.
 pub const BUNDLE_FORMAT_V1: &str = "paraph-evidence/1";
@@ -69,6 +74,20 @@ pub struct EvidenceBundle {
     /// signature and match its hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub material: BTreeMap<String, B64>,
+    /// The signed content revisions of a document whose signatures go inside its content (PES,
+    /// PAdES), each with its number (1, 2, …: revision `i + 1` was created by signature `#i`);
+    /// `content` stays the submitted content (revision 0). Each must match the SHA-256 the
+    /// document record and the event that created it name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<BundleRevision>,
+}
+
+/// One signed content revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRevision {
+    pub revision: u32,
+    pub content: B64,
 }
 
 /// One signature with the validation material used when it was made.
@@ -147,10 +166,22 @@ pub fn summary(document: &Document, events: &[crate::audit::AuditEvent]) -> Stri
 }
 
 /// The cryptographic check of one signature that [`verify`] delegates to its caller: given the
-/// signature, the bundle's content and the time the log recorded the signature (Unix seconds,
-/// the time of its `signed` or `sealed` event: the validation time), what passed or why not.
+/// signature, what it signed and the time the log recorded the signature (Unix seconds, the
+/// time of its `signed` or `sealed` event: the validation time), what passed or why not.
 pub type SignatureCheck<'a> =
-    dyn Fn(&BundleSignature, &[u8], i64) -> Result<SignatureChecked, String> + 'a;
+    dyn Fn(&BundleSignature, &Signed<'_>, i64) -> Result<SignatureChecked, String> + 'a;
+
+/// What a signature signed, as [`verify`] hands it to the [`SignatureCheck`].
+#[derive(Clone, Copy, Debug)]
+pub struct Signed<'a> {
+    /// The document's format: how to find and check the signature.
+    pub format: crate::domain::SignatureFormat,
+    /// A detached signature's content (the submitted one), or the revision a signature made
+    /// inside the content created (checked against its logged SHA-256), which holds it.
+    pub content: &'a [u8],
+    /// The number of that revision (`None` for a detached signature).
+    pub revision: Option<u32>,
+}
 
 /// What a [`SignatureCheck`] established of one signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -345,6 +376,20 @@ pub enum BundleError {
     /// The caller's cryptographic validation refused the signature.
     #[error("signature #{index}: {reason}")]
     SignatureInvalid { index: u32, reason: String },
+    /// A content revision the bundle carries is not the one the document record and the log
+    /// name (altered, or another revision's content), or is not a revision of the document.
+    #[error("revision {revision}: {what}")]
+    RevisionMismatch { revision: u32, what: String },
+    /// A revision a signature was made in (and is checked in) is not in the bundle.
+    #[error("revision {revision} (created by signature #{index}) is missing from the bundle")]
+    MissingRevision { revision: u32, index: u32 },
+    /// The event that created a revision does not record it, or records another.
+    #[error("event #{position} ({kind}) {what}")]
+    EventRevisionMismatch {
+        position: usize,
+        kind: String,
+        what: String,
+    },
     /// The document's description is not the one its `submitted` event committed.
     #[error(
         "the document's description (type, title, submitter, circuit, metadata, file name or \
@@ -388,6 +433,9 @@ pub struct VerifiedBundle {
     pub state: String,
     /// Lowercase hex SHA-256 of the content (checked).
     pub content_sha256: String,
+    /// Lowercase hex SHA-256 of each signed revision, 1 first (checked against the record and
+    /// the events that created them); the last is the document's final content.
+    pub revisions: Vec<String>,
     pub checkpoint: VerifiedCheckpoint,
     /// Number of events, each proven in the checkpoint's tree.
     pub events: usize,
@@ -513,7 +561,10 @@ pub fn verify(
     let document = &bundle.document;
 
     // 1. Format, tenant and origin.
-    if bundle.format != BUNDLE_FORMAT && bundle.format != BUNDLE_FORMAT_V1 {
+    if bundle.format != BUNDLE_FORMAT
+        && bundle.format != BUNDLE_FORMAT_V2
+        && bundle.format != BUNDLE_FORMAT_V1
+    {
         return Err(BundleError::Format {
             found: bundle.format.clone(),
         });
@@ -521,6 +572,11 @@ pub fn verify(
     if bundle.format == BUNDLE_FORMAT_V1 && !bundle.material.is_empty() {
         return Err(BundleError::Format {
             found: format!("{} with material", bundle.format),
+        });
+    }
+    if bundle.format != BUNDLE_FORMAT && !bundle.revisions.is_empty() {
+        return Err(BundleError::Format {
+            found: format!("{} with revisions", bundle.format),
         });
     }
     // Each signature with its chain and CRLs, and the CMS the log recorded (CRLs put back).
@@ -736,6 +792,10 @@ pub fn verify(
         }
     }
 
+    // 8b. The content revisions: each carried one is the one the record and the log name (a
+    // signature made inside the content is checked in the revision it created, step 14).
+    let revisions = revisions_agree(bundle, &facts, &proven)?;
+
     // 9. States.
     for (k, (p, f)) in proven.iter().zip(&facts).enumerate() {
         let expected = state_after(&p.event.kind);
@@ -830,7 +890,7 @@ pub fn verify(
             return Err(BundleError::SignatureHashMismatch { index: s.index });
         }
         signature_agrees(s, position, event, f, document)?;
-        signature_material(s)?;
+        signature_material(s, document.format)?;
         signature_acted(s, position, event, acted.get(&f.seq).copied())?;
         match &f.signature_description_sha256 {
             Some(h) => {
@@ -891,7 +951,29 @@ pub fn verify(
         let logged_at = recorded
             .get(&s.index)
             .map_or(checkpoint.time, |(_, e, _, _)| e.at);
-        let checked = check_signature(s, &bundle.content.0, logged_at).map_err(|reason| {
+        let signed = if document.format.signs_inside() {
+            let revision = s.index + 1;
+            let content =
+                revisions
+                    .get(&revision)
+                    .copied()
+                    .ok_or(BundleError::MissingRevision {
+                        revision,
+                        index: s.index,
+                    })?;
+            Signed {
+                format: document.format,
+                content,
+                revision: Some(revision),
+            }
+        } else {
+            Signed {
+                format: document.format,
+                content: &bundle.content.0,
+                revision: None,
+            }
+        };
+        let checked = check_signature(s, &signed, logged_at).map_err(|reason| {
             BundleError::SignatureInvalid {
                 index: s.index,
                 reason,
@@ -945,6 +1027,11 @@ pub fn verify(
         title: document.title.clone(),
         state: document.state.as_str().to_owned(),
         content_sha256,
+        revisions: document
+            .revisions
+            .iter()
+            .map(|r| r.sha256.clone())
+            .collect(),
         checkpoint: VerifiedCheckpoint {
             origin: checkpoint.origin.clone(),
             size: checkpoint.size,
@@ -1294,6 +1381,13 @@ pub fn resolve_material(bundle: &EvidenceBundle) -> Result<Vec<BundleSignature>,
             }
             r.crls = take(&s.crl_refs, "CRL")?;
             r.crl_refs = Vec::new();
+            // No CMS (an enveloped XAdES signature, which lives in its revision): the log
+            // recorded the empty one, nothing to put the CRLs back into.
+            if s.cms.0.is_empty() {
+                named.extend(s.chain_refs.iter().chain(&s.crl_refs).cloned());
+                out.push(r);
+                continue;
+            }
             let carried = crate::crypto::parse(&s.cms.0)
                 .map(|p| p.crls.len())
                 .map_err(|e| BundleError::MalformedSignature {
@@ -1327,8 +1421,22 @@ pub fn resolve_material(bundle: &EvidenceBundle) -> Result<Vec<BundleSignature>,
 }
 
 /// The chain, CRLs and signing time given with a signature are those of its CMS (whose hash the
-/// log recorded), the signer's certificate first.
-fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
+/// log recorded), the signer's certificate first. A PES signature has no CMS (its certificate
+/// and signing time are checked in its revision); a PAdES CMS has no signing-time (its `/M`
+/// is checked in its revision).
+fn signature_material(
+    s: &BundleSignature,
+    format: crate::domain::SignatureFormat,
+) -> Result<(), BundleError> {
+    if format == crate::domain::SignatureFormat::XadesPes && s.cms.0.is_empty() {
+        return match s.chain.first() {
+            Some(_) => Ok(()),
+            None => Err(BundleError::SignatureMaterialMismatch {
+                index: s.index,
+                what: "an empty certificate chain".into(),
+            }),
+        };
+    }
     let cms = crate::crypto::parse(&s.cms.0).map_err(|e| BundleError::MalformedSignature {
         index: s.index,
         reason: e.to_string(),
@@ -1349,7 +1457,8 @@ fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
     else {
         return altered("the signer certificate (chain certificate #0)".into());
     };
-    if signer.signing_time != Some(s.signing_time) {
+    let pades = format == crate::domain::SignatureFormat::Pades;
+    if !pades && signer.signing_time != Some(s.signing_time) {
         return altered(format!(
             "the signing time {}",
             crate::pki::format_rfc3339(s.signing_time)
@@ -1402,4 +1511,114 @@ fn signature_material(s: &BundleSignature) -> Result<(), BundleError> {
         }
     }
     Ok(())
+}
+
+/// Checks the content revisions against the document record and the events that created them,
+/// and returns the carried ones by number. Each carried revision must be one the record lists,
+/// once, with the record's SHA-256 and size (another revision's content names the swap); each
+/// `signed` or `sealed` event of a format that signs inside the content records the revision
+/// its signature created, with the record's digest; every revision of the record is carried.
+fn revisions_agree<'b>(
+    bundle: &'b EvidenceBundle,
+    facts: &[&DocumentFacts],
+    proven: &[Proven],
+) -> Result<BTreeMap<u32, &'b [u8]>, BundleError> {
+    let document = &bundle.document;
+    let listed = &document.revisions;
+    if !document.format.signs_inside() && !listed.is_empty() {
+        return Err(BundleError::RevisionMismatch {
+            revision: 1,
+            what: format!(
+                "a {} document has no signed revisions, the record lists {}",
+                document.format.as_str(),
+                listed.len()
+            ),
+        });
+    }
+    // The events: each signature's revision, as the record lists it.
+    for (k, (f, p)) in facts.iter().zip(proven).enumerate() {
+        let differ = |what: String| {
+            Err(BundleError::EventRevisionMismatch {
+                position: k,
+                kind: p.event.kind.clone(),
+                what,
+            })
+        };
+        match (f.signature, f.revision, f.revision_sha256.as_deref()) {
+            (_, None, None) => {}
+            (Some(i), Some(n), Some(h)) => {
+                if !document.format.signs_inside() {
+                    return differ(format!("records revision {n} of a detached signature"));
+                }
+                if n != i + 1 {
+                    return differ(format!(
+                        "records revision {n} for signature #{i}, which created revision {}",
+                        i + 1
+                    ));
+                }
+                match listed.get(i as usize) {
+                    Some(r) if r.sha256 == h => {}
+                    Some(r) => {
+                        return differ(format!(
+                            "records revision {n} with SHA-256 {h}, the document record {}",
+                            r.sha256
+                        ))
+                    }
+                    None => {
+                        return differ(format!(
+                            "records revision {n}, the document record lists {}",
+                            listed.len()
+                        ))
+                    }
+                }
+            }
+            _ => return differ("records a revision without its number or digest".into()),
+        }
+    }
+    let mut carried: BTreeMap<u32, &[u8]> = BTreeMap::new();
+    for r in &bundle.revisions {
+        let n = r.revision;
+        let mismatch = |what: String| BundleError::RevisionMismatch { revision: n, what };
+        let Some(expected) = (n as usize).checked_sub(1).and_then(|i| listed.get(i)) else {
+            return Err(mismatch(format!(
+                "the document record lists revisions 1 to {} (added)",
+                listed.len()
+            )));
+        };
+        if carried.contains_key(&n) {
+            return Err(mismatch("carried twice".into()));
+        }
+        let found = sha256_hex(&r.content.0);
+        if found != expected.sha256 {
+            let other = listed
+                .iter()
+                .position(|o| o.sha256 == found)
+                .map(|j| j + 1)
+                .or_else(|| (found == document.content.sha256).then_some(0));
+            return Err(mismatch(match other {
+                Some(m) => {
+                    format!("the bundle gives the content of revision {m} in its place (swapped)")
+                }
+                None => format!(
+                    "its content SHA-256 {found} is not the logged {} (altered)",
+                    expected.sha256
+                ),
+            }));
+        }
+        if r.content.0.len() as u64 != expected.size {
+            return Err(mismatch(format!(
+                "it has {} bytes, the record {}",
+                r.content.0.len(),
+                expected.size
+            )));
+        }
+        carried.insert(n, &r.content.0);
+    }
+    if let Some(n) = (1..=listed.len() as u32).find(|n| !carried.contains_key(n)) {
+        return Err(BundleError::MissingRevision {
+            revision: n,
+            index: n - 1,
+        });
+    }
+    Ok(carried)
 }

@@ -66,6 +66,15 @@ pub struct DocumentFacts {
     /// ([`super::commit::SignatureDescription`]: signer, level, subject, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_description_sha256: Option<String>,
+    /// For `signed` and `sealed` events of a format that signs inside the content (PES,
+    /// PAdES): the content revision the signature created (1, 2, …; revision 0 is the
+    /// submitted content, whose digest is `content_sha256`) and its lowercase hex SHA-256. The
+    /// revision holds the signature: its digest here is the log's proof that the signature
+    /// existed when the event was logged, as `signature_sha256` is for a detached CMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_sha256: Option<String>,
 }
 
 impl AuditEvent {
@@ -120,6 +129,8 @@ mod tests {
                 description_sha256: None,
                 record_sha256: None,
                 signature_description_sha256: None,
+                revision: None,
+                revision_sha256: None,
             }),
         }
     }

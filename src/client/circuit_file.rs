@@ -56,6 +56,9 @@ struct StepFile {
     fallback: Option<String>,
     #[serde(default)]
     escalate: Option<Escalate>,
+    /// PES signature steps: the claimed role (XAdES ClaimedRole).
+    #[serde(default)]
+    claimed_role: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -117,6 +120,7 @@ pub fn parse(text: &str) -> Result<proto::CreateCircuitRequest, String> {
                 Some(Escalate::Notify) => "notify".into(),
                 Some(Escalate::Fallback) => "fallback".into(),
             },
+            claimed_role: s.claimed_role.unwrap_or_default(),
         });
     }
     Ok(proto::CreateCircuitRequest {

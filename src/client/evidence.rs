@@ -1,8 +1,9 @@
 //! `paraph verify-bundle`: checks an evidence bundle offline, with no server and no token.
 //!
 //! The structural and log checks are [`crate::audit::bundle::verify`]'s; this module supplies
-//! the cryptographic validation of each signature ([`signature_checker`]: the CMS over the
-//! bundle's content, its chain and CRLs at the time the log recorded it, its RGS level
+//! the cryptographic validation of each signature ([`signature_checker`]: a detached CMS over
+//! the bundle's content, a PAdES or PES signature in the revision it created, with its chain
+//! and CRLs at the time the log recorded it, its RGS level
 //! recomputed under the auditor's policy map, or shown as a claim without one), and prints the
 //! result.
 
@@ -10,11 +11,15 @@ use super::commands::print_json;
 use super::error::CliError;
 use super::validation::{parse_policy_level, policy_map, read_file};
 use crate::audit::bundle::{
-    self, BundleSignature, EvidenceBundle, SignatureChecked, VerifiedBundle,
+    self, BundleSignature, EvidenceBundle, SignatureChecked, Signed, VerifiedBundle,
 };
 use crate::audit::AuditPublicKey;
+use crate::domain::SignatureFormat;
 use crate::pki::format_rfc3339;
-use crate::validation::{validate_cms, Der, Indication, ProofOfExistence, TrustSettings};
+use crate::validation::{
+    validate_cms, validate_pades_cms, validate_xades, Der, Indication, ProofOfExistence,
+    TrustSettings,
+};
 use clap::Args;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,27 +55,31 @@ pub const SELF_ANCHORED_NOTE: &str = "no --trust given: each signature chain was
 /// What the text says of a level taken as given.
 pub const CLAIMED_LEVEL: &str = "claimed, not verified: no --policy-level given";
 
-/// The cryptographic check of one bundle signature, for [`bundle::verify`]: `validate_cms`
-/// over the content at the time the log recorded the signature, with the signature's chain and
-/// CRLs. With a policy map (OID → level), the signer's level is the one its certificate policy
-/// has in it and must be the recorded one; without (an empty map), every certificate policy of
-/// the signer is accepted at the recorded level and that level is a claim. The validated
-/// signer must be the recorded subject. `anchors` are trust anchors (DER); empty means the
-/// last certificate of each signature's own chain. Passes only on TOTAL_PASSED.
+/// The cryptographic check of one bundle signature, for [`bundle::verify`], at the time the
+/// log recorded the signature, with the signature's chain and CRLs: a detached CAdES CMS by
+/// `validate_cms` over the content; a PAdES signature by finding, in the revision it created,
+/// the signature that covers that revision whole, whose CMS must be the logged one, then its
+/// CMS over its byte range; a PES signature by `validate_xades` on every bordereau of the
+/// revision it created, each signed with the recorded certificate at the recorded time. With
+/// a policy map (OID → level), the signer's level is the one its certificate policy has in it
+/// and must be the recorded one; without (an empty map), every certificate policy of the
+/// signer is accepted at the recorded level and that level is a claim. The validated signer
+/// must be the recorded subject. `anchors` are trust anchors (DER); empty means the last
+/// certificate of each signature's own chain. Passes only on TOTAL_PASSED.
 pub fn signature_checker(
     anchors: Vec<Vec<u8>>,
     policy_levels: BTreeMap<String, u8>,
-) -> impl Fn(&BundleSignature, &[u8], i64) -> Result<SignatureChecked, String> {
-    move |s, content, logged_at| check_signature(&anchors, &policy_levels, s, content, logged_at)
+) -> impl Fn(&BundleSignature, &Signed<'_>, i64) -> Result<SignatureChecked, String> {
+    move |s, signed, logged_at| check_signature(&anchors, &policy_levels, s, signed, logged_at)
 }
 
-fn check_signature(
+/// The trust a signature is checked under, whether its level is verified, and whether its
+/// chain is anchored in its own root.
+fn trust_for(
     anchors: &[Vec<u8>],
     policy_levels: &BTreeMap<String, u8>,
     s: &BundleSignature,
-    content: &[u8],
-    logged_at: i64,
-) -> Result<SignatureChecked, String> {
+) -> Result<(TrustSettings, bool, bool), String> {
     let Some((leaf, rest)) = s.chain.split_first() else {
         return Err("the bundle gives no certificate chain".into());
     };
@@ -102,22 +111,118 @@ fn check_signature(
         policy_levels,
         ..TrustSettings::default()
     };
-    // The audit log proves the signature existed when the server recorded it: the CMS is
-    // judged at that time (not at the signing time it claims), with the revocation information
-    // the bundle carries, which was current then (a later revocation cannot undo a signature
-    // proven earlier; fresher CRLs are not part of a bundle).
-    let proofs: Vec<ProofOfExistence> = crate::crypto::parse(&s.cms.0)
-        .map(|p| {
-            p.signers
-                .into_iter()
-                .map(|signer| ProofOfExistence {
-                    signature_value: signer.signature,
-                    at: logged_at,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let report = validate_cms(&trust, content, &s.cms.0, logged_at, &proofs, None);
+    Ok((trust, level_verified, own_root))
+}
+
+fn check_signature(
+    anchors: &[Vec<u8>],
+    policy_levels: &BTreeMap<String, u8>,
+    s: &BundleSignature,
+    signed: &Signed<'_>,
+    logged_at: i64,
+) -> Result<SignatureChecked, String> {
+    let (trust, level_verified, own_root) = trust_for(anchors, policy_levels, s)?;
+    // The audit log proves the signature existed when the server recorded it (a detached CMS
+    // by its digest, a signature inside the content by the digest of the revision it created):
+    // it is judged at that time (not at the signing time it claims), with the revocation
+    // information the bundle carries, which was current then (a later revocation cannot undo a
+    // signature proven earlier; fresher CRLs are not part of a bundle).
+    let poe = |values: Vec<Vec<u8>>| -> Vec<ProofOfExistence> {
+        values
+            .into_iter()
+            .map(|signature_value| ProofOfExistence {
+                signature_value,
+                at: logged_at,
+            })
+            .collect()
+    };
+    let cms_values = |cms: &[u8]| -> Vec<Vec<u8>> {
+        crate::crypto::parse(cms)
+            .map(|p| p.signers.into_iter().map(|si| si.signature).collect())
+            .unwrap_or_default()
+    };
+    let (report, what) = match signed.format {
+        SignatureFormat::XadesPes => {
+            let revision = signed.revision.unwrap_or_default();
+            let checks = crate::formats::xades_pes::check_signatures(signed.content)
+                .map_err(|e| format!("revision {revision}: {e}"))?;
+            let leaf = s.chain.first().map(|c| c.0.as_slice());
+            for c in &checks {
+                if c.cert_der.as_deref() != leaf {
+                    return Err(format!(
+                        "the signature of '{}' in revision {revision} is not made with the \
+                         recorded signer certificate",
+                        c.reference
+                    ));
+                }
+                let time = c
+                    .signing_time
+                    .as_deref()
+                    .and_then(|t| crate::pki::time::parse_rfc3339(t.trim()).ok());
+                if time != Some(s.signing_time) {
+                    return Err(format!(
+                        "the SigningTime of '{}' in revision {revision} is not the recorded {}",
+                        c.reference,
+                        format_rfc3339(s.signing_time)
+                    ));
+                }
+            }
+            let proofs = poe(checks.into_iter().map(|c| c.signature_value).collect());
+            // The policy hash is the tenant's setting, not known offline: not compared.
+            let pes = crate::formats::xades_pes::PesSettings {
+                policy_hash: String::new(),
+                ..Default::default()
+            };
+            let report = validate_xades(&trust, &pes, signed.content, logged_at, &proofs, None);
+            (
+                report,
+                format!("XAdES in revision {revision}, every bordereau"),
+            )
+        }
+        SignatureFormat::Pades => {
+            let revision = signed.revision.unwrap_or_default();
+            let found = crate::formats::pades::signatures(signed.content)
+                .map_err(|e| format!("revision {revision}: {e}"))?;
+            // The signature that made this revision covers it whole, with nothing after.
+            let Some(f) = found
+                .iter()
+                .find(|f| f.covers_whole_revision && f.later_bytes == 0)
+            else {
+                return Err(format!(
+                    "revision {revision} holds no signature that covers it whole"
+                ));
+            };
+            let crls: Vec<Vec<u8>> = s.crls.iter().map(|c| c.0.clone()).collect();
+            let embedded = crate::crypto::with_crls(&f.cms, &crls)
+                .map_err(|e| format!("revision {revision}: the CMS of field {}: {e}", f.field))?;
+            if embedded != s.cms.0 {
+                return Err(format!(
+                    "the CMS in field {} of revision {revision} is not the logged one",
+                    f.field
+                ));
+            }
+            if f.time != Some(s.signing_time) {
+                return Err(format!(
+                    "the /M of field {} in revision {revision} is not the recorded signing time {}",
+                    f.field,
+                    format_rfc3339(s.signing_time)
+                ));
+            }
+            let proofs = poe(cms_values(&s.cms.0));
+            let report = validate_pades_cms(&trust, &f.covered, &s.cms.0, logged_at, &proofs, None);
+            (
+                report,
+                format!("PAdES field {} covering revision {revision}", f.field),
+            )
+        }
+        _ => {
+            let proofs = poe(cms_values(&s.cms.0));
+            (
+                validate_cms(&trust, signed.content, &s.cms.0, logged_at, &proofs, None),
+                String::new(),
+            )
+        }
+    };
     if report.indication != Indication::TotalPassed {
         let why = report
             .signers
@@ -146,15 +251,21 @@ fn check_signature(
             ));
         }
     }
-    let signers: Vec<String> = report.signers.iter().map(|r| r.signer.clone()).collect();
+    let mut signers: Vec<String> = report.signers.iter().map(|r| r.signer.clone()).collect();
+    signers.dedup();
     let level = if level_verified {
         format!("RGS level {}", s.level)
     } else {
         format!("RGS level {} ({CLAIMED_LEVEL})", s.level)
     };
+    let what = if what.is_empty() {
+        what
+    } else {
+        format!(" ({what})")
+    };
     Ok(SignatureChecked {
         report: format!(
-            "{} by {}, {level}, validated at {} (logged){}",
+            "{}{what} by {}, {level}, validated at {} (logged){}",
             Indication::TotalPassed.as_str(),
             signers.join(", "),
             format_rfc3339(logged_at),
@@ -245,6 +356,7 @@ fn verified_json(v: &VerifiedBundle, self_anchored: bool) -> Value {
             "title": v.title,
             "state": v.state,
             "content_sha256": v.content_sha256,
+            "revisions_sha256": v.revisions,
         },
         "checkpoint": {
             "origin": v.checkpoint.origin,
@@ -267,6 +379,9 @@ fn verified_text(v: &VerifiedBundle, self_anchored: bool) -> String {
         v.document_id, v.title, v.tenant, v.state
     ));
     out.push_str(&format!("content SHA-256 {}\n", v.content_sha256));
+    for (i, r) in v.revisions.iter().enumerate() {
+        out.push_str(&format!("revision {} SHA-256 {r}\n", i + 1));
+    }
     out.push_str(&format!(
         "checkpoint {} size {} at {} (root {})\n",
         v.checkpoint.origin,

@@ -273,7 +273,10 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             crate::validation::validate_pades(&trust, &data, now, &[], a.level)
         } else if signature.is_empty() {
             // Offline, the policy hash is not compared (no server settings).
-            let pes = crate::formats::xades_pes::PesSettings::default();
+            let pes = crate::formats::xades_pes::PesSettings {
+                policy_hash: String::new(),
+                ..Default::default()
+            };
             crate::validation::validate_xades(&trust, &pes, &data, now, &[], a.level)
         } else {
             crate::validation::validate_cms(&trust, &data, &signature, now, &[], a.level)

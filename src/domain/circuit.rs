@@ -93,6 +93,10 @@ pub struct StepDef {
     /// What happens when the step passes its deadline.
     #[serde(default)]
     pub escalate: Escalate,
+    /// The role a PES signature of this step claims (XAdES ClaimedRole); `None`: the
+    /// tenant's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_role: Option<String>,
 }
 
 /// What an overdue step does: alert the people concerned (always), and with `Fallback` also

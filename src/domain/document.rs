@@ -166,6 +166,9 @@ pub struct StepInstance {
     /// Where the shares of actors who cannot act now go (absences, escalations), by actor.
     #[serde(default)]
     pub routes: BTreeMap<UserName, Route>,
+    /// The role a PES signature of this step claims; `None`: the tenant's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_role: Option<String>,
 }
 
 impl StepInstance {
@@ -396,6 +399,12 @@ impl SignatureFormat {
             SignatureFormat::Pades => "pades",
             SignatureFormat::XadesPes => "xades-pes",
         }
+    }
+
+    /// Whether its signatures go inside the content, each making a new content revision
+    /// (PES, PAdES), rather than beside it (CAdES).
+    pub fn signs_inside(self) -> bool {
+        matches!(self, SignatureFormat::Pades | SignatureFormat::XadesPes)
     }
 
     /// Checks that a circuit fits the format: an enveloped PES signature is made once, by one
@@ -1153,6 +1162,7 @@ fn instantiate(
         escalate: def.escalate,
         overdue: false,
         routes: BTreeMap::new(),
+        claimed_role: def.claimed_role.clone(),
     })
 }
 

@@ -25,6 +25,22 @@ pub const TYPE_SIGNED_PROPERTIES: &str = "http://uri.etsi.org/01903/v1.1.1#Signe
 pub const POLICY_SHA1_OID: &str = "1.2.250.1.131.1.5.18.21.1.4";
 /// The Helios policy with SHA-256, the default.
 pub const POLICY_DEFAULT_OID: &str = "1.2.250.1.131.1.5.18.21.1.7";
+/// The default SigPolicyHash (base64 SHA-256) of policy 1.2.250.1.131.1.5.18.21.1.7.
+///
+/// Public producers disagree on this value. The signing stack of ADULLACT, which most French
+/// local-authority platforms that feed Helios use, sends this one with [`POLICY_DEFAULT_URI`]
+/// and the description "Politique de signature Helios de la DGFiP": it is what Helios has been
+/// receiving from the field, so it is the default. Another public library uses the SHA-256 of
+/// the PDF now published at that address, [`POLICY_PUBLISHED_PDF_HASH`]. Both stay a setting
+/// (`[pes] policy_hash`, per tenant), and a validator compares a signature's hash with it.
+pub const POLICY_DEFAULT_HASH: &str = "roF9+cfRHNPtVJolhdqfIqGMVuUXX8aR4rpiquf0u5E=";
+/// The SHA-256 (base64) of the policy PDF currently published at [`POLICY_DEFAULT_URI`], which
+/// some producers send instead of [`POLICY_DEFAULT_HASH`].
+pub const POLICY_PUBLISHED_PDF_HASH: &str = "GbP1WjbTrHp6h9zlsz5RN7AqkJbnDNDOAQzgm1qzIJ4=";
+/// The SPURI sent with [`POLICY_DEFAULT_HASH`].
+pub const POLICY_DEFAULT_URI: &str = "https://www.collectivites-locales.gouv.fr/files/files/finances_locales/dematerialisation/ps_helios_dgfip.pdf";
+/// The policy description sent with [`POLICY_DEFAULT_HASH`].
+pub const POLICY_DEFAULT_DESCRIPTION: &str = "Politique de signature Helios de la DGFiP";
 
 /// The signature policy and the claims a PES signature carries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,26 +59,79 @@ pub struct PesSettings {
     pub role: String,
     /// Most signatures (bordereaux) in one flow: each is one item to sign in one answer.
     pub max_bordereaux: usize,
+    /// A tenant's own settings (`[pes.tenants.NAME]`), each field unset taking the value
+    /// above.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tenants: std::collections::BTreeMap<String, PesTenantSettings>,
+}
+
+/// What one tenant sets of its own PES signatures; an unset field is the server's `[pes]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PesTenantSettings {
+    pub policy_oid: Option<String>,
+    pub policy_description: Option<String>,
+    pub policy_hash: Option<String>,
+    pub policy_uri: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+    pub role: Option<String>,
 }
 
 impl Default for PesSettings {
     fn default() -> Self {
         PesSettings {
             policy_oid: POLICY_DEFAULT_OID.into(),
-            policy_description: "Politique de signature Helios de la DGFiP".into(),
-            // Public producers disagree on the policy document's digest: the operator sets it.
-            policy_hash: String::new(),
-            policy_uri: String::new(),
+            policy_description: POLICY_DEFAULT_DESCRIPTION.into(),
+            // Public producers disagree on the policy document's digest: the field's value by
+            // default (see `POLICY_DEFAULT_HASH`), configurable.
+            policy_hash: POLICY_DEFAULT_HASH.into(),
+            policy_uri: POLICY_DEFAULT_URI.into(),
             city: String::new(),
             postal_code: String::new(),
             country: "France".into(),
             role: "Ordonnateur".into(),
             max_bordereaux: 1000,
+            tenants: Default::default(),
         }
     }
 }
 
 impl PesSettings {
+    /// The settings of `tenant`: its own fields over the server's, without the other
+    /// tenants'.
+    pub fn for_tenant(&self, tenant: &str) -> PesSettings {
+        let mut out = PesSettings {
+            tenants: Default::default(),
+            ..self.clone()
+        };
+        if let Some(t) = self.tenants.get(tenant) {
+            let set = |field: &mut String, value: &Option<String>| {
+                if let Some(v) = value {
+                    *field = v.clone();
+                }
+            };
+            set(&mut out.policy_oid, &t.policy_oid);
+            set(&mut out.policy_description, &t.policy_description);
+            set(&mut out.policy_hash, &t.policy_hash);
+            set(&mut out.policy_uri, &t.policy_uri);
+            set(&mut out.city, &t.city);
+            set(&mut out.postal_code, &t.postal_code);
+            set(&mut out.country, &t.country);
+            set(&mut out.role, &t.role);
+        }
+        out
+    }
+
+    /// These settings with the claimed role of a step that sets one.
+    pub fn with_role(mut self, role: Option<&str>) -> PesSettings {
+        if let Some(r) = role {
+            self.role = r.to_owned();
+        }
+        self
+    }
+
     /// Refuses a policy paraph must not sign under, or one it cannot write.
     pub fn check(&self) -> Result<(), FormatError> {
         if self.policy_oid.trim() == POLICY_SHA1_OID {

@@ -189,6 +189,8 @@ fn step_from(i: usize, s: proto::StepDefinition) -> Result<StepDef, DomainError>
                 format!("'{}' is not one of notify, fallback", s.escalate),
             )
         })?,
+        claimed_role: claimed_role(&s.claimed_role, kind)
+            .map_err(|reason| DomainError::invalid(field("claimed_role"), reason))?,
     })
 }
 
@@ -226,6 +228,22 @@ impl TryFrom<proto::CreateCircuitRequest> for CircuitSpec {
     }
 }
 
+/// A step's claimed role: empty is none; only a signature step claims one; printable text of
+/// at most 100 characters.
+fn claimed_role(s: &str, kind: crate::domain::StepKind) -> Result<Option<String>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if kind != crate::domain::StepKind::Signature {
+        return Err("only a signature step claims a role".into());
+    }
+    if s.chars().count() > 100 || s.chars().any(char::is_control) {
+        return Err("must be printable text of at most 100 characters".into());
+    }
+    Ok(Some(s.to_owned()))
+}
+
 fn step_def_to(s: &StepDef) -> proto::StepDefinition {
     let (mode, quorum) = mode_to(s.mode);
     proto::StepDefinition {
@@ -246,6 +264,7 @@ fn step_def_to(s: &StepDef) -> proto::StepDefinition {
             .map(|f| f.to_string())
             .unwrap_or_default(),
         escalate: s.escalate.as_str().to_owned(),
+        claimed_role: s.claimed_role.clone().unwrap_or_default(),
     }
 }
 

@@ -10,7 +10,9 @@
 //! this module must not re-implement them.
 
 use super::{Caller, Paraph, Result, ServiceError};
-use crate::audit::bundle::{BundleEvent, BundleSignature, EvidenceBundle, B64, BUNDLE_FORMAT};
+use crate::audit::bundle::{
+    BundleEvent, BundleRevision, BundleSignature, EvidenceBundle, B64, BUNDLE_FORMAT,
+};
 use crate::audit::merkle::{self, Appender};
 use crate::audit::{
     AuditError, AuditEvent, AuditKey, Checkpoint, DocumentFacts, Hash, NodeSource, SignedCheckpoint,
@@ -451,6 +453,15 @@ pub(super) fn append_document_events<'e>(
             EventKind::Submitted => Some(crate::audit::commit::description_sha256(doc)?),
             _ => None,
         };
+        // A format that signs inside the content makes one revision per signature, in order:
+        // signature #i created revision i + 1.
+        let (revision, revision_sha256) = match ev.signature {
+            Some(i) if doc.format.signs_inside() => match doc.revisions.get(i as usize) {
+                Some(r) => (Some(i + 1), Some(r.sha256.clone())),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
         audit_events.push(AuditEvent {
             v: 0,
             tenant: String::new(),
@@ -477,6 +488,8 @@ pub(super) fn append_document_events<'e>(
                 description_sha256,
                 record_sha256: Some(record_sha256.clone()),
                 signature_description_sha256,
+                revision,
+                revision_sha256,
             }),
         });
     }
@@ -799,6 +812,20 @@ impl Paraph {
                         proof: proof.iter().map(hex::encode).collect(),
                     });
                 }
+                // Every signed revision (PES, PAdES): each signature is checked in the one it
+                // created.
+                let mut revisions = Vec::with_capacity(doc.revisions.len());
+                for (i, r) in doc.revisions.iter().enumerate() {
+                    let bytes = tx
+                        .get_raw(&format!("blob/{tenant}/{}", r.sha256))?
+                        .ok_or_else(|| {
+                            ServiceError::Internal(format!("revision {} of {id} is missing", i + 1))
+                        })?;
+                    revisions.push(BundleRevision {
+                        revision: i as u32 + 1,
+                        content: B64(bytes.to_vec()),
+                    });
+                }
                 let summary = crate::audit::bundle::summary(&doc, &decoded);
                 Ok(EvidenceBundle {
                     format: BUNDLE_FORMAT.to_owned(),
@@ -811,6 +838,7 @@ impl Paraph {
                     checkpoint: checkpoint.encode(),
                     summary,
                     material,
+                    revisions,
                 })
             })
             .await

@@ -662,7 +662,7 @@ impl Paraph {
             let (tenant, actor, chain) = (tenant.clone(), actor.clone(), chain.clone());
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
-            let pes = self.limits.pes.clone();
+            let pes = self.limits.pes.for_tenant(tenant.as_str());
             let pades = self.limits.pades.clone();
             self.blocking(move |s| {
                 let doc: Document = s
@@ -715,7 +715,12 @@ impl Paraph {
                         signing_time: now.0,
                         cert_der: &leaf,
                         cades_policy: trust.signature_policy.as_ref(),
-                        pes: &pes,
+                        // The role the step claims, else the tenant's.
+                        pes: &pes.clone().with_role(
+                            doc.steps
+                                .get(who.step)
+                                .and_then(|st| st.claimed_role.as_deref()),
+                        ),
                         pades: &pades,
                         reason: step_reason(&doc, who.step, who.on_behalf_of.as_ref()),
                         level: Some(validated.level),
@@ -1166,7 +1171,7 @@ impl Paraph {
             Some(id) => self.proofs_of_existence(caller, id).await?,
             None => Vec::new(),
         };
-        let pes = self.limits.pes.clone();
+        let pes = self.limits.pes.for_tenant(caller.tenant.as_str());
         // On the validation pool, not the blocking pool store reads use.
         self.heavy
             .run(move || {
@@ -1212,21 +1217,39 @@ impl Paraph {
     ) -> Result<Vec<crate::validation::ProofOfExistence>> {
         let doc = self.get_document(caller, id).await?;
         let (recs, _) = self.get_signatures(caller, doc.id.clone()).await?;
-        Ok(recs
-            .into_iter()
-            .filter_map(|r| {
-                let at = doc
-                    .history
-                    .iter()
-                    .find(|e| e.signature == Some(r.index))?
-                    .at
-                    .0;
-                Some(crate::validation::ProofOfExistence {
-                    signature_value: r.signature.0,
-                    at,
-                })
-            })
-            .collect())
+        let mut proofs = Vec::new();
+        for r in recs {
+            let Some(at) = doc
+                .history
+                .iter()
+                .find(|e| e.signature == Some(r.index))
+                .map(|e| e.at.0)
+            else {
+                continue;
+            };
+            // A PES signature holds one value per bordereau, all in the revision it created
+            // (whose digest its event logged): each existed when the event was logged.
+            if doc.format == crate::domain::SignatureFormat::XadesPes {
+                if let Some(rev) = doc.revisions.get(r.index as usize) {
+                    let (tenant, sha) = (caller.tenant.clone(), rev.sha256.clone());
+                    let bytes = self
+                        .blocking(move |s| content_bytes(s, &tenant, &sha))
+                        .await?;
+                    for c in crate::formats::xades_pes::check_signatures(&bytes).unwrap_or_default()
+                    {
+                        proofs.push(crate::validation::ProofOfExistence {
+                            signature_value: c.signature_value,
+                            at,
+                        });
+                    }
+                }
+            }
+            proofs.push(crate::validation::ProofOfExistence {
+                signature_value: r.signature.0,
+                at,
+            });
+        }
+        Ok(proofs)
     }
 }
 

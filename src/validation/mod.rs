@@ -13,7 +13,7 @@ pub mod trust;
 
 pub use chain::{validate_chain, validate_chain_at, ChainOk, ChainRefusal, ValidationTime};
 pub use report::{
-    signer_count, validate_cms, validate_pades, validate_xades, Indication, ProofOfExistence,
-    Report, SignerReport,
+    signer_count, validate_cms, validate_pades, validate_pades_cms, validate_xades, Indication,
+    ProofOfExistence, Report, SignerReport,
 };
 pub use trust::{Der, TrustSettings};

@@ -116,6 +116,19 @@ pub fn validate_cms(
     validate_cms_as(trust, data, cms, now, proofs, required_level, false)
 }
 
+/// [`validate_cms`] for the CMS of a PAdES signature over the bytes its `/ByteRange` covers
+/// (signing-time forbidden: the time is the dictionary's /M).
+pub fn validate_pades_cms(
+    trust: &TrustSettings,
+    covered: &[u8],
+    cms: &[u8],
+    now: i64,
+    proofs: &[ProofOfExistence],
+    required_level: Option<u8>,
+) -> Report {
+    validate_cms_as(trust, covered, cms, now, proofs, required_level, true)
+}
+
 /// [`validate_cms`] for CAdES (`pades` false: signing-time required) or for the CMS of a PAdES
 /// signature (`pades` true: signing-time forbidden, the time is the dictionary's /M).
 fn validate_cms_as(
