@@ -153,6 +153,7 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
                 deadline_secs: None,
                 fallback: None,
                 escalate: Default::default(),
+                pdf: Default::default(),
             })
         };
         svc.create_circuit(

@@ -118,6 +118,7 @@ fn circuit() -> Circuit {
         deadline_secs: None,
         fallback: None,
         escalate: Default::default(),
+        pdf: Default::default(),
     };
     let roles = |_: &UserName| Some(vec![Role::Officer]);
     Circuit::define(

@@ -115,6 +115,7 @@ proptest! {
             deadline_secs: None,
             fallback: fallback.map(user),
             escalate: Default::default(),
+            pdf: Default::default(),
         };
         let circuit = Circuit::define(
             CircuitSpec { name: CircuitName::parse("c").unwrap(), fallback: None, steps: vec![step] },

@@ -45,6 +45,7 @@ fn step_strategy() -> impl Strategy<Value = StepDef> {
                 deadline_secs: None,
                 fallback: None,
                 escalate: Default::default(),
+                pdf: Default::default(),
             }
         })
 }

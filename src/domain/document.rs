@@ -6,7 +6,7 @@
 
 use super::{
     absence::{Roster, Route, RouteKind, StepNeeds},
-    circuit::{ActorRef, Circuit, Escalate, Mode, RgsLevel, StepDef, StepKind},
+    circuit::{ActorRef, Circuit, Escalate, Mode, PdfOptions, RgsLevel, StepDef, StepKind},
     AbsenceId, Condition, DocumentId, DomainError, Role, TenantId, Timestamp, UserName,
 };
 use serde::{Deserialize, Serialize};
@@ -166,6 +166,9 @@ pub struct StepInstance {
     /// Where the shares of actors who cannot act now go (absences, escalations), by actor.
     #[serde(default)]
     pub routes: BTreeMap<UserName, Route>,
+    /// How the step's signatures show in a PDF.
+    #[serde(default, skip_serializing_if = "PdfOptions::is_default")]
+    pub pdf: PdfOptions,
 }
 
 impl StepInstance {
@@ -1153,6 +1156,7 @@ fn instantiate(
         escalate: def.escalate,
         overdue: false,
         routes: BTreeMap::new(),
+        pdf: def.pdf.clone(),
     })
 }
 

@@ -189,6 +189,17 @@ fn step_from(i: usize, s: proto::StepDefinition) -> Result<StepDef, DomainError>
                 format!("'{}' is not one of notify, fallback", s.escalate),
             )
         })?,
+        pdf: crate::domain::PdfOptions {
+            invisible: s.invisible,
+            stamp: s.stamp.map(|p| crate::domain::StampPlace {
+                page: p.page,
+                x: p.x,
+                y: p.y,
+                width: p.width,
+                height: p.height,
+            }),
+            certify: s.certify,
+        },
     })
 }
 
@@ -246,6 +257,15 @@ fn step_def_to(s: &StepDef) -> proto::StepDefinition {
             .map(|f| f.to_string())
             .unwrap_or_default(),
         escalate: s.escalate.as_str().to_owned(),
+        invisible: s.pdf.invisible,
+        stamp: s.pdf.stamp.map(|p| proto::StampPlacement {
+            page: p.page,
+            x: p.x,
+            y: p.y,
+            width: p.width,
+            height: p.height,
+        }),
+        certify: s.pdf.certify,
     }
 }
 
