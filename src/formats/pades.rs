@@ -1332,7 +1332,8 @@ pub fn signatures(content: &[u8]) -> Result<Vec<FoundSignature>, FormatError> {
 /// What later revisions changed in the revision `signed` beyond what signing allows: new
 /// signature fields with their widgets and appearance streams, a page's `/Annots` and the
 /// AcroForm's `/Fields` growing by those widgets (and its `/SigFlags`), the catalog gaining a
-/// `/DSS` (a certification, `/Perms`, after a signature is not allowed). New objects are harmless by
+/// `/DSS` (a certification, `/Perms`, after a signature is not allowed; after a certification
+/// only invisible signatures may be added). New objects are harmless by
 /// themselves (only a changed old object can make a reader use them). Anything else, such as
 /// a page's contents or any other object rewritten or deleted, is described, the first found.
 pub fn disallowed_change(
@@ -1346,6 +1347,11 @@ pub fn disallowed_change(
         .and_then(|r| then.get_dictionary(r).ok())
         .and_then(|c| c.get(b"AcroForm").ok())
         .and_then(|a| a.as_reference().ok());
+    // After a certification, only invisible signatures may be added (as readers judge it).
+    let certified = old_root
+        .and_then(|r| then.get_dictionary(r).ok())
+        .is_some_and(|c| docmdp_p(&then, c).is_some());
+    let grows = |a: &[Object], b: &[Object]| grows_by_signatures(&then, now, a, b, certified);
     for (id, old) in &then.objects {
         let Some(new) = now.objects.get(id) else {
             return Ok(Some(format!("object {} {} was deleted", id.0, id.1)));
@@ -1354,20 +1360,15 @@ pub fn disallowed_change(
             continue;
         }
         let allowed = match (old, new) {
-            (Object::Array(a), Object::Array(b)) => grows_by_signatures(&then, now, a, b),
+            (Object::Array(a), Object::Array(b)) => grows(a, b),
             (Object::Dictionary(a), Object::Dictionary(b)) => {
                 if Some(*id) == old_root {
-                    catalog_change_allowed(&then, now, a, b)
+                    catalog_change_allowed(&then, now, a, b, &grows)
                 } else if Some(*id) == old_acro {
-                    acroform_change_allowed(&then, now, a, b)
+                    acroform_change_allowed(&then, now, a, b, &grows)
                 } else if a.get(b"Type").and_then(Object::as_name).ok() == Some(b"Page") {
                     dict_diff(a, b).iter().all(|k| k == b"Annots")
-                        && grows_by_signatures(
-                            &then,
-                            now,
-                            &array_of(&then, a, b"Annots"),
-                            &array_of(now, b, b"Annots"),
-                        )
+                        && grows(&array_of(&then, a, b"Annots"), &array_of(now, b, b"Annots"))
                 } else {
                     false
                 }
@@ -1440,12 +1441,14 @@ fn array_of(doc: &lopdf::Document, d: &Dictionary, key: &[u8]) -> Vec<Object> {
     }
 }
 
-/// Whether `new` is `old` followed by references to new signature fields (or their widgets).
+/// Whether `new` is `old` followed by references to new signature fields (or their widgets),
+/// invisible ones only when `invisible_only`.
 fn grows_by_signatures(
     then: &lopdf::Document,
     now: &lopdf::Document,
     old: &[Object],
     new: &[Object],
+    invisible_only: bool,
 ) -> bool {
     new.len() >= old.len()
         && new[..old.len()] == *old
@@ -1453,8 +1456,25 @@ fn grows_by_signatures(
             let Ok(id) = o.as_reference() else {
                 return false;
             };
-            !then.objects.contains_key(&id) && is_signature_field(now, id)
+            !then.objects.contains_key(&id)
+                && is_signature_field(now, id)
+                && (!invisible_only || is_invisible(now, id))
         })
+}
+
+/// A widget whose rectangle has no area (or a field without one).
+fn is_invisible(doc: &lopdf::Document, id: ObjectId) -> bool {
+    let Ok(d) = doc.get_dictionary(id) else {
+        return false;
+    };
+    let Ok(r) = d.get(b"Rect").and_then(Object::as_array) else {
+        return true;
+    };
+    let v: Vec<f32> = r.iter().filter_map(number).collect();
+    match v[..] {
+        [x0, y0, x1, y1] => (x1 - x0).abs() < f32::EPSILON || (y1 - y0).abs() < f32::EPSILON,
+        _ => false,
+    }
 }
 
 /// A signature field, or the widget of one.
@@ -1471,19 +1491,17 @@ fn is_signature_field(doc: &lopdf::Document, id: ObjectId) -> bool {
             .is_some_and(sig)
 }
 
+type Grows<'a> = dyn Fn(&[Object], &[Object]) -> bool + 'a;
+
 fn acroform_change_allowed(
     then: &lopdf::Document,
     now: &lopdf::Document,
     a: &Dictionary,
     b: &Dictionary,
+    grows: &Grows<'_>,
 ) -> bool {
     dict_diff(a, b).iter().all(|k| match k.as_slice() {
-        b"Fields" => grows_by_signatures(
-            then,
-            now,
-            &array_of(then, a, b"Fields"),
-            &array_of(now, b, b"Fields"),
-        ),
+        b"Fields" => grows(&array_of(then, a, b"Fields"), &array_of(now, b, b"Fields")),
         b"SigFlags" => true,
         _ => false,
     })
@@ -1494,6 +1512,7 @@ fn catalog_change_allowed(
     now: &lopdf::Document,
     a: &Dictionary,
     b: &Dictionary,
+    grows: &Grows<'_>,
 ) -> bool {
     let inline = |d: &Dictionary| match d.get(b"AcroForm") {
         Ok(Object::Dictionary(f)) => Some(f.clone()),
@@ -1502,7 +1521,7 @@ fn catalog_change_allowed(
     };
     dict_diff(a, b).iter().all(|k| match k.as_slice() {
         b"AcroForm" => match (inline(a), inline(b)) {
-            (Some(x), Some(y)) => acroform_change_allowed(then, now, &x, &y),
+            (Some(x), Some(y)) => acroform_change_allowed(then, now, &x, &y, grows),
             // A new AcroForm object holding only signature fields.
             (Some(x), None) if x.is_empty() => b
                 .get(b"AcroForm")
@@ -1510,7 +1529,7 @@ fn catalog_change_allowed(
                 .ok()
                 .filter(|id| !then.objects.contains_key(id))
                 .and_then(|id| now.get_dictionary(id).ok())
-                .is_some_and(|y| acroform_change_allowed(then, now, &x, y)),
+                .is_some_and(|y| acroform_change_allowed(then, now, &x, y, grows)),
             _ => false,
         },
         b"DSS" => !a.has(b"DSS"),

@@ -456,12 +456,7 @@ pub(super) fn settle_seals(
                     pes: &Default::default(),
                     pades: &key.pades,
                     reason: step_reason(&t.document, step, None),
-                    level: t
-                        .document
-                        .steps
-                        .get(step)
-                        .and_then(|s| s.level)
-                        .map(|l| l.get()),
+                    level: None,
                     pdf: t
                         .document
                         .steps
