@@ -591,9 +591,9 @@ fn page_box(doc: &lopdf::Document, page: ObjectId) -> [f32; 4] {
     [0.0, 0.0, 595.0, 842.0]
 }
 
-/// The `k`-th cell of a grid of stamps from the bottom left of a page of `w` × `h` points (as
+/// The `k`-th cell of a grid of stamps from the bottom left of a page `w` points wide (as
 /// displayed), row by row, so that successive stamps never overlap.
-fn grid_cell(w: f32, h: f32, k: usize) -> [f32; 4] {
+fn grid_cell(w: f32, k: usize) -> [f32; 4] {
     let (sw, sh) = (STAMP_W as f32, STAMP_H as f32);
     let margin = 24.0;
     let gap = 8.0;
@@ -602,7 +602,6 @@ fn grid_cell(w: f32, h: f32, k: usize) -> [f32; 4] {
     let (row, col) = (k / cols, k % cols);
     let x = margin + col as f32 * (sw + gap);
     let y = margin + row as f32 * (sh + gap);
-    let _ = h;
     [x, y, x + sw, y + sh]
 }
 
@@ -738,8 +737,8 @@ fn placement(
         let (x, y) = (s.x as f32, s.y as f32);
         return Ok(stamp_at(*page, [x, y, x + size.0, y + size.1]));
     }
-    let (_, _, dw, dh) = shown(last);
-    Ok(stamp_at(last, grid_cell(dw, dh, earlier)))
+    let (_, _, dw, _) = shown(last);
+    Ok(stamp_at(last, grid_cell(dw, earlier)))
 }
 
 /// The tag of the `ordinal`-th signature: `#signature#`, then `#signature_2#`, …
@@ -773,9 +772,7 @@ fn find_tag(
         // Only pages where the tag may be: written as is, in hex, or split in a TJ array.
         let maybe = contains(&content, &tag)
             || first.as_ref().is_some_and(|f| contains(&content, f))
-            || content
-                .windows(2)
-                .any(|w| w[0] == b'<' && w[1] != b'<' && w[1] != b'>')
+            || has_hex_string(&content)
             || (contains(&content, b"TJ") && contains(&content, b"#"));
         if !maybe {
             continue;
@@ -788,6 +785,13 @@ fn find_tag(
         }
     }
     None
+}
+
+/// Whether a content stream holds a hex string (`<` then a hex digit, not a `<<` dictionary).
+fn has_hex_string(content: &[u8]) -> bool {
+    content.windows(3).any(|w| {
+        w[0] != b'<' && w[1] == b'<' && (w[2].is_ascii_hexdigit() || w[2].is_ascii_whitespace())
+    }) || content.first() == Some(&b'<') && content.get(1).is_some_and(u8::is_ascii_hexdigit)
 }
 
 type Matrix = [f32; 6];
@@ -1573,5 +1577,8 @@ mod tests {
         .unwrap();
         assert_eq!((x, y), (100.0, 272.0));
         assert!(tag_in(&ops("BT (#signature_2#) Tj ET"), b"#signature#", None).is_none());
+        // Marked content and inline dictionaries are not hex strings; `<23...>` is.
+        assert!(!has_hex_string(b"/P <</MCID 0>> BDC BT (x) Tj ET EMC"));
+        assert!(has_hex_string(b"BT <2373> Tj ET"));
     }
 }
