@@ -95,6 +95,7 @@ fn bench_pes(c: &mut Criterion) {
             pades: &Default::default(),
             reason: String::new(),
             level: None,
+            pdf: &Default::default(),
         };
         let prepared = XadesPes.prepare(&input).unwrap();
         let values: Vec<Vec<u8>> = prepared
@@ -193,6 +194,7 @@ fn bench_pades(c: &mut Criterion) {
         pades: &pades,
         reason: "Signature".into(),
         level: Some(3),
+        pdf: &Default::default(),
     };
     let prepared = Pades.prepare(&input).unwrap();
     let value = crypto::sign_with_key(&key, &prepared.items[0].data).unwrap();

@@ -154,6 +154,7 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
                 fallback: None,
                 escalate: Default::default(),
                 claimed_role: None,
+                pdf: Default::default(),
             })
         };
         svc.create_circuit(

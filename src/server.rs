@@ -123,8 +123,9 @@ pub fn open(
         let password = seal.password().map_err(|e| fail(e.to_string()))?;
         let der =
             std::fs::read(&seal.p12).map_err(|e| fail(format!("{}: {e}", seal.p12.display())))?;
-        let key =
+        let mut key =
             crate::service::signatures::SealKey::from_pkcs12(&der, &password).map_err(fail)?;
+        key.pades = settings.pades.clone();
         svc = svc.with_seal(id, key);
     }
     svc = svc.with_audit_key(audit_key(settings)?);
@@ -232,7 +233,14 @@ pub async fn serve(
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
         .add_service(DocumentServiceServer::new(api.clone()))
-        .add_service(SignatureServiceServer::new(api.clone()))
+        // ValidateSignature carries the document inline: as large as a submission may be.
+        .add_service(
+            SignatureServiceServer::new(api.clone()).max_decoding_message_size(
+                usize::try_from(settings.max_document_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1024 * 1024),
+            ),
+        )
         .add_service(DelegationServiceServer::new(api.clone()))
         .add_service(AuditServiceServer::new(api).max_encoding_message_size(usize::MAX))
         .serve_with_incoming_shutdown(incoming, signal)

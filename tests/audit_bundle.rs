@@ -119,6 +119,7 @@ fn circuit() -> Circuit {
         fallback: None,
         escalate: Default::default(),
         claimed_role: None,
+        pdf: Default::default(),
     };
     let roles = |_: &UserName| Some(vec![Role::Officer]);
     Circuit::define(

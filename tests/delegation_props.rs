@@ -116,6 +116,7 @@ proptest! {
             fallback: fallback.map(user),
             escalate: Default::default(),
             claimed_role: None,
+            pdf: Default::default(),
         };
         let circuit = Circuit::define(
             CircuitSpec { name: CircuitName::parse("c").unwrap(), fallback: None, steps: vec![step] },

@@ -46,6 +46,7 @@ fn step_strategy() -> impl Strategy<Value = StepDef> {
                 fallback: None,
                 escalate: Default::default(),
                 claimed_role: None,
+                pdf: Default::default(),
             }
         })
 }

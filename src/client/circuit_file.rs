@@ -14,6 +14,11 @@
 //! deadline = "48h"                  # s, m, h, d, w units, combined: "1d12h"
 //! fallback = "bob"                  # optional, per step
 //! escalate = "fallback"              # when overdue: "notify" (default) or "fallback"
+//!
+//! # PDF documents (PAdES), signature and seal steps:
+//! visible = false                   # an invisible signature (no stamp)
+//! stamp = { page = -1, x = 50, y = 80, width = 200, height = 60 }  # points; page -1 = last
+//! certify = true                    # the final seal certifies the PDF (DocMDP P=2)
 //! ```
 //!
 //! Only the shape is checked here (unknown keys are refused with the key named; a deadline must
@@ -59,6 +64,22 @@ struct StepFile {
     /// PES signature steps: the claimed role (XAdES ClaimedRole).
     #[serde(default)]
     claimed_role: Option<String>,
+    #[serde(default)]
+    visible: Option<bool>,
+    #[serde(default)]
+    stamp: Option<StampFile>,
+    #[serde(default)]
+    certify: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StampFile {
+    page: i32,
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy)]
@@ -121,6 +142,15 @@ pub fn parse(text: &str) -> Result<proto::CreateCircuitRequest, String> {
                 Some(Escalate::Fallback) => "fallback".into(),
             },
             claimed_role: s.claimed_role.unwrap_or_default(),
+            invisible: s.visible == Some(false),
+            stamp: s.stamp.map(|p| proto::StampPlacement {
+                page: p.page,
+                x: p.x,
+                y: p.y,
+                width: p.width,
+                height: p.height,
+            }),
+            certify: s.certify,
         });
     }
     Ok(proto::CreateCircuitRequest {
@@ -171,6 +201,8 @@ level = 2
 [[steps]]
 kind = "seal"
 level = 1
+visible = false
+certify = true
 "#,
         )
         .unwrap();
@@ -193,6 +225,21 @@ level = 1
         assert_eq!(r.steps[2].level, 2);
         assert_eq!(r.steps[3].kind, proto::StepKind::Seal as i32);
         assert!(r.steps[3].actors.is_empty());
+        assert!(r.steps[3].invisible && r.steps[3].certify);
+        assert!(!r.steps[2].invisible && !r.steps[2].certify);
+        let r = parse(
+            "name = \"x\"\n[[steps]]\nkind = \"signature\"\nactors = [\"a\"]\n\
+             stamp = { page = -1, x = 50, y = 80, width = 200, height = 60 }\n",
+        )
+        .unwrap();
+        let p = r.steps[0].stamp.unwrap();
+        assert_eq!((p.page, p.x, p.y, p.width, p.height), (-1, 50, 80, 200, 60));
+        let e = parse(
+            "name = \"x\"\n[[steps]]\nkind = \"signature\"\nactors = [\"a\"]\n\
+             stamp = { page = 1, x = 50, y = 80 }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("width"), "{e}");
     }
 
     #[test]

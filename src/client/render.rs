@@ -522,6 +522,11 @@ pub fn circuit_json(c: &proto::Circuit) -> Value {
                 "level": s.level,
                 "deadline_seconds": s.deadline_seconds,
                 "fallback": s.fallback,
+                "visible": !s.invisible,
+                "stamp": s.stamp.map(|p| json!({
+                    "page": p.page, "x": p.x, "y": p.y, "width": p.width, "height": p.height,
+                })),
+                "certify": s.certify,
             })
         })
         .collect();
@@ -559,6 +564,19 @@ fn step_definition_text(i: usize, s: &proto::StepDefinition) -> String {
     }
     if !s.fallback.is_empty() {
         let _ = write!(line, "  fallback {}", s.fallback);
+    }
+    if s.invisible {
+        line.push_str("  invisible in PDFs");
+    }
+    if let Some(p) = s.stamp {
+        let _ = write!(
+            line,
+            "  stamp page {} at {},{} {}x{}",
+            p.page, p.x, p.y, p.width, p.height
+        );
+    }
+    if s.certify {
+        line.push_str("  certifies PDFs");
     }
     line
 }

@@ -97,7 +97,46 @@ pub struct StepDef {
     /// tenant's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_role: Option<String>,
+    /// How a signature or seal of the step shows in a PDF (PAdES).
+    #[serde(default, skip_serializing_if = "PdfOptions::is_default")]
+    pub pdf: PdfOptions,
 }
+
+/// How a signature or seal step appears in a PDF document: its stamp's place (else a tag in
+/// the text, else the default grid of the last page), no stamp at all, or a certification.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdfOptions {
+    /// An invisible signature: no stamp.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invisible: bool,
+    /// Where the stamp goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<StampPlace>,
+    /// The seal certifies the document (DocMDP, P=2): only on a seal that ends the circuit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certify: bool,
+}
+
+impl PdfOptions {
+    pub fn is_default(&self) -> bool {
+        *self == PdfOptions::default()
+    }
+}
+
+/// A stamp's rectangle in points, from the bottom left corner of the page as it is displayed,
+/// on page `page` (1 is the first, -1 the last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampPlace {
+    pub page: i32,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Stamp sizes accepted, in points (a side of 14400 points is the largest PDF page).
+pub const STAMP_MIN: u32 = 20;
+pub const STAMP_MAX: u32 = 14_400;
 
 /// What an overdue step does: alert the people concerned (always), and with `Fallback` also
 /// open the step to the fallback actor (the step's, else the circuit's, else the admins).
@@ -181,6 +220,8 @@ impl Circuit {
                     ));
                 }
             }
+            let signed_before = spec.steps[..i].iter().any(|s| s.kind != StepKind::Visa);
+            check_pdf_options(step, i == spec.steps.len() - 1, signed_before, &field)?;
             match step.kind {
                 StepKind::Seal => {
                     if !step.actors.is_empty() {
@@ -245,6 +286,74 @@ impl Circuit {
             created_by,
         })
     }
+}
+
+/// PDF options: a stamp only on steps that sign, of a sane size, not on an invisible
+/// signature; a certification only by the seal that ends the circuit, after visas only (a
+/// certification is the PDF's first signature, ISO 32000-2 12.8.2.2).
+fn check_pdf_options(
+    step: &StepDef,
+    last: bool,
+    signed_before: bool,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), DomainError> {
+    let pdf = &step.pdf;
+    if step.kind == StepKind::Visa && (pdf.invisible || pdf.stamp.is_some()) {
+        return Err(DomainError::invalid(
+            field(if pdf.invisible { "visible" } else { "stamp" }),
+            "a visa step adds no signature to a PDF, hence no stamp",
+        ));
+    }
+    if let Some(s) = pdf.stamp {
+        if pdf.invisible {
+            return Err(DomainError::invalid(
+                field("stamp"),
+                "an invisible signature has no stamp to place",
+            ));
+        }
+        if s.page == 0 {
+            return Err(DomainError::invalid(
+                field("stamp.page"),
+                "pages count from 1 (the first) or from -1 (the last)",
+            ));
+        }
+        for (name, v) in [("stamp.width", s.width), ("stamp.height", s.height)] {
+            if !(STAMP_MIN..=STAMP_MAX).contains(&v) {
+                return Err(DomainError::invalid(
+                    field(name),
+                    format!("must be between {STAMP_MIN} and {STAMP_MAX} points"),
+                ));
+            }
+        }
+        if s.x > STAMP_MAX || s.y > STAMP_MAX {
+            return Err(DomainError::invalid(
+                field("stamp"),
+                format!("x and y must be at most {STAMP_MAX} points"),
+            ));
+        }
+    }
+    if pdf.certify {
+        if step.kind != StepKind::Seal {
+            return Err(DomainError::invalid(
+                field("certify"),
+                "only a seal step certifies a PDF",
+            ));
+        }
+        if !last {
+            return Err(DomainError::invalid(
+                field("certify"),
+                "only the last step may certify (nothing may be signed after a certification)",
+            ));
+        }
+        if signed_before {
+            return Err(DomainError::invalid(
+                field("certify"),
+                "a certification is the PDF's first signature: only visas may come before a \
+                 certifying seal",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a deadline such as `48h`, `30m`, `2d`, `90s` or `1d12h` into seconds.

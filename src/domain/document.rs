@@ -6,7 +6,7 @@
 
 use super::{
     absence::{Roster, Route, RouteKind, StepNeeds},
-    circuit::{ActorRef, Circuit, Escalate, Mode, RgsLevel, StepDef, StepKind},
+    circuit::{ActorRef, Circuit, Escalate, Mode, PdfOptions, RgsLevel, StepDef, StepKind},
     AbsenceId, Condition, DocumentId, DomainError, Role, TenantId, Timestamp, UserName,
 };
 use serde::{Deserialize, Serialize};
@@ -169,6 +169,9 @@ pub struct StepInstance {
     /// The role a PES signature of this step claims; `None`: the tenant's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_role: Option<String>,
+    /// How the step's signatures show in a PDF.
+    #[serde(default, skip_serializing_if = "PdfOptions::is_default")]
+    pub pdf: PdfOptions,
 }
 
 impl StepInstance {
@@ -1163,6 +1166,7 @@ fn instantiate(
         overdue: false,
         routes: BTreeMap::new(),
         claimed_role: def.claimed_role.clone(),
+        pdf: def.pdf.clone(),
     })
 }
 

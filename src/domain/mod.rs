@@ -14,7 +14,10 @@ pub mod ids;
 pub mod party;
 
 pub use absence::{Absence, AbsenceRequest, Member, Roster, Route, RouteKind, Scope, StepNeeds};
-pub use circuit::{ActorRef, Circuit, CircuitSpec, Escalate, Mode, RgsLevel, StepDef, StepKind};
+pub use circuit::{
+    ActorRef, Circuit, CircuitSpec, Escalate, Mode, PdfOptions, RgsLevel, StampPlace, StepDef,
+    StepKind,
+};
 pub use condition::{Condition, ConditionError};
 pub use document::{
     Acting, Action, ActionKind, ContentRef, DocState, Document, DocumentType, Event, EventKind,

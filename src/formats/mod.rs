@@ -44,6 +44,8 @@ pub struct PrepareInput<'a> {
     pub reason: String,
     /// The RGS level of the validated certificate (shown in a PAdES stamp), when known.
     pub level: Option<u8>,
+    /// How the step's signature shows in a PDF (stamp place, invisible, certification).
+    pub pdf: &'a crate::domain::PdfOptions,
 }
 
 /// One thing the signer signs (SHA-256 then the key's algorithm).
@@ -287,6 +289,7 @@ impl Format for Pades {
             location: input.pades.location.clone(),
             level: input.level,
             time: input.signing_time,
+            pdf: input.pdf.clone(),
         };
         let base = hex::encode(sha2::Sha256::digest(input.content));
         let (prepared, digest) =

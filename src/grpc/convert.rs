@@ -191,6 +191,17 @@ fn step_from(i: usize, s: proto::StepDefinition) -> Result<StepDef, DomainError>
         })?,
         claimed_role: claimed_role(&s.claimed_role, kind)
             .map_err(|reason| DomainError::invalid(field("claimed_role"), reason))?,
+        pdf: crate::domain::PdfOptions {
+            invisible: s.invisible,
+            stamp: s.stamp.map(|p| crate::domain::StampPlace {
+                page: p.page,
+                x: p.x,
+                y: p.y,
+                width: p.width,
+                height: p.height,
+            }),
+            certify: s.certify,
+        },
     })
 }
 
@@ -265,6 +276,15 @@ fn step_def_to(s: &StepDef) -> proto::StepDefinition {
             .unwrap_or_default(),
         escalate: s.escalate.as_str().to_owned(),
         claimed_role: s.claimed_role.clone().unwrap_or_default(),
+        invisible: s.pdf.invisible,
+        stamp: s.pdf.stamp.map(|p| proto::StampPlacement {
+            page: p.page,
+            x: p.x,
+            y: p.y,
+            width: p.width,
+            height: p.height,
+        }),
+        certify: s.pdf.certify,
     }
 }
 

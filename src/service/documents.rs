@@ -172,7 +172,7 @@ impl Paraph {
                 .into());
             }
         }
-        let format = check_format(
+        let (format, pdf) = check_format(
             sub.format,
             &sub.content.bytes,
             self.limits.pes.max_bordereaux,
@@ -220,6 +220,11 @@ impl Paraph {
                         ))?
                         .ok_or_else(|| DomainError::NotFound(format!("circuit '{circuit_name}'")))?
                     };
+                    if let Some(pdf) = &pdf {
+                        pdf.fits(&circuit.steps).map_err(|(field, reason)| {
+                            DomainError::invalid("content", format!("{field}: {reason}"))
+                        })?;
+                    }
                     let officers = officers_by_role(tx, &tenant)?;
                     let members = |r: Role| officers.get(&r).cloned().unwrap_or_default();
                     let t = Document::submit_as(new.clone(), format, &circuit, &members, now)?;
@@ -389,22 +394,26 @@ impl Paraph {
 }
 
 /// The format a submission is signed in: `auto` resolved from the content, and a PES flow
-/// checked (well-formed, root `PES_Aller`, references for every signature) before it is kept.
+/// checked (well-formed, root `PES_Aller`, references for every signature) before it is kept;
+/// for a PDF, what the circuit's PDF options are checked against.
 fn check_format(
     requested: crate::domain::SignatureFormat,
     content: &[u8],
     max_bordereaux: usize,
-) -> Result<crate::domain::SignatureFormat> {
+) -> Result<(
+    crate::domain::SignatureFormat,
+    Option<crate::formats::pades::PdfFacts>,
+)> {
     use crate::domain::SignatureFormat as F;
     match crate::formats::resolve(requested, content) {
         F::Pades => {
-            crate::formats::pades::check(content).map_err(|e| {
+            let facts = crate::formats::pades::check(content).map_err(|e| {
                 ServiceError::from(DomainError::invalid(
                     "content",
                     format!("PDF (signature format pades): {e}"),
                 ))
             })?;
-            Ok(F::Pades)
+            Ok((F::Pades, Some(facts)))
         }
         F::XadesPes => {
             let targets = crate::formats::xades_pes::targets(content).map_err(|e| {
@@ -416,9 +425,9 @@ fn check_format(
                     targets.len()
                 )));
             }
-            Ok(F::XadesPes)
+            Ok((F::XadesPes, None))
         }
-        other => Ok(other),
+        other => Ok((other, None)),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct SealKey {
     pub key: openssl::pkey::PKey<openssl::pkey::Private>,
     pub cert_der: Vec<u8>,
     pub chain: Vec<Vec<u8>>,
+    /// The `[pades]` settings the seal's PDF signatures use (space for the CMS, location).
+    pub pades: crate::formats::pades::PadesSettings,
 }
 
 impl std::fmt::Debug for SealKey {
@@ -55,9 +57,17 @@ impl SealKey {
             key,
             cert_der: cert.to_der().map_err(|e| e.to_string())?,
             chain,
+            pades: Default::default(),
         })
     }
 }
+
+/// The PDF options of a step that has none.
+const NO_PDF_OPTIONS: crate::domain::PdfOptions = crate::domain::PdfOptions {
+    invisible: false,
+    stamp: None,
+    certify: false,
+};
 
 /// A pending preparation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -444,9 +454,14 @@ pub(super) fn settle_seals(
                     cert_der: &key.cert_der,
                     cades_policy: trust.signature_policy.as_ref(),
                     pes: &Default::default(),
-                    pades: &Default::default(),
+                    pades: &key.pades,
                     reason: step_reason(&t.document, step, None),
                     level: None,
+                    pdf: t
+                        .document
+                        .steps
+                        .get(step)
+                        .map_or(&NO_PDF_OPTIONS, |s| &s.pdf),
                 })
                 .map_err(format_refusal)?;
             Some((content, prepared))
@@ -724,6 +739,7 @@ impl Paraph {
                         pades: &pades,
                         reason: step_reason(&doc, who.step, who.on_behalf_of.as_ref()),
                         level: Some(validated.level),
+                        pdf: doc.steps.get(who.step).map_or(&NO_PDF_OPTIONS, |s| &s.pdf),
                     })
                     .map_err(|e| match e {
                         crate::formats::FormatError::Invalid(m) => {

@@ -229,8 +229,9 @@ fn validate_cms_as(
 
 /// Validates every signature inside a PDF (PAdES): each CMS over the bytes its `/ByteRange`
 /// covers, by the same validator as a detached CAdES signature; each report names its field,
-/// its revision and whether it covers that revision whole. A PDF without signatures, or whose
-/// signatures cannot be read, is a FORMAT_FAILURE.
+/// its revision and whether it covers that revision whole; one whose revision later updates
+/// changed beyond signing additions fails `MODIFIED_AFTER_SIGNING`, the change named. A PDF
+/// without signatures, or whose signatures cannot be read, is a FORMAT_FAILURE.
 pub fn validate_pades(
     trust: &TrustSettings,
     data: &[u8],
@@ -273,6 +274,13 @@ pub fn validate_pades(
             if !f.covers_whole_revision && s.indication == Indication::TotalPassed {
                 s.indication = Indication::Indeterminate;
                 s.sub_indication = "FORMAT_FAILURE".into();
+            }
+            if let Some(change) = &f.modified_after {
+                s.message = format!("{}; modified after signing: {change}", s.message);
+                if s.indication != Indication::TotalFailed {
+                    s.indication = Indication::TotalFailed;
+                    s.sub_indication = "MODIFIED_AFTER_SIGNING".into();
+                }
             }
             signers.push(s);
         }
