@@ -243,6 +243,17 @@ certify = true
     }
 
     #[test]
+    fn a_signature_step_claims_its_pes_role() {
+        let r = parse(
+            "name = \"mandats\"\n[[steps]]\nkind = \"signature\"\nactors = [\"maire\"]\nlevel = 2\nclaimed_role = \"Maire\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.steps[0].claimed_role, "Maire");
+        let r = parse("name = \"m\"\n[[steps]]\nkind = \"signature\"\nactors = [\"a\"]\n").unwrap();
+        assert_eq!(r.steps[0].claimed_role, "", "none: the tenant's setting");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = parse("name = \"x\"\ncolour = \"red\"\n").unwrap_err();
         assert!(e.contains("colour"), "{e}");
