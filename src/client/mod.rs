@@ -48,6 +48,8 @@ mod commands;
 mod conn;
 pub mod error;
 pub mod evidence;
+pub mod keys;
+pub mod pkcs11;
 pub mod render;
 pub mod signing;
 pub mod trust;
@@ -97,8 +99,14 @@ pub enum Command {
     Watch(WatchArgs),
     /// Download the content of a document (checked against its SHA-256).
     Content(ContentArgs),
-    /// Sign the active signature step of a document (or all waiting ones) with a PKCS#12 file.
+    /// Sign the active signature step of a document (or all waiting ones) with a PKCS#12 file
+    /// or a smart card / USB token (PKCS#11).
     Sign(signing::SignArgs),
+    /// Smart cards and USB tokens (PKCS#11): list the keys you can sign with.
+    Token {
+        #[command(subcommand)]
+        command: pkcs11::TokenCommand,
+    },
     /// List a document's signatures and write them as .p7s files.
     Signatures(validation::SignaturesArgs),
     /// Validate a detached CMS signature over a file (through the server, or offline with
