@@ -178,6 +178,13 @@ impl Demo {
     fn start(tmp: &Path) -> Demo {
         let hsm = Hsm::new(tmp);
         let log = std::fs::File::create(tmp.join("server.log")).expect("log");
+        // Its own settings: the PES policy hash, which signing a PES flow requires.
+        let config = tmp.join("paraph.toml");
+        std::fs::write(
+            &config,
+            "[pes]\npolicy_hash = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+        )
+        .expect("write paraph.toml");
         let mut cmd = Command::new(BIN);
         for (k, _) in std::env::vars() {
             if k.starts_with("PARAPH") {
@@ -186,14 +193,10 @@ impl Demo {
         }
         let mut server = Proc {
             child: cmd
-                .args([
-                    "serve",
-                    "--demo",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--json",
-                    "--data",
-                ])
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .args(["--demo", "--listen", "127.0.0.1:0", "--json", "--data"])
                 .arg(tmp.join("data"))
                 .args(common::cli::engine_args())
                 .arg("--certs")
@@ -768,4 +771,136 @@ fn a_delegate_signs_with_his_own_token_on_behalf_of_the_absent_officer() {
     let sig = d.p7s(&d.bob, &id);
     openssl_verify(&d.dir, &sig, &f, POLICY_L3);
     pyhanko_verify(&sig, &f);
+}
+
+/// A one-page PDF with a correct cross-reference table.
+fn small_pdf() -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let stream = "BT /F1 12 Tf 72 720 Td (Contrat de maintenance) Tj ET";
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A PES V2 flow of two bordereaux with an Id each.
+fn small_pes() -> String {
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PES_Aller>\n");
+    x.push_str("  <EnTetePES><DteStr V=\"2026-12-01\"/><IdPost V=\"012345\"/><LibelleColBud V=\"Commune de Testville\"/><IdColl V=\"21690123400017\"/></EnTetePES>\n");
+    x.push_str("  <PES_DepenseAller>\n    <EnTeteDepense><IdVer V=\"2\"/><InfoDematerialisee V=\"0\"/></EnTeteDepense>\n");
+    for (b, id) in ["B1", "B2"].iter().enumerate() {
+        x.push_str(&format!("    <Bordereau Id=\"{id}\">\n      <BlocBordereau><Exer V=\"2026\"/><IdBord V=\"{}\"/><DteBordEm V=\"2026-12-01\"/><TypBord V=\"01\"/><NbrPce V=\"1\"/><MtCumulAnnuel V=\"0\"/><MtBordHT V=\"120.50\"/></BlocBordereau>\n", b + 1));
+        x.push_str("      <Piece><BlocPiece><InfoPce><IdPce V=\"1\"/><TypPce V=\"01\"/><Obj V=\"Fournitures\"/></InfoPce></BlocPiece><LigneDePiece><BlocLignePiece><InfoLignePiece><IdLigne V=\"1\"/><Nature V=\"6067\"/><MtHT V=\"120.50\"/></InfoLignePiece></BlocLignePiece><Tiers><InfoTiers><Nom V=\"ACME\"/></InfoTiers></Tiers></LigneDePiece></Piece>\n");
+        x.push_str("    </Bordereau>\n");
+    }
+    x.push_str("  </PES_DepenseAller>\n</PES_Aller>\n");
+    x
+}
+
+#[test]
+fn pes_flows_and_pdf_contracts_are_signed_through_the_token_too() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = Demo::start(tmp.path());
+    d.hsm.init_token("alice-card");
+    d.hsm
+        .import("alice-card", "officer-l2-p256", "signature", "01");
+    d.hsm
+        .import("alice-card", "officer-l2-rsa3072", "rsa", "02");
+    let rsa_cert = Path::new(ROOT).join("certs-test/officer-l2-rsa3072.cert.pem");
+    d.op(&["admin", "user", "bind-cert", "alice", s(&rsa_cert)])
+        .ok();
+
+    // PES: one XAdES signature per bordereau, by the EC key (r||s in the XML) and the RSA one;
+    // xmlsec1 verifies each.
+    for key in ["signature", "rsa"] {
+        let pes = d.document(&format!("pes-{key}.xml"), &small_pes());
+        let id = d.submit("direct", &pes, "Bordereaux");
+        let shown = d.run(&d.alice, &[], &["show", &id, "--json"]).json();
+        assert_eq!(shown["signature_format"], "xades-pes", "{shown}");
+        d.sign(&d.alice, &["sign", &id, "--key-label", key]).ok();
+        let signed = d.dir.join(format!("signed-{key}.xml"));
+        d.run(&d.alice, &[], &["content", &id, "--out", s(&signed)])
+            .ok();
+        for b in ["B1", "B2"] {
+            let out = Command::new("xmlsec1")
+                .args(["--verify", "--trusted-pem", "certs-test/root-ca.cert.pem"])
+                .args(["--untrusted-pem", "certs-test/signing-ca.cert.pem"])
+                .args(["--id-attr:Id", "Bordereau"])
+                .args([
+                    "--id-attr:Id",
+                    "http://uri.etsi.org/01903/v1.1.1#:SignedProperties",
+                ])
+                .args([
+                    "--node-xpath",
+                    &format!("//*[local-name()='Signature'][@Id='{b}_SIG']"),
+                ])
+                .arg(&signed)
+                .current_dir(ROOT)
+                .output()
+                .expect("xmlsec1 is installed (.ci/run installs it)");
+            assert!(
+                out.status.success(),
+                "xmlsec1 refuses {b} signed by {key}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    // PDF: a PAdES signature by the EC key; pyHanko validates the signed file.
+    let pdf = d.dir.join("contrat.pdf");
+    std::fs::write(&pdf, small_pdf()).expect("write pdf");
+    let id = d.submit("direct", &pdf, "Contrat");
+    let shown = d.run(&d.alice, &[], &["show", &id, "--json"]).json();
+    assert_eq!(shown["signature_format"], "pades", "{shown}");
+    d.sign(&d.alice, &["sign", &id, "--key-id", "01"]).ok();
+    let signed = d.dir.join("contrat-signed.pdf");
+    d.run(&d.alice, &[], &["content", &id, "--out", s(&signed)])
+        .ok();
+    let out = Command::new("pyhanko")
+        .args([
+            "sign",
+            "validate",
+            "--pretty-print",
+            "--trust",
+            "certs-test/root-ca.cert.pem",
+        ])
+        .args([
+            "--trust-replace",
+            "--other-certs",
+            "certs-test/signing-ca.cert.pem",
+        ])
+        .arg("--no-revocation-check")
+        .arg(&signed)
+        .current_dir(ROOT)
+        .output()
+        .expect("pyhanko is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "pyHanko refuses the PDF signed through the token: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

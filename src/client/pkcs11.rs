@@ -46,16 +46,26 @@ pub struct TokenOpts {
     #[arg(long, env = MODULE_ENV, value_name = "MODULE")]
     pub pkcs11: Option<PathBuf>,
     /// The slot of the token (default: the only slot with a token).
-    #[arg(long, value_name = "N", conflicts_with = "token_label")]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "token_label",
+        requires = "pkcs11"
+    )]
     pub slot: Option<u64>,
     /// The token, by its label.
-    #[arg(long, value_name = "LABEL")]
+    #[arg(long, value_name = "LABEL", requires = "pkcs11")]
     pub token_label: Option<String>,
     /// The key, by its label (or its certificate's).
-    #[arg(long, value_name = "LABEL", conflicts_with = "key_id")]
+    #[arg(
+        long,
+        value_name = "LABEL",
+        conflicts_with = "key_id",
+        requires = "pkcs11"
+    )]
     pub key_label: Option<String>,
     /// The key, by its CKA_ID in hex.
-    #[arg(long, value_name = "HEX")]
+    #[arg(long, value_name = "HEX", requires = "pkcs11")]
     pub key_id: Option<String>,
 }
 
