@@ -553,6 +553,20 @@ fn every_token_error_says_what_to_do_with_its_exit_code() {
             "opensc-pkcs11.so",
         ],
     );
+    // Local errors come before the server is reached: the same with no server there.
+    d.run(
+        &d.alice,
+        &[("PARAPH_PKCS11_PIN", PIN)],
+        &[
+            "sign",
+            &id,
+            "--pkcs11",
+            "/nonexistent/opensc-pkcs11.so",
+            "--addr",
+            "http://127.0.0.1:1",
+        ],
+    )
+    .fails(2, &["not found"]);
     let not_module = Path::new(ROOT).join("Cargo.toml");
     d.run(
         &d.alice,

@@ -508,17 +508,31 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+/// A token logged in, before its key is chosen.
+pub struct LoggedIn {
+    module: Module,
+    opened: Opened,
+}
+
 impl TokenKey {
-    /// Opens the token `opts` designates, logs in once and chooses the key: by label or id,
-    /// else the only one, else the only one the server says is bound to the caller.
-    pub async fn open(
-        opts: &TokenOpts,
-        module: &Path,
-        cl: &mut Clients,
-    ) -> Result<TokenKey, CliError> {
+    /// Loads the module, opens the token `opts` designates and logs in once: every local
+    /// error (module, token, PIN) comes before the server is reached.
+    pub async fn login(opts: &TokenOpts, module: &Path) -> Result<LoggedIn, CliError> {
         let m = Module::load(module)?;
         let (slot, info) = m.pick(opts)?;
-        let o = open(&m, slot, &info, true).await?;
+        let opened = open(&m, slot, &info, true).await?;
+        Ok(LoggedIn { module: m, opened })
+    }
+}
+
+impl LoggedIn {
+    /// Chooses the key: by label or id, else the only one, else the only one the server says
+    /// is bound to the caller.
+    pub async fn choose(self, opts: &TokenOpts, cl: &mut Clients) -> Result<TokenKey, CliError> {
+        let LoggedIn {
+            module: m,
+            opened: o,
+        } = self;
         let all = entries(&o.session)?;
         let with_key: Vec<&TokenEntry> = all.iter().filter(|e| e.key.is_some()).collect();
         let names =
@@ -641,7 +655,9 @@ impl TokenKey {
             _module: m,
         })
     }
+}
 
+impl TokenKey {
     /// The label of the chosen key.
     pub fn label(&self) -> &str {
         &self.label

@@ -615,12 +615,15 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
             )))
         }
     };
-    let mut cl = clients(&a.c).await?;
-    let token = match (&p12, &a.token.pkcs11) {
-        (None, Some(module)) => {
-            Some(super::pkcs11::TokenKey::open(&a.token, module, &mut cl).await?)
-        }
+    // The token's module, PIN and login before the server: local errors first.
+    let logged_in = match (&p12, &a.token.pkcs11) {
+        (None, Some(module)) => Some(super::pkcs11::TokenKey::login(&a.token, module).await?),
         _ => None,
+    };
+    let mut cl = clients(&a.c).await?;
+    let token = match logged_in {
+        Some(l) => Some(l.choose(&a.token, &mut cl).await?),
+        None => None,
     };
     let signer: &dyn SigningKey = match (&p12, &token) {
         (Some(p), _) => p,
