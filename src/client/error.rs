@@ -5,8 +5,8 @@
 //! | 0 | success |
 //! | 1 | anything else (server unreachable, internal error, local I/O failure) |
 //! | 2 | usage or bad input (`INVALID_ARGUMENT`, `OUT_OF_RANGE`, `RESOURCE_EXHAUSTED`, a bad file) |
-//! | 3 | not found (`NOT_FOUND`) |
-//! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given) |
+//! | 3 | not found (`NOT_FOUND`; no card token, slot or key as named) |
+//! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given; a wrong or locked PIN, a key not allowed to sign) |
 //! | 5 | conflict (`FAILED_PRECONDITION`, `ABORTED`, `ALREADY_EXISTS`) |
 //! | 6 | `paraph validate`: the signature does not pass (`TOTAL_FAILED` or `INDETERMINATE`); `paraph verify-bundle`: the bundle is refused |
 //!

@@ -891,7 +891,35 @@ mod tests {
         assert!(parse(&["sign", "--p12", "f.p12"]).is_err());
         assert!(parse(&["sign", "abc", "--all", "--p12", "f.p12"]).is_err());
         assert!(parse(&["sign", "--all", "--step", "1", "--p12", "f.p12"]).is_err());
-        assert!(parse(&["sign", "abc"]).is_err());
+        // The key (--p12, --pkcs11 or PARAPH_PKCS11_MODULE) is checked when run: a usage error
+        // (tests/pkcs11.rs); the card options need a module, a slot or a label, not both.
+        assert!(parse(&["sign", "abc"]).is_ok());
+        assert!(parse(&["sign", "abc", "--p12", "f.p12", "--key-label", "k"]).is_err());
+        assert!(parse(&[
+            "sign",
+            "abc",
+            "--pkcs11",
+            "m.so",
+            "--slot",
+            "1",
+            "--token-label",
+            "t"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "sign",
+            "abc",
+            "--pkcs11",
+            "m.so",
+            "--key-label",
+            "k",
+            "--key-id",
+            "01"
+        ])
+        .is_err());
+        assert!(
+            parse(&["sign", "abc", "--pkcs11", "m.so", "--slot", "1", "--key-id", "01"]).is_ok()
+        );
         assert!(parse(&["sign", "abc", "--p12", "f.p12", "--step", "1"]).is_ok());
         assert!(parse(&["sign", "--all", "--p12", "f.p12"]).is_ok());
         // Offline validation options need --trust.
