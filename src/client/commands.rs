@@ -168,6 +168,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Watch(a) => watch(&a.c).await,
         Command::Content(a) => content(&a.c, &a.id, &a.out, a.revision).await,
         Command::Sign(a) => super::signing::sign(a).await,
+        Command::Token {
+            command: super::pkcs11::TokenCommand::List(a),
+        } => super::pkcs11::list(a).await,
         Command::Signatures(a) => super::validation::signatures(a).await,
         Command::Validate(a) => super::validation::validate(a).await,
         Command::VerifyBundle(a) => super::evidence::verify_bundle(a),

@@ -5,8 +5,8 @@
 //! | 0 | success |
 //! | 1 | anything else (server unreachable, internal error, local I/O failure) |
 //! | 2 | usage or bad input (`INVALID_ARGUMENT`, `OUT_OF_RANGE`, `RESOURCE_EXHAUSTED`, a bad file) |
-//! | 3 | not found (`NOT_FOUND`) |
-//! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given) |
+//! | 3 | not found (`NOT_FOUND`; no card token, slot or key as named) |
+//! | 4 | not allowed (`UNAUTHENTICATED`, `PERMISSION_DENIED`, no token given; a wrong or locked PIN, a key not allowed to sign) |
 //! | 5 | conflict (`FAILED_PRECONDITION`, `ABORTED`, `ALREADY_EXISTS`) |
 //! | 6 | `paraph validate`: the signature does not pass (`TOTAL_FAILED` or `INDETERMINATE`); `paraph verify-bundle`: the bundle is refused |
 //!
@@ -26,6 +26,12 @@ pub enum CliError {
     /// No token to authenticate with.
     #[error("{0}")]
     NoToken(String),
+    /// Something named locally is not there (a card's token or key).
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused locally (a wrong or locked PIN, a key not allowed to sign).
+    #[error("{0}")]
+    Denied(String),
     /// The local state forbids the command (e.g. a document without an active step).
     #[error("{0}")]
     Precondition(String),
@@ -57,7 +63,8 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::NoToken(_) => 4,
+            CliError::NotFound(_) => 3,
+            CliError::NoToken(_) | CliError::Denied(_) => 4,
             CliError::Precondition(_) => 5,
             CliError::Connect(_) | CliError::Local(_) | CliError::Partial(_) => 1,
             CliError::NotPassed(_) => 6,

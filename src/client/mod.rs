@@ -48,6 +48,8 @@ mod commands;
 mod conn;
 pub mod error;
 pub mod evidence;
+pub mod keys;
+pub mod pkcs11;
 pub mod render;
 pub mod signing;
 pub mod trust;
@@ -97,8 +99,14 @@ pub enum Command {
     Watch(WatchArgs),
     /// Download the content of a document (checked against its SHA-256).
     Content(ContentArgs),
-    /// Sign the active signature step of a document (or all waiting ones) with a PKCS#12 file.
+    /// Sign the active signature step of a document (or all waiting ones) with a PKCS#12 file
+    /// or a smart card / USB token (PKCS#11).
     Sign(signing::SignArgs),
+    /// Smart cards and USB tokens (PKCS#11): list the keys you can sign with.
+    Token {
+        #[command(subcommand)]
+        command: pkcs11::TokenCommand,
+    },
     /// List a document's signatures and write them as .p7s files.
     Signatures(validation::SignaturesArgs),
     /// Validate a detached CMS signature over a file (through the server, or offline with
@@ -883,7 +891,35 @@ mod tests {
         assert!(parse(&["sign", "--p12", "f.p12"]).is_err());
         assert!(parse(&["sign", "abc", "--all", "--p12", "f.p12"]).is_err());
         assert!(parse(&["sign", "--all", "--step", "1", "--p12", "f.p12"]).is_err());
-        assert!(parse(&["sign", "abc"]).is_err());
+        // The key (--p12, --pkcs11 or PARAPH_PKCS11_MODULE) is checked when run: a usage error
+        // (tests/pkcs11.rs); the card options need a module, a slot or a label, not both.
+        assert!(parse(&["sign", "abc"]).is_ok());
+        assert!(parse(&["sign", "abc", "--p12", "f.p12", "--key-label", "k"]).is_err());
+        assert!(parse(&[
+            "sign",
+            "abc",
+            "--pkcs11",
+            "m.so",
+            "--slot",
+            "1",
+            "--token-label",
+            "t"
+        ])
+        .is_err());
+        assert!(parse(&[
+            "sign",
+            "abc",
+            "--pkcs11",
+            "m.so",
+            "--key-label",
+            "k",
+            "--key-id",
+            "01"
+        ])
+        .is_err());
+        assert!(
+            parse(&["sign", "abc", "--pkcs11", "m.so", "--slot", "1", "--key-id", "01"]).is_ok()
+        );
         assert!(parse(&["sign", "abc", "--p12", "f.p12", "--step", "1"]).is_ok());
         assert!(parse(&["sign", "--all", "--p12", "f.p12"]).is_ok());
         // Offline validation options need --trust.

@@ -1,9 +1,11 @@
-//! `paraph sign`: two-phase certificate signing with a PKCS#12 file.
+//! `paraph sign`: two-phase certificate signing with a PKCS#12 file or a PKCS#11 token.
 //!
 //! The server prepares the CAdES signed attributes (PrepareSignature), this process signs them
 //! with the officer's private key and sends only the signature value back (CompleteSignature).
-//! The private key and its passphrase never leave the process and are never printed or logged
-//! (the [`Signer`] holding the key has a redacting `Debug`).
+//! Both kinds of key sign through [`SigningKey`]: the PKCS#12 [`Signer`] here, the token's
+//! [`super::pkcs11::TokenKey`]. The private key, its passphrase and the PIN never leave the
+//! process and are never printed or logged (the [`Signer`] holding the key has a redacting
+//! `Debug`).
 //!
 //! Before signing, the client checks that the attributes it is asked to sign carry the digest
 //! of the document it asked to sign (the message-digest attribute against the document's
@@ -12,6 +14,7 @@
 use super::commands::{clients, idempotency_key, print_json};
 use super::conn::Clients;
 use super::error::CliError;
+use super::keys::{KeyKind, Mechanism, SigningKey};
 use super::render;
 use super::{ClientOpts, IdemOpts};
 use crate::proto;
@@ -38,7 +41,10 @@ pub struct SignArgs {
     /// PKCS#12 file with your signing key and certificate (passphrase from PARAPH_P12_PASSWORD
     /// or asked on the terminal).
     #[arg(long, value_name = "FILE")]
-    pub p12: PathBuf,
+    pub p12: Option<PathBuf>,
+    /// The card or token to sign with (instead of --p12).
+    #[command(flatten)]
+    pub token: super::pkcs11::TokenOpts,
     /// The step to sign (default: the document's active step).
     #[arg(long, value_name = "N")]
     pub step: Option<u32>,
@@ -127,74 +133,80 @@ impl Signer {
         self.key.id() == Id::RSA
     }
 
-    /// Signs the signed attributes prepared by the server, after checking the algorithm the
-    /// server expects and the document digest inside them.
-    /// Signs `data` (SHA-256) after checking the key fits the algorithm the server asks for.
-    fn sign_bytes(&self, algorithm: &str, data: &[u8]) -> Result<Vec<u8>, CliError> {
-        self.check_algorithm(algorithm)?;
-        crate::crypto::sign_with_key(&self.key, data)
-            .map_err(|e| CliError::Local(format!("signing failed: {e}")))
-    }
-
-    fn check_algorithm(&self, algorithm: &str) -> Result<(), CliError> {
-        let key_kind = self.key.id();
-        let fits = match algorithm {
-            "RSA_PKCS1_SHA256" => key_kind == Id::RSA,
-            "ECDSA_SHA256" => key_kind == Id::EC,
-            other => {
-                return Err(CliError::Local(format!(
-                    "the server asks for signature algorithm {other:?}, which this client does \
-                     not support"
-                )))
-            }
-        };
-        if !fits {
-            return Err(CliError::Local(format!(
-                "the server asks for {algorithm} but the key is not of that type"
-            )));
-        }
-        Ok(())
-    }
-
+    /// Signs the CAdES signed attributes prepared by the server, after checking the algorithm
+    /// the server expects and the document digest inside them.
     pub(super) fn sign(
         &self,
         prep: &proto::Preparation,
         content_sha256: &str,
     ) -> Result<Vec<u8>, CliError> {
-        let key_kind = self.key.id();
-        let fits = match prep.signature_algorithm.as_str() {
-            "RSA_PKCS1_SHA256" => key_kind == Id::RSA,
-            "ECDSA_SHA256" => key_kind == Id::EC,
-            other => {
-                return Err(CliError::Local(format!(
-                    "the server asks for signature algorithm {other:?}, which this client does \
-                     not support"
-                )))
-            }
-        };
-        if !fits {
-            return Err(CliError::Local(format!(
-                "the server asks for {} but the key is not of that type",
-                prep.signature_algorithm
-            )));
-        }
-        let digest = message_digest(&prep.signed_attributes).ok_or_else(|| {
-            CliError::Local(
-                "the signed attributes from the server carry no readable message digest: not \
-                 signing"
-                    .into(),
-            )
-        })?;
-        if !hex::encode(&digest).eq_ignore_ascii_case(content_sha256) {
-            return Err(CliError::Local(format!(
-                "the signed attributes from the server are for content with SHA-256 {}, the \
-                 document's is {content_sha256}: not signing",
-                hex::encode(&digest)
-            )));
-        }
-        crate::crypto::sign_with_key(&self.key, &prep.signed_attributes)
-            .map_err(|e| CliError::Local(format!("signing failed: {e}")))
+        sign_cades(self, prep, content_sha256)
     }
+}
+
+impl SigningKey for Signer {
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    fn kind(&self) -> KeyKind {
+        match self.key.ec_key() {
+            Ok(ec) => KeyKind::Ec((ec.group().degree() as usize).div_ceil(8)),
+            Err(_) => KeyKind::Rsa,
+        }
+    }
+
+    fn sign(&self, mechanism: Mechanism, data: &[u8]) -> Result<Vec<u8>, CliError> {
+        let fail = |e: openssl::error::ErrorStack| {
+            CliError::Local(format!(
+                "signing failed: {}",
+                crate::crypto::openssl_reason(&e)
+            ))
+        };
+        if mechanism != Mechanism::RsaPssSha256 {
+            return crate::crypto::sign_with_key(&self.key, data)
+                .map_err(|e| CliError::Local(format!("signing failed: {e}")));
+        }
+        let sha256 = openssl::hash::MessageDigest::sha256();
+        let mut s = openssl::sign::Signer::new(sha256, &self.key).map_err(fail)?;
+        s.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)
+            .map_err(fail)?;
+        s.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+            .map_err(fail)?;
+        s.set_rsa_mgf1_md(sha256).map_err(fail)?;
+        s.update(data).map_err(fail)?;
+        s.sign_to_vec().map_err(fail)
+    }
+}
+
+/// Signs the algorithm's mechanism over `data` with `key`.
+fn sign_bytes(key: &dyn SigningKey, algorithm: &str, data: &[u8]) -> Result<Vec<u8>, CliError> {
+    let m = Mechanism::for_server(algorithm, key.kind())?;
+    key.sign(m, data)
+}
+
+/// Signs CAdES signed attributes after checking that they carry the document's digest.
+fn sign_cades(
+    key: &dyn SigningKey,
+    prep: &proto::Preparation,
+    content_sha256: &str,
+) -> Result<Vec<u8>, CliError> {
+    let m = Mechanism::for_server(&prep.signature_algorithm, key.kind())?;
+    let digest = message_digest(&prep.signed_attributes).ok_or_else(|| {
+        CliError::Local(
+            "the signed attributes from the server carry no readable message digest: not \
+             signing"
+                .into(),
+        )
+    })?;
+    if !hex::encode(&digest).eq_ignore_ascii_case(content_sha256) {
+        return Err(CliError::Local(format!(
+            "the signed attributes from the server are for content with SHA-256 {}, the \
+             document's is {content_sha256}: not signing",
+            hex::encode(&digest)
+        )));
+    }
+    key.sign(m, &prep.signed_attributes)
 }
 
 /// Signs every bordereau of a PES flow: downloads the flow, checks that it is the document's
@@ -202,7 +214,7 @@ impl Signer {
 /// computed here, then signs them all with the one key.
 async fn sign_pes(
     cl: &mut Clients,
-    signer: &Signer,
+    signer: &dyn SigningKey,
     id: &str,
     prep: &proto::Preparation,
     content_sha256: &str,
@@ -242,7 +254,7 @@ async fn sign_pes(
                 t.id
             )));
         }
-        values.push(signer.sign_bytes(&prep.signature_algorithm, &item.data)?);
+        values.push(sign_bytes(signer, &prep.signature_algorithm, &item.data)?);
     }
     Ok(values)
 }
@@ -251,7 +263,7 @@ async fn sign_pes(
 /// the revision the server prepared the incremental update on, then signs the one item.
 async fn sign_pades(
     cl: &mut Clients,
-    signer: &Signer,
+    signer: &dyn SigningKey,
     id: &str,
     prep: &proto::Preparation,
 ) -> Result<Vec<Vec<u8>>, CliError> {
@@ -270,9 +282,11 @@ async fn sign_pades(
             item.reference_digest
         )));
     }
-    Ok(vec![
-        signer.sign_bytes(&prep.signature_algorithm, &item.data)?
-    ])
+    Ok(vec![sign_bytes(
+        signer,
+        &prep.signature_algorithm,
+        &item.data,
+    )?])
 }
 
 /// The value of the message-digest attribute (RFC 5652 11.2) in DER signed attributes.
@@ -328,7 +342,7 @@ fn stty(tty: &std::fs::File, args: &[&str]) -> Result<String, CliError> {
 
 /// Reads one line from /dev/tty with the echo off; the terminal settings are restored after,
 /// also on Ctrl-C.
-async fn prompt_hidden(prompt: &str) -> Result<String, CliError> {
+pub(super) async fn prompt_hidden(prompt: &str) -> Result<String, CliError> {
     let term_err = |e: std::io::Error| CliError::Local(format!("cannot open the terminal: {e}"));
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
@@ -435,7 +449,7 @@ fn signed_line(s: &Signed) -> String {
 /// Signs one document: reads it (active step, content digest), prepares, signs, completes.
 async fn sign_one(
     cl: &mut Clients,
-    signer: &Signer,
+    signer: &dyn SigningKey,
     id: &str,
     step: Option<u32>,
     key: Option<&str>,
@@ -482,10 +496,11 @@ async fn sign_one(
         .prepare_signature(proto::PrepareSignatureRequest {
             document_id: id.to_owned(),
             step: Some(step),
-            certificate_chain: signer.chain.clone(),
+            certificate_chain: signer.chain().to_vec(),
             idempotency_key: prep_key,
         })
-        .await?
+        .await
+        .map_err(not_bound_hint)?
         .into_inner();
     if prep.document_id != id || prep.step != step {
         return Err(CliError::Local(format!(
@@ -501,7 +516,7 @@ async fn sign_one(
     } else if prep.signature_format == "pades" {
         (Vec::new(), sign_pades(cl, signer, id, &prep).await?)
     } else {
-        (signer.sign(&prep, &d.content_sha256)?, Vec::new())
+        (sign_cades(signer, &prep, &d.content_sha256)?, Vec::new())
     };
     let resp = cl
         .sigs
@@ -517,6 +532,20 @@ async fn sign_one(
         id: id.to_owned(),
         resp,
     })
+}
+
+/// The server's NOT_BOUND refusal, with what to do about it (the code stays the server's).
+fn not_bound_hint(s: tonic::Status) -> CliError {
+    if s.code() == tonic::Code::FailedPrecondition && s.message().contains("NOT_BOUND") {
+        let msg = format!(
+            "{}: an administrator binds a certificate to you with `paraph admin user bind-cert`; \
+             on a card with several keys, choose yours with --key-label (`paraph token list` \
+             shows them)",
+            s.message()
+        );
+        return CliError::Status(tonic::Status::new(s.code(), msg));
+    }
+    CliError::Status(s)
 }
 
 /// `[#####.....] 5/10` for `done` of `total`.
@@ -570,8 +599,37 @@ impl Progress {
 
 /// `paraph sign ID` and `paraph sign --all`.
 pub async fn sign(a: SignArgs) -> Result<(), CliError> {
-    let signer = Signer::load(&a.p12).await?;
+    let p12 = match (&a.p12, &a.token.pkcs11) {
+        (Some(_), Some(_)) => {
+            return Err(CliError::Usage(format!(
+                "--p12 and --pkcs11 (or {}) both name a key: give one",
+                super::pkcs11::MODULE_ENV
+            )))
+        }
+        (Some(f), None) => Some(Signer::load(f).await?),
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(CliError::Usage(format!(
+                "no key to sign with: give --p12 FILE or --pkcs11 MODULE (or set {})",
+                super::pkcs11::MODULE_ENV
+            )))
+        }
+    };
+    // The token's module, PIN and login before the server: local errors first.
+    let logged_in = match (&p12, &a.token.pkcs11) {
+        (None, Some(module)) => Some(super::pkcs11::TokenKey::login(&a.token, module).await?),
+        _ => None,
+    };
     let mut cl = clients(&a.c).await?;
+    let token = match logged_in {
+        Some(l) => Some(l.choose(&a.token, &mut cl).await?),
+        None => None,
+    };
+    let signer: &dyn SigningKey = match (&p12, &token) {
+        (Some(p), _) => p,
+        (None, Some(t)) => t,
+        (None, None) => return Err(CliError::Local("no key loaded".into())),
+    };
     if !a.all {
         let id =
             a.id.ok_or_else(|| CliError::Usage("a document id or --all is required".into()))?;
@@ -583,7 +641,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
                     .into(),
             ));
         }
-        let s = sign_one(&mut cl, &signer, &id, a.step, key).await?;
+        let s = sign_one(&mut cl, signer, &id, a.step, key).await?;
         if a.c.json {
             print_json(&signed_json(&s));
         } else {
@@ -624,7 +682,7 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
     let mut progress = Progress::new();
     for (i, (id, step)) in todo.into_iter().enumerate() {
         progress.draw(&format!("{} {id}", progress_bar(i, total)));
-        match sign_one(&mut cl, &signer, &id, Some(step), None).await {
+        match sign_one(&mut cl, signer, &id, Some(step), None).await {
             Ok(s) => {
                 if !a.c.json {
                     progress.clear();
@@ -699,6 +757,41 @@ mod tests {
         assert!(!e.to_string().contains("wrong\""), "{e}");
         let e = Signer::from_p12(b"not a p12", "x", file).unwrap_err();
         assert!(e.to_string().contains("not a PKCS#12"), "{e}");
+    }
+
+    /// The PKCS#12 key signs every mechanism of the signing interface; OpenSSL verifies each
+    /// with the certificate's key (PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt).
+    #[test]
+    fn a_p12_key_signs_each_mechanism_and_openssl_verifies_it() {
+        use openssl::sign::{RsaPssSaltlen, Verifier};
+        for (stem, mechs) in [
+            (
+                "officer-l3-rsa2048",
+                &[Mechanism::RsaPkcs1Sha256, Mechanism::RsaPssSha256][..],
+            ),
+            ("officer-l3-p384", &[Mechanism::EcdsaSha256][..]),
+        ] {
+            let file = format!("certs-test/{stem}.p12");
+            let bytes = std::fs::read(&file).unwrap();
+            let k = Signer::from_p12(&bytes, "paraph-test", Path::new(&file)).unwrap();
+            let cert = openssl::x509::X509::from_der(&SigningKey::chain(&k)[0]).unwrap();
+            let public = cert.public_key().unwrap();
+            for m in mechs {
+                let sig = SigningKey::sign(&k, *m, b"data").unwrap();
+                let mut v = Verifier::new(openssl::hash::MessageDigest::sha256(), &public).unwrap();
+                if *m == Mechanism::RsaPssSha256 {
+                    v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS).unwrap();
+                    v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32)).unwrap();
+                    v.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+                        .unwrap();
+                }
+                v.update(b"data").unwrap();
+                assert!(v.verify(&sig).unwrap(), "{stem} {m:?}");
+            }
+        }
+        let bytes = std::fs::read("certs-test/officer-l3-p384.p12").unwrap();
+        let k = Signer::from_p12(&bytes, "paraph-test", Path::new("x")).unwrap();
+        assert_eq!(SigningKey::kind(&k), KeyKind::Ec(48));
     }
 
     #[test]

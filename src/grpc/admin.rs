@@ -235,6 +235,24 @@ impl AdminService for Api {
         Ok(Response::new(user_to(&u)))
     }
 
+    async fn get_me(
+        &self,
+        req: Request<proto::GetMeRequest>,
+    ) -> Result<Response<proto::Me>, Status> {
+        let c = caller(&self.svc, &req).await?;
+        let (user, levels) = self.svc.me(&c).await.map_err(to_status)?;
+        Ok(Response::new(proto::Me {
+            user: Some(user_to(&user)),
+            policy_levels: levels
+                .iter()
+                .map(|(oid, level)| proto::PolicyLevel {
+                    oid: oid.clone(),
+                    level: u32::from(*level),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_server_stats(
         &self,
         req: Request<proto::GetServerStatsRequest>,

@@ -240,6 +240,21 @@ impl Paraph {
         .await
     }
 
+    /// The caller's own user record and the tenant's policy levels (OID -> RGS level): what a
+    /// client needs to pick the caller's certificate on a card. Any user of the tenant; the
+    /// platform operator has no user record (NOT_FOUND).
+    pub async fn me(
+        &self,
+        caller: &Caller,
+    ) -> Result<(User, std::collections::BTreeMap<String, u8>)> {
+        let key = format!("user/{}/{}", caller.tenant, caller.name);
+        let user: Option<User> = self.blocking(move |s| Ok(s.get(&key)?)).await?;
+        let user = user
+            .ok_or_else(|| DomainError::NotFound(format!("user '{}' (the caller)", caller.name)))?;
+        let levels = self.load_trust(&caller.tenant).await?.policy_levels;
+        Ok((user, levels))
+    }
+
     pub async fn list_users(&self, caller: &Caller) -> Result<Vec<User>> {
         if !caller.oversees() {
             return Err(
