@@ -848,6 +848,13 @@ fn the_help_matches_the_readme() {
         readme.contains("**grow with time**"),
         "the README says how keys are made"
     );
+    // `auto` as the README says: PAdES for a PDF, XAdES for a PES flow, CAdES otherwise.
+    assert!(readme.contains("`auto` signs a PDF with PAdES"));
+    let submit = help(&["submit"]);
+    assert!(
+        submit.contains("auto (pades for a PDF, xades-pes for a PES V2 flow, cades otherwise)"),
+        "{submit}"
+    );
     for command in ["submit", "approve", "reject", "withdraw"] {
         let text = help(&[command]);
         assert!(

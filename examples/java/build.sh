@@ -20,6 +20,6 @@ for j in protobuf grpc-api grpc-stub grpc-protobuf grpc-protobuf-lite grpc-conte
   geronimo-annotation-1.3-spec; do
   cp="$cp:$jars/$j.jar"
 done
-javac -nowarn -d "$out/classes" -cp "${cp#:}" \
+javac -J-XX:TieredStopAtLevel=1 -nowarn -d "$out/classes" -cp "${cp#:}" \
   $(find "$out/gen" "$here/src" -name '*.java' | sort)
 echo "compiled into $out/classes"

@@ -491,8 +491,8 @@ pub struct SubmitArgs {
     /// Metadata entry key=value (repeat), e.g. --meta amount=1200.50.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
-    /// Signature format: auto (xades-pes for a PES V2 flow, cades otherwise), cades, pades,
-    /// xades-pes.
+    /// Signature format: auto (pades for a PDF, xades-pes for a PES V2 flow, cades otherwise),
+    /// cades, pades, xades-pes.
     #[arg(long, value_name = "FORMAT", default_value = "auto",
           value_parser = ["auto", "cades", "pades", "xades-pes"])]
     pub format: String,
