@@ -14,10 +14,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
+    // The descriptor set (with imports and comments) that reflection serves and
+    // `paraph api descriptor` writes for integrators.
     let fds = protox::compile(files, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
-        out.join("paraph_descriptor.bin"),
+        out.join("paraph.v1.binpb"),
         prost::Message::encode_to_vec(&fds),
     )?;
     // The servers decode requests with paraph's codec, which answers a malformed request

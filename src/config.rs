@@ -58,8 +58,8 @@ pub struct Settings {
     /// The Ed25519 key (PKCS#8 PEM) that signs the audit logs' checkpoints. Default:
     /// `DATA/audit-key.pem`, generated on the first start.
     pub audit_key: Option<PathBuf>,
-    /// Serve gRPC server reflection (`grpc.reflection.v1`), which describes every service to
-    /// anyone who connects: handy in development, not needed in production.
+    /// Serve gRPC server reflection (`grpc.reflection.v1` and `v1alpha`), which describes
+    /// every service to anyone who connects: handy in development, not needed in production.
     pub reflection: bool,
     /// Most concurrent calls (HTTP/2 streams) one connection may have open; the client waits
     /// for one to end before it opens another.

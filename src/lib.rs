@@ -36,7 +36,8 @@ pub mod proto {
     tonic::include_proto!("paraph.v1");
     include!(concat!(env!("OUT_DIR"), "/clients/paraph.v1.rs"));
 
-    /// Encoded file descriptor set, served by gRPC reflection.
+    /// Encoded file descriptor set of `proto/` (with imports and comments), written by the
+    /// build as `paraph.v1.binpb`: served by gRPC reflection and by `paraph api descriptor`.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/paraph_descriptor.bin"));
+        include_bytes!(concat!(env!("OUT_DIR"), "/paraph.v1.binpb"));
 }

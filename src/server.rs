@@ -193,16 +193,21 @@ pub async fn serve(
         .await;
     tokio::spawn(report_writable(svc.store().writable(), reporter.clone()));
     // Off (`reflection = false`), its calls answer UNIMPLEMENTED like any unknown service.
-    let reflection = if settings.reflection {
-        Some(
+    // Both versions of the protocol: `grpc.reflection.v1`, and `v1alpha`, which many tools and
+    // libraries (Python's grpcio-reflection among them) still speak.
+    let (reflection, reflection_alpha) = if settings.reflection {
+        let described = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .map_err(|e| ServerError::Reflection(e.to_string()))?,
+        };
+        let refused = |e: tonic_reflection::server::Error| ServerError::Reflection(e.to_string());
+        (
+            Some(described().build_v1().map_err(refused)?),
+            Some(described().build_v1alpha().map_err(refused)?),
         )
     } else {
-        None
+        (None, None)
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -230,6 +235,7 @@ pub async fn serve(
         .layer(guard)
         .add_service(health)
         .add_optional_service(reflection)
+        .add_optional_service(reflection_alpha)
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
         .add_service(DocumentServiceServer::new(api.clone()))

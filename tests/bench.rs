@@ -180,6 +180,8 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
         paraph()
             .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data"])
             .arg(&data)
+            .arg("--config")
+            .arg(common::isolated_config(tmp.path()))
             .args(serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

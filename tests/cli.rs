@@ -718,3 +718,152 @@ fn absences_route_steps_to_the_delegate_and_admins_reassign_from_the_command_lin
     .fails(6, &["bundle refused", "forged"]);
     server.terminate(STEP_TIMEOUT);
 }
+
+/// A `paraph.toml` in the working directory of a server the tests start (a developer's own
+/// settings) changes nothing: the harness gives every server its settings explicitly.
+#[test]
+fn a_paraph_toml_in_the_working_directory_does_not_reach_the_tests_servers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    write(
+        &dir,
+        "paraph.toml",
+        b"first_tenant = \"hostile\"\nmax_document_bytes = 1\nreflection = false\n",
+    );
+    // The file is one the binary reads: a data directory set up from there without settings
+    // of its own gets the hostile first tenant.
+    let mut probe = std::process::Command::new(common::cli::BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARAPH") {
+            probe.env_remove(k);
+        }
+    }
+    let probe = probe
+        .args(["admin", "init", "--json", "--data"])
+        .arg(dir.join("probe"))
+        .current_dir(&dir)
+        .output()
+        .expect("run paraph admin init");
+    assert!(probe.status.success(), "{probe:?}");
+    let boot: Value = serde_json::from_slice(&probe.stdout).expect("bootstrap JSON");
+    assert_eq!(boot["tenant"], "hostile", "{boot}");
+
+    // The harness's server, started in that same directory: the first tenant is `default`
+    // (start_server checks it), documents of more than one byte are accepted.
+    let (mut server, _out, operator, addr) = start_server(&dir);
+    let cli = Cli { dir, addr };
+    cli.run(
+        &operator,
+        &["admin", "user", "create", "finance", "--role", "submitter"],
+    )
+    .ok();
+    cli.run(
+        &operator,
+        &["admin", "user", "create", "alice", "--role", "officer"],
+    )
+    .ok();
+    let circuit = write(
+        &cli.dir,
+        "visa.toml",
+        b"name = \"visa\"\n[[steps]]\nkind = \"visa\"\nactors = [\"alice\"]\n",
+    );
+    cli.run(
+        &operator,
+        &[
+            "circuit",
+            "create",
+            "--file",
+            circuit.to_str().expect("path"),
+        ],
+    )
+    .ok();
+    let finance = cli
+        .run(&operator, &["admin", "token", "issue", "finance"])
+        .ok()
+        .trim()
+        .to_owned();
+    let doc = write(&cli.dir, "mandate.txt", b"Mandat 2026-001: 1200.50 EUR\n");
+    let id = cli
+        .run(
+            &finance,
+            &[
+                "submit",
+                doc.to_str().expect("path"),
+                "--type",
+                "MANDATE",
+                "--circuit",
+                "visa",
+                "--title",
+                "M",
+            ],
+        )
+        .ok()
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 32, "{id:?}");
+    assert_eq!(server.terminate(STEP_TIMEOUT).code(), Some(0));
+}
+
+/// The help the binary prints says what the README says: every command of the README's CLI
+/// reference exists, and the idempotency keys are time-ordered, not random.
+#[test]
+fn the_help_matches_the_readme() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let help = |words: &[&str]| {
+        let out = std::process::Command::new(common::cli::BIN)
+            .args(words)
+            .arg("--help")
+            .env_remove("PARAPH_TOKEN")
+            .output()
+            .expect("run paraph --help");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "paraph {} --help: {out:?}",
+            words.join(" ")
+        );
+        text
+    };
+    let mut checked = 0;
+    for row in readme.lines().filter(|l| l.starts_with("| `paraph ")) {
+        let words: Vec<&str> = row["| `paraph ".len()..]
+            .split([' ', '`'])
+            .take_while(|w| {
+                !w.is_empty()
+                    && !w.starts_with('-')
+                    && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+            })
+            .collect();
+        assert!(!words.is_empty(), "{row}");
+        help(&words);
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} commands found in the README's reference"
+    );
+
+    assert!(
+        readme.contains("**grow with time**"),
+        "the README says how keys are made"
+    );
+    // `auto` as the README says: PAdES for a PDF, XAdES for a PES flow, CAdES otherwise.
+    assert!(readme.contains("`auto` signs a PDF with PAdES"));
+    let submit = help(&["submit"]);
+    assert!(
+        submit.contains("auto (pades for a PDF, xades-pes for a PES V2 flow, cades otherwise)"),
+        "{submit}"
+    );
+    for command in ["submit", "approve", "reject", "withdraw"] {
+        let text = help(&[command]);
+        assert!(
+            text.contains("time-ordered"),
+            "paraph {command} --help:\n{text}"
+        );
+        assert!(
+            !text.contains("random key"),
+            "paraph {command} --help:\n{text}"
+        );
+    }
+}

@@ -230,6 +230,10 @@ fn a_newcomer_signs_in_the_demo_and_checks_the_signatures() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     let server_log = std::fs::File::create(dir.join("server.log")).expect("log file");
+    // Its settings come from its flags and an empty file, never from a `paraph.toml` at the
+    // repository root, where the demo runs.
+    let settings = dir.join("isolated-settings.toml");
+    std::fs::write(&settings, "").expect("settings file");
 
     // --- The demo server: bootstrap JSON, the demo block with tokens, then the address. ---
     let mut server_cmd = Command::new(BIN);
@@ -242,6 +246,8 @@ fn a_newcomer_signs_in_the_demo_and_checks_the_signatures() {
         child: server_cmd
             .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.join("data"))
+            .arg("--config")
+            .arg(&settings)
             .arg("--json")
             .current_dir(ROOT)
             .stdin(Stdio::null())

@@ -61,6 +61,8 @@ fn compact(data: &Path, abort: Option<&str>) -> std::process::Output {
     let mut cmd = Command::new(BIN);
     cmd.args(["admin", "compact", "--batch", "25", "--data"])
         .arg(data)
+        .arg("--config")
+        .arg(isolated_config(data.parent().expect("data has a parent")))
         .env_remove("PARAPH_TEST_COMPACT_ABORT");
     if let Some(a) = abort {
         cmd.env("PARAPH_TEST_COMPACT_ABORT", a);

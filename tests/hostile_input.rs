@@ -318,16 +318,50 @@ async fn reflection_answer(srv: &TestServer) -> Result<(), Status> {
     Ok(())
 }
 
+/// The same through `grpc.reflection.v1alpha`, which older tools still speak: the services
+/// listed.
+async fn reflection_v1alpha_services(srv: &TestServer) -> Result<Vec<String>, Status> {
+    use tonic_reflection::pb::v1alpha::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let mut client = ServerReflectionClient::new(srv.channel());
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::once(req))
+        .await?
+        .into_inner();
+    match stream.message().await?.and_then(|a| a.message_response) {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            Ok(l.service.into_iter().map(|s| s.name).collect())
+        }
+        other => panic!("v1alpha reflection answered {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn server_reflection_is_a_setting_and_off_it_is_unimplemented() {
     let on = TestServer::start().await;
     assert!(reflection_answer(&on).await.is_ok());
+    let listed = reflection_v1alpha_services(&on).await.expect("v1alpha");
+    assert!(
+        listed.iter().any(|s| s == "paraph.v1.DocumentService"),
+        "{listed:?}"
+    );
     on.stop().await;
     let off = TestServer::start_with(tempfile::tempdir().expect("tempdir"), None, |s| {
         s.reflection = false
     })
     .await;
     let e = reflection_answer(&off)
+        .await
+        .expect_err("reflection is off");
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+    let e = reflection_v1alpha_services(&off)
         .await
         .expect_err("reflection is off");
     assert_eq!(e.code(), Code::Unimplemented, "{e:?}");

@@ -51,6 +51,9 @@ fn spawn_on_tmpfs(size: &str) -> FullDiskServer {
     if let Some(e) = test_engine() {
         args.extend(["--engine".into(), e.to_string()]);
     }
+    // The settings file lives outside the directory the tmpfs hides; the server reads it
+    // before it listens, while this directory still exists.
+    let settings = tempfile::tempdir().unwrap();
     let script = "mount -t tmpfs -o size=\"$1\" tmpfs \"$2\" && shift 2 && exec \"$@\"";
     let mut child = Command::new("unshare")
         .args(["-rm", "sh", "-c", script, "sh", size])
@@ -59,6 +62,8 @@ fn spawn_on_tmpfs(size: &str) -> FullDiskServer {
         .args(&args)
         .arg("--data")
         .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(isolated_config(settings.path()))
         .env("RUST_LOG", "warn,paraph=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,6 +322,8 @@ fn admin_check(data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_paraph"))
         .args(["admin", "check", "--data"])
         .arg(data)
+        .arg("--config")
+        .arg(isolated_config(data.parent().expect("data has a parent")))
         .env("RUST_LOG", "error")
         .output()
         .unwrap()

@@ -282,6 +282,33 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A mandate's metadata is a protobuf map, which arrives in any order: a retried submission
+/// with several entries is the same request (it once looked like another one, at random).
+#[tokio::test]
+async fn a_retried_submission_with_several_metadata_entries_returns_the_first_document() {
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-m").await;
+    create_circuit(&srv, &org, "one", vec![visa(&["alice"])]).await;
+    let mut fin = srv.docs(org.token("finance"), None);
+    let meta: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("field{i:02}"), format!("value {i}")))
+        .collect();
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut h = header("one", "Mandat", &meta);
+    h.idempotency_key = "0190f0e3a1b2c3d4e5f6a7b8c9d0e1f2".into();
+    let first = submit_raw(&mut fin, h.clone(), b"content", 4)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let again = submit_raw(&mut fin, h.clone(), b"content", 4)
+            .await
+            .unwrap();
+        assert_eq!(again.id, first.id);
+    }
+    assert_eq!(inbox(&srv, &org, "alice").await, vec![first.id.clone()]);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn idempotent_retries_return_the_first_answer_and_change_nothing() {
     let srv = TestServer::start().await;

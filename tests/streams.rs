@@ -34,6 +34,8 @@ async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Proc, TestServer) {
         child: cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.join("data"))
+            .arg("--config")
+            .arg(isolated_config(dir))
             .args(engine_args())
             .arg("--json")
             .current_dir(dir)

@@ -114,6 +114,8 @@ fn serve(dir: &Path, env: &[(&str, &str)], nofile: Option<u64>) -> (Proc, String
     cmd.envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.join("data"))
+        .arg("--config")
+        .arg(common::isolated_config(dir))
         .args(engine_args())
         .arg("--json")
         .current_dir(dir)

@@ -96,6 +96,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
                 | AdminCommand::Compact(_),
         }
         | Command::Pki { .. }
+        | Command::Api { .. }
         | Command::Bench(_) => {
             unreachable!("server, offline and bench commands are dispatched before")
         }

@@ -41,6 +41,7 @@ macro_rules! eprintln_text {
 }
 
 pub mod absence;
+pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod circuit_file;
@@ -132,6 +133,11 @@ pub enum Command {
     /// TEST PKI and pushes documents through a visa and a signature, N at a time; reports
     /// throughput, latency percentiles per RPC, errors and the server's memory.
     Bench(bench::BenchArgs),
+    /// The API for integrators, offline: `api descriptor` writes its descriptor set.
+    Api {
+        #[command(subcommand)]
+        command: api::ApiCommand,
+    },
     /// Certificate tools that work offline (no server, no token).
     Pki {
         #[command(subcommand)]
@@ -303,8 +309,9 @@ pub struct ClientOpts {
 /// The idempotency key of a mutating command.
 #[derive(Args, Clone)]
 pub struct IdemOpts {
-    /// Idempotency key (1..=128 printable ASCII); a retry with the same key changes nothing
-    /// and returns the first answer. Default: a fresh random key.
+    /// Idempotency key (1..=128 printable ASCII, no spaces); a retry with the same key changes
+    /// nothing and returns the first answer. Default: a fresh time-ordered key (UUIDv7-like:
+    /// milliseconds first, then random bits).
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
 }
@@ -492,8 +499,8 @@ pub struct SubmitArgs {
     /// Metadata entry key=value (repeat), e.g. --meta amount=1200.50.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub meta: Vec<String>,
-    /// Signature format: auto (xades-pes for a PES V2 flow, cades otherwise), cades, pades,
-    /// xades-pes.
+    /// Signature format: auto (pades for a PDF, xades-pes for a PES V2 flow, cades otherwise),
+    /// cades, pades, xades-pes.
     #[arg(long, value_name = "FORMAT", default_value = "auto",
           value_parser = ["auto", "cades", "pades", "xades-pes"])]
     pub format: String,
@@ -823,6 +830,7 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Compact(a),
         } => admin_compact(a),
+        Command::Api { command } => api::run(command),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
         client => runtime(false)?.block_on(commands::run(client)),

@@ -115,7 +115,7 @@ impl DocumentService for Api {
         // The fingerprint covers the header and the content (through its digest), so a retried
         // submission with the same key but other content is refused.
         let mut fp = Sha256::new();
-        fp.update(prost::Message::encode_to_vec(&header));
+        fp.update(header_fingerprint_bytes(&header));
         fp.update(content.sha256().as_bytes());
         let key = idem(
             &header.idempotency_key,
@@ -344,5 +344,91 @@ impl DocumentService for Api {
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(out);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The header's protobuf encoding with its metadata entries in key order. prost holds a map
+/// field in a `HashMap` and encodes it in that map's iteration order, which differs from one
+/// decoded message to the next: fingerprinting `encode_to_vec` made a retried submission with
+/// two metadata entries or more look like another request (INVALID_ARGUMENT) about half the
+/// time. Fields are encoded one after the other in field order, so with at most one entry
+/// these are exactly the bytes `encode_to_vec` gives (and fingerprints stored before stay
+/// valid).
+fn header_fingerprint_bytes(h: &proto::SubmitHeader) -> Vec<u8> {
+    let before = proto::SubmitHeader {
+        r#type: h.r#type,
+        title: h.title.clone(),
+        circuit: h.circuit.clone(),
+        ..Default::default()
+    };
+    // Every field numbered after the map (those added later included).
+    let mut after = h.clone();
+    after.r#type = 0;
+    after.title.clear();
+    after.circuit.clear();
+    after.metadata.clear();
+    let mut out = prost::Message::encode_to_vec(&before);
+    let mut entries: Vec<(&String, &String)> = h.metadata.iter().collect();
+    entries.sort();
+    for (k, v) in entries {
+        let one = proto::SubmitHeader {
+            metadata: [(k.clone(), v.clone())].into_iter().collect(),
+            ..Default::default()
+        };
+        out.extend(prost::Message::encode_to_vec(&one));
+    }
+    out.extend(prost::Message::encode_to_vec(&after));
+    out
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::header_fingerprint_bytes;
+    use crate::proto::SubmitHeader;
+
+    fn header(metadata: &[(&str, &str)]) -> SubmitHeader {
+        SubmitHeader {
+            r#type: 1,
+            title: "Mandat 2026-001".into(),
+            circuit: "demo".into(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            file_name: "m.pdf".into(),
+            signature_format: String::new(),
+            idempotency_key: "0190f0e3a1b2c3d4e5f6a7b8c9d0e1f2".into(),
+        }
+    }
+
+    #[test]
+    fn the_same_header_always_gives_the_same_bytes_whatever_the_order_of_its_metadata() {
+        let entries: Vec<(String, String)> = (0..16)
+            .map(|i| (format!("key{i:02}"), format!("value {i}")))
+            .collect();
+        let refs: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let first = header_fingerprint_bytes(&header(&refs));
+        let mut reversed = refs.clone();
+        reversed.reverse();
+        for _ in 0..20 {
+            // Each decoded message has a map of its own, iterated in its own order.
+            assert_eq!(header_fingerprint_bytes(&header(&reversed)), first);
+        }
+        let mut other = refs.clone();
+        other[3].1 = "another value";
+        assert_ne!(header_fingerprint_bytes(&header(&other)), first);
+    }
+
+    #[test]
+    fn with_at_most_one_metadata_entry_the_bytes_are_protobufs_own() {
+        for h in [header(&[]), header(&[("amount", "1200.50")])] {
+            assert_eq!(
+                header_fingerprint_bytes(&h),
+                prost::Message::encode_to_vec(&h)
+            );
+        }
     }
 }

@@ -24,6 +24,7 @@ use tonic::Status;
 const STREAMED_REQUESTS: &[&str] = &[
     "/paraph.v1.DocumentService/SubmitDocument",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
 /// The package whose calls need a token.

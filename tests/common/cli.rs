@@ -197,6 +197,8 @@ pub fn start_server(dir: &Path) -> (Proc, Receiver<String>, String, String) {
         child: server_cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
+            .arg("--config")
+            .arg(super::isolated_config(dir))
             .args(engine_args())
             .arg("--json")
             .current_dir(dir)
@@ -237,6 +239,8 @@ pub fn restart_server(dir: &Path) -> (Proc, Receiver<String>, String) {
         child: cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.join("data"))
+            .arg("--config")
+            .arg(super::isolated_config(dir))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

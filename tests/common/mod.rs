@@ -59,6 +59,20 @@ pub struct TestServer {
     channel: Channel,
 }
 
+/// An empty settings file in `dir` (created if needed), for `--config`: a `paraph` process a
+/// test starts reads its settings from there and from its flags, never from a `paraph.toml`
+/// that happens to sit in its working directory (a developer's, at the repository root).
+pub fn isolated_config(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("create the directory of the settings file");
+    let file = dir.join("isolated-settings.toml");
+    std::fs::write(
+        &file,
+        "# The tests' servers: every setting comes from their flags.\n",
+    )
+    .expect("write the isolated settings file");
+    file
+}
+
 /// The storage engine the in-process servers of the tests use: `PARAPH_TEST_ENGINE` (`sled`
 /// or `redb`), else the default. CI runs the tests once more with `redb`.
 pub fn test_engine() -> Option<paraph::store::EngineKind> {
