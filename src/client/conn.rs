@@ -102,7 +102,11 @@ pub fn normalize_addr(addr: &str) -> Result<String, CliError> {
     Ok(format!("{scheme}://{authority}{port}{path}"))
 }
 
-fn read(what: &str, path: &PathBuf, kind: crate::pki::kind::FileKind) -> Result<Vec<u8>, CliError> {
+fn read(
+    what: &str,
+    path: &std::path::Path,
+    kind: crate::pki::kind::FileKind,
+) -> Result<Vec<u8>, CliError> {
     super::validation::read_kind(what, path, kind)
 }
 
