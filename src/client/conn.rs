@@ -219,10 +219,20 @@ pub async fn explain(r: Result<(), CliError>) -> Result<(), CliError> {
     let Some(t) = TRANSPORT.get() else {
         return r;
     };
-    let Some(source) = std::error::Error::source(s) else {
+    if !matches!(
+        s.code(),
+        tonic::Code::Unknown
+            | tonic::Code::Unavailable
+            | tonic::Code::Internal
+            | tonic::Code::Cancelled
+    ) {
         return r;
+    }
+    let c = match std::error::Error::source(s) {
+        Some(source) => causes(source),
+        None if s.message().contains("transport error") => s.message().to_owned(),
+        None => return r,
     };
-    let c = causes(source);
     let hint = match advice(t, &c) {
         Some(h) => Some(h),
         None if !t.tls && speaks_tls(&t.addr).await => Some(format!(
@@ -230,6 +240,13 @@ pub async fn explain(r: Result<(), CliError>) -> Result<(), CliError> {
              a public CA)",
             t.addr.replacen("http://", "https://", 1)
         )),
+        // The handshake passed, then the connection failed: what a server that wants a
+        // client certificate does to a client without one.
+        None if t.tls && !t.cert => Some(
+            "the connection failed after the TLS handshake: a server that wants a client \
+             certificate does that; pass --cert FILE --key FILE"
+                .into(),
+        ),
         None => None,
     };
     match hint {

@@ -431,9 +431,10 @@ mod tests {
         assert!(
             load_certs(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_err()
         );
+        // A private key is named as such.
         assert!(matches!(
             load_certs(b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"),
-            Err(PkiError::NoCertificate)
+            Err(PkiError::WrongKind(_))
         ));
         assert!(load_crls(b"\xff\xfe").is_err());
         assert!(matches!(load_crls(b""), Err(PkiError::NoCrl)));
