@@ -131,6 +131,32 @@ impl SealSettings {
     }
 }
 
+/// The file of a data directory that names seal keys kept there (written by `serve --demo`),
+/// in the form of the settings' `[seals.TENANT]` tables; relative paths are relative to the
+/// data directory.
+pub const DATA_SEALS_FILE: &str = "seals.toml";
+
+/// The seal keys a data directory keeps ([`DATA_SEALS_FILE`]); none when it has no such file.
+pub fn data_seals(
+    data: &Path,
+) -> Result<std::collections::BTreeMap<String, SealSettings>, ConfigError> {
+    let path = data.join(DATA_SEALS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let mut seals: std::collections::BTreeMap<String, SealSettings> = toml::from_str(&text)
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+    for seal in seals.values_mut() {
+        seal.p12 = data.join(&seal.p12);
+        if let Some(f) = &seal.password_file {
+            seal.password_file = Some(data.join(f));
+        }
+    }
+    Ok(seals)
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {

@@ -50,9 +50,54 @@ pub fn add_seal(settings: &mut Settings, certs: &Path) {
     );
 }
 
+/// The demo seal's key and passphrase as the data directory keeps them.
+const KEPT_SEAL_P12: &str = "demo-seal.p12";
+const KEPT_SEAL_PASSWORD: &str = "demo-seal.password";
+
+/// Keeps the demo tenant's seal in the data directory (a copy of the key, its passphrase in an
+/// owner-only file, both named in [`crate::config::DATA_SEALS_FILE`]), so that a later plain
+/// `serve` on that directory still seals the demo's documents.
+pub fn keep_seal(data: &Path, certs: &Path) -> std::io::Result<()> {
+    std::fs::copy(certs.join("seal.p12"), data.join(KEPT_SEAL_P12))?;
+    write_owner_only(&data.join(KEPT_SEAL_PASSWORD), P12_PASSWORD.as_bytes())?;
+    let file = data.join(crate::config::DATA_SEALS_FILE);
+    let mut table = match std::fs::read_to_string(&file) {
+        Ok(text) => toml::from_str::<toml::Table>(&text)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => toml::Table::new(),
+        Err(e) => return Err(e),
+    };
+    let mut seal = toml::Table::new();
+    seal.insert("p12".into(), KEPT_SEAL_P12.into());
+    seal.insert("password_file".into(), KEPT_SEAL_PASSWORD.into());
+    table.insert(DEMO_TENANT.into(), toml::Value::Table(seal));
+    let text = format!(
+        "# Seal keys kept in this data directory (written by `paraph serve --demo`); the\n\
+         # settings' [seals.TENANT] win over these. Paths are relative to this directory.\n{}",
+        toml::to_string(&table).map_err(|e| std::io::Error::other(e.to_string()))?
+    );
+    std::fs::write(file, text)
+}
+
+/// Writes a file readable by its owner only (replacing it).
+fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Tokens issued for the demo users, in the order printed.
 pub struct DemoInfo {
-    pub tokens: Vec<(String, String)>,
+    /// (user, token, token id).
+    pub tokens: Vec<(String, String, String)>,
 }
 
 fn ignore_exists<T>(r: Result<T, ServiceError>) -> Result<Option<T>, ServiceError> {
@@ -175,7 +220,7 @@ pub async fn setup(svc: &Paraph, certs: &Path) -> Result<DemoInfo, ServiceError>
     let mut tokens = Vec::new();
     for user in ["finance", "carol", "alice", "bob"] {
         let t = svc.issue_token(&admin, name(user)?, None).await?;
-        tokens.push((user.to_owned(), t.secret));
+        tokens.push((user.to_owned(), t.secret, t.id.to_string()));
     }
     Ok(DemoInfo { tokens })
 }
@@ -185,20 +230,23 @@ pub fn instructions(info: &DemoInfo, certs: &Path) -> String {
     let token = |u: &str| {
         info.tokens
             .iter()
-            .find(|(n, _)| n == u)
-            .map(|(_, t)| t.as_str())
+            .find(|(n, _, _)| n == u)
+            .map(|(_, t, _)| t.as_str())
             .unwrap_or("?")
     };
     let mut out = String::new();
     out.push_str("\nDemo tenant 'demo' is ready: it trusts the TEST PKI in certs-test/ (never real certificates).\n");
-    out.push_str("Fresh tokens for this start (earlier ones stay valid until revoked):\n");
-    for (u, t) in &info.tokens {
+    out.push_str(
+        "Fresh tokens for this start (earlier ones stay valid until revoked: \
+         paraph admin token revoke ID):\n",
+    );
+    for (u, t, id) in &info.tokens {
         let role = OFFICERS
             .iter()
             .find(|(n, _, _)| n == u)
             .map(|(_, stem, what)| format!("officer, {what}, certificate {stem}"))
             .unwrap_or_else(|| "submitter".into());
-        out.push_str(&format!("  {u:<8} {t}   ({role})\n"));
+        out.push_str(&format!("  {u:<8} {t}   ({role}; token id {id})\n"));
     }
     let c = certs.display();
     out.push_str(&format!(

@@ -60,6 +60,38 @@ pub enum ServerError {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// A start that failed, with what it means for the operator token.
+    #[error("{source}; {hint}")]
+    Start {
+        source: Box<ServerError>,
+        hint: String,
+    },
+}
+
+impl ServerError {
+    fn hint(self, hint: String) -> ServerError {
+        ServerError::Start {
+            source: Box::new(self),
+            hint,
+        }
+    }
+}
+
+/// Reads the TLS files of the settings and builds their configuration, as serving will: a
+/// missing or unreadable certificate or key fails here, before anything else happens.
+fn check_tls(settings: &Settings) -> Result<(), ServerError> {
+    if let Some(tls) = &settings.tls {
+        let identity = Identity::from_pem(
+            read("TLS certificate", &tls.cert)?,
+            read("TLS key", &tls.key)?,
+        );
+        let mut cfg = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            cfg = cfg.client_ca_root(Certificate::from_pem(read("client CA", ca)?));
+        }
+        Server::builder().tls_config(cfg)?;
+    }
+    Ok(())
 }
 
 /// Loads the audit key from the settings, or from `DATA/audit-key.pem`, generating and saving
@@ -114,7 +146,13 @@ pub fn open(
             source,
         })?;
     let mut svc = Paraph::new(Arc::new(store), clock, Limits::from_settings(settings));
+    // The seals the data directory keeps (the demo's), unless the settings name another.
+    let mut seals = crate::config::data_seals(&settings.data)
+        .map_err(|e| ServerError::Setting(e.to_string()))?;
     for (tenant, seal) in &settings.seals {
+        seals.insert(tenant.clone(), seal.clone());
+    }
+    for (tenant, seal) in &seals {
         let fail = |reason: String| ServerError::Seal {
             tenant: tenant.clone(),
             reason,
@@ -362,27 +400,71 @@ pub async fn run_with(
     if let Some(certs) = &demo {
         crate::demo::add_seal(&mut settings, certs);
     }
-    let (svc, boot) = open(&settings, Arc::new(crate::clock::SystemClock))?;
-    if let Some(b) = boot {
-        print_bootstrap(&b, json);
-    }
-    if let Some(certs) = &demo {
-        let info = crate::demo::setup(&svc, certs)
-            .await
-            .map_err(|e| ServerError::Demo(e.to_string()))?;
-        println!("{}", crate::demo::instructions(&info, certs));
-    }
-    let listener =
-        TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: settings.listen,
-        source,
+    // Everything that can fail without touching the data directory comes first (settings, the
+    // port, the TLS files): a start that fails there initialises nothing, and the operator
+    // token is printed by the first start that succeeds.
+    let fresh = crate::store::found_in(&settings.data).is_none();
+    let before = |e: ServerError| {
+        if fresh {
+            e.hint(format!(
+                "nothing was initialised in {dir}: the next start that succeeds prints the \
+                 operator token (a lost one is replaced, with the server stopped, by \
+                 `paraph admin operator-token --data {dir}`)",
+                dir = settings.data.display()
+            ))
+        } else {
+            e
+        }
+    };
+    settings
+        .check()
+        .map_err(|e| before(ServerError::Setting(e.to_string())))?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|source| {
+        before(ServerError::Bind {
+            addr: settings.listen,
+            source,
+        })
     })?;
+    let addr = listener.local_addr().map_err(|source| {
+        before(ServerError::Bind {
+            addr: settings.listen,
+            source,
+        })
+    })?;
+    check_tls(&settings).map_err(before)?;
+    let (svc, boot) = open(&settings, Arc::new(crate::clock::SystemClock)).map_err(before)?;
+    // From here on the directory may be initialised: a failure before the token is shown
+    // leaves the offline recovery.
+    let after = |e: ServerError| {
+        if boot.is_some() {
+            e.hint(format!(
+                "the data directory {dir} was initialised but its operator token was not \
+                 shown: with the server stopped, `paraph admin operator-token --data {dir}` \
+                 issues one",
+                dir = settings.data.display()
+            ))
+        } else {
+            e
+        }
+    };
+    let demo_text = match &demo {
+        Some(certs) => {
+            let info = crate::demo::setup(&svc, certs)
+                .await
+                .map_err(|e| after(ServerError::Demo(e.to_string())))?;
+            crate::demo::keep_seal(&settings.data, certs)
+                .map_err(|e| after(ServerError::Demo(e.to_string())))?;
+            Some(crate::demo::instructions(&info, certs))
+        }
+        None => None,
+    };
+    // The server is about to serve: only now are the secrets announced.
+    if let Some(b) = &boot {
+        print_bootstrap(b, json);
+    }
+    if let Some(text) = demo_text {
+        println!("{text}");
+    }
     tracing::info!(%addr, data = %settings.data.display(), engine = %svc.store().engine(), tls = settings.tls.is_some(), "paraph listening");
     // A stable line for scripts and tests (the port may have been chosen by the system).
     println!("paraph listening on {addr}");

@@ -94,14 +94,14 @@ async fn every_change_is_logged_proven_and_checkpointed() {
     assert!(cp1.checkpoint.size >= 10, "{}", cp1.checkpoint.size);
 
     let d = submit(&srv, &org, "two", &[]).await;
-    // A refused command changes nothing and logs nothing.
+    // A refused command changes nothing and logs nothing (bob is early: his step is next).
     let size_before = checkpoint(&mut aud, &key, "ville-a").await.checkpoint.size;
     assert_eq!(
         approve(&srv, &org, "bob", &d.id, Some(0))
             .await
             .unwrap_err()
             .code(),
-        Code::PermissionDenied
+        Code::FailedPrecondition
     );
     assert_eq!(
         checkpoint(&mut aud, &key, "ville-a").await.checkpoint.size,

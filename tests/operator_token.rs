@@ -55,7 +55,7 @@ fn default_log(cli: &Cli, token: &str) -> Vec<(String, String)> {
 async fn refused(addr: &str, token: &str) -> Code {
     let srv = TestServer::attach(addr.parse().expect("address"), token.to_owned()).await;
     srv.admin(token, None)
-        .list_tokens(proto::ListTokensRequest {})
+        .list_tokens(proto::ListTokensRequest::default())
         .await
         .map(|_| Code::Ok)
         .unwrap_or_else(|s| s.code())

@@ -431,12 +431,18 @@ fn garbage_input_is_a_clean_error() {
         assert!(load_certs(garbage).is_err(), "{garbage:?}");
         assert!(load_crls(garbage).is_err(), "{garbage:?}");
     }
-    // A key file is not a certificate.
+    // A key file is not a certificate, and the error says what it is.
     let key = std::fs::read(file("officer-l2-p256.key.pem")).unwrap();
-    assert!(matches!(load_certs(&key), Err(PkiError::NoCertificate)));
+    assert!(matches!(
+        load_certs(&key),
+        Err(PkiError::WrongKind(m)) if m == "this is a private key, not a certificate"
+    ));
     // A certificate is not a CRL and vice versa.
     let c = std::fs::read(file("officer-l2-p256.cert.pem")).unwrap();
-    assert!(matches!(load_crls(&c), Err(PkiError::NoCrl)));
+    assert!(matches!(
+        load_crls(&c),
+        Err(PkiError::WrongKind(m)) if m == "this is a certificate, not a CRL"
+    ));
     let der = cert("officer-l2-p256.cert.pem").to_der().unwrap();
     assert!(load_crls(&der).is_err());
     // Truncated DER.

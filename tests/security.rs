@@ -213,7 +213,7 @@ async fn tokens_are_revocable_and_tokens_of_other_tenants_are_not_found() {
     let t = admin
         .issue_token(proto::IssueTokenRequest {
             user: "alice".into(),
-            idempotency_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -231,7 +231,7 @@ async fn tokens_are_revocable_and_tokens_of_other_tenants_are_not_found() {
         srv.admin(b.token("boss"), None)
             .revoke_token(proto::RevokeTokenRequest {
                 token_id: t.token_id.clone(),
-                idempotency_key: String::new(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -240,7 +240,7 @@ async fn tokens_are_revocable_and_tokens_of_other_tenants_are_not_found() {
     admin
         .revoke_token(proto::RevokeTokenRequest {
             token_id: t.token_id.clone(),
-            idempotency_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -723,7 +723,7 @@ async fn bad_inputs_get_precise_errors() {
         srv.admin(org.token("boss"), None)
             .revoke_token(proto::RevokeTokenRequest {
                 token_id: "nope".into(),
-                idempotency_key: String::new(),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

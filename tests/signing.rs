@@ -97,11 +97,12 @@ async fn visa_signature_and_seal_complete_and_every_signature_verifies_externall
     )
     .await;
     let d = submit(&srv, &org, "vss", &[]).await;
-    // Not yet: the signature step is not active, and a visa is not a signature.
+    // Not yet: the signature step is not active (she is told so), and a visa is not a
+    // signature.
     assert_code(
         prepare(&srv, &org, "alice", &d.id, "officer-l2-p256", &[]).await,
-        Code::PermissionDenied,
-        "not an actor",
+        Code::FailedPrecondition,
+        "your step (1, signature) is not active yet",
     );
     approve(&srv, &org, "carol", &d.id, Some(0)).await.unwrap();
     assert_code(

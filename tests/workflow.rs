@@ -23,11 +23,12 @@ async fn sequential_three_step_circuit_completes_with_full_history() {
     assert_eq!(d.circuit_version, 1);
     assert_eq!(inbox(&srv, &org, "alice").await, vec![d.id.clone()]);
     assert!(inbox(&srv, &org, "bob").await.is_empty());
-    // Out of order: bob cannot act on step 0, nor on step 1 before it is active.
+    // Out of order: bob cannot act on step 0 (his step is not active yet), nor on step 1
+    // before it is active.
     assert_code(
         approve(&srv, &org, "bob", &d.id, None).await,
-        Code::PermissionDenied,
-        "not an actor",
+        Code::FailedPrecondition,
+        "your step (1, visa) is not active yet",
     );
     assert_code(
         approve(&srv, &org, "bob", &d.id, Some(1)).await,

@@ -106,7 +106,9 @@ async fn log_key(
     pinned: &Option<PathBuf>,
 ) -> Result<AuditPublicKey, CliError> {
     let pem = match pinned {
-        Some(p) => read_file("log key", p)?,
+        Some(p) => {
+            super::validation::read_kind("log key", p, crate::pki::kind::FileKind::PublicKey)?
+        }
         None => cl
             .audit
             .get_log_key(proto::GetLogKeyRequest {})

@@ -97,6 +97,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         }
         | Command::Pki { .. }
         | Command::Api { .. }
+        | Command::Completions { .. }
         | Command::Bench(_) => {
             unreachable!("server, offline and bench commands are dispatched before")
         }
@@ -417,11 +418,19 @@ async fn token(command: TokenCommand) -> Result<(), CliError> {
             c,
         } => {
             let c = if operator { outside_tenants(c) } else { c };
+            // The token itself is never sent nor printed: its SHA-256 names it.
+            let token = token_id.trim();
+            let (token_id, token_sha256) = if token.starts_with("pph_") {
+                (String::new(), hex::encode(Sha256::digest(token.as_bytes())))
+            } else {
+                (token.to_owned(), String::new())
+            };
             let mut cl = clients(&c).await?;
             let r = cl
                 .admin
                 .revoke_token(proto::RevokeTokenRequest {
                     token_id,
+                    token_sha256,
                     idempotency_key: idempotency_key(&idem)?,
                 })
                 .await?
@@ -433,12 +442,14 @@ async fn token(command: TokenCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        TokenCommand::List { operator, c } => {
+        TokenCommand::List { user, operator, c } => {
             let c = if operator { outside_tenants(c) } else { c };
             let mut cl = clients(&c).await?;
             let tokens = cl
                 .admin
-                .list_tokens(proto::ListTokensRequest {})
+                .list_tokens(proto::ListTokensRequest {
+                    user: user.unwrap_or_default(),
+                })
                 .await?
                 .into_inner()
                 .tokens;

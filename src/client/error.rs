@@ -54,6 +54,14 @@ pub enum CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(s: tonic::Status) -> Self {
+        // The server names its metadata header; at the command line it is an option.
+        if s.code() == Code::InvalidArgument && s.message().contains(super::conn::TENANT_HEADER) {
+            return CliError::Status(tonic::Status::new(
+                s.code(),
+                "the platform operator must name the tenant to act in: pass --tenant TENANT \
+                 or set PARAPH_TENANT",
+            ));
+        }
         CliError::Status(s)
     }
 }

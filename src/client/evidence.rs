@@ -282,7 +282,11 @@ fn check_signature(
 fn read_anchors(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, CliError> {
     let mut out = Vec::new();
     for f in files {
-        let bytes = read_file("trust anchor", f)?;
+        let bytes = super::validation::read_kind(
+            "trust anchor",
+            f,
+            crate::pki::kind::FileKind::Certificate,
+        )?;
         let certs = crate::crypto::certs::certs_from(&bytes)
             .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?;
         for c in certs {
@@ -299,7 +303,8 @@ fn read_anchors(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, CliError> {
 /// and the details, or fails with `bundle refused: <first failure>` (exit 6). Unreadable
 /// input files exit 2.
 pub fn verify_bundle(a: VerifyBundleArgs) -> Result<(), CliError> {
-    let key_pem = read_file("log key", &a.log_key)?;
+    let key_pem =
+        super::validation::read_kind("log key", &a.log_key, crate::pki::kind::FileKind::PublicKey)?;
     let key = AuditPublicKey::from_pem(&key_pem)
         .map_err(|e| CliError::Usage(format!("{}: {e}", a.log_key.display())))?;
     let anchors = read_anchors(&a.trust)?;

@@ -66,8 +66,37 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "paraph", version, about, long_about = None)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The client options, accepted before the command as well as after it
+/// (`paraph --json --token T show ID`): clap hands their values to the command's own.
+#[derive(Args)]
+pub struct GlobalOpts {
+    /// Server address (host, host:port or URL; port 50051 when none), for client commands.
+    #[arg(long, global = true, value_name = "ADDR")]
+    addr: Option<String>,
+    /// Bearer token, for client commands.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Tenant to act in (for the platform operator).
+    #[arg(long, global = true, value_name = "TENANT")]
+    tenant: Option<String>,
+    /// PEM file of the CA that issued the server's TLS certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require mTLS.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, global = true, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +171,13 @@ pub enum Command {
     Pki {
         #[command(subcommand)]
         command: PkiCommand,
+    },
+    /// Print the shell completion script for bash, zsh or fish, e.g.
+    /// `paraph completions bash > ~/.local/share/bash-completion/completions/paraph`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -273,7 +309,8 @@ pub struct InitArgs {
 /// Options shared by every client command.
 #[derive(Args, Clone)]
 pub struct ClientOpts {
-    /// Server address: host:port, http://host:port, or https://host:port for TLS.
+    /// Server address: host, host:port, http://host:port, or https://host:port for TLS (port
+    /// 50051 when none is given).
     #[arg(
         long,
         env = "PARAPH_ADDR",
@@ -396,10 +433,11 @@ pub enum TokenCommand {
         #[command(flatten)]
         c: ClientOpts,
     },
-    /// Revoke a token by its id. With --operator, a platform operator token: the last live one
-    /// is refused (rotate it instead).
+    /// Revoke a token by its id, or by the token itself (only its SHA-256 is sent). With
+    /// --operator, a platform operator token: the last live one is refused (rotate it instead).
     Revoke {
-        /// The token id (not the secret).
+        /// The token id, or the token (`pph_…`).
+        #[arg(value_name = "TOKEN_ID_OR_TOKEN")]
         token_id: String,
         /// A platform operator token (with the operator token; any --tenant is ignored).
         #[arg(long)]
@@ -410,8 +448,10 @@ pub enum TokenCommand {
         c: ClientOpts,
     },
     /// List the tenant's tokens (admins), or with --operator the platform operator tokens:
-    /// ids, users and dates, never the secrets.
+    /// ids, users, created, last used (to the minute) and revoked, never the secrets.
     List {
+        /// Only this user's tokens.
+        user: Option<String>,
         /// The platform operator tokens (with the operator token; any --tenant is ignored).
         #[arg(long)]
         operator: bool,
@@ -833,12 +873,37 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Api { command } => api::run(command),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
-        client => runtime(false)?.block_on(commands::run(client)),
+        client => {
+            runtime(false)?.block_on(async { conn::explain(commands::run(client).await).await })
+        }
     }
+}
+
+/// The exit code of a command whose output was cut off by its reader (`paraph inbox | head`):
+/// that of a process stopped by SIGPIPE, as the shell reports it.
+const CLOSED_PIPE_EXIT: u8 = 128 + 13;
+
+/// A write to a closed stdout (or stderr) ends the process quietly, as SIGPIPE ends other
+/// commands of a pipeline, instead of a panic and its backtrace (`print!` panics on EPIPE).
+fn exit_quietly_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(CLOSED_PIPE_EXIT));
+        }
+        default(info);
+    }));
 }
 
 /// Runs the `paraph` command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    exit_quietly_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -848,6 +913,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(2));
         }
     };
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "paraph", &mut script);
+        use std::io::Write as _;
+        return match std::io::stdout().lock().write_all(&script) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                ExitCode::from(CLOSED_PIPE_EXIT)
+            }
+            Err(e) => CliError::Local(format!("cannot write the script: {e}")).report(),
+        };
+    }
     // Offline, and with its own exit codes (0 valid, 1 refused, 2 bad input).
     if let Command::Pki {
         command: PkiCommand::Verify(a),

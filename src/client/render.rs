@@ -468,6 +468,7 @@ pub fn token_info_json(t: &proto::TokenInfo) -> Value {
         "created_at": time(&t.created_at),
         "revoked_at": time(&t.revoked_at),
         "current": t.current,
+        "last_used_at": time(&t.last_used_at),
     })
 }
 
@@ -477,8 +478,8 @@ pub fn tokens_table(ts: &[proto::TokenInfo]) -> String {
         return "no tokens\n".to_owned();
     }
     let mut out = format!(
-        "{:<32}  {:<20} {:<20} {}\n",
-        "ID", "USER", "CREATED", "REVOKED"
+        "{:<32}  {:<20} {:<20} {:<20} {}\n",
+        "ID", "USER", "CREATED", "LAST USED", "REVOKED"
     );
     for t in ts {
         let user = if t.user.is_empty() {
@@ -487,10 +488,11 @@ pub fn tokens_table(ts: &[proto::TokenInfo]) -> String {
             shown(&t.user).into_owned()
         };
         let mut line = format!(
-            "{:<32}  {:<20} {:<20} {}",
+            "{:<32}  {:<20} {:<20} {:<20} {}",
             shown(&t.token_id),
             user,
             time_text(&t.created_at),
+            time_text(&t.last_used_at),
             time_text(&t.revoked_at)
         );
         if t.current {

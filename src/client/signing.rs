@@ -75,8 +75,14 @@ impl Signer {
     /// Opens a PKCS#12 file (DER bytes) with its passphrase.
     pub fn from_p12(bytes: &[u8], password: &str, file: &Path) -> Result<Signer, CliError> {
         let f = file.display();
-        let p12 = openssl::pkcs12::Pkcs12::from_der(bytes)
-            .map_err(|_| CliError::Usage(format!("{f} is not a PKCS#12 file")))?;
+        let p12 = openssl::pkcs12::Pkcs12::from_der(bytes).map_err(|_| {
+            CliError::Usage(
+                match crate::pki::kind::wrong_kind(bytes, crate::pki::kind::FileKind::Pkcs12) {
+                    Some(what) => format!("{f}: {what}"),
+                    None => format!("{f} is not a PKCS#12 file"),
+                },
+            )
+        })?;
         // OpenSSL reports a bad passphrase as a MAC failure; say so without echoing anything.
         let parsed = p12.parse2(password).map_err(|_| {
             CliError::Usage(format!(
@@ -560,7 +566,8 @@ pub fn progress_bar(done: usize, total: usize) -> String {
     )
 }
 
-/// The progress bar on stderr: redrawn in place on a terminal, one line per update otherwise.
+/// The progress bar on stderr, drawn only on a terminal (redrawn in place); elsewhere (a log
+/// file, a pipe) nothing of it is written.
 pub(super) struct Progress {
     pub(super) tty: bool,
     width: usize,
@@ -575,14 +582,13 @@ impl Progress {
     }
 
     pub(super) fn draw(&mut self, line: &str) {
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let pad = self.width.saturating_sub(line.chars().count());
-            let _ = write!(err, "\r{line}{}", " ".repeat(pad));
-            self.width = line.chars().count();
-        } else {
-            let _ = writeln!(err, "{line}");
+        if !self.tty {
+            return;
         }
+        let mut err = std::io::stderr().lock();
+        let pad = self.width.saturating_sub(line.chars().count());
+        let _ = write!(err, "\r{line}{}", " ".repeat(pad));
+        self.width = line.chars().count();
         let _ = err.flush();
     }
 
@@ -694,14 +700,16 @@ pub async fn sign(a: SignArgs) -> Result<(), CliError> {
         }
     }
     if total > 0 {
-        progress.draw(&format!(
-            "{} signed {}, failed {}",
-            progress_bar(total, total),
-            signed.len(),
-            failed.len()
-        ));
         if progress.tty {
+            progress.draw(&format!(
+                "{} signed {}, failed {}",
+                progress_bar(total, total),
+                signed.len(),
+                failed.len()
+            ));
             eprintln_text!();
+        } else {
+            eprintln_text!("signed {}, failed {}", signed.len(), failed.len());
         }
     }
     if a.c.json {

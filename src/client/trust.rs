@@ -4,7 +4,7 @@
 use super::commands::{clients, idempotency_key, print_json};
 use super::error::CliError;
 use super::render;
-use super::validation::{parse_policy_level, policy_map, read_file};
+use super::validation::{parse_policy_level, policy_map, read_kind};
 use super::{ClientOpts, IdemOpts};
 use crate::proto;
 use clap::Subcommand;
@@ -105,13 +105,15 @@ pub async fn trust(command: TrustCommand) -> Result<(), CliError> {
             idem,
             c,
         } => {
-            let read_all = |what: &str, files: &[PathBuf]| -> Result<Vec<Vec<u8>>, CliError> {
-                files.iter().map(|f| read_file(what, f)).collect()
-            };
+            use crate::pki::kind::FileKind;
+            let read_all =
+                |what: &str, files: &[PathBuf], kind: FileKind| -> Result<Vec<Vec<u8>>, CliError> {
+                    files.iter().map(|f| read_kind(what, f, kind)).collect()
+                };
             let req = proto::SetTrustRequest {
-                anchors: read_all("trust anchor", &anchor)?,
-                intermediates: read_all("intermediate", &intermediate)?,
-                crls: read_all("CRL", &crl)?,
+                anchors: read_all("trust anchor", &anchor, FileKind::Certificate)?,
+                intermediates: read_all("intermediate", &intermediate, FileKind::Certificate)?,
+                crls: read_all("CRL", &crl, FileKind::Crl)?,
                 policy_levels: policy_map(&policy_level)?
                     .into_iter()
                     .map(|(oid, level)| proto::PolicyLevel {
@@ -154,7 +156,11 @@ pub async fn bind_cert(
     idem: IdemOpts,
     c: ClientOpts,
 ) -> Result<(), CliError> {
-    let certificate = read_file("certificate", &cert)?;
+    let certificate = read_kind(
+        "certificate",
+        &cert,
+        crate::pki::kind::FileKind::Certificate,
+    )?;
     let mut cl = clients(&c).await?;
     let u = cl
         .admin

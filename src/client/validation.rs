@@ -104,6 +104,20 @@ pub fn read_file(what: &str, p: &Path) -> Result<Vec<u8>, CliError> {
         .map_err(|e| CliError::Usage(format!("cannot read {what} {}: {e}", p.display())))
 }
 
+/// [`read_file`] for a file that must be of `kind`: one recognisably of another kind (a
+/// PKCS#12 file given as a certificate, …) is refused here, saying what it is.
+pub fn read_kind(
+    what: &str,
+    p: &Path,
+    kind: crate::pki::kind::FileKind,
+) -> Result<Vec<u8>, CliError> {
+    let bytes = read_file(what, p)?;
+    match crate::pki::kind::wrong_kind(&bytes, kind) {
+        Some(msg) => Err(CliError::Usage(format!("{what} {}: {msg}", p.display()))),
+        None => Ok(bytes),
+    }
+}
+
 /// `paraph signatures ID [--out DIR]`.
 pub async fn signatures(a: SignaturesArgs) -> Result<(), CliError> {
     let mut cl = clients(&a.c).await?;
@@ -203,7 +217,7 @@ fn offline_trust(a: &ValidateArgs) -> Result<TrustSettings, CliError> {
     let certs = |what: &str, files: &[PathBuf]| -> Result<Vec<Der>, CliError> {
         let mut out = Vec::new();
         for f in files {
-            let bytes = read_file(what, f)?;
+            let bytes = read_kind(what, f, crate::pki::kind::FileKind::Certificate)?;
             let certs = crate::crypto::certs::certs_from(&bytes)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?;
             for c in certs {
@@ -216,7 +230,7 @@ fn offline_trust(a: &ValidateArgs) -> Result<TrustSettings, CliError> {
     };
     let mut crls = Vec::new();
     for f in &a.crl {
-        let bytes = read_file("CRL", f)?;
+        let bytes = read_kind("CRL", f, crate::pki::kind::FileKind::Crl)?;
         for c in crate::crypto::certs::crls_from(&bytes)
             .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
         {
@@ -248,7 +262,7 @@ pub async fn validate(a: ValidateArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(format!("--at: {e}")))?;
     let data = read_file("data", &a.data)?;
     let signature = match &a.signature {
-        Some(f) => read_file("signature", f)?,
+        Some(f) => read_kind("signature", f, crate::pki::kind::FileKind::Cms)?,
         None => Vec::new(),
     };
     let report = if a.trust.is_empty() {

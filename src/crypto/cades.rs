@@ -333,6 +333,26 @@ pub fn assemble(
     certs: &[Vec<u8>],
     crls: &[Vec<u8>],
 ) -> Result<Vec<u8>, CryptoError> {
+    assemble_with(parts, certs, crls, true)
+}
+
+/// [`assemble`] with the SignerInfos in the order of `parts` (a document's signatures in
+/// circuit order), not in DER order: that one SET OF is then BER, as every CMS parser reads
+/// it (OpenSSL, pyHanko), so that tools listing the signers list them in the circuit's order.
+pub fn assemble_in_order(
+    parts: &[SignerPart],
+    certs: &[Vec<u8>],
+    crls: &[Vec<u8>],
+) -> Result<Vec<u8>, CryptoError> {
+    assemble_with(parts, certs, crls, false)
+}
+
+fn assemble_with(
+    parts: &[SignerPart],
+    certs: &[Vec<u8>],
+    crls: &[Vec<u8>],
+    der_order: bool,
+) -> Result<Vec<u8>, CryptoError> {
     let signer_infos = parts
         .iter()
         .map(|p| {
@@ -370,7 +390,12 @@ pub fn assemble(
         body.extend_from_slice(&tlv(0xa1, &crls.concat()));
     }
     let signer_infos: Vec<&[u8]> = signer_infos.iter().map(Vec::as_slice).collect();
-    body.extend_from_slice(&tlv(0x31, &der_set_order(signer_infos).concat()));
+    let signer_infos = if der_order {
+        der_set_order(signer_infos)
+    } else {
+        signer_infos
+    };
+    body.extend_from_slice(&tlv(0x31, &signer_infos.concat()));
     let signed_data = tlv(0x30, &body);
     Ok(seq(&[&oid(ID_SIGNED_DATA)?, &tlv(0xa0, &signed_data)]))
 }
@@ -711,11 +736,15 @@ pub fn parse(cms_der: &[u8]) -> Result<ParsedCms, CryptoError> {
                 crls = members(item, "CRL")?;
             }
             der::Tag::Set if signer_infos.is_none() => {
-                let der = item.to_der().map_err(|e| malformed("SignerInfos", e))?;
-                signer_infos = Some(
-                    SetOfVec::<SignerInfo>::from_der(&der)
-                        .map_err(|e| malformed("SignerInfos", e))?,
-                );
+                // In the order of the file (a SetOfVec would sort them into DER order): the
+                // signers of a document's whole CMS are in circuit order.
+                let mut inner =
+                    SliceReader::new(item.value()).map_err(|e| malformed("SignerInfos", e))?;
+                let mut infos: Vec<SignerInfo> = Vec::new();
+                while !inner.is_finished() {
+                    infos.push(inner.decode().map_err(|e| malformed("SignerInfos", e))?);
+                }
+                signer_infos = Some(infos);
             }
             _ => return Err(malformed("SignedData", "unexpected field")),
         }

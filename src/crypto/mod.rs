@@ -11,9 +11,9 @@ pub mod certs;
 pub mod der_util;
 
 pub use cades::{
-    assemble, build_signed_attributes, certificate_public_key, parse, sign_with_key,
-    verify_signature_value, with_crls, AttributeCheck, ParsedCms, ParsedSigner, SigAlg,
-    SignaturePolicy, SignerPart,
+    assemble, assemble_in_order, build_signed_attributes, certificate_public_key, parse,
+    sign_with_key, verify_signature_value, with_crls, AttributeCheck, ParsedCms, ParsedSigner,
+    SigAlg, SignaturePolicy, SignerPart,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,6 +22,17 @@ pub enum StepKind {
     Seal,
 }
 
+impl StepKind {
+    /// The kind's name in messages: `visa`, `signature`, `seal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Visa => "visa",
+            StepKind::Signature => "signature",
+            StepKind::Seal => "seal",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

@@ -697,8 +697,32 @@ impl Document {
                 "the share '{actor}' acted for on step {active} is done"
             )));
         }
+        if let Some(early) = self.not_yet_active_for(actor) {
+            return Err(early);
+        }
         Err(DomainError::Forbidden(format!(
             "'{actor}' is not an actor of step {active}"
+        )))
+    }
+
+    /// For an actor of a step not reached yet (and of no step reached so far): the refusal
+    /// that says his step is not active yet. `None` for anyone else.
+    pub fn not_yet_active_for(&self, actor: &UserName) -> Option<DomainError> {
+        if self.state.is_terminal() {
+            return None;
+        }
+        let (i, st) = self
+            .steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.status == StepStatus::Pending && s.actors.contains(actor))?;
+        let now = match self.active_step() {
+            Some(a) => format!(" (step {a}, {}, is active)", self.steps[a].kind.as_str()),
+            None => String::new(),
+        };
+        Some(DomainError::WrongState(format!(
+            "your step ({i}, {}) is not active yet{now}",
+            st.kind.as_str()
         )))
     }
 
@@ -713,13 +737,12 @@ impl Document {
         let who = self.acting(actor, step)?;
         let i = who.step;
         if self.steps[i].kind != StepKind::Visa {
-            return Err(DomainError::WrongState(format!(
-                "step {i} is a {} step, not a visa",
-                match self.steps[i].kind {
-                    StepKind::Signature => "signature",
-                    _ => "seal",
+            return Err(DomainError::WrongState(match self.steps[i].kind {
+                StepKind::Signature => {
+                    format!("step {i} is a signature step, not a visa: sign it with `paraph sign`")
                 }
-            )));
+                _ => format!("step {i} is a seal step, not a visa: the server applies it"),
+            }));
         }
         let comment = match comment.as_deref().map(str::trim) {
             Some(c) if !c.is_empty() => Some(check_reason(c).map_err(|_| {

@@ -112,7 +112,14 @@ impl AdminService for Api {
         let who = principal(&self.svc, &req).await?;
         let r = req.into_inner();
         let key = idem(&r.idempotency_key, &r)?;
-        let id = TokenId::parse(&r.token_id).map_err(invalid)?;
+        let id = if r.token_id.is_empty() && !r.token_sha256.is_empty() {
+            self.svc
+                .token_id_of(&who, &r.token_sha256)
+                .await
+                .map_err(to_status)?
+        } else {
+            TokenId::parse(&r.token_id).map_err(invalid)?
+        };
         let id = match who {
             Principal::Operator { .. } => self.svc.revoke_operator_token(&who, id, key).await,
             Principal::Caller(c) => self.svc.revoke_token(&c, id, key).await,
@@ -128,7 +135,11 @@ impl AdminService for Api {
         req: Request<proto::ListTokensRequest>,
     ) -> Result<Response<proto::ListTokensResponse>, Status> {
         let who = principal(&self.svc, &req).await?;
-        let tokens = self.svc.list_tokens(&who).await.map_err(to_status)?;
+        let user = match req.get_ref().user.as_str() {
+            "" => None,
+            u => Some(UserName::parse(u).map_err(invalid)?),
+        };
+        let tokens = self.svc.list_tokens(&who, user).await.map_err(to_status)?;
         Ok(Response::new(proto::ListTokensResponse {
             tokens: tokens
                 .iter()
@@ -138,6 +149,7 @@ impl AdminService for Api {
                     created_at: ts(t.created_at),
                     revoked_at: t.revoked_at.and_then(ts),
                     current: t.current,
+                    last_used_at: t.last_used_at.and_then(ts),
                 })
                 .collect(),
         }))

@@ -53,6 +53,10 @@ pub struct PkiVerifyArgs {
     /// Minimum RGS level required of the leaf (1-3 or *, **, ***).
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     pub level: Option<u8>,
+    /// Print the outcome as JSON: `{"valid": true, "subject", "level", …}` or
+    /// `{"valid": false, "refusals": [{"code", "message"}]}` (bad input stays text on stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_level(s: &str) -> Result<u8, String> {
@@ -105,6 +109,41 @@ impl CliOutcome {
             CliOutcome::Error(_) => 2,
         }
     }
+}
+
+fn profile_name(p: Profile) -> &'static str {
+    match p {
+        Profile::Rfc5280 => "rfc5280",
+        Profile::Rgs => "rgs",
+    }
+}
+
+/// `paraph pki verify --json`: the outcome as a JSON document (stdout) with its exit status;
+/// bad input is [`CliOutcome::Error`], as without `--json`.
+pub fn run_verify_json(args: &PkiVerifyArgs, now: i64) -> Result<serde_json::Value, CliOutcome> {
+    use serde_json::json;
+    let (leaf, opts) =
+        build_options(args, now).map_err(|e| CliOutcome::Error(format!("error: {e}")))?;
+    Ok(match verify_all(&leaf, &opts) {
+        Ok(v) => json!({
+            "valid": true,
+            "subject": v.subject(),
+            "issuer": v.issuer(),
+            "serial": v.serial_hex(),
+            "sha256": v.fingerprint_sha256_hex(),
+            "level": v.level(),
+            "policy": v.policy(),
+            "profile": profile_name(v.profile()),
+            "at": format_rfc3339(v.validated_at()),
+        }),
+        Err(all) => json!({
+            "valid": false,
+            "refusals": all
+                .iter()
+                .map(|r| json!({ "code": r.code(), "message": r.to_string() }))
+                .collect::<Vec<_>>(),
+        }),
+    })
 }
 
 /// Runs `paraph pki verify` with `now` (Unix seconds) as the default validation time.
@@ -191,6 +230,18 @@ pub fn cli_verify(args: &PkiVerifyArgs) -> ExitCode {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0);
+    if args.json {
+        return match run_verify_json(args, now) {
+            Ok(v) => {
+                println!("{v}");
+                ExitCode::from(if v["valid"] == true { 0 } else { 1 })
+            }
+            Err(e) => {
+                eprintln!("{}", e.text());
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let outcome = run_verify(args, now);
     match &outcome {
         CliOutcome::Error(t) => eprintln!("{t}"),

@@ -35,6 +35,7 @@
 mod cache;
 mod cli;
 mod ffi;
+pub mod kind;
 mod refusal;
 mod rgs;
 pub mod time;
@@ -70,6 +71,9 @@ pub enum PkiError {
     BadCertificate(String),
     #[error("invalid CRL: {0}")]
     BadCrl(String),
+    /// A file of another kind (a PKCS#12 file where a certificate is expected, …).
+    #[error("{0}")]
+    WrongKind(String),
 }
 
 /// A parsed CRL (cheap to clone), with its DER encoding.
@@ -298,6 +302,15 @@ pub fn policy_oids(der: &[u8]) -> Vec<String> {
 }
 
 pub fn load_certs(bytes: &[u8]) -> Result<Vec<X509>, PkiError> {
+    parse_certs(bytes).map_err(
+        |e| match kind::wrong_kind(bytes, kind::FileKind::Certificate) {
+            Some(msg) => PkiError::WrongKind(msg),
+            None => e,
+        },
+    )
+}
+
+fn parse_certs(bytes: &[u8]) -> Result<Vec<X509>, PkiError> {
     let mut out = Vec::new();
     if looks_like_pem(bytes) {
         let text = std::str::from_utf8(bytes)
@@ -336,6 +349,13 @@ fn checked_cert(cert: X509) -> Result<X509, PkiError> {
 
 /// Parses CRLs: PEM with one or more `X509 CRL` blocks, or one or more concatenated DER CRLs.
 pub fn load_crls(bytes: &[u8]) -> Result<Vec<Crl>, PkiError> {
+    parse_crls(bytes).map_err(|e| match kind::wrong_kind(bytes, kind::FileKind::Crl) {
+        Some(msg) => PkiError::WrongKind(msg),
+        None => e,
+    })
+}
+
+fn parse_crls(bytes: &[u8]) -> Result<Vec<Crl>, PkiError> {
     let mut out = Vec::new();
     if looks_like_pem(bytes) {
         let text = std::str::from_utf8(bytes)
@@ -365,12 +385,20 @@ pub fn load_crls(bytes: &[u8]) -> Result<Vec<Crl>, PkiError> {
 
 /// [`load_certs`] on a file.
 pub fn load_certs_file(path: impl AsRef<Path>) -> Result<Vec<X509>, PkiError> {
-    load_certs(&read(path.as_ref())?)
+    load_certs(&read(path.as_ref())?).map_err(|e| in_file(e, path.as_ref()))
+}
+
+/// Names the file in a wrong-kind error.
+fn in_file(e: PkiError, path: &Path) -> PkiError {
+    match e {
+        PkiError::WrongKind(msg) => PkiError::WrongKind(format!("{}: {msg}", path.display())),
+        e => e,
+    }
 }
 
 /// [`load_crls`] on a file.
 pub fn load_crls_file(path: impl AsRef<Path>) -> Result<Vec<Crl>, PkiError> {
-    load_crls(&read(path.as_ref())?)
+    load_crls(&read(path.as_ref())?).map_err(|e| in_file(e, path.as_ref()))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PkiError> {
@@ -403,9 +431,10 @@ mod tests {
         assert!(
             load_certs(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_err()
         );
+        // A private key is named as such.
         assert!(matches!(
             load_certs(b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"),
-            Err(PkiError::NoCertificate)
+            Err(PkiError::WrongKind(_))
         ));
         assert!(load_crls(b"\xff\xfe").is_err());
         assert!(matches!(load_crls(b""), Err(PkiError::NoCrl)));

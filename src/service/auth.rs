@@ -80,6 +80,16 @@ pub(super) const AUTH_PREFIXES: [&str; 3] = ["token/", "tenant/", "user/"];
 /// Principals kept at most.
 pub(super) const AUTH_CACHE_MAX: usize = 16_384;
 
+/// How fresh a token's "last used" time is kept: it is written at most once per token in
+/// this many seconds, so that authenticating stays a read.
+pub const LAST_USED_STEP_SECS: i64 = 60;
+
+/// Where the time a token (by its digest, hex) last authenticated a call is kept: outside
+/// `token/`, so that noting a use does not drop the cached principals.
+pub(super) fn last_used_key(digest_hex: &str) -> String {
+    format!("tokenused/{digest_hex}")
+}
+
 /// The digest under which a token is stored.
 pub(super) fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -117,6 +127,7 @@ impl Paraph {
         let tenant = tenant.map(TenantId::parse).transpose()?;
         let cache_key = (digest, tenant.clone());
         if let Some(p) = self.auth.get(&cache_key) {
+            self.note_use(digest);
             return Ok(p);
         }
         // Read before the records: a change committed meanwhile invalidates the entry.
@@ -167,7 +178,44 @@ impl Paraph {
             })
             .await?;
         self.auth.put(cache_key, epoch, principal.clone());
+        self.note_use(digest);
         Ok(principal)
+    }
+
+    /// Records that the token with `digest` authenticated a call now, at most once per
+    /// [`LAST_USED_STEP_SECS`] per token, in the background (the call does not wait for it;
+    /// a failed write only loses that note).
+    fn note_use(&self, digest: [u8; 32]) {
+        let now = self.clock.now();
+        {
+            let mut seen = match self.token_use.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if seen
+                .get(&digest)
+                .is_some_and(|at| now.0 - at < LAST_USED_STEP_SECS)
+            {
+                return;
+            }
+            seen.insert(digest, now.0);
+        }
+        let store = self.store.clone();
+        let key = last_used_key(&hex::encode(digest));
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let r = store
+                .transact(move |tx| {
+                    tx.put(&key, &now)?;
+                    Ok::<_, crate::store::StoreError>(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "the last use of a token was not recorded");
+            }
+        });
     }
 }
 

@@ -137,6 +137,9 @@ enum Either<'a, 'b> {
 fn may_read(caller: &Caller, doc: &Document) -> Result<()> {
     if caller.oversees() || doc.concerned().contains(&caller.name) {
         Ok(())
+    } else if let Some(early) = doc.not_yet_active_for(&caller.name) {
+        // An actor of a later step knows the document exists: he is told he is early.
+        Err(early.into())
     } else {
         Err(DomainError::Forbidden(format!(
             "'{}' is not concerned by this document",

@@ -233,6 +233,8 @@ pub struct Paraph {
     transfers: transfers::Transfers,
     /// Where signature validations run (see [`heavy`]).
     heavy: heavy::HeavyPool,
+    /// When each token's use was last recorded (see `auth::LAST_USED_STEP_SECS`).
+    token_use: std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>,
 }
 
 /// 16 fresh random bytes for identifiers and secrets.
@@ -288,6 +290,7 @@ impl Paraph {
             started: std::time::Instant::now(),
             transfers,
             heavy,
+            token_use: Default::default(),
         }
     }
 

@@ -33,6 +33,8 @@ pub struct TokenView {
     pub revoked_at: Option<Timestamp>,
     /// The token the listing call was made with.
     pub current: bool,
+    /// When the token last authenticated a call (to [`super::auth::LAST_USED_STEP_SECS`]).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A new operator token, and the tokens revoked in the same step.
@@ -299,9 +301,38 @@ impl Paraph {
         .await
     }
 
+    /// The id of the token whose SHA-256 is `sha256_hex`, when it is in the caller's scope
+    /// (the operator's own tokens, or a tenant admin's tenant); any other is not found.
+    pub async fn token_id_of(&self, who: &Principal, sha256_hex: &str) -> Result<TokenId> {
+        let scope = match who {
+            Principal::Operator { .. } => None,
+            Principal::Caller(c) => {
+                c.require(Role::Admin)?;
+                Some(c.tenant.clone())
+            }
+        };
+        let digest = sha256_hex.trim().to_ascii_lowercase();
+        let not_found = || ServiceError::from(DomainError::NotFound("token".into()));
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(DomainError::invalid("token_sha256", "64 hexadecimal digits").into());
+        }
+        self.blocking(move |s| {
+            let stored: StoredToken = s.get(&format!("token/{digest}"))?.ok_or_else(not_found)?;
+            if stored.record.tenant != scope {
+                return Err(not_found());
+            }
+            Ok(stored.record.id)
+        })
+        .await
+    }
+
     /// The tokens of the caller's scope, without secrets: the operator's own (operator outside
     /// any tenant) or the tenant's (its admins), oldest first.
-    pub async fn list_tokens(&self, who: &Principal) -> Result<Vec<TokenView>> {
+    pub async fn list_tokens(
+        &self,
+        who: &Principal,
+        user: Option<UserName>,
+    ) -> Result<Vec<TokenView>> {
         let (scope, current) = match who {
             Principal::Operator { token } => (None, token.clone()),
             Principal::Caller(c) => {
@@ -310,19 +341,22 @@ impl Paraph {
             }
         };
         self.blocking(move |s| {
-            let mut out: Vec<TokenView> = s
-                .scan::<StoredToken>("token/", None, usize::MAX)?
-                .into_iter()
-                .map(|(_, t)| t.record)
-                .filter(|r| r.tenant == scope)
-                .map(|r| TokenView {
+            let mut out: Vec<TokenView> = Vec::new();
+            for (_, t) in s.scan::<StoredToken>("token/", None, usize::MAX)? {
+                let r = t.record;
+                if r.tenant != scope || (user.is_some() && r.user != user) {
+                    continue;
+                }
+                let last_used_at = s.get(&super::auth::last_used_key(&t.digest))?;
+                out.push(TokenView {
                     current: current.as_ref() == Some(&r.id),
                     id: r.id,
                     user: r.user,
                     created_at: r.created_at,
                     revoked_at: r.revoked_at,
-                })
-                .collect();
+                    last_used_at,
+                });
+            }
             out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
             Ok(out)
         })

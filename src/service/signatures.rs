@@ -1072,8 +1072,10 @@ impl Paraph {
                 .map(|(_, r)| r.with_chain(&tenant, &|k| Ok(s.get_raw(k)?))?.detach_crls())
                 .collect::<Result<_>>()?;
             // Enveloped signatures (PES) live in the content, not in a CMS.
-            let detached: Vec<&SignatureRecord> =
+            let mut detached: Vec<&SignatureRecord> =
                 recs.iter().filter(|r| !r.cms.0.is_empty()).collect();
+            // The signers of the whole CMS in the circuit's order.
+            detached.sort_by_key(|r| (r.step, r.index));
             if detached.is_empty() {
                 return Ok((recs, Vec::new()));
             }
@@ -1085,7 +1087,7 @@ impl Paraph {
                 .iter()
                 .flat_map(|r| r.chain.iter().map(|d| d.0.clone()))
                 .collect();
-            let combined = crypto::assemble(&parts, &certs, &[])
+            let combined = crypto::assemble_in_order(&parts, &certs, &[])
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
             Ok((recs, combined))
         })
