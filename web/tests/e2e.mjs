@@ -1,0 +1,220 @@
+// Drives the web client in headless Chromium against a real `paraph serve --demo` (started by
+// tests/web.rs, which passes its address and the demo tokens in the environment). Documents
+// arrive through the real `paraph submit` command. Exits non-zero at the first failed check.
+import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const URL = env("PARAPH_WEB_URL");
+const ADDR = env("PARAPH_WEB_ADDR");
+const BIN = env("PARAPH_WEB_BIN");
+const SHOTS = env("PARAPH_WEB_SHOTS");
+const WORK = env("PARAPH_WEB_WORK");
+const P12 = env("PARAPH_WEB_P12");
+const PASS = env("PARAPH_WEB_P12_PASSWORD");
+const tok = {
+  finance: env("PARAPH_WEB_TOKEN_FINANCE"),
+  carol: env("PARAPH_WEB_TOKEN_CAROL"),
+  alice: env("PARAPH_WEB_TOKEN_ALICE"),
+  bob: env("PARAPH_WEB_TOKEN_BOB"),
+  other: env("PARAPH_WEB_TOKEN_OTHER"),
+};
+const TIMEOUT = 30000;
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+let n = 0;
+/** `paraph submit` as the finance software; returns the new document id. */
+function submit(title, amount) {
+  const file = join(WORK, `doc-${++n}.txt`);
+  writeFileSync(file, `${title}: ${amount} EUR to ACME\n`.repeat(50));
+  const out = execFileSync(
+    BIN,
+    ["submit", file, "--type", "MANDATE", "--circuit", "demo", "--title", title, "--meta", `amount=${amount}`, "--meta", "beneficiary=ACME"],
+    { env: { PATH: process.env.PATH, PARAPH_ADDR: ADDR, PARAPH_TOKEN: tok.finance }, encoding: "utf8", timeout: TIMEOUT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const id = out.trim();
+  check(/^[0-9a-f]{32}$/.test(id), `submitted "${title}" (${id})`);
+  return id;
+}
+
+/** Europe/Paris wall time of `ms`, as a datetime-local value. */
+function parisLocal(ms) {
+  const p = new Intl.DateTimeFormat("en-GB", {
+    timeZone: "Europe/Paris", hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  }).formatToParts(new Date(ms));
+  const g = (k) => p.find((x) => x.type === k).value;
+  return `${g("year")}-${g("month")}-${g("day")}T${g("hour")}:${g("minute")}`;
+}
+
+mkdirSync(SHOTS, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.PARAPH_WEB_CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const failures = [];
+const context = await browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
+const page = await context.newPage();
+page.setDefaultTimeout(TIMEOUT);
+page.on("console", (m) => {
+  if (m.type() === "error") failures.push(`console error: ${m.text()}`);
+});
+page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+// Nothing but the server itself is ever requested.
+page.on("request", (r) => {
+  const u = r.url();
+  if (!u.startsWith(URL) && !u.startsWith("blob:") && !u.startsWith("data:")) failures.push(`foreign request: ${u}`);
+});
+
+async function signIn(who) {
+  await page.goto(URL);
+  await page.getByLabel("Jeton d'accès").fill(tok[who]);
+  await page.getByRole("button", { name: "Se connecter" }).click();
+  await page.getByRole("heading", { name: "Documents en attente" }).waitFor();
+  const html = await page.content();
+  check(!html.includes(tok[who]), `${who} signed in; the token is nowhere in the page`);
+}
+
+async function signOut() {
+  await page.locator("[data-test=sign-out]").click();
+  await page.getByRole("heading", { name: "Connexion" }).waitFor();
+  const stored = await page.evaluate(() => sessionStorage.getItem("paraph.token"));
+  check(stored === null, "signed out: the token is gone from session storage");
+}
+
+async function openDoc(id) {
+  await page.goto(`${URL}#/doc/${id}`);
+  await page.locator("[data-test=doc-title]").waitFor();
+}
+
+async function docState() {
+  return page.locator("[data-test=doc-state]").getAttribute("data-state");
+}
+
+try {
+  // --- Sign-in: a wrong token is refused, nothing is kept. ---
+  await page.goto(URL);
+  check((await page.locator("html").getAttribute("lang")) === "fr", "the page is in French");
+  await page.getByLabel("Jeton d'accès").fill("pph_wrong-token");
+  await page.getByRole("button", { name: "Se connecter" }).click();
+  await page.getByText("Jeton refusé par le serveur.").waitFor();
+  check((await page.evaluate(() => sessionStorage.getItem("paraph.token"))) === null, "a refused token is not kept");
+
+  const doc1 = submit("Mandat 2026-001", "1200.50");
+
+  // --- Carol's inbox, then a document arriving live. ---
+  await signIn("carol");
+  await page.locator(`tr[data-id="${doc1}"]`).waitFor();
+  check(true, "carol's inbox lists the mandate");
+  await page.locator("#live[data-live=on]").waitFor();
+  const doc2 = submit("Mandat 2026-002", "99.00");
+  await page.locator(`tr[data-id="${doc2}"]`).waitFor();
+  check(true, "the inbox shows a new document without reloading (WatchEvents)");
+  await page.screenshot({ path: join(SHOTS, "inbox-carol.png"), fullPage: true });
+
+  // --- Carol's visa with a comment. ---
+  await page.locator(`tr[data-id="${doc1}"] a`).click();
+  await page.locator("[data-test=doc-title]").waitFor();
+  check((await page.locator("[data-test=doc-title]").textContent()) === "Mandat 2026-001", "the document page shows the title");
+  check(await page.getByText("1200.50").isVisible(), "the document page shows the amount");
+  await page.getByLabel("Commentaire (facultatif)").fill("Vu, conforme.");
+  await page.getByRole("button", { name: "Viser" }).click();
+  await page.locator('[data-test=timeline] li[data-status="DONE"]').first().waitFor();
+  check((await page.locator('[data-test=timeline] > li').nth(1).getAttribute("data-status")) === "ACTIVE", "after carol's visa the signature step is active");
+
+  // --- A rejection needs a reason. ---
+  await openDoc(doc2);
+  await page.getByRole("button", { name: "Rejeter" }).click();
+  await page.getByText("Le motif du rejet est obligatoire.").waitFor();
+  check((await docState()) === "IN_PROGRESS", "no rejection without a reason");
+  await page.getByLabel("Motif du rejet (obligatoire)").fill("Pièce justificative manquante");
+  await page.getByRole("button", { name: "Rejeter" }).click();
+  await page.locator('[data-test=doc-state][data-state="REJECTED"]').waitFor();
+  check(await page.getByText("Pièce justificative manquante").isVisible(), "the rejection and its reason are shown");
+  await signOut();
+
+  // --- Alice signs in the page with her PKCS#12. ---
+  await signIn("alice");
+  await page.locator(`tr[data-id="${doc1}"]`).waitFor();
+  await openDoc(doc1);
+  await page.getByLabel("Fichier du certificat (.p12, .pfx)").setInputFiles(P12);
+  await page.getByLabel("Phrase secrète du certificat").fill("not-the-passphrase");
+  await page.getByRole("button", { name: "Ouvrir le certificat" }).click();
+  await page.getByText("Phrase secrète incorrecte (ou fichier PKCS#12 endommagé).").waitFor();
+  check((await page.getByLabel("Phrase secrète du certificat").inputValue()) === "", "a wrong passphrase is refused and cleared");
+  await page.getByLabel("Phrase secrète du certificat").fill(PASS);
+  await page.getByRole("button", { name: "Ouvrir le certificat" }).click();
+  await page.locator("[data-test=cert-open]").waitFor();
+  check((await page.locator("[data-test=cert-open]").textContent()).includes("TEST Officer"), "the certificate opens in the page");
+  await page.locator("[data-test=sign]").click();
+  await page.locator('[data-test=doc-state][data-state="COMPLETED"]').waitFor();
+  check(true, "alice's signature completes the document (the seal step ran)");
+  await page.locator('[data-test=signatures] li[data-signer="alice"] [data-indication="TOTAL_PASSED"]').waitFor();
+  check(true, "alice's signature is shown valid");
+  await page.locator('[data-test=signatures] li[data-signer="_seal"]').waitFor();
+  check(true, "the seal of the commune is shown");
+  check((await page.locator('[data-test=timeline] > li[data-status="DONE"]').count()) === 3, "visa, signature and seal are done");
+  await page.screenshot({ path: join(SHOTS, "document-completed.png"), fullPage: true });
+  await signOut();
+
+  // --- Another tenant's user cannot see the document. ---
+  await signIn("other");
+  await openDoc(doc1);
+  check((await page.locator("[data-test=doc-title]").textContent()) === "Document introuvable.", "another tenant's document is not found");
+  await signOut();
+
+  // --- Carol declares an absence with bob as delegate; a new document is marked in bob's inbox. ---
+  await signIn("carol");
+  await page.getByRole("link", { name: "Absences" }).click();
+  await page.getByLabel("Du (heure de Paris)").fill(parisLocal(Date.now() - 3600e3));
+  await page.getByLabel("Au (heure de Paris, exclu)").fill(parisLocal(Date.now() + 86400e3));
+  await page.getByLabel("Suppléant (identifiant)").fill("bob");
+  await page.getByRole("button", { name: "Déclarer l'absence" }).click();
+  await page.locator("[data-test=absences] li").first().waitFor();
+  check((await page.locator("[data-test=absences]").textContent()).includes("bob"), "carol's absence is listed with bob");
+  await signOut();
+  const doc3 = submit("Mandat 2026-003", "450.00");
+  await signIn("bob");
+  const row = page.locator(`tr[data-id="${doc3}"]`);
+  await row.waitFor();
+  check((await row.locator("[data-test=on-behalf-of]").textContent()).includes("carol"), "the delegated document is marked in bob's inbox");
+  // Bob approves it with the batch action, with progress.
+  await row.locator("input[type=checkbox]").check();
+  await page.locator("[data-test=approve-selected]").click();
+  await page.getByText("1 / 1 — terminé").waitFor();
+  await page.locator(`tr[data-id="${doc3}"]`).waitFor({ state: "detached" });
+  check(true, "the batch visa went through and the document left bob's inbox");
+  await openDoc(doc3);
+  check((await page.locator("[data-test=timeline]").textContent()).includes("pour le compte de carol"), "the timeline says bob acted on behalf of carol");
+  await signOut();
+} catch (e) {
+  failures.push(e.stack || String(e));
+  try {
+    await page.screenshot({ path: join(SHOTS, "failure.png"), fullPage: true });
+  } catch {}
+} finally {
+  await browser.close();
+}
+if (failures.length) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
+console.log("all browser checks passed");
