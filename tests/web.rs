@@ -3,13 +3,15 @@
 //! (playwright-core, installed by `npm ci` in `web/`): sign-in, inbox, live update, carol's
 //! visa, a rejection with its reason, alice's signature with her PKCS#12 in the page (a wrong
 //! passphrase first) up to the seal, another tenant's document not found, a delegated document
-//! marked in the delegate's inbox and approved in a batch. Screenshots of the inbox and of a
+//! marked in the delegate's inbox and approved in a batch; an administrator's read-only pages;
+//! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`). Screenshots of the inbox and of a
 //! document page go to `target/web-screenshots/` for reviewers.
 
 mod common;
 
 use common::cli::{lines, next_line, Proc, BIN};
-use common::{Org, TestServer};
+use common::{role, Org, TestServer};
+use paraph::proto;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -78,6 +80,27 @@ async fn an_officer_day_in_the_browser() {
     // Another tenant on the same platform, with its own officers.
     let platform = TestServer::attach(addr.parse().expect("address"), operator).await;
     let other = Org::create(&platform, "ville-voisine").await;
+    // A controller of the demo commune: administrator and auditor (read-only pages).
+    let mut op = platform.admin(&platform.operator, Some("demo"));
+    op.create_user(proto::CreateUserRequest {
+        name: "controle".into(),
+        display_name: "Contrôle de gestion".into(),
+        roles: vec![role(proto::Role::Admin), role(proto::Role::Auditor)],
+        idempotency_key: String::new(),
+    })
+    .await
+    .expect("create the controller");
+    let auditor = op
+        .issue_token(proto::IssueTokenRequest {
+            user: "controle".into(),
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("issue a token")
+        .into_inner()
+        .token
+        .expect("token")
+        .token;
 
     let shots = Path::new(ROOT).join("target/web-screenshots");
     let mut run = Command::new("node");
@@ -94,6 +117,7 @@ async fn an_officer_day_in_the_browser() {
         )
         .env("PARAPH_WEB_P12_PASSWORD", PASSPHRASE)
         .env("PARAPH_WEB_TOKEN_OTHER", other.token("alice"))
+        .env("PARAPH_WEB_TOKEN_AUDITOR", &auditor)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -136,5 +160,31 @@ async fn an_officer_day_in_the_browser() {
         let png = std::fs::read(shots.join(shot)).expect(shot);
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }
+    // The evidence bundle the auditor downloaded from the page verifies offline.
+    let key = proto::audit_service_client::AuditServiceClient::with_interceptor(
+        platform.channel(),
+        common::auth(&auditor),
+    )
+    .get_log_key(proto::GetLogKeyRequest {})
+    .await
+    .expect("log key")
+    .into_inner()
+    .public_key_pem;
+    std::fs::write(dir.join("log-key.pem"), key).expect("write the log key");
+    let verified = Command::new(BIN)
+        .arg("verify-bundle")
+        .arg("--log-key")
+        .arg(dir.join("log-key.pem"))
+        .arg("--trust")
+        .arg(Path::new(ROOT).join("certs-test/root-ca.cert.pem"))
+        .arg(dir.join("evidence.json"))
+        .output()
+        .expect("run verify-bundle");
+    assert!(
+        verified.status.success(),
+        "verify-bundle refused the downloaded bundle:\n{}\n{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
     server.terminate(Duration::from_secs(30));
 }

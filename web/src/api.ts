@@ -7,6 +7,9 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { DocumentService } from "./gen/paraph/v1/document_pb";
 import { SignatureService } from "./gen/paraph/v1/signature_pb";
 import { DelegationService } from "./gen/paraph/v1/delegation_pb";
+import { AuditService } from "./gen/paraph/v1/audit_pb";
+import { AdminService } from "./gen/paraph/v1/admin_pb";
+import { CircuitService } from "./gen/paraph/v1/circuit_pb";
 
 const KEY = "paraph.token";
 
@@ -37,6 +40,9 @@ const transport = createGrpcWebTransport({
 export const docs: Client<typeof DocumentService> = createClient(DocumentService, transport);
 export const sigs: Client<typeof SignatureService> = createClient(SignatureService, transport);
 export const dele: Client<typeof DelegationService> = createClient(DelegationService, transport);
+export const audit: Client<typeof AuditService> = createClient(AuditService, transport);
+export const admin: Client<typeof AdminService> = createClient(AdminService, transport);
+export const circuits: Client<typeof CircuitService> = createClient(CircuitService, transport);
 
 /** The whole content of a document (a revision, or the latest). */
 export async function content(id: string, signal?: AbortSignal): Promise<Uint8Array> {

@@ -90,6 +90,21 @@ const fr = {
   absenceDeclared: "Absence déclarée.",
   user: "Utilisateur",
   active: "active",
+  auditTitle: "Journal d'audit",
+  showEvents: "Afficher les événements",
+  evidence: "Télécharger le dossier de preuve",
+  evidenceNote: "Le dossier de preuve (JSON, heures en UTC) se vérifie hors ligne avec paraph verify-bundle.",
+  admin: "Administration",
+  adminTitle: "Administration (lecture seule)",
+  users: "Utilisateurs",
+  roles: "Rôles",
+  certificates: "certificat(s) lié(s)",
+  circuits: "Circuits",
+  condition: "si",
+  level: "niveau RGS",
+  deadline: "délai",
+  allAbsences: "Absences",
+  denied: "Votre rôle ne donne pas accès à cette partie.",
 };
 
 type Texts = typeof fr;
@@ -184,6 +199,21 @@ const en: Texts = {
   absenceDeclared: "Absence declared.",
   user: "User",
   active: "active",
+  auditTitle: "Audit trail",
+  showEvents: "Show the events",
+  evidence: "Download the evidence bundle",
+  evidenceNote: "The evidence bundle (JSON, times in UTC) is verified offline with paraph verify-bundle.",
+  admin: "Administration",
+  adminTitle: "Administration (read-only)",
+  users: "Users",
+  roles: "Roles",
+  certificates: "bound certificate(s)",
+  circuits: "Circuits",
+  condition: "if",
+  level: "RGS level",
+  deadline: "deadline",
+  allAbsences: "Absences",
+  denied: "Your role does not give access to this part.",
 };
 
 const LANG_KEY = "paraph.lang";

@@ -13,7 +13,7 @@ import {
   type DocumentEvent,
   type InboxItem,
 } from "./gen/paraph/v1/document_pb";
-import { StepKind, DocumentType } from "./gen/paraph/v1/common_pb";
+import { StepKind, DocumentType, StepMode, Role } from "./gen/paraph/v1/common_pb";
 import { Indication } from "./gen/paraph/v1/signature_pb";
 import { openP12, sign, messageDigest, sha256Hex, hex, P12Error, type Signer } from "./signer";
 
@@ -270,6 +270,7 @@ function nav(): void {
     n.append(
       h("a", { href: "#/" }, t.inbox),
       h("a", { href: "#/absences" }, t.absences),
+      h("a", { href: "#/admin" }, t.admin),
       on(h("button", { type: "button", class: "secondary", "data-test": "sign-out" }, t.signOut), "click", signOut),
     );
   }
@@ -566,6 +567,7 @@ async function documentView(id: string): Promise<void> {
     contentBox,
     h("h2", {}, t.signatures),
     sigBox,
+    auditSection(d),
   );
   // The content, then the signatures validated over it.
   let content: Uint8Array;
@@ -621,6 +623,63 @@ async function documentView(id: string): Promise<void> {
   } catch (e) {
     sigBox.replaceChildren(errorBox(e));
   }
+}
+
+/** Auditors: the document's events in the audit log, and its evidence bundle (UTC inside). */
+function auditSection(d: Document): HTMLElement {
+  const out = h("div", { "data-test": "audit" });
+  const events = on(h("button", { type: "button", class: "secondary" }, t.showEvents), "click", async () => {
+    try {
+      const r = await api.audit.listEvents({ documentId: d.id });
+      out.replaceChildren(
+        h(
+          "ol",
+          { "data-test": "audit-events" },
+          ...r.events.map((e) => {
+            let text: string;
+            try {
+              const ev = JSON.parse(new TextDecoder().decode(e.event));
+              text = `#${e.index} — ${when(ev.at)} — ${ev.kind}` +
+                (ev.actor ? ` — ${ev.actor}` : "") +
+                (ev.on_behalf_of ? ` (${t.onBehalfOf} ${ev.on_behalf_of})` : "") +
+                (ev.detail ? ` — ${ev.detail}` : "");
+            } catch {
+              text = `#${e.index}`;
+            }
+            return h("li", {}, text);
+          }),
+        ),
+      );
+    } catch (e) {
+      out.replaceChildren(deniedOr(e));
+    }
+  });
+  const bundle = on(h("button", { type: "button", class: "secondary", "data-test": "evidence" }, t.evidence), "click", async () => {
+    try {
+      const r = await api.audit.exportEvidence({ documentId: d.id });
+      const url = URL.createObjectURL(new Blob([r.bundle as BlobPart], { type: "application/json" }));
+      const a = h("a", { href: url, download: `evidence-${d.id}.json` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (e) {
+      out.replaceChildren(deniedOr(e));
+    }
+  });
+  return h(
+    "section",
+    { "aria-labelledby": "audit-title" },
+    h("h2", { id: "audit-title" }, t.auditTitle),
+    h("p", {}, t.evidenceNote),
+    h("div", { class: "actions" }, events, bundle),
+    out,
+  );
+}
+
+function deniedOr(e: unknown): HTMLElement {
+  if (e instanceof ConnectError && e.code === Code.PermissionDenied) return h("p", {}, t.denied);
+  return errorBox(e);
 }
 
 function actionForms(d: Document, item: InboxItem): HTMLElement[] {
@@ -802,6 +861,94 @@ async function absencesView(): Promise<void> {
   await refresh();
 }
 
+// ---------- administration (read-only) ----------
+
+async function adminView(): Promise<void> {
+  nav();
+  onEvent = null;
+  const users = h("div", { "data-test": "admin-users" }, "…");
+  const circuits = h("div", { "data-test": "admin-circuits" }, "…");
+  const absences = h("div", { "data-test": "admin-absences" }, "…");
+  show(
+    h("h1", {}, t.adminTitle),
+    h("h2", {}, t.users),
+    users,
+    h("h2", {}, t.circuits),
+    circuits,
+    h("h2", {}, t.allAbsences),
+    absences,
+  );
+  const roleName = (r: Role) => enumName(Role, r).toLowerCase();
+  await Promise.all([
+    api.admin
+      .listUsers({})
+      .then((r) =>
+        users.replaceChildren(
+          h(
+            "ul",
+            {},
+            ...r.users.map((u) =>
+              h(
+                "li",
+                { "data-user": u.name },
+                `${u.name}${u.displayName ? ` (${u.displayName})` : ""} — ${t.roles} : ${u.roles.map(roleName).join(", ")}` +
+                  (u.certificates.length ? ` — ${u.certificates.length} ${t.certificates}` : ""),
+              ),
+            ),
+          ),
+        ),
+      )
+      .catch((e) => users.replaceChildren(deniedOr(e))),
+    api.circuits
+      .listCircuits({})
+      .then((r) =>
+        circuits.replaceChildren(
+          ...r.circuits.map((c) =>
+            h(
+              "section",
+              { "data-circuit": c.name },
+              h("h3", {}, `${c.name} v${c.version}`),
+              h(
+                "ol",
+                {},
+                ...c.steps.map((st) => {
+                  const mode = enumName(StepMode, st.mode);
+                  return h(
+                    "li",
+                    {},
+                    `${stepName(st.kind)}` +
+                      (st.actors.length ? ` — ${st.actors.join(", ")}` : "") +
+                      (st.actors.length > 1 ? ` (${mode === "QUORUM" ? `${st.quorum}/${st.actors.length}` : mode.toLowerCase()})` : "") +
+                      (st.level ? ` — ${t.level} ${"*".repeat(st.level)}` : "") +
+                      (st.condition ? ` — ${t.condition} ${st.condition}` : "") +
+                      (st.deadlineSeconds ? ` — ${t.deadline} ${Number(st.deadlineSeconds) / 3600} h` : ""),
+                  );
+                }),
+              ),
+            ),
+          ),
+        ),
+      )
+      .catch((e) => circuits.replaceChildren(deniedOr(e))),
+    api.dele
+      .listAbsences({})
+      .then((r) =>
+        absences.replaceChildren(
+          r.absences.length === 0
+            ? h("p", {}, t.noAbsences)
+            : h(
+                "ul",
+                {},
+                ...r.absences.map((a) =>
+                  h("li", {}, `${a.user} : ${when(a.from?.seconds)} → ${when(a.to?.seconds)} — ${a.delegate}` + (a.active ? ` (${t.active})` : "")),
+                ),
+              ),
+        ),
+      )
+      .catch((e) => absences.replaceChildren(deniedOr(e))),
+  ]);
+}
+
 // ---------- routing ----------
 
 function route(): void {
@@ -817,6 +964,7 @@ function route(): void {
   let p: Promise<void>;
   if (doc) p = documentView(decodeURIComponent(doc[1]));
   else if (hash === "/absences") p = absencesView();
+  else if (hash === "/admin") p = adminView();
   else p = inboxView();
   p.catch((e) => show(errorBox(e)));
 }

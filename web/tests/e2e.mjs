@@ -3,7 +3,7 @@
 // arrive through the real `paraph submit` command. Exits non-zero at the first failed check.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const env = (k) => {
@@ -24,6 +24,7 @@ const tok = {
   alice: env("PARAPH_WEB_TOKEN_ALICE"),
   bob: env("PARAPH_WEB_TOKEN_BOB"),
   other: env("PARAPH_WEB_TOKEN_OTHER"),
+  auditor: env("PARAPH_WEB_TOKEN_AUDITOR"),
 };
 const TIMEOUT = 30000;
 
@@ -173,6 +174,23 @@ try {
   check(true, "the seal of the commune is shown");
   check((await page.locator('[data-test=timeline] > li[data-status="DONE"]').count()) === 3, "visa, signature and seal are done");
   await page.screenshot({ path: join(SHOTS, "document-completed.png"), fullPage: true });
+  await signOut();
+
+  // --- The controller: read-only administration, then the audit trail and evidence bundle. ---
+  await signIn("auditor");
+  await page.getByRole("link", { name: "Administration" }).click();
+  await page.locator('[data-test=admin-users] li[data-user="alice"]').waitFor();
+  const circuit = await page.locator('[data-test=admin-circuits] [data-circuit="demo"]').textContent();
+  check(circuit.includes("visa — carol") && circuit.includes("signature — alice — niveau RGS **") && circuit.includes("cachet"), "the demo circuit is rendered as its steps");
+  await openDoc(doc1);
+  await page.getByRole("button", { name: "Afficher les événements" }).click();
+  await page.locator("[data-test=audit-events] li").first().waitFor();
+  const events = await page.locator("[data-test=audit-events]").textContent();
+  check(events.includes("approved") && events.includes("completed"), "the auditor sees the document's events");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("[data-test=evidence]").click()]);
+  await download.saveAs(join(WORK, "evidence.json"));
+  const bundle = JSON.parse(readFileSync(join(WORK, "evidence.json"), "utf8"));
+  check(typeof bundle === "object" && bundle !== null, "the evidence bundle downloads from the page");
   await signOut();
 
   // --- Another tenant's user cannot see the document. ---
