@@ -72,7 +72,8 @@ const browser = await chromium.launch({
   ],
 });
 const failures = [];
-const context = await browser.newContext({ locale: "fr-FR", timezoneId: "Europe/Paris" });
+// The browser's own time zone is not Paris: the page must still show Paris time.
+const context = await browser.newContext({ locale: "fr-FR", timezoneId: "Asia/Tokyo", viewport: { width: 1280, height: 900 } });
 const page = await context.newPage();
 page.setDefaultTimeout(TIMEOUT);
 page.on("console", (m) => {
@@ -85,10 +86,35 @@ page.on("request", (r) => {
   if (!u.startsWith(URL) && !u.startsWith("blob:") && !u.startsWith("data:")) failures.push(`foreign request: ${u}`);
 });
 
+/** Date and time as the page shows them: Europe/Paris. */
+function paris(ms) {
+  return new Intl.DateTimeFormat("fr-FR", { timeZone: "Europe/Paris", dateStyle: "short", timeStyle: "short" }).format(new Date(ms));
+}
+
+/** The form controls of the page that have no label (none should). */
+async function unlabelled() {
+  return page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea, button")]
+      .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !(el.tagName === "BUTTON" && el.textContent.trim()))
+      .map((el) => el.outerHTML),
+  );
+}
+
+/** Whether the page fits its width at 200 % zoom (half the width), without horizontal scrolling. */
+async function fitsAtDoubleZoom(what) {
+  await page.setViewportSize({ width: 640, height: 900 });
+  const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  check(scroll <= width, `${what} reads at 200 % zoom without horizontal scrolling (${scroll} <= ${width})`);
+}
+
 async function signIn(who) {
   await page.goto(URL);
-  await page.getByLabel("Jeton d'accès").fill(tok[who]);
-  await page.getByRole("button", { name: "Se connecter" }).click();
+  // With the keyboard only: the token field has the focus, Enter signs in.
+  await page.getByLabel("Jeton d'accès").waitFor();
+  check(await page.evaluate(() => document.activeElement?.getAttribute("name") === "token"), "the token field has the focus");
+  await page.keyboard.type(tok[who]);
+  await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Documents en attente" }).waitFor();
   const html = await page.content();
   check(!html.includes(tok[who]), `${who} signed in; the token is nowhere in the page`);
@@ -119,12 +145,18 @@ try {
   await page.getByText("Jeton refusé par le serveur.").waitFor();
   check((await page.evaluate(() => sessionStorage.getItem("paraph.token"))) === null, "a refused token is not kept");
 
+  const before = Date.now();
   const doc1 = submit("Mandat 2026-001", "1200.50");
+  const after = Date.now();
 
   // --- Carol's inbox, then a document arriving live. ---
   await signIn("carol");
   await page.locator(`tr[data-id="${doc1}"]`).waitFor();
   check(true, "carol's inbox lists the mandate");
+  const since = await page.locator(`tr[data-id="${doc1}"] td`).nth(4).textContent();
+  check(since === paris(before) || since === paris(after), `dates are shown in Paris time (${since})`);
+  check((await unlabelled()).length === 0, "every control of the inbox has a label");
+  await fitsAtDoubleZoom("the inbox");
   await page.locator("#live[data-live=on]").waitFor();
   const doc2 = submit("Mandat 2026-002", "99.00");
   await page.locator(`tr[data-id="${doc2}"]`).waitFor();
@@ -163,6 +195,7 @@ try {
   check((await page.getByLabel("Phrase secrète du certificat").inputValue()) === "", "a wrong passphrase is refused and cleared");
   await page.getByLabel("Phrase secrète du certificat").fill(PASS);
   await page.getByRole("button", { name: "Ouvrir le certificat" }).click();
+  check((await unlabelled()).length === 0, "every control of the document page has a label");
   await page.locator("[data-test=cert-open]").waitFor();
   check((await page.locator("[data-test=cert-open]").textContent()).includes("TEST Officer"), "the certificate opens in the page");
   await page.locator("[data-test=sign]").click();
@@ -174,6 +207,7 @@ try {
   check(true, "the seal of the commune is shown");
   check((await page.locator('[data-test=timeline] > li[data-status="DONE"]').count()) === 3, "visa, signature and seal are done");
   await page.screenshot({ path: join(SHOTS, "document-completed.png"), fullPage: true });
+  await fitsAtDoubleZoom("the document page");
   await signOut();
 
   // --- The controller: read-only administration, then the audit trail and evidence bundle. ---
@@ -205,6 +239,7 @@ try {
   await page.getByLabel("Du (heure de Paris)").fill(parisLocal(Date.now() - 3600e3));
   await page.getByLabel("Au (heure de Paris, exclu)").fill(parisLocal(Date.now() + 86400e3));
   await page.getByLabel("Suppléant (identifiant)").fill("bob");
+  check((await unlabelled()).length === 0, "every control of the absence page has a label");
   await page.getByRole("button", { name: "Déclarer l'absence" }).click();
   await page.locator("[data-test=absences] li").first().waitFor();
   check((await page.locator("[data-test=absences]").textContent()).includes("bob"), "carol's absence is listed with bob");
