@@ -105,6 +105,13 @@ const fr = {
   deadline: "délai",
   allAbsences: "Absences",
   denied: "Votre rôle ne donne pas accès à cette partie.",
+  openById: "Ouvrir un document par son identifiant",
+  documentId: "Identifiant du document",
+  open: "Ouvrir",
+  withdrawTitle: "Retirer le document (déposant)",
+  withdrawReason: "Motif du retrait",
+  withdraw: "Retirer",
+  withdrawn: "Document retiré.",
 };
 
 type Texts = typeof fr;
@@ -214,6 +221,13 @@ const en: Texts = {
   deadline: "deadline",
   allAbsences: "Absences",
   denied: "Your role does not give access to this part.",
+  openById: "Open a document by its id",
+  documentId: "Document id",
+  open: "Open",
+  withdrawTitle: "Withdraw the document (submitter)",
+  withdrawReason: "Reason for withdrawal",
+  withdraw: "Withdraw",
+  withdrawn: "Document withdrawn.",
 };
 
 const LANG_KEY = "paraph.lang";

@@ -225,7 +225,10 @@ function signInView(problem?: string): void {
     if (!tok) return;
     api.setToken(tok);
     try {
-      await api.docs.listInbox({ pageSize: 1 });
+      await api.docs.listInbox({ pageSize: 1 }).catch((err) => {
+        // A valid token whose user has no inbox (a submitter, an auditor).
+        if (!(err instanceof ConnectError && err.code === Code.PermissionDenied)) throw err;
+      });
       goInbox();
     } catch (err) {
       api.clearToken();
@@ -357,7 +360,7 @@ async function inboxView(): Promise<void> {
       items = await loadInbox();
     } catch (e) {
       if (e instanceof ConnectError && e.code === Code.Unauthenticated) return signOut();
-      list.replaceChildren(errorBox(e));
+      list.replaceChildren(deniedOr(e));
       return;
     }
     for (const id of [...selected]) if (!items.some((i) => i.id === id)) selected.delete(id);
@@ -479,6 +482,7 @@ async function inboxView(): Promise<void> {
     ),
     progress,
     signerPanel(() => {}),
+    openByIdForm(),
   );
   setLive(!!watching);
   startWatch();
@@ -561,6 +565,7 @@ async function documentView(id: string): Promise<void> {
     h("h1", { "data-test": "doc-title" }, d.title || d.id),
     meta,
     actions,
+    mine ? null : withdrawSection(d),
     h("h2", {}, t.timeline),
     timeline,
     h("h2", {}, t.content),
@@ -623,6 +628,48 @@ async function documentView(id: string): Promise<void> {
   } catch (e) {
     sigBox.replaceChildren(errorBox(e));
   }
+}
+
+/** Submitters and auditors follow a document by its id (the one `paraph submit` printed). */
+function openByIdForm(): HTMLElement {
+  const input = h("input", { type: "text", name: "document-id", autocomplete: "off", spellcheck: "false" }) as HTMLInputElement;
+  const form = h(
+    "form",
+    { "data-test": "open-by-id" },
+    ...field(t.documentId, input),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "secondary" }, t.open)),
+  );
+  on(form, "submit", (e) => {
+    e.preventDefault();
+    const id = input.value.trim();
+    if (id) location.hash = `#/doc/${encodeURIComponent(id)}`;
+  });
+  return h("section", { "aria-labelledby": "open-title" }, h("h2", { id: "open-title" }, t.openById), form);
+}
+
+/** The submitter withdraws a document still in progress (the server checks who may). */
+function withdrawSection(d: Document): HTMLElement | null {
+  if (d.state !== DocumentState.IN_PROGRESS) return null;
+  const reason = h("textarea", { name: "withdraw-reason", rows: "2" }) as HTMLTextAreaElement;
+  const msg = h("div", { "aria-live": "assertive" });
+  const form = h(
+    "form",
+    { "data-test": "withdraw-form" },
+    ...field(t.withdrawReason, reason),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, t.withdraw)),
+    msg,
+  );
+  on(form, "submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api.docs.withdraw({ id: d.id, reason: reason.value.trim(), idempotencyKey: api.idemKey() });
+      say(t.withdrawn);
+      await documentView(d.id);
+    } catch (err) {
+      msg.replaceChildren(deniedOr(err));
+    }
+  });
+  return h("details", {}, h("summary", {}, t.withdrawTitle), form);
 }
 
 /** Auditors: the document's events in the audit log, and its evidence bundle (UTC inside). */

@@ -227,6 +227,19 @@ try {
   check(typeof bundle === "object" && bundle !== null, "the evidence bundle downloads from the page");
   await signOut();
 
+  // --- The submitter follows a document by its id and withdraws it. ---
+  const doc4 = submit("Mandat 2026-004", "10.00");
+  await signIn("finance");
+  await page.getByLabel("Identifiant du document").fill(doc4);
+  await page.getByRole("button", { name: "Ouvrir", exact: true }).click();
+  await page.locator("[data-test=doc-title]").waitFor();
+  await page.getByText("Retirer le document (déposant)").click();
+  await page.getByLabel("Motif du retrait").fill("Erreur de montant");
+  await page.getByRole("button", { name: "Retirer", exact: true }).click();
+  await page.locator('[data-test=doc-state][data-state="WITHDRAWN"]').waitFor();
+  check(true, "the submitter withdrew his document from the page");
+  await signOut();
+
   // --- Another tenant's user cannot see the document. ---
   await signIn("other");
   await openDoc(doc1);
