@@ -3,7 +3,8 @@
 //! (playwright-core, installed by `npm ci` in `web/`): sign-in, inbox, live update, carol's
 //! visa, a rejection with its reason, alice's signature with her PKCS#12 in the page (a wrong
 //! passphrase first) up to the seal, another tenant's document not found, a delegated document
-//! marked in the delegate's inbox and approved in a batch; an administrator's read-only pages;
+//! marked in the delegate's inbox and approved in a batch; batches of visas and signatures
+//! with their progress; a submitter's withdrawal; an administrator's read-only pages;
 //! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`). Screenshots of the inbox and of a
 //! document page go to `target/web-screenshots/` for reviewers.
 

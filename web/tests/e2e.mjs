@@ -246,6 +246,31 @@ try {
   check((await page.locator("[data-test=doc-title]").textContent()) === "Document introuvable.", "another tenant's document is not found");
   await signOut();
 
+  // --- Batches: carol approves two mandates at once, alice signs both at once. ---
+  const doc5 = submit("Mandat 2026-005", "75.00");
+  const doc6 = submit("Mandat 2026-006", "80.00");
+  await signIn("carol");
+  for (const id of [doc5, doc6]) await page.locator(`tr[data-id="${id}"] input[type=checkbox]`).check();
+  await page.locator("[data-test=approve-selected]").click();
+  await page.getByText("2 / 2 — terminé").waitFor();
+  check(true, "carol's batch visa went through with its progress");
+  await signOut();
+  await signIn("alice");
+  for (const id of [doc5, doc6]) await page.locator(`tr[data-id="${id}"] input[type=checkbox]`).check();
+  await page.getByLabel("Fichier du certificat (.p12, .pfx)").setInputFiles(P12);
+  await page.getByLabel("Phrase secrète du certificat").fill(PASS);
+  await page.getByRole("button", { name: "Ouvrir le certificat" }).click();
+  await page.locator("[data-test=cert-open]").waitFor();
+  await page.locator("[data-test=sign-selected]").click();
+  await page.getByText("2 / 2 — terminé").waitFor();
+  check((await page.locator("[data-test=batch-progress]").textContent()) === "2 / 2 — terminé", "alice's batch signature went through with its progress");
+  for (const id of [doc5, doc6]) {
+    await openDoc(id);
+    await page.locator('[data-test=doc-state][data-state="COMPLETED"]').waitFor();
+  }
+  check(true, "both mandates of the batch are signed and sealed");
+  await signOut();
+
   // --- Carol declares an absence with bob as delegate; a new document is marked in bob's inbox. ---
   await signIn("carol");
   await page.getByRole("link", { name: "Absences" }).click();
