@@ -5,8 +5,9 @@
 //! passphrase first) up to the seal, another tenant's document not found, a delegated document
 //! marked in the delegate's inbox and approved in a batch; batches of visas and signatures
 //! with their progress; a submitter's withdrawal; an administrator's read-only pages;
-//! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`). Screenshots of the inbox and of a
-//! document page go to `target/web-screenshots/` for reviewers.
+//! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`);
+//! keyboard sign-in, labels, Paris time, 200 % zoom. Screenshots of the inbox and of a document
+//! page go to `target/web-screenshots/` for reviewers.
 
 mod common;
 
