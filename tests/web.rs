@@ -2,9 +2,9 @@
 //! headless Chromium (Debian `chromium`) driven through the page by `web/tests/e2e.mjs`
 //! (playwright-core, installed by `npm ci` in `web/`): sign-in, inbox, live update, carol's
 //! visa, a rejection with its reason, alice's signature with her PKCS#12 in the page (a wrong
-//! passphrase first) up to the seal, another tenant's document not found, a delegated document
-//! marked in the delegate's inbox and approved in a batch; batches of visas and signatures
-//! with their progress; a submitter's withdrawal; an administrator's read-only pages;
+//! passphrase first) up to the seal, a PDF contract shown inline and signed in the page (PAdES),
+//! another tenant's document not found, a delegated document marked in the delegate's inbox
+//! and approved in a batch; batches of visas and signatures with their progress; a submitter's withdrawal; an administrator's read-only pages;
 //! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`);
 //! keyboard sign-in, labels, Paris time, 200 % zoom. Screenshots of the inbox and of a document
 //! page go to `target/web-screenshots/` for reviewers.
