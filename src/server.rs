@@ -207,7 +207,9 @@ pub async fn serve(
         .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
         .max_concurrent_streams(settings.max_concurrent_streams)
         .http2_keepalive_interval(Some(secs(settings.http2_keepalive_interval_secs)))
-        .http2_keepalive_timeout(Some(secs(settings.http2_keepalive_timeout_secs)));
+        .http2_keepalive_timeout(Some(secs(settings.http2_keepalive_timeout_secs)))
+        // Browsers speak gRPC-Web over HTTP/1.1 (or HTTP/2) to the same services.
+        .accept_http1(true);
     if let Some(tls) = &settings.tls {
         let identity = Identity::from_pem(
             read("TLS certificate", &tls.cert)?,
@@ -269,7 +271,11 @@ pub async fn serve(
             tcp_keepalive: secs(settings.tcp_keepalive_secs),
         },
     );
+    // Outermost the web client's files (GET, no token), then gRPC-Web translated to gRPC, then
+    // the gate: gRPC-Web calls are authenticated and budgeted like gRPC ones.
     builder
+        .layer(crate::grpc::web::WebLayer)
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(guard)
         .add_service(health)
         .add_optional_service(reflection)

@@ -15,6 +15,7 @@ mod delegation;
 mod documents;
 pub mod guard;
 pub mod signatures;
+pub mod web;
 
 pub use admin::AdminApi;
 pub use circuits::CircuitApi;
