@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::cli::{lines, next_line, Cli, Out, Proc, BIN};
-use serde_json::Value;
+use common::cli::{Cli, DemoServer, Out};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -150,7 +149,7 @@ impl Hsm {
 /// The demo server (tenant `demo`, officers alice/bob/carol bound to their TEST certificates)
 /// and the tokens it printed.
 struct Demo {
-    _server: Proc,
+    _server: DemoServer,
     cli: Cli,
     operator: String,
     finance: String,
@@ -160,24 +159,9 @@ struct Demo {
     hsm: Hsm,
 }
 
-fn demo_token(block: &[String], user: &str) -> String {
-    block
-        .iter()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (l.starts_with("  ") && words.next() == Some(user))
-                .then(|| words.next())
-                .flatten()
-                .filter(|t| t.starts_with("pph_"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| panic!("no token for {user} in the demo block: {block:#?}"))
-}
-
 impl Demo {
     fn start(tmp: &Path) -> Demo {
         let hsm = Hsm::new(tmp);
-        let log = std::fs::File::create(tmp.join("server.log")).expect("log");
         // Its own settings: the PES policy hash, which signing a PES flow requires.
         let config = tmp.join("paraph.toml");
         std::fs::write(
@@ -185,50 +169,23 @@ impl Demo {
             "[pes]\npolicy_hash = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
         )
         .expect("write paraph.toml");
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("PARAPH") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut server = Proc {
-            child: cmd
-                .arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .args(["--demo", "--listen", "127.0.0.1:0", "--json", "--data"])
-                .arg(tmp.join("data"))
-                .args(common::cli::engine_args())
-                .arg("--certs")
-                .arg(Path::new(ROOT).join("certs-test"))
-                .current_dir(tmp)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(log)
-                .spawn()
-                .expect("spawn paraph serve --demo"),
-        };
-        let out = lines(server.child.stdout.take().expect("stdout"));
-        let boot: Value = serde_json::from_str(&next_line(&out, "bootstrap")).expect("JSON");
-        let operator = boot["token"].as_str().expect("operator token").to_owned();
-        let mut block = Vec::new();
-        let addr = loop {
-            let line = next_line(&out, "demo or listening");
-            if let Some(a) = line.strip_prefix("paraph listening on ") {
-                break a.to_owned();
-            }
-            block.push(line);
-        };
+        let certs = Path::new(ROOT).join("certs-test");
+        let demo = DemoServer::start(
+            tmp,
+            tmp,
+            &config,
+            &["--certs", certs.to_str().expect("UTF-8 path")],
+        );
         let d = Demo {
-            _server: server,
             cli: Cli {
                 dir: tmp.to_owned(),
-                addr,
+                addr: demo.addr.clone(),
             },
-            operator,
-            finance: demo_token(&block, "finance"),
-            alice: demo_token(&block, "alice"),
-            bob: demo_token(&block, "bob"),
+            operator: demo.operator.clone(),
+            finance: demo.token("finance"),
+            alice: demo.token("alice"),
+            bob: demo.token("bob"),
+            _server: demo,
             dir: tmp.to_owned(),
             hsm,
         };

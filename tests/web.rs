@@ -11,10 +11,9 @@
 
 mod common;
 
-use common::cli::{lines, next_line, Proc, BIN};
+use common::cli::{DemoServer, BIN};
 use common::{role, Org, TestServer};
 use paraph::proto;
-use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,21 +22,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const PASSPHRASE: &str = "paraph-test";
 /// The whole browser run, bounded.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The demo block printed by `serve --demo`: `  <user> <token>   (…)` lines.
-fn demo_token(block: &[String], user: &str) -> String {
-    block
-        .iter()
-        .find_map(|l| {
-            let mut words = l.split_whitespace();
-            (l.starts_with("  ") && words.next() == Some(user))
-                .then(|| words.next())
-                .flatten()
-                .filter(|t| t.starts_with("pph_"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| panic!("no token for {user} in the demo block: {block:#?}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_officer_day_in_the_browser() {
@@ -48,37 +32,10 @@ async fn an_officer_day_in_the_browser() {
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let server_log = std::fs::File::create(dir.join("server.log")).expect("log file");
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PARAPH") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut server = Proc {
-        child: cmd
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.join("data"))
-            .args(common::cli::engine_args())
-            .arg("--json")
-            .current_dir(ROOT)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(server_log)
-            .spawn()
-            .expect("spawn paraph serve --demo"),
-    };
-    let out = lines(server.child.stdout.take().expect("server stdout"));
-    let boot: Value = serde_json::from_str(&next_line(&out, "bootstrap")).expect("bootstrap JSON");
-    let operator = boot["token"].as_str().expect("operator token").to_owned();
-    let mut block = Vec::new();
-    let addr = loop {
-        let line = next_line(&out, "demo or listening");
-        if let Some(a) = line.strip_prefix("paraph listening on ") {
-            break a.to_owned();
-        }
-        block.push(line);
-    };
+    // Its settings come from its flags and an empty file, never from a `paraph.toml` at the
+    // repository root, where the demo runs (it reads `certs-test/` there).
+    let mut demo = DemoServer::start(dir, Path::new(ROOT), &common::isolated_config(dir), &[]);
+    let (addr, operator) = (demo.addr.clone(), demo.operator.clone());
     // Another tenant on the same platform, with its own officers.
     let platform = TestServer::attach(addr.parse().expect("address"), operator).await;
     let other = Org::create(&platform, "ville-voisine").await;
@@ -126,7 +83,7 @@ async fn an_officer_day_in_the_browser() {
     for user in ["finance", "carol", "alice", "bob"] {
         run.env(
             format!("PARAPH_WEB_TOKEN_{}", user.to_uppercase()),
-            demo_token(&block, user),
+            demo.token(user),
         );
     }
     let child = run
@@ -188,5 +145,5 @@ async fn an_officer_day_in_the_browser() {
         String::from_utf8_lossy(&verified.stdout),
         String::from_utf8_lossy(&verified.stderr)
     );
-    server.terminate(Duration::from_secs(30));
+    demo.proc.terminate(Duration::from_secs(30));
 }

@@ -256,3 +256,84 @@ pub fn restart_server(dir: &Path) -> (Proc, Receiver<String>, String) {
         .to_owned();
     (server, out, addr)
 }
+
+/// A `paraph serve --demo` process: its address, the operator token of its first start and its
+/// demo block (one line per demo user: name, token, role, token id).
+pub struct DemoServer {
+    pub proc: Proc,
+    pub out: Receiver<String>,
+    pub addr: String,
+    pub operator: String,
+    pub block: Vec<String>,
+}
+
+impl DemoServer {
+    /// Starts `paraph serve --demo` over `dir/data` on a loopback port, in `cwd` (where the demo
+    /// reads `certs-test/` unless `extra` names `--certs`), with its settings from `config` and
+    /// its flags only; its log goes to `dir/server.log`.
+    pub fn start(dir: &Path, cwd: &Path, config: &Path, extra: &[&str]) -> DemoServer {
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut cmd = Command::new(BIN);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PARAPH") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut proc = Proc {
+            child: cmd
+                .args([
+                    "serve",
+                    "--demo",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--json",
+                    "--data",
+                ])
+                .arg(dir.join("data"))
+                .arg("--config")
+                .arg(config)
+                .args(engine_args())
+                .args(extra)
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .expect("spawn paraph serve --demo"),
+        };
+        let out = lines(proc.child.stdout.take().expect("server stdout"));
+        let boot: Value =
+            serde_json::from_str(&next_line(&out, "bootstrap")).expect("bootstrap JSON");
+        let operator = token_of(&boot);
+        let mut block = Vec::new();
+        let addr = loop {
+            let line = next_line(&out, "demo or listening");
+            if let Some(a) = line.strip_prefix("paraph listening on ") {
+                break a.to_owned();
+            }
+            block.push(line);
+        };
+        DemoServer {
+            proc,
+            out,
+            addr,
+            operator,
+            block,
+        }
+    }
+
+    /// The token the demo block printed for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.block
+            .iter()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (l.starts_with("  ") && words.next() == Some(user))
+                    .then(|| words.next())
+                    .flatten()
+                    .filter(|t| t.starts_with("pph_"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no token for {user} in the demo block: {:#?}", self.block))
+    }
+}
