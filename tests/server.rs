@@ -134,83 +134,6 @@ async fn watchers_receive_the_changes_that_concern_them_and_streams_end_at_shutd
     assert!(end.is_ok(), "the watch stream did not end at shutdown");
 }
 
-/// Makes a CA, a server certificate for 127.0.0.1/localhost and a client certificate with the
-/// openssl command line.
-fn make_tls_material(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=paraph test CA",
-        "-addext",
-        "basicConstraints=critical,CA:true",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:false\n").unwrap();
-    std::fs::write(
-        dir.join("client.ext"),
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:false\n",
-    )
-    .unwrap();
-    for who in ["server", "client"] {
-        run(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{who}.key"),
-            "-out",
-            &format!("{who}.csr"),
-            "-subj",
-            &format!("/CN={who}"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{who}.pem"),
-            "-days",
-            "3650",
-            "-extfile",
-            &format!("{who}.ext"),
-        ]);
-    }
-}
-
 async fn tls_channel(
     addr: std::net::SocketAddr,
     dir: &std::path::Path,
@@ -239,7 +162,7 @@ async fn tls_and_client_certificate_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("tls");
     std::fs::create_dir(&certs).unwrap();
-    make_tls_material(&certs);
+    common::make_tls_material(&certs);
     let tls = paraph::config::TlsSettings {
         cert: certs.join("server.pem"),
         key: certs.join("server.key"),
