@@ -87,7 +87,7 @@ pub struct Guard<S> {
     gate: GuardLayer,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(super) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S> tower_service::Service<http::Request<Body>> for Guard<S>
 where

@@ -6,11 +6,11 @@
 //! Serving these files needs no token: they hold no data, and the page authenticates its
 //! gRPC-Web calls like any other client.
 
+use super::guard::BoxFuture;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 use http_body::{Frame, SizeHint};
 use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::body::Body;
@@ -71,8 +71,6 @@ impl<S> tower_layer::Layer<S> for WebLayer {
 pub struct Web<S> {
     inner: S,
 }
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S> tower_service::Service<http::Request<Body>> for Web<S>
 where
