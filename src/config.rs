@@ -27,6 +27,9 @@ pub struct Settings {
     /// The engine of a new data directory (`sled`, the default, or `redb`); a directory that
     /// already holds a store keeps its engine, and naming another one is refused.
     pub engine: Option<crate::store::EngineKind>,
+    /// `[store]`: keep the records in PostgreSQL instead of the data directory (pooled
+    /// platforms, several replicas on one database).
+    pub store: StoreSettings,
     /// Largest document accepted, in bytes.
     pub max_document_bytes: u64,
     /// Most live (not cancelled, not yet over) absences one user may have at a time.
@@ -157,6 +160,56 @@ pub fn data_seals(
     Ok(seals)
 }
 
+/// `[store]`: where the records are kept when not in the data directory.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `postgresql://user:password@host:port/database`: the records live in that database
+    /// (migrated with `paraph admin migrate`); the data directory then keeps only this
+    /// process's lock and the uploads in progress. Unset: the embedded engine.
+    pub url: Option<String>,
+    /// Connections each process opens for reads (the writer has its own).
+    pub pool_size: usize,
+    /// The longest a statement may run, in seconds (also bounds the wait for the write lock).
+    pub statement_timeout_secs: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: None,
+            pool_size: 4,
+            statement_timeout_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSettings {
+    /// Without the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &self.url.as_deref().map(crate::store::redact))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
+            .finish()
+    }
+}
+
+impl StoreSettings {
+    /// The database to use, if any; `connect_wait` as [`crate::store::PgOptions`] says.
+    pub fn postgres(
+        &self,
+        connect_wait: Option<std::time::Duration>,
+    ) -> Option<crate::store::PgOptions> {
+        self.url.as_ref().map(|url| crate::store::PgOptions {
+            url: url.clone(),
+            pool_size: self.pool_size.max(1),
+            statement_timeout: std::time::Duration::from_secs(self.statement_timeout_secs.max(1)),
+            connect_wait,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
@@ -171,6 +224,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             data: PathBuf::from("./data"),
             engine: None,
+            store: StoreSettings::default(),
             max_document_bytes: 64 * 1024 * 1024,
             max_live_absences_per_user: crate::service::Limits::default()
                 .max_live_absences_per_user,

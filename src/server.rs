@@ -26,6 +26,11 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: crate::store::StoreError,
     },
+    #[error("cannot open the store in the database {url}: {source}")]
+    Database {
+        url: String,
+        source: crate::store::StoreError,
+    },
     #[error("bootstrap failed: {0}")]
     Bootstrap(crate::service::ServiceError),
     #[error("cannot read {what} {path}: {source}")]
@@ -140,11 +145,42 @@ pub fn open(
     settings: &Settings,
     clock: Arc<dyn Clock>,
 ) -> Result<(Arc<Paraph>, Option<Bootstrap>), ServerError> {
-    let store =
-        Store::open_with(&settings.data, settings.engine).map_err(|source| ServerError::Store {
-            path: settings.data.clone(),
-            source,
-        })?;
+    open_waiting(settings, clock, Some(DATABASE_WAIT))
+}
+
+/// How long a command other than `serve` waits for an unreachable database.
+const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The store the settings name: PostgreSQL with `[store] url`, else the data directory's
+/// engine. An unreachable database is waited for as `wait` says (`None`: for ever, with a log
+/// line at each try: a replica started before its database comes up when it does).
+pub fn open_store(
+    settings: &Settings,
+    wait: Option<std::time::Duration>,
+) -> Result<Store, ServerError> {
+    match settings.store.postgres(wait) {
+        Some(options) => {
+            Store::open_postgres(&settings.data, &options).map_err(|source| ServerError::Database {
+                url: crate::store::redact(&options.url),
+                source,
+            })
+        }
+        None => {
+            Store::open_with(&settings.data, settings.engine).map_err(|source| ServerError::Store {
+                path: settings.data.clone(),
+                source,
+            })
+        }
+    }
+}
+
+/// [`open`], waiting for the database as [`open_store`] does.
+pub fn open_waiting(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    wait: Option<std::time::Duration>,
+) -> Result<(Arc<Paraph>, Option<Bootstrap>), ServerError> {
+    let store = open_store(settings, wait)?;
     let mut svc = Paraph::new(Arc::new(store), clock, Limits::from_settings(settings));
     // The seals the data directory keeps (the demo's), unless the settings name another.
     let mut seals = crate::config::data_seals(&settings.data)
@@ -192,6 +228,7 @@ pub async fn serve(
     settings
         .check()
         .map_err(|e| ServerError::Setting(e.to_string()))?;
+    svc.relay_replica_notices();
     // Calls are authenticated on their headers before any body is read; bodies draw on one
     // budget for the whole server; calls and connections are bounded in number and time.
     let guard = crate::grpc::guard::GuardLayer::new(
@@ -438,7 +475,8 @@ pub async fn run_with(
         })
     })?;
     check_tls(&settings).map_err(before)?;
-    let (svc, boot) = open(&settings, Arc::new(crate::clock::SystemClock)).map_err(before)?;
+    let (svc, boot) =
+        open_waiting(&settings, Arc::new(crate::clock::SystemClock), None).map_err(before)?;
     // From here on the directory may be initialised: a failure before the token is shown
     // leaves the offline recovery.
     let after = |e: ServerError| {
@@ -471,7 +509,7 @@ pub async fn run_with(
     if let Some(text) = demo_text {
         println!("{text}");
     }
-    tracing::info!(%addr, data = %settings.data.display(), engine = %svc.store().engine(), tls = settings.tls.is_some(), "paraph listening");
+    tracing::info!(%addr, data = %settings.data.display(), store = svc.store().kind_name(), tls = settings.tls.is_some(), "paraph listening");
     // A stable line for scripts and tests (the port may have been chosen by the system).
     println!("paraph listening on {addr}");
     serve(svc, &settings, listener, shutdown_signal()).await
@@ -498,13 +536,13 @@ pub fn admin_check(settings: &Settings) -> Result<crate::service::check::CheckRe
         path: settings.data.clone(),
         source,
     };
-    if crate::store::found_in(&settings.data).is_none() {
+    if settings.store.url.is_none() && crate::store::found_in(&settings.data).is_none() {
         return Err(fail(crate::store::StoreError::Io(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "it holds no store",
         ))));
     }
-    let store = Store::open_with(&settings.data, None).map_err(fail)?;
+    let store = open_store(settings, Some(DATABASE_WAIT))?;
     // The public key of the audit key, when it can be read: checkpoints are then verified.
     let path = match &settings.audit_key {
         Some(p) => p.clone(),
@@ -521,6 +559,168 @@ pub fn admin_check(settings: &Settings) -> Result<crate::service::check::CheckRe
     };
     crate::service::check::check_store(&store, key.as_ref().map(|k| k.public_key()))
         .map_err(|e| ServerError::Check(e.to_string()))
+}
+
+/// What `paraph admin copy` copied and verified.
+#[derive(Debug, serde::Serialize)]
+pub struct CopyReport {
+    /// Records copied, by kind (the key's first segment).
+    pub records: std::collections::BTreeMap<String, u64>,
+    /// Bytes of record values copied.
+    pub bytes: u64,
+    /// Records read back from the database and found identical.
+    pub verified: u64,
+    /// Tenants whose audit log (every leaf, the root of its head and of its signed checkpoint)
+    /// verified in the database.
+    pub audit_logs_verified: u64,
+}
+
+impl std::fmt::Display for CopyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.records.values().sum();
+        writeln!(f, "copied {total} records ({} bytes):", self.bytes)?;
+        for (kind, n) in &self.records {
+            writeln!(f, "  {kind:<16} {n}")?;
+        }
+        writeln!(f, "verified: {} records read back identical", self.verified)?;
+        write!(
+            f,
+            "verified: {} audit logs (leaves, heads and signed checkpoints)",
+            self.audit_logs_verified
+        )
+    }
+}
+
+/// Records copied per database transaction.
+const COPY_CHUNK: usize = 2_000;
+
+/// `paraph admin copy`: copies the stopped embedded store of `settings.data` into the empty
+/// database of `settings.store.url` (migrated first when it has no schema), then reads every
+/// record back and compares it, and checks the copy as `admin check` does (audit logs
+/// recomputed to the roots of their heads and signed checkpoints).
+pub fn admin_copy(settings: &Settings) -> Result<CopyReport, ServerError> {
+    let fail = |m: String| ServerError::Check(m);
+    let Some(options) = settings.store.postgres(Some(DATABASE_WAIT)) else {
+        return Err(fail("a destination database is needed (--to URL)".into()));
+    };
+    if crate::store::found_in(&settings.data).is_none() {
+        return Err(fail(format!(
+            "{} holds no store to copy",
+            settings.data.display()
+        )));
+    }
+    let source = Store::open_with(&settings.data, None).map_err(|source| ServerError::Store {
+        path: settings.data.clone(),
+        source,
+    })?;
+    let url = crate::store::redact(&options.url);
+    let db = |source| ServerError::Database {
+        url: url.clone(),
+        source,
+    };
+    crate::store::migrate(&options).map_err(db)?;
+    // A local directory for the destination's lock and spool, removed afterwards.
+    let scratch = settings.data.join("copy-to-database");
+    let dest = Store::open_postgres(&scratch, &options).map_err(db)?;
+    if !dest.scan_keys("", None, 1).map_err(db)?.is_empty() {
+        return Err(fail(format!(
+            "the database {url} already holds records: copy only into an empty one"
+        )));
+    }
+    let mut report = CopyReport {
+        records: Default::default(),
+        bytes: 0,
+        verified: 0,
+        audit_logs_verified: 0,
+    };
+    // Tenants first, then documents, then the rest: the database's foreign keys are checked
+    // at the end of each transaction.
+    let firsts = ["tenant/", "doc/"];
+    let mut passes: Vec<(&str, bool)> = firsts.iter().map(|p| (*p, true)).collect();
+    passes.push(("", false));
+    for (prefix, only) in passes {
+        let mut after: Option<String> = None;
+        loop {
+            let page = source
+                .scan_raw(prefix, after.as_deref(), COPY_CHUNK)
+                .map_err(ServerError::Flush)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last[prefix.len()..].to_owned());
+            let chunk: Vec<(String, sled::IVec)> = page
+                .into_iter()
+                .filter(|(k, _)| only || !firsts.iter().any(|f| k.starts_with(f)))
+                .collect();
+            for (k, v) in &chunk {
+                let kind = k.split('/').next().unwrap_or(k).to_owned();
+                *report.records.entry(kind).or_default() += 1;
+                report.bytes += v.len() as u64;
+            }
+            dest.transact_blocking(move |tx| {
+                for (k, v) in &chunk {
+                    tx.put_shared(k, v.clone())?;
+                }
+                Ok::<_, crate::store::StoreError>(())
+            })
+            .map_err(db)?;
+        }
+    }
+    // Read back: the same keys with the same bytes, in the same order.
+    let mut after: Option<String> = None;
+    loop {
+        let mine = source
+            .scan_raw("", after.as_deref(), COPY_CHUNK)
+            .map_err(ServerError::Flush)?;
+        let theirs = dest
+            .scan_raw("", after.as_deref(), COPY_CHUNK)
+            .map_err(db)?;
+        if mine.len() != theirs.len() {
+            return Err(fail(format!(
+                "verification failed: after {:?}, {} records in the directory, {} in the database",
+                after,
+                mine.len(),
+                theirs.len()
+            )));
+        }
+        let Some((last, _)) = mine.last() else {
+            break;
+        };
+        for ((k1, v1), (k2, v2)) in mine.iter().zip(theirs.iter()) {
+            if k1 != k2 || v1 != v2 {
+                return Err(fail(format!(
+                    "verification failed: record {k1} differs in the database (found {k2})"
+                )));
+            }
+            report.verified += 1;
+        }
+        after = Some(last.clone());
+    }
+    let key_path = match &settings.audit_key {
+        Some(p) => p.clone(),
+        None => settings.data.join("audit-key.pem"),
+    };
+    let key = match std::fs::read(&key_path) {
+        Ok(pem) => Some(crate::audit::AuditKey::from_pkcs8_pem(&pem).map_err(|e| {
+            ServerError::AuditKey {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            }
+        })?),
+        Err(_) => None,
+    };
+    let check = crate::service::check::check_store(&dest, key.as_ref().map(|k| k.public_key()))
+        .map_err(|e| ServerError::Check(e.to_string()))?;
+    if !check.ok() {
+        return Err(fail(format!(
+            "the copy does not check: {}",
+            check.problems.join("; ")
+        )));
+    }
+    report.audit_logs_verified = check.tenants;
+    drop(dest);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(report)
 }
 
 /// `paraph admin init`: initialise a data directory without serving.
@@ -542,17 +742,13 @@ pub fn admin_operator_token(
     settings: &Settings,
     revoke_others: bool,
 ) -> Result<crate::service::operator::NewOperatorToken, ServerError> {
-    if !settings.data.is_dir() {
+    if settings.store.url.is_none() && !settings.data.is_dir() {
         return Err(ServerError::OperatorToken(format!(
             "{} is not a data directory",
             settings.data.display()
         )));
     }
-    let store =
-        Store::open_with(&settings.data, settings.engine).map_err(|source| ServerError::Store {
-            path: settings.data.clone(),
-            source,
-        })?;
+    let store = open_store(settings, Some(DATABASE_WAIT))?;
     let svc = Paraph::new(
         Arc::new(store),
         Arc::new(crate::clock::SystemClock),

@@ -93,7 +93,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
                 | AdminCommand::Convert(_)
                 | AdminCommand::OperatorToken(_)
                 | AdminCommand::Check(_)
-                | AdminCommand::Compact(_),
+                | AdminCommand::Compact(_)
+                | AdminCommand::Migrate(_)
+                | AdminCommand::Copy(_),
         }
         | Command::Pki { .. }
         | Command::Api { .. }

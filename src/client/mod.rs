@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// its own, and naming another one is refused.
     #[arg(long, value_enum)]
     pub engine: Option<crate::store::EngineKind>,
+    /// Keep the records in this PostgreSQL database (`[store] url`,
+    /// `PARAPH__STORE__URL`) instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Largest document accepted, in bytes.
     #[arg(long, value_name = "N")]
     pub max_document_bytes: Option<u64>,
@@ -232,6 +236,12 @@ pub enum AdminCommand {
     Check(CheckArgs),
     /// Compact a stopped server's value log: keep the values still in use, drop the others.
     Compact(CompactArgs),
+    /// Create or upgrade the PostgreSQL schema of `[store] url` to this version's (refused
+    /// when the database's schema is newer).
+    Migrate(MigrateArgs),
+    /// Copy a stopped server's data directory into an empty PostgreSQL database, then verify
+    /// every record and the audit logs there.
+    Copy(CopyArgs),
     /// Tenants (platform operator only).
     Tenant {
         #[command(subcommand)]
@@ -281,6 +291,37 @@ pub struct ConvertArgs {
 }
 
 #[derive(Args)]
+pub struct MigrateArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Keep the records in this PostgreSQL database (`[store] url`,
+    /// `PARAPH__STORE__URL`) instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Settings file (default: ./paraph.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory to copy (its server must be stopped).
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to copy into (migrated first if it has no schema; it must hold
+    /// no records).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub to: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
 pub struct CheckArgs {
     /// Settings file (default: ./paraph.toml when it exists).
     #[arg(long, value_name = "FILE")]
@@ -288,6 +329,10 @@ pub struct CheckArgs {
     /// Data directory (its server must be stopped).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Keep the records in this PostgreSQL database (`[store] url`,
+    /// `PARAPH__STORE__URL`) instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 #[derive(Args)]
@@ -301,6 +346,10 @@ pub struct InitArgs {
     /// Storage engine of a new data directory (default: sled).
     #[arg(long, value_enum)]
     pub engine: Option<crate::store::EngineKind>,
+    /// Keep the records in this PostgreSQL database (`[store] url`,
+    /// `PARAPH__STORE__URL`) instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Print the secrets as JSON.
     #[arg(long)]
     pub json: bool,
@@ -476,6 +525,10 @@ pub struct OperatorTokenArgs {
     /// Data directory (its server must be stopped).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Keep the records in this PostgreSQL database (`[store] url`,
+    /// `PARAPH__STORE__URL`) instead of the data directory.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Also revoke every other operator token (one may have leaked).
     #[arg(long)]
     pub revoke_others: bool,
@@ -673,10 +726,23 @@ fn local_settings(
     data: Option<PathBuf>,
     engine: Option<crate::store::EngineKind>,
 ) -> Result<crate::config::Settings, CliError> {
+    local_settings_with(config, data, engine, None)
+}
+
+/// [`local_settings`] with the `--store` flag of the commands that take it.
+fn local_settings_with(
+    config: Option<&std::path::Path>,
+    data: Option<PathBuf>,
+    engine: Option<crate::store::EngineKind>,
+    store: Option<String>,
+) -> Result<crate::config::Settings, CliError> {
     let mut settings = crate::config::Settings::load(config, std::env::vars())
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(d) = data {
         settings.data = d;
+    }
+    if store.is_some() {
+        settings.store.url = store;
     }
     if engine.is_some() {
         settings.engine = engine;
@@ -685,7 +751,7 @@ fn local_settings(
 }
 
 fn serve(a: ServeArgs) -> Result<(), CliError> {
-    let mut settings = local_settings(a.config.as_deref(), a.data, a.engine)?;
+    let mut settings = local_settings_with(a.config.as_deref(), a.data, a.engine, a.store)?;
     if let Some(l) = a.listen {
         settings.listen = l;
     }
@@ -702,7 +768,7 @@ fn serve(a: ServeArgs) -> Result<(), CliError> {
 }
 
 fn admin_init(a: InitArgs) -> Result<(), CliError> {
-    let settings = local_settings(a.config.as_deref(), a.data, a.engine)?;
+    let settings = local_settings_with(a.config.as_deref(), a.data, a.engine, a.store)?;
     let fresh =
         crate::server::admin_init(&settings, a.json).map_err(|e| CliError::Local(e.to_string()))?;
     if !fresh {
@@ -734,7 +800,7 @@ fn admin_convert(a: ConvertArgs) -> Result<(), CliError> {
 }
 
 fn admin_operator_token(a: OperatorTokenArgs) -> Result<(), CliError> {
-    let settings = local_settings(a.config.as_deref(), a.data, None)?;
+    let settings = local_settings_with(a.config.as_deref(), a.data, None, a.store)?;
     let out =
         crate::server::admin_operator_token(&settings, a.revoke_others).map_err(|e| match e {
             crate::server::ServerError::Store {
@@ -823,7 +889,7 @@ fn admin_compact(a: CompactArgs) -> Result<(), CliError> {
 }
 
 fn admin_check(a: CheckArgs) -> Result<(), CliError> {
-    let settings = local_settings(a.config.as_deref(), a.data, None)?;
+    let settings = local_settings_with(a.config.as_deref(), a.data, None, a.store)?;
     let report =
         crate::server::admin_check(&settings).map_err(|e| CliError::Precondition(e.to_string()))?;
     for p in &report.problems {
@@ -852,6 +918,47 @@ fn admin_check(a: CheckArgs) -> Result<(), CliError> {
     }
 }
 
+fn admin_migrate(a: MigrateArgs) -> Result<(), CliError> {
+    let settings = local_settings_with(a.config.as_deref(), None, None, a.store)?;
+    let Some(options) = settings
+        .store
+        .postgres(Some(std::time::Duration::from_secs(15)))
+    else {
+        return Err(CliError::Usage(
+            "admin migrate needs a database: --store URL, [store] url or PARAPH__STORE__URL".into(),
+        ));
+    };
+    let m = crate::store::migrate(&options).map_err(|e| {
+        CliError::Local(format!(
+            "migrating {}: {e}",
+            crate::store::redact(&options.url)
+        ))
+    })?;
+    if a.json {
+        println!("{}", serde_json::json!({"from": m.from, "to": m.to}));
+    } else if m.from == m.to {
+        println!("schema already at version {}", m.to);
+    } else {
+        println!("schema migrated from version {} to {}", m.from, m.to);
+    }
+    Ok(())
+}
+
+fn admin_copy(a: CopyArgs) -> Result<(), CliError> {
+    let settings = local_settings_with(a.config.as_deref(), Some(a.from), None, Some(a.to))?;
+    let report =
+        crate::server::admin_copy(&settings).map_err(|e| CliError::Local(e.to_string()))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| CliError::Local(e.to_string()))?
+        );
+    } else {
+        println!("{report}");
+    }
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(a) => serve(a),
@@ -870,6 +977,12 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Admin {
             command: AdminCommand::Compact(a),
         } => admin_compact(a),
+        Command::Admin {
+            command: AdminCommand::Migrate(a),
+        } => admin_migrate(a),
+        Command::Admin {
+            command: AdminCommand::Copy(a),
+        } => admin_copy(a),
         Command::Api { command } => api::run(command),
         // Several tasks at once: a multi-threaded runtime.
         Command::Bench(a) => runtime(true)?.block_on(bench::run(a)),
@@ -943,6 +1056,8 @@ pub fn main() -> ExitCode {
                     | AdminCommand::OperatorToken(_)
                     | AdminCommand::Check(_)
                     | AdminCommand::Compact(_)
+                    | AdminCommand::Migrate(_)
+                    | AdminCommand::Copy(_)
             }
     );
     init_tracing(if server_side { "info" } else { "warn" });

@@ -138,8 +138,9 @@ impl Default for Limits {
     }
 }
 
-/// A change published to watchers after it is durable.
-#[derive(Debug, Clone)]
+/// A change published to watchers after it is durable (and, on a store shared by replicas,
+/// to the other replicas' watchers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Notice {
     pub tenant: TenantId,
     pub concerned: Vec<UserName>,
@@ -407,11 +408,63 @@ impl Paraph {
                 Ok(((r, x), notices))
             })
             .await?;
+        self.publish(notices);
+        Ok(response)
+    }
+
+    /// Hands durable changes to this process's watchers and to the other replicas'.
+    fn publish(&self, notices: Vec<Notice>) {
+        if notices.is_empty() {
+            return;
+        }
+        if self.store.is_postgres() {
+            match serde_json::to_vec(&notices) {
+                Ok(bytes) => {
+                    if let Err(e) = self.store.announce(&bytes) {
+                        // The change is durable; only the other replicas' live updates miss it
+                        // (their watchers see it in the document's next state).
+                        tracing::warn!(error = %e, "a notice could not reach the other replicas");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a notice could not be encoded"),
+            }
+        }
         for n in notices {
             // No receiver is not an error: nobody is watching.
             let _ = self.notices.send(Arc::new(n));
         }
-        Ok(response)
+    }
+
+    /// Relays to this process's watchers what the other replicas announce (a store shared by
+    /// replicas only; runs until the store is closed).
+    pub fn relay_replica_notices(self: &Arc<Self>) {
+        let Some(mut rx) = self.store.notices() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(bytes) => {
+                        let Some(svc) = weak.upgrade() else {
+                            return;
+                        };
+                        match serde_json::from_slice::<Vec<Notice>>(&bytes) {
+                            Ok(notices) => {
+                                for n in notices {
+                                    let _ = svc.notices.send(Arc::new(n));
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "an undecodable replica notice"),
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                        tracing::warn!(missed = k, "replica notices were missed");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 }
 

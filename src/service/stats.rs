@@ -6,7 +6,7 @@ use super::{Paraph, Principal, Result};
 use crate::domain::DomainError;
 
 /// What `GetServerStats` returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerStats {
     /// Resident set size now (`VmRSS`), in bytes; 0 when unknown.
     pub rss_bytes: u64,
@@ -15,7 +15,7 @@ pub struct ServerStats {
     /// Seconds since the service was opened.
     pub uptime_seconds: u64,
     /// The engine of the store's index.
-    pub storage_engine: crate::store::EngineKind,
+    pub storage_engine: String,
     /// What the data directory takes on disk, in bytes; 0 when it cannot be read.
     pub store_bytes: u64,
 }
@@ -65,7 +65,7 @@ impl Paraph {
             store_bytes,
             peak_rss_bytes,
             uptime_seconds: self.started.elapsed().as_secs(),
-            storage_engine: self.store().engine(),
+            storage_engine: self.store().kind_name().to_owned(),
         })
     }
 }

@@ -146,7 +146,7 @@ fn checked(key: &[u8], stored: Stored) -> Result<IVec, StoreError> {
 
 /// Takes the directory's exclusive lock (created on first use): a second process, or a second
 /// opening in this one, is refused before any engine file is touched.
-fn lock(dir: &Path) -> Result<Arc<std::fs::File>, StoreError> {
+pub(super) fn lock_dir(dir: &Path) -> Result<Arc<std::fs::File>, StoreError> {
     super::files::create_dir(dir)?;
     let file = super::files::private_file()
         .read(true)
@@ -241,7 +241,7 @@ impl Index {
     /// Refuses a directory holding another engine's files than the one `wanted`.
     pub fn open(dir: &Path, wanted: Option<EngineKind>) -> Result<Index, StoreError> {
         // Locked first: what the directory holds cannot change (a conversion) while it is read.
-        let lock = lock(dir)?;
+        let lock = lock_dir(dir)?;
         let kind = match (found_in(dir), wanted) {
             (Some(found), Some(w)) if found != w => {
                 return Err(StoreError::WrongEngine {
@@ -539,7 +539,7 @@ pub fn convert_sled_to_redb(dir: &Path) -> Result<u64, StoreError> {
             )))
         }
     }
-    let _lock = lock(dir)?;
+    let _lock = lock_dir(dir)?;
     let Engine::Sled { db, tree } = open_engine(dir, EngineKind::Sled)? else {
         return Err(StoreError::Convert(
             "the sled index did not open as sled".into(),

@@ -95,6 +95,7 @@
 mod compact;
 mod engine;
 mod files;
+mod postgres;
 mod recent;
 mod spool;
 mod values;
@@ -104,6 +105,7 @@ use engine::Index;
 #[cfg(test)]
 use engine::Stored;
 pub use engine::{convert_sled_to_redb, found_in, EngineKind};
+pub use postgres::{migrate, redact, Migrated, PgOptions, SCHEMA_VERSION};
 use recent::Recent;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::IVec;
@@ -168,6 +170,10 @@ pub enum StoreError {
     NoSpace(String),
     #[error("the store cannot write: {0}")]
     Unwritable(String),
+    #[error("the database failed: {0}")]
+    Database(String),
+    #[error("{0}")]
+    Schema(String),
 }
 
 impl StoreError {
@@ -374,8 +380,7 @@ const EARLIER_FAILURE: &str = "an earlier write or flush failed";
 
 /// The embedded database.
 pub struct Store {
-    index: Index,
-    values: Arc<ValueLog>,
+    backend: Backend,
     poison: Arc<Poison>,
     watches: Watches,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -383,6 +388,61 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Where uploads are spooled (see [`spool`]).
     spool_dir: std::path::PathBuf,
+}
+
+/// Where the records are: the embedded index and value log, or a PostgreSQL database.
+enum Backend {
+    Embedded { index: Index, values: Arc<ValueLog> },
+    Postgres(Arc<postgres::Pg>),
+}
+
+/// What a mutation reads under the writes of its group: the committed state.
+trait Base {
+    /// The value under `k` (a value-log pointer resolved).
+    fn get(&self, k: &[u8]) -> Result<Option<IVec>, StoreError>;
+    /// The greatest key from `low` (included) up to `high`.
+    fn last_key_in(
+        &self,
+        low: &[u8],
+        high: std::ops::Bound<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The least key under `prefix` from `start` on (a NUL byte ending `start` excludes the
+    /// key before it).
+    fn first_key_from(&self, start: &[u8], prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The committed state of the embedded engines.
+struct EmbeddedBase<'a> {
+    index: &'a Index,
+    values: &'a ValueLog,
+}
+
+impl Base for EmbeddedBase<'_> {
+    fn get(&self, k: &[u8]) -> Result<Option<IVec>, StoreError> {
+        match self.index.get(k)? {
+            Some(v) => Ok(Some(resolve(self.values, k, v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn last_key_in(
+        &self,
+        low: &[u8],
+        high: std::ops::Bound<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.index.last_in(low, high)?.map(|(k, _)| k.to_vec()))
+    }
+
+    fn first_key_from(&self, start: &[u8], prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut best = None;
+        self.index.walk_from(start, |k, _| {
+            if k.starts_with(prefix) {
+                best = Some(k.to_vec());
+            }
+            Ok(false)
+        })?;
+        Ok(best)
+    }
 }
 
 /// A stored value read piece by piece, in order (see [`Store::value_reader`]): a large value
@@ -561,8 +621,7 @@ impl Store {
             })?
         };
         Ok(Store {
-            index,
-            values,
+            backend: Backend::Embedded { index, values },
             poison,
             watches,
             jobs: Mutex::new(Some(jobs)),
@@ -570,6 +629,71 @@ impl Store {
             writer: Mutex::new(Some(writer)),
             spool_dir,
         })
+    }
+
+    /// Opens the store kept in the PostgreSQL database `options` names (whose schema must be
+    /// this version's: see [`migrate`]) and starts its writer. `dir` keeps only what is local
+    /// to this process: its lock and the spool of uploads in progress.
+    pub fn open_postgres(dir: &Path, options: &PgOptions) -> Result<Store, StoreError> {
+        files::create_dir(dir)?;
+        files::tighten_and_report(dir, true)?;
+        let lock = engine::lock_dir(dir)?;
+        let spool_dir = spool::prepare(dir)?;
+        let watches: Watches = Arc::default();
+        let pg = postgres::Pg::open(options, watches.clone())?;
+        let hook: Arc<Mutex<Option<Arc<CommitHook>>>> = Arc::new(Mutex::new(None));
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let writer = {
+            let pg = pg.clone();
+            let hook = hook.clone();
+            let watches = watches.clone();
+            spawn_stage("paraph-writer", move || {
+                let _lock = lock;
+                postgres::writer_loop(&pg, &queue, &hook, &watches);
+            })?
+        };
+        Ok(Store {
+            backend: Backend::Postgres(pg),
+            poison: Arc::new(Poison::new()),
+            watches,
+            jobs: Mutex::new(Some(jobs)),
+            hook,
+            writer: Mutex::new(Some(writer)),
+            spool_dir,
+        })
+    }
+
+    /// What keeps the records: `sled`, `redb` or `postgresql`.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Embedded { index, .. } => match index.kind() {
+                EngineKind::Sled => "sled",
+                EngineKind::Redb => "redb",
+            },
+            Backend::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Whether the records are in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Hands `notice` (the service's, opaque here) to the other processes sharing the store:
+    /// with PostgreSQL, every other replica's [`Store::notices`] receives it. Embedded: no one.
+    pub fn announce(&self, notice: &[u8]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded { .. } => Ok(()),
+            Backend::Postgres(pg) => pg.announce(notice),
+        }
+    }
+
+    /// What the other replicas announce (`None`: the store is not shared).
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<Vec<u8>>>> {
+        match &self.backend {
+            Backend::Embedded { .. } => None,
+            Backend::Postgres(pg) => Some(pg.notices()),
+        }
     }
 
     /// A counter of the committed groups that wrote under any of `prefixes`.
@@ -605,25 +729,45 @@ impl Store {
     }
 
     /// The engine holding the index.
-    pub fn engine(&self) -> EngineKind {
-        self.index.kind()
+    pub fn engine(&self) -> Option<EngineKind> {
+        match &self.backend {
+            Backend::Embedded { index, .. } => Some(index.kind()),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// The bytes the data directory takes on disk (index, value log, everything in it).
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
-        Ok(files::disk_bytes(self.index.dir())?)
+        match &self.backend {
+            Backend::Embedded { index, .. } => Ok(files::disk_bytes(index.dir())?),
+            Backend::Postgres(pg) => pg.size(),
+        }
     }
 
     pub fn get_raw(&self, key: &str) -> Result<Option<sled::IVec>, StoreError> {
-        match self.index.get(key.as_bytes())? {
-            Some(v) => Ok(Some(resolve(&self.values, key.as_bytes(), v)?)),
-            None => Ok(None),
+        match &self.backend {
+            Backend::Embedded { index, values } => match index.get(key.as_bytes())? {
+                Some(v) => Ok(Some(resolve(values, key.as_bytes(), v)?)),
+                None => Ok(None),
+            },
+            Backend::Postgres(pg) => pg.get(key),
         }
     }
 
     /// The value under `key` as a reader of pieces (for large values: see [`ValueReader`]).
     pub fn value_reader(&self, key: &str) -> Result<Option<ValueReader>, StoreError> {
-        let Some(stored) = self.index.get(key.as_bytes())? else {
+        let (index, values) = match &self.backend {
+            Backend::Embedded { index, values } => (index, values),
+            Backend::Postgres(pg) => {
+                return Ok(pg.get(key)?.map(|v| ValueReader {
+                    key: key.to_owned(),
+                    len: v.len() as u64,
+                    source: ReaderSource::Inline(v),
+                    at: 0,
+                }))
+            }
+        };
+        let Some(stored) = index.get(key.as_bytes())? else {
             return Ok(None);
         };
         let (source, len) = match Pointer::decode(&stored) {
@@ -633,7 +777,7 @@ impl Store {
             }
             Some(p) => (
                 ReaderSource::Log {
-                    values: self.values.clone(),
+                    values: values.clone(),
                     pointer: p,
                     crc: crc32fast::Hasher::new(),
                 },
@@ -662,14 +806,67 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
-        self.index.walk_from(&scan_start(prefix, after), |k, v| {
-            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                return Ok(false);
-            }
-            let v = resolve(&self.values, k, v)?;
+        self.walk_prefix(prefix, after, limit, true, |k, v| {
             let key = String::from_utf8_lossy(k).into_owned();
             out.push((key, decode(k, &v)?));
-            Ok(true)
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `visit` on at most `limit` entries under `prefix`, in key order, strictly after
+    /// `prefix + after` when given; the values only `with_value` (else empty).
+    fn walk_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        with_value: bool,
+        mut visit: impl FnMut(&[u8], IVec) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded { index, values } => {
+                let mut seen = 0;
+                index.walk_from(&scan_start(prefix, after), |k, v| {
+                    if !k.starts_with(prefix.as_bytes()) || seen >= limit {
+                        return Ok(false);
+                    }
+                    seen += 1;
+                    let v = if with_value {
+                        resolve(values, k, v)?
+                    } else {
+                        IVec::default()
+                    };
+                    visit(k, v)?;
+                    Ok(true)
+                })
+            }
+            Backend::Postgres(pg) => {
+                let start = after.map(|a| format!("{prefix}{a}"));
+                let bound = match &start {
+                    Some(s) => std::ops::Bound::Excluded(s.as_str()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                for (k, v) in pg.walk(prefix, bound, limit, with_value)? {
+                    visit(&k, v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Up to `limit` records under `prefix` with their keys, in key order, strictly after
+    /// `prefix + after` when given, undecoded (for copying a store).
+    pub fn scan_raw(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, IVec)>, StoreError> {
+        let mut out = Vec::new();
+        self.walk_prefix(prefix, after, limit, true, |k, v| {
+            out.push((String::from_utf8_lossy(k).into_owned(), v));
+            Ok(())
         })?;
         Ok(out)
     }
@@ -681,10 +878,20 @@ impl Store {
         &self,
         mut visit: impl FnMut(&[u8], Result<IVec, StoreError>, bool),
     ) -> Result<(), StoreError> {
-        self.index.walk_stored(b"", |k, stored| {
+        let (index, values) = match &self.backend {
+            Backend::Embedded { index, values } => (index, values),
+            Backend::Postgres(pg) => {
+                // The database checks its own pages; every record is read and handed on.
+                for (k, v) in pg.walk("", std::ops::Bound::Unbounded, usize::MAX, true)? {
+                    visit(&k, Ok(v), true);
+                }
+                return Ok(());
+            }
+        };
+        index.walk_stored(b"", |k, stored| {
             let (value, summed) = match stored {
-                engine::Stored::Checked(v) => (resolve(&self.values, k, v), true),
-                engine::Stored::Unchecked(v) => (resolve(&self.values, k, v), false),
+                engine::Stored::Checked(v) => (resolve(values, k, v), true),
+                engine::Stored::Unchecked(v) => (resolve(values, k, v), false),
                 engine::Stored::Damaged => (
                     Err(StoreError::Damaged {
                         key: String::from_utf8_lossy(k).into_owned(),
@@ -705,28 +912,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
-        self.index.walk_from(&scan_start(prefix, after), |k, _| {
-            if !k.starts_with(prefix.as_bytes()) || out.len() >= limit {
-                return Ok(false);
-            }
+        self.walk_prefix(prefix, after, limit, false, |k, _| {
             out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-            Ok(true)
+            Ok(())
         })?;
         Ok(out)
     }
 
     /// The record under `prefix` with the greatest key at or before `key`, if any, with its key.
     pub fn floor_raw(&self, prefix: &str, key: &str) -> Result<Option<(IVec, IVec)>, StoreError> {
-        match self
-            .index
-            .last_in(prefix.as_bytes(), std::ops::Bound::Included(key.as_bytes()))?
-        {
-            Some((k, v)) => {
-                let v = resolve(&self.values, &k, v)?;
-                Ok(Some((k, v)))
-            }
-            None => Ok(None),
-        }
+        self.last_raw(prefix, std::ops::Bound::Included(key))
     }
 
     /// The last record under `prefix` in key order.
@@ -734,20 +929,61 @@ impl Store {
         &self,
         prefix: &str,
     ) -> Result<Option<(String, T)>, StoreError> {
-        let high = prefix_end(prefix.as_bytes());
+        let high = prefix_end(prefix.as_bytes()).and_then(|h| String::from_utf8(h).ok());
         let high = match &high {
-            Some(h) => std::ops::Bound::Excluded(&h[..]),
+            Some(h) => std::ops::Bound::Excluded(h.as_str()),
             None => std::ops::Bound::Unbounded,
         };
-        match self.index.last_in(prefix.as_bytes(), high)? {
+        match self.last_raw(prefix, high)? {
             Some((k, v)) => {
-                let v = resolve(&self.values, &k, v)?;
+                if !k.starts_with(prefix.as_bytes()) {
+                    return Ok(None);
+                }
                 Ok(Some((
                     String::from_utf8_lossy(&k).into_owned(),
                     decode(&k, &v)?,
                 )))
             }
             None => Ok(None),
+        }
+    }
+
+    /// The entry with the greatest key from `low` (included) up to `high`, its value resolved.
+    fn last_raw(
+        &self,
+        low: &str,
+        high: std::ops::Bound<&str>,
+    ) -> Result<Option<(IVec, IVec)>, StoreError> {
+        match &self.backend {
+            Backend::Embedded { index, values } => {
+                let high = high.map(str::as_bytes);
+                match index.last_in(low.as_bytes(), high)? {
+                    Some((k, v)) => {
+                        let v = resolve(values, &k, v)?;
+                        Ok(Some((k, v)))
+                    }
+                    None => Ok(None),
+                }
+            }
+            Backend::Postgres(pg) => pg.last_in(low, high),
+        }
+    }
+
+    /// The embedded index (tests look under the store).
+    #[cfg(test)]
+    fn index(&self) -> &Index {
+        match &self.backend {
+            Backend::Embedded { index, .. } => index,
+            Backend::Postgres(_) => panic!("not an embedded store"),
+        }
+    }
+
+    /// The committed state of an embedded store, as mutations read it (tests).
+    #[cfg(test)]
+    fn embedded_base(&self) -> EmbeddedBase<'_> {
+        match &self.backend {
+            Backend::Embedded { index, values } => EmbeddedBase { index, values },
+            Backend::Postgres(_) => panic!("not an embedded store"),
         }
     }
 
@@ -987,7 +1223,10 @@ fn writer_loop(
     hook: &Mutex<Option<Arc<CommitHook>>>,
     poison: &Poison,
 ) {
-    let (index, values) = (stage.index, stage.values);
+    let base = EmbeddedBase {
+        index: stage.index,
+        values: stage.values,
+    };
     // The groups handed to the applier and not applied yet, oldest first.
     let mut ahead: Vec<(u64, Arc<Writes>)> = Vec::new();
     let recent = RefCell::new(Recent::new(RECENT_BUDGET));
@@ -1035,7 +1274,7 @@ fn writer_loop(
         seq += 1;
         if let Some(failure) = poison.get() {
             for job in group {
-                let mut tx = Tx::new(index, values, &[], None, &recent);
+                let mut tx = Tx::new(&base, &[], None, &recent);
                 let (_, deliver) = job(&mut tx);
                 deliver(Some(failure.refusal()));
             }
@@ -1045,7 +1284,7 @@ fn writer_loop(
         let mut marks: Vec<String> = Vec::new();
         let mut deliveries = Vec::with_capacity(group.len());
         for job in group {
-            let mut tx = Tx::new(index, values, &ahead, Some(&writes), &recent);
+            let mut tx = Tx::new(&base, &ahead, Some(&writes), &recent);
             // A mutation that panics (a bug) loses its writes and its answer (its caller sees
             // the writer as stopped for that call); the writer and the group go on.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
@@ -1068,7 +1307,7 @@ fn writer_loop(
         if !marks.is_empty() {
             let hook = hook.lock().ok().and_then(|h| h.clone());
             if let Some(hook) = hook {
-                let mut tx = Tx::new(index, values, &ahead, Some(&writes), &recent);
+                let mut tx = Tx::new(&base, &ahead, Some(&writes), &recent);
                 match hook(&mut tx, &marks) {
                     Ok(()) => {
                         let w = tx.writes;
@@ -1235,8 +1474,7 @@ fn flush_groups(index: &Index, groups: Vec<Applied>, poison: &Poison) {
 /// The view of the store inside a mutation: the committed tree, under the groups not applied
 /// yet, under the writes of the mutations before it in the same group, under its own writes.
 pub struct Tx<'a> {
-    index: &'a Index,
-    values: &'a ValueLog,
+    base: &'a dyn Base,
     /// Groups built but not applied yet, oldest first.
     ahead: &'a [(u64, Arc<Writes>)],
     group: Option<&'a Writes>,
@@ -1252,15 +1490,13 @@ pub struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     fn new(
-        index: &'a Index,
-        values: &'a ValueLog,
+        base: &'a dyn Base,
         ahead: &'a [(u64, Arc<Writes>)],
         group: Option<&'a Writes>,
         recent: &'a RefCell<Recent>,
     ) -> Tx<'a> {
         Tx {
-            index,
-            values,
+            base,
             ahead,
             group,
             recent,
@@ -1289,10 +1525,7 @@ impl<'a> Tx<'a> {
         if let Some(v) = self.recent.borrow_mut().get(k) {
             return Ok(v);
         }
-        let v = match self.index.get(k)? {
-            Some(v) => Some(resolve(self.values, k, v)?),
-            None => None,
-        };
+        let v = self.base.get(k)?;
         self.recent.borrow_mut().put(k.to_vec(), v.clone());
         Ok(v)
     }
@@ -1320,7 +1553,7 @@ impl<'a> Tx<'a> {
             // The recent cache needs no look: every key it holds is in the index or in a group
             // ahead.
             let high = upper.as_ref().map(Vec::as_slice);
-            let mut best: Option<Vec<u8>> = self.index.last_in(p, high)?.map(|(k, _)| k.to_vec());
+            let mut best: Option<Vec<u8>> = self.base.last_key_in(p, high)?;
             let layers = [Some(&self.writes), self.group]
                 .into_iter()
                 .flatten()
@@ -1362,13 +1595,7 @@ impl<'a> Tx<'a> {
             // The least candidate of every layer at or after `start`; the index's own is the
             // latest applied state (the recent cache holds nothing the layers and the index
             // do not).
-            let mut best: Option<Vec<u8>> = None;
-            self.index.walk_from(&start, |k, _| {
-                if k.starts_with(p) {
-                    best = Some(k.to_vec());
-                }
-                Ok(false)
-            })?;
+            let mut best: Option<Vec<u8>> = self.base.first_key_from(&start, p)?;
             let layers = [Some(&self.writes), self.group]
                 .into_iter()
                 .flatten()
@@ -1691,11 +1918,11 @@ mod tests {
             })
             .expect("commit");
         // The value kept under one key, moved under another (as a damaged page would show it).
-        let Some(Stored::Checked(_)) = raw_stored(&store.index, b"doc/t/a") else {
+        let Some(Stored::Checked(_)) = raw_stored(store.index(), b"doc/t/a") else {
             panic!("a value written now is checksummed");
         };
-        let moved = raw_get(&store.index, b"doc/t/a");
-        raw_put(&store.index, b"doc/t/b", &moved);
+        let moved = raw_get(store.index(), b"doc/t/a");
+        raw_put(store.index(), b"doc/t/b", &moved);
         let err = store.get_raw("doc/t/b").expect_err("damage is reported");
         assert!(
             matches!(err, StoreError::Damaged { ref key } if key == "doc/t/b"),
@@ -1707,7 +1934,7 @@ mod tests {
             .expect_err("a scan reports it too");
         assert!(err.to_string().contains("doc/t/b"), "{err}");
         // A value written by an older version (no checksum) is still read.
-        raw_put(&store.index, b"doc/t/c", b"{\"id\":\"c\"}");
+        raw_put(store.index(), b"doc/t/c", b"{\"id\":\"c\"}");
         assert!(store.get_raw("doc/t/c").expect("read").is_some());
     }
 
@@ -1826,7 +2053,7 @@ mod tests {
             // The page holds a pointer, not the value.
             assert!(
                 store
-                    .index
+                    .index()
                     .get(b"big")
                     .expect("raw")
                     .expect("present")
@@ -1942,13 +2169,13 @@ mod tests {
         store
             .transact_blocking(|tx| tx.put_raw("f/1", b"applied"))
             .expect("commit");
-        let values = &*store.values;
+        let base = store.embedded_base();
         let recent = RefCell::new(Recent::new(1 << 20));
         let mut group = Writes::new();
         group.insert(b"f/3".to_vec(), Some(IVec::from(&b"group"[..])));
         group.insert(b"f/5".to_vec(), None);
         group.insert(b"g/0".to_vec(), Some(IVec::from(&b"other prefix"[..])));
-        let mut tx = Tx::new(&store.index, values, &[], Some(&group), &recent);
+        let mut tx = Tx::new(&base, &[], Some(&group), &recent);
         let floor = |tx: &Tx<'_>, k: &str| {
             tx.floor_in_group("f/", k)
                 .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
@@ -1993,7 +2220,8 @@ mod tests {
         let mut group = Writes::new();
         group.insert(b"s/5".to_vec(), None);
         group.insert(b"s/6".to_vec(), Some(IVec::from(&b""[..])));
-        let mut tx = Tx::new(&store.index, &store.values, &ahead, Some(&group), &recent);
+        let base = store.embedded_base();
+        let mut tx = Tx::new(&base, &ahead, Some(&group), &recent);
         tx.put_raw("s/2", b"mine").expect("put");
         tx.remove("s/7").expect("remove");
         tx.put_raw("s/8", b"mine").expect("put");
@@ -2095,7 +2323,7 @@ mod tests {
         }
         // Found again without being named, and refused when another engine is named.
         let store = Store::open(dir.path()).expect("reopen");
-        assert_eq!(store.engine(), EngineKind::Redb);
+        assert_eq!(store.engine(), Some(EngineKind::Redb));
         assert_eq!(store.get::<u8>("kept").expect("read"), Some(1));
         drop(store);
         let err = Store::open_with(dir.path(), Some(EngineKind::Sled))
@@ -2107,7 +2335,7 @@ mod tests {
         );
         let fresh = tempfile::tempdir().expect("temporary directory");
         let store = Store::open(fresh.path()).expect("open");
-        assert_eq!(store.engine(), EngineKind::Sled, "the default");
+        assert_eq!(store.engine(), Some(EngineKind::Sled), "the default");
         drop(store);
         let err = Store::open_with(fresh.path(), Some(EngineKind::Redb))
             .err()
@@ -2147,7 +2375,7 @@ mod tests {
         assert!(dir.path().join("sled-before-conversion/db").exists());
         assert!(!dir.path().join("index.redb.partial").exists());
         let store = Store::open(dir.path()).expect("reopen");
-        assert_eq!(store.engine(), EngineKind::Redb);
+        assert_eq!(store.engine(), Some(EngineKind::Redb));
         assert_eq!(
             store.get_raw("big").expect("read").as_deref(),
             Some(&big[..]),

@@ -21,6 +21,16 @@ pub fn engine_args() -> Vec<String> {
     }
 }
 
+/// The flags that put the data directory `data` on the tests' store: `--store URL` when they
+/// run on PostgreSQL (see [`super::test_store_url`]), else `--engine NAME` when they run on a
+/// chosen engine. Every command that opens `data` takes them.
+pub fn store_args(data: &Path) -> Vec<String> {
+    match super::test_store_url(data) {
+        Some(url) => vec!["--store".into(), url],
+        None => engine_args(),
+    }
+}
+
 pub fn token_of(v: &Value) -> String {
     v["token"].as_str().expect("token").to_owned()
 }
@@ -199,7 +209,7 @@ pub fn start_server(dir: &Path) -> (Proc, Receiver<String>, String, String) {
             .arg(&data)
             .arg("--config")
             .arg(super::isolated_config(dir))
-            .args(engine_args())
+            .args(store_args(&data))
             .arg("--json")
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -241,6 +251,7 @@ pub fn restart_server(dir: &Path) -> (Proc, Receiver<String>, String) {
             .arg(dir.join("data"))
             .arg("--config")
             .arg(super::isolated_config(dir))
+            .args(store_args(&dir.join("data")))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -292,7 +303,7 @@ impl DemoServer {
                 .arg(dir.join("data"))
                 .arg("--config")
                 .arg(config)
-                .args(engine_args())
+                .args(store_args(&dir.join("data")))
                 .args(extra)
                 .current_dir(cwd)
                 .stdin(Stdio::null())

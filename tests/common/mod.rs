@@ -84,6 +84,48 @@ pub fn test_engine() -> Option<paraph::store::EngineKind> {
     }
 }
 
+/// Whether the tests keep their stores in PostgreSQL: `PARAPH_TEST_STORE=postgres` (CI runs
+/// the tests a third time so). The database is `PARAPH_TEST_PG_URL` (default
+/// `postgresql://postgres@127.0.0.1:5433/paraph_tests`), which must exist.
+pub fn on_postgres() -> bool {
+    match std::env::var("PARAPH_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("embedded") => false,
+        Ok("postgres") => true,
+        Ok(other) => panic!("PARAPH_TEST_STORE={other}: expected postgres or embedded"),
+    }
+}
+
+/// The `[store] url` of the data directory `data` when the tests run on PostgreSQL: a schema
+/// of its own (named after the directory's path), created and migrated on first use, so that
+/// every data directory of every test is a separate store, as a directory of its own is on
+/// the embedded engines. `None` on the embedded engines.
+pub fn test_store_url(data: &std::path::Path) -> Option<String> {
+    use sha2::Digest as _;
+    static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    if !on_postgres() {
+        return None;
+    }
+    let base = std::env::var("PARAPH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5433/paraph_tests".into());
+    let absolute = std::path::absolute(data).expect("absolute data path");
+    let digest = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
+    let schema = format!("t_{}", hex::encode(&digest[..10]));
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let mut done = MIGRATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.contains(&schema) {
+        paraph::store::migrate(&paraph::store::PgOptions {
+            url: url.clone(),
+            pool_size: 1,
+            statement_timeout: std::time::Duration::from_secs(60),
+            connect_wait: Some(std::time::Duration::from_secs(20)),
+        })
+        .expect("migrate the test schema");
+        done.push(schema);
+    }
+    Some(url)
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(tempfile::tempdir().unwrap(), None, |_| {}).await
@@ -101,6 +143,7 @@ impl TestServer {
             engine: test_engine(),
             ..Settings::default()
         };
+        settings.store.url = test_store_url(&settings.data);
         tweak(&mut settings);
         let clock = ManualClock::new(T0);
         let (svc, boot) = paraph::server::open(&settings, Arc::new(clock.clone())).unwrap();
