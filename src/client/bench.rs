@@ -116,6 +116,11 @@ pub struct BenchArgs {
     /// Stop taking new documents once this many errors were counted (0: never stop).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_errors: u64,
+    /// Another replica of the same server (same database) to spread the calls over, as many
+    /// times as there are: each document's four calls then go to the replicas in turn, so
+    /// that every step is taken on another replica than the one before.
+    #[arg(long, value_name = "ADDR")]
+    pub replica: Vec<String>,
     /// --token is the platform operator token; --tenant is ignored (a fresh tenant is made).
     #[command(flatten)]
     pub c: ClientOpts,
@@ -316,7 +321,10 @@ fn content(tenant: &str, i: usize, size: usize) -> Vec<u8> {
 }
 
 /// One document through the circuit; a failure is recorded and ends this document.
-async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
+async fn one_document(replicas: &mut [Roles], sh: &Shared, i: usize, t: &mut Tally) {
+    let n = replicas.len().max(1);
+    // The replica of the document's k-th call.
+    let at = |k: usize| (i + k) % n;
     let keys: Result<Vec<String>, CliError> = (0..4).map(|_| fresh_key()).collect();
     let keys = match keys {
         Ok(k) => k,
@@ -346,7 +354,9 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
         .call(
             SUBMIT,
             sh.timeout,
-            r.submitter.submit_document(tokio_stream::iter(msgs)),
+            replicas[at(0)]
+                .submitter
+                .submit_document(tokio_stream::iter(msgs)),
         )
         .await
     else {
@@ -359,7 +369,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
         .call(
             APPROVE,
             sh.timeout,
-            r.visa.approve(proto::ApproveRequest {
+            replicas[at(1)].visa.approve(proto::ApproveRequest {
                 id: d.id.clone(),
                 step: Some(step),
                 comment: String::new(),
@@ -377,12 +387,14 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
         .call(
             PREPARE,
             sh.timeout,
-            r.signer.prepare_signature(proto::PrepareSignatureRequest {
-                document_id: d.id.clone(),
-                step: Some(step),
-                certificate_chain: sh.signer.chain().to_vec(),
-                idempotency_key: keys[2].clone(),
-            }),
+            replicas[at(2)]
+                .signer
+                .prepare_signature(proto::PrepareSignatureRequest {
+                    document_id: d.id.clone(),
+                    step: Some(step),
+                    certificate_chain: sh.signer.chain().to_vec(),
+                    idempotency_key: keys[2].clone(),
+                }),
         )
         .await
     else {
@@ -410,7 +422,8 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
         .call(
             COMPLETE,
             sh.timeout,
-            r.signer
+            replicas[at(3)]
+                .signer
                 .complete_signature(proto::CompleteSignatureRequest {
                     preparation_id: prep_id,
                     signature_value: value,
@@ -438,7 +451,7 @@ async fn one_document(r: &mut Roles, sh: &Shared, i: usize, t: &mut Tally) {
     }
 }
 
-async fn worker(mut roles: Roles, sh: Arc<Shared>) -> Tally {
+async fn worker(mut roles: Vec<Roles>, sh: Arc<Shared>) -> Tally {
     let mut t = Tally::default();
     loop {
         if sh.max_errors > 0 && sh.errors.load(Ordering::Relaxed) >= sh.max_errors {
@@ -497,7 +510,8 @@ fn read_file(path: PathBuf) -> Result<Vec<u8>, CliError> {
 /// Everything the run needs, provisioned in a fresh tenant.
 struct Setup {
     tenant: String,
-    roles: Roles,
+    /// The role clients of each replica (the first: `--addr`).
+    roles: Vec<Roles>,
     signer: Signer,
 }
 
@@ -644,11 +658,16 @@ async fn provision(a: &BenchArgs, operator: &str) -> Result<Setup, CliError> {
 
     let [submitter, visa, signing] = <[String; 3]>::try_from(tokens)
         .map_err(|_| CliError::Local("expected three tokens".into()))?;
-    let roles = Roles {
-        submitter: connect(&target(&a.c, submitter, None)).await?.docs,
-        visa: connect(&target(&a.c, visa, None)).await?.docs,
-        signer: connect(&target(&a.c, signing, None)).await?.sigs,
-    };
+    let mut roles = Vec::new();
+    for addr in std::iter::once(&a.c.addr).chain(a.replica.iter()) {
+        let mut c = a.c.clone();
+        c.addr = addr.clone();
+        roles.push(Roles {
+            submitter: connect(&target(&c, submitter.clone(), None)).await?.docs,
+            visa: connect(&target(&c, visa.clone(), None)).await?.docs,
+            signer: connect(&target(&c, signing.clone(), None)).await?.sigs,
+        });
+    }
     Ok(Setup {
         tenant,
         roles,

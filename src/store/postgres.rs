@@ -286,27 +286,28 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+/// The parameters of one statement.
+type Params<'w> = Vec<Box<dyn ToSql + Sync + 'w>>;
 
 /// Runs every future at once (the client pipelines their statements on one connection) and
 /// returns the first error, if any.
-fn join_all<'a>(
-    mut futs: Vec<BoxFut<'a, Result<u64, tokio_postgres::Error>>>,
-) -> Result<(), StoreError> {
+fn join_all(futs: Vec<BoxFut<'_, Result<u64, tokio_postgres::Error>>>) -> Result<(), StoreError> {
+    // Each future is polled first in the order given (which is the order the statements are
+    // sent in), and never moved.
+    let mut futs: Vec<Option<BoxFut<'_, _>>> = futs.into_iter().map(Some).collect();
     let mut first_err = None;
     block_on(std::future::poll_fn(move |cx| {
-        let mut i = 0;
-        while i < futs.len() {
-            match futs[i].as_mut().poll(cx) {
-                Poll::Ready(r) => {
+        for slot in futs.iter_mut() {
+            if let Some(f) = slot {
+                if let Poll::Ready(r) = f.as_mut().poll(cx) {
                     if let Err(e) = r {
                         first_err.get_or_insert(e);
                     }
-                    drop(futs.swap_remove(i));
+                    *slot = None;
                 }
-                Poll::Pending => i += 1,
             }
         }
-        if futs.is_empty() {
+        if futs.iter().all(Option::is_none) {
             Poll::Ready(match first_err.take() {
                 Some(e) => Err(db_error(e)),
                 None => Ok(()),
@@ -315,6 +316,31 @@ fn join_all<'a>(
             Poll::Pending
         }
     }))
+}
+
+type Rows = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
+
+/// Runs every query at once, each sent in the order given, and returns their results in
+/// that order.
+fn queries(futs: Vec<BoxFut<'_, Rows>>) -> Vec<Rows> {
+    let mut futs: Vec<Option<BoxFut<'_, Rows>>> = futs.into_iter().map(Some).collect();
+    let mut done: Vec<Option<Rows>> = futs.iter().map(|_| None).collect();
+    block_on(std::future::poll_fn(|cx| {
+        for (slot, out) in futs.iter_mut().zip(done.iter_mut()) {
+            if let Some(f) = slot {
+                if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                    *out = Some(r);
+                    *slot = None;
+                }
+            }
+        }
+        if futs.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+    done.into_iter().flatten().collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,9 +486,12 @@ impl Conn {
         Ok(out)
     }
 
-    /// Writes `writes` (inside the caller's transaction): per table, the upserts in one
-    /// statement and the removals in another, all sent at once.
-    fn write(&self, writes: &Writes) -> Result<(), StoreError> {
+    /// The statements that write `writes` (inside the caller's transaction): per table, the
+    /// upserts in one statement and the removals in another.
+    fn write_statements<'w>(
+        &self,
+        writes: &'w Writes,
+    ) -> Result<Vec<(Statement, Params<'w>)>, StoreError> {
         let mut puts: BTreeMap<&str, (Vec<&str>, Vec<&[u8]>)> = BTreeMap::new();
         let mut removes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (k, v) in writes {
@@ -477,26 +506,111 @@ impl Conn {
                 None => removes.entry(t).or_default().push(k),
             }
         }
-        let mut statements = Vec::new();
-        for (t, (keys, values)) in &puts {
+        let mut statements: Vec<(Statement, Params<'w>)> = Vec::new();
+        for (t, (keys, values)) in puts {
             let sql = format!(
                 "INSERT INTO {t} (store_key, value) SELECT * FROM unnest($1::text[], $2::bytea[]) \
                  ON CONFLICT (store_key) DO UPDATE SET value = EXCLUDED.value"
             );
             statements.push((
                 self.statement(&sql)?,
-                vec![keys as &(dyn ToSql + Sync), values],
+                vec![Box::new(keys), Box::new(values)],
             ));
         }
-        for (t, keys) in &removes {
+        for (t, keys) in removes {
             let sql = format!("DELETE FROM {t} WHERE store_key = ANY($1::text[])");
-            statements.push((self.statement(&sql)?, vec![keys as &(dyn ToSql + Sync)]));
+            statements.push((self.statement(&sql)?, vec![Box::new(keys)]));
         }
-        let futs: Vec<BoxFut<'_, _>> = statements
+        Ok(statements)
+    }
+
+    /// Sends every statement at once (one round trip), then `last` (a simple query) if any;
+    /// the first error, if any.
+    fn pipeline(
+        &self,
+        statements: &[(Statement, Params<'_>)],
+        last: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
             .iter()
-            .map(|(s, p)| Box::pin(self.client.execute(s, p)) as BoxFut<'_, _>)
+            .map(|(_, p)| p.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect())
             .collect();
+        let mut futs: Vec<BoxFut<'_, _>> = statements
+            .iter()
+            .zip(params.iter())
+            .map(|((s, _), p)| Box::pin(self.client.execute(s, p)) as BoxFut<'_, _>)
+            .collect();
+        if let Some(sql) = last {
+            futs.push(Box::pin(async move {
+                self.client.batch_execute(sql).await.map(|()| 0)
+            }));
+        }
         join_all(futs)
+    }
+
+    /// Opens a group's transaction and takes the write lock, in one round trip: the count of
+    /// committed groups, and what the groups after `known` wrote when the change log still
+    /// has them all.
+    fn begin_group(
+        &self,
+        place: &Where,
+        known: Option<i64>,
+    ) -> Result<(i64, Option<Vec<MissedGroup>>), StoreError> {
+        let lock = self.statement("SELECT pg_advisory_xact_lock($1, $2)::text")?;
+        // Read in a statement of its own, after the lock is held: a statement's snapshot is
+        // taken when it starts, and the lock's may be older than the last commit.
+        let count = self.statement("SELECT groups FROM paraph_writes")?;
+        let changes = self.statement(
+            "SELECT keys, removed, vals FROM paraph_changes WHERE groups > $1 ORDER BY groups",
+        )?;
+        let k = known.unwrap_or(i64::MAX);
+        let lock_params: [&(dyn ToSql + Sync); 2] = [&WRITE_LOCK, &place.lock];
+        let missed_params: [&(dyn ToSql + Sync); 1] = [&k];
+        let begin = Box::pin(async {
+            self.client
+                .batch_execute("BEGIN")
+                .await
+                .map(|()| Vec::new())
+        }) as BoxFut<'_, _>;
+        let mut out = queries(vec![
+            begin,
+            Box::pin(self.client.query(&lock, &lock_params)),
+            Box::pin(self.client.query(&count, &[])),
+            Box::pin(self.client.query(&changes, &missed_params)),
+        ])
+        .into_iter();
+        let mut next = || out.next().ok_or(StoreError::Stopped)?.map_err(db_error);
+        next()?;
+        next()?;
+        let groups = next()?.first().map(|r| r.get::<_, i64>(0)).ok_or_else(|| {
+            StoreError::Database("paraph_writes has no row: the schema is damaged".into())
+        })?;
+        let missed = next();
+        let rows = missed?;
+        if known.is_none() {
+            return Ok((groups, None));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let keys: Vec<String> = r.get(0);
+            let removed: Vec<bool> = r.get(1);
+            let vals: Vec<Option<Vec<u8>>> = r.get(2);
+            let change = keys
+                .into_iter()
+                .zip(removed)
+                .zip(vals)
+                .map(|((k, gone), v)| {
+                    let m = match (gone, v) {
+                        (true, _) => Missed::Removed,
+                        (false, Some(v)) => Missed::Value(IVec::from(v)),
+                        (false, None) => Missed::Unknown,
+                    };
+                    (k.into_bytes(), m)
+                })
+                .collect();
+            out.push(change);
+        }
+        Ok((groups, Some(out)))
     }
 }
 
@@ -1020,24 +1134,16 @@ pub(super) fn writer_loop(
                 _ => pg.connect()?,
             };
             conn = Some(c.clone());
-            c.batch("BEGIN")?;
             let place = pg.place()?;
-            let rows = c.query(
-                "SELECT pg_advisory_xact_lock($1, $2), (SELECT groups FROM paraph_writes)",
-                &[&WRITE_LOCK, &place.lock],
-            );
-            match rows {
-                Ok(rows) => {
-                    let groups = rows.first().map(|r| r.get::<_, i64>(1));
-                    Ok((c, groups))
-                }
+            match c.begin_group(&place, known) {
+                Ok((groups, missed)) => Ok((c, groups, missed)),
                 Err(e) => {
                     let _ = c.batch("ROLLBACK");
                     Err(e)
                 }
             }
         })();
-        let (c, groups) = match begun {
+        let (c, groups, missed) = match begun {
             Ok(b) => b,
             Err(e) => {
                 known = None;
@@ -1053,10 +1159,25 @@ pub(super) fn writer_loop(
                 continue;
             }
         };
-        if groups.is_none() || groups != known {
-            // Another replica committed since this one last did: what the cache holds may be
-            // older than the database.
-            *recent.borrow_mut() = Recent::new(RECENT_BUDGET);
+        if Some(groups) != known {
+            // Another replica committed since this one last did: its writes are brought into
+            // the cache when the change log still holds every group missed, else the cache is
+            // dropped (it may be older than the database).
+            let mut recent = recent.borrow_mut();
+            match (known, missed) {
+                (Some(k), Some(missed)) if missed.len() as i64 == groups - k => {
+                    for change in missed {
+                        for (key, value) in change {
+                            match value {
+                                Missed::Value(v) => recent.put(key, Some(v)),
+                                Missed::Removed => recent.put(key, None),
+                                Missed::Unknown => recent.forget(&key),
+                            }
+                        }
+                    }
+                }
+                _ => *recent = Recent::new(RECENT_BUDGET),
+            }
         }
         let base = TxBase { conn: &c };
         let mut writes = Writes::new();
@@ -1100,7 +1221,7 @@ pub(super) fn writer_loop(
                 Err(e)
             }
             None => match pg.place() {
-                Ok(place) => commit(&c, &writes, &pg.replica, &place.channel),
+                Ok(place) => commit(&c, &writes, &pg.replica, &place.channel, groups + 1),
                 Err(e) => Err(e),
             },
         };
@@ -1136,31 +1257,72 @@ pub(super) fn writer_loop(
     }
 }
 
-/// Writes the group, counts it, tells the other replicas which kinds it wrote, commits.
-/// Returns the count of committed groups after this one.
-fn commit(c: &Conn, writes: &Writes, replica: &str, channel: &str) -> Result<i64, StoreError> {
-    let run = || -> Result<i64, StoreError> {
-        c.write(writes)?;
-        let mut kinds: Vec<&str> = Vec::new();
-        for k in writes.keys() {
-            let kind = kind_of(utf8(k)?);
-            if !kinds.contains(&kind) {
-                kinds.push(kind);
-            }
+/// Writes the group, logs it for the other replicas' caches, counts it (`count` is the count
+/// of committed groups with it), tells the other replicas which kinds it wrote, and commits:
+/// every statement sent at once, one round trip. A statement that fails aborts the
+/// transaction, whose COMMIT then only rolls back: the first error is the group's.
+fn commit(
+    c: &Conn,
+    writes: &Writes,
+    replica: &str,
+    channel: &str,
+    count: i64,
+) -> Result<i64, StoreError> {
+    let mut kinds: Vec<&str> = Vec::new();
+    let mut keys: Vec<&str> = Vec::with_capacity(writes.len());
+    let mut removed: Vec<bool> = Vec::with_capacity(writes.len());
+    let mut vals: Vec<Option<&[u8]>> = Vec::with_capacity(writes.len());
+    for (k, v) in writes {
+        let k = utf8(k)?;
+        let kind = kind_of(k);
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
         }
-        let payload = format!("{replica} c {}", kinds.join(" "));
-        let rows = c.query(
-            "UPDATE paraph_writes SET groups = groups + 1 \
-             RETURNING groups, pg_notify($1, $2)",
-            &[&channel, &payload],
-        )?;
-        let count = rows.first().map(|r| r.get::<_, i64>(0)).ok_or_else(|| {
-            StoreError::Database("paraph_writes has no row: the schema is damaged".into())
-        })?;
-        c.batch("COMMIT")?;
-        Ok(count)
-    };
-    run()
+        keys.push(k);
+        removed.push(v.is_none());
+        vals.push(v.as_deref().filter(|v| v.len() <= LOGGED_VALUE_MAX));
+    }
+    let payload = format!("{replica} c {}", kinds.join(" "));
+    let mut statements = c.write_statements(writes)?;
+    let log = c.statement(
+        "INSERT INTO paraph_changes (groups, keys, removed, vals) VALUES ($1, $2, $3, $4)",
+    )?;
+    let count_it = c.statement("UPDATE paraph_writes SET groups = $1")?;
+    let notify = c.statement("SELECT pg_notify($1, $2)::text")?;
+    let prune = c.statement("DELETE FROM paraph_changes WHERE groups <= $1")?;
+    statements.push((
+        log,
+        vec![
+            Box::new(count),
+            Box::new(keys),
+            Box::new(removed),
+            Box::new(vals),
+        ],
+    ));
+    statements.push((count_it, vec![Box::new(count)]));
+    statements.push((notify, vec![Box::new(channel), Box::new(payload)]));
+    if count % CHANGES_KEPT == 0 {
+        statements.push((prune, vec![Box::new(count - CHANGES_KEPT)]));
+    }
+    c.pipeline(&statements, Some("COMMIT"))?;
+    Ok(count)
+}
+
+/// The largest value the change log carries (a larger one is named, and the other replicas
+/// forget it).
+const LOGGED_VALUE_MAX: usize = 16 * 1024;
+/// Groups the change log keeps (a replica further behind drops its cache).
+const CHANGES_KEPT: i64 = 4096;
+
+/// What one group of another replica wrote, key by key.
+type MissedGroup = Vec<(Vec<u8>, Missed)>;
+
+/// What a replica missed of a key while another one wrote.
+enum Missed {
+    Value(IVec),
+    Removed,
+    /// Too large for the log: read it again when needed.
+    Unknown,
 }
 
 /// Moves the local key watches concerned by `writes`.

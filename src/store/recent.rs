@@ -77,7 +77,7 @@ impl Recent {
         self.young_bytes += c;
     }
 
-    fn forget(&mut self, key: &[u8]) {
+    pub fn forget(&mut self, key: &[u8]) {
         if let Some(previous) = self.young.remove(key) {
             self.young_bytes = self.young_bytes.saturating_sub(cost(key, &previous));
         }

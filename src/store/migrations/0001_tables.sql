@@ -20,6 +20,16 @@ CREATE TABLE paraph_writes (
 );
 INSERT INTO paraph_writes (groups) VALUES (0);
 
+-- What each group of the last few thousand wrote (values of at most 16 KiB; a larger one is
+-- named with a NULL value), by its number: a replica whose cache of records is behind reads
+-- the groups it missed and brings its cache up to date instead of dropping it.
+CREATE TABLE paraph_changes (
+    groups bigint PRIMARY KEY,
+    keys text[] NOT NULL,
+    removed boolean[] NOT NULL,
+    vals bytea[] NOT NULL
+);
+
 -- Decodes a JSON record for the views (NULL when the value is not JSON, e.g. an emptied one).
 CREATE FUNCTION paraph_json(v bytea) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 BEGIN
