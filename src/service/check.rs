@@ -137,9 +137,16 @@ pub fn check_store(
                 seen.doc_refs
                     .push((key.clone(), (*t).to_owned(), (*id).to_owned(), false));
             }
-            ["token" | "trust" | "absences" | "userlist" | "idem" | "prep", ..]
-                if !value.is_empty() =>
-            {
+            ["idem", ..] => {
+                // The request's fingerprint (64 hex characters), a newline and the answer's
+                // JSON; older records are one JSON object.
+                let answer = match value.get(64) {
+                    Some(b'\n') if value[..64].iter().all(u8::is_ascii_hexdigit) => &value[65..],
+                    _ => &value[..],
+                };
+                decodes::<serde_json::Value>(&key, answer, problems);
+            }
+            ["token" | "trust" | "absences" | "userlist" | "prep", ..] if !value.is_empty() => {
                 decodes::<serde_json::Value>(&key, &value, problems);
             }
             _ => {}

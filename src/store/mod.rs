@@ -882,7 +882,7 @@ impl Store {
             Backend::Embedded { index, values } => (index, values),
             Backend::Postgres(pg) => {
                 // The database checks its own pages; every record is read and handed on.
-                for (k, v) in pg.walk("", std::ops::Bound::Unbounded, usize::MAX, true)? {
+                for (k, v) in pg.snapshot_all()? {
                     visit(&k, Ok(v), true);
                 }
                 return Ok(());

@@ -803,6 +803,16 @@ impl Pg {
         self.reader()?.walk(prefix, start, limit, with_value)
     }
 
+    /// Every record of the store, read in one consistent snapshot (a REPEATABLE READ
+    /// transaction of its own): a check while replicas write sees the store as of one instant.
+    pub(super) fn snapshot_all(&self) -> Result<Vec<(IVec, IVec)>, StoreError> {
+        let c = self.connect()?;
+        c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let all = c.walk("", Bound::Unbounded, usize::MAX, true);
+        let _ = c.batch("COMMIT");
+        all
+    }
+
     /// The database's size on disk.
     pub(super) fn size(&self) -> Result<u64, StoreError> {
         let rows = self

@@ -1,0 +1,366 @@
+//! PostgreSQL as the store, from the operator's side: the schema's versions (`admin migrate`,
+//! `serve` refusing a database it cannot use), the schema a DBA reads, and moving an embedded
+//! store in (`admin copy`, then serving from the copy). These tests need a PostgreSQL: the
+//! database at `PARAPH_TEST_PG_URL` (default `postgresql://postgres@127.0.0.1:5433/paraph_tests`),
+//! whatever `PARAPH_TEST_STORE` says; each test works in schemas of its own.
+
+mod common;
+
+use common::cli::{lines, Cli, Out, Proc, BIN, STEP_TIMEOUT};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+fn base_url() -> String {
+    std::env::var("PARAPH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5433/paraph_tests".into())
+}
+
+/// A URL naming a fresh schema (which nothing created yet) in the tests' database.
+fn fresh_schema(tag: &str) -> (String, String) {
+    let mut r = [0u8; 6];
+    getrandom::getrandom(&mut r).expect("randomness");
+    let schema = format!("{tag}_{}", hex::encode(r));
+    let base = base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    (
+        format!("{base}{sep}options=-csearch_path%3D{schema}"),
+        schema,
+    )
+}
+
+/// Runs SQL on the tests' database (outside any paraph), returning the first column of each
+/// row as text.
+fn sql(query: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&base_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "these tests need a PostgreSQL at {} (PARAPH_TEST_PG_URL): {e}",
+                    base_url()
+                )
+            });
+        tokio::spawn(conn);
+        let rows = client
+            .simple_query(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("NULL").to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+fn certs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-test")
+}
+
+/// `paraph ARGS` with a clean environment and an isolated settings file, bounded in time.
+fn paraph(dir: &Path, args: &[&str]) -> Out {
+    let cli = Cli {
+        dir: dir.to_path_buf(),
+        addr: "http://127.0.0.1:1".into(),
+    };
+    let config = common::isolated_config(dir);
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("--config");
+    let config = config.to_string_lossy().into_owned();
+    all.push(&config);
+    cli.run("", &all)
+}
+
+/// Starts `paraph serve ARGS` (with an isolated settings file) and reads its output up to the
+/// listening line, or up to its exit: the process, the lines before, the address if any.
+fn serve(dir: &Path, args: &[&str]) -> (Proc, Vec<String>, Option<String>) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("log file");
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PARAPH") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut server = Proc {
+        child: cmd
+            .arg("serve")
+            .args(args)
+            .arg("--config")
+            .arg(common::isolated_config(dir))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn paraph serve"),
+    };
+    let out = lines(server.child.stdout.take().expect("stdout"));
+    let mut before = Vec::new();
+    loop {
+        match out.recv_timeout(STEP_TIMEOUT) {
+            Ok(line) => {
+                if let Some(a) = line.strip_prefix("paraph listening on ") {
+                    return (server, before, Some(a.to_owned()));
+                }
+                before.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return (server, before, None),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("serve printed nothing in time"),
+        }
+    }
+}
+
+fn server_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+}
+
+#[test]
+fn migrations_are_versioned_and_serve_refuses_a_database_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, schema) = fresh_schema("mig");
+    let data = dir.path().join("data");
+    let data_s = data.to_string_lossy().into_owned();
+
+    // No schema yet: serve refuses, naming the command to run, and initialises nothing.
+    let (mut server, _, addr) = serve(dir.path(), &["--data", &data_s, "--store", &url]);
+    assert!(addr.is_none(), "served a database without a schema");
+    let status = server.terminate(STEP_TIMEOUT);
+    assert!(!status.success());
+    let log = server_log(dir.path());
+    assert!(
+        log.contains("paraph admin migrate"),
+        "the refusal names the command: {log}"
+    );
+    assert!(
+        sql(&format!(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{schema}'"
+        )) == ["0"],
+        "serve created the schema"
+    );
+
+    // Migrated once; a second migration has nothing to do.
+    let first = paraph(dir.path(), &["admin", "migrate", "--store", &url, "--json"]).json();
+    assert_eq!(first["from"], 0);
+    assert_eq!(first["to"], paraph::store::SCHEMA_VERSION);
+    let again = paraph(dir.path(), &["admin", "migrate", "--store", &url]);
+    assert!(
+        again.ok().contains("already at version"),
+        "{}",
+        again.stdout
+    );
+    let tables = sql(&format!(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' \
+         AND table_type = 'BASE TABLE' ORDER BY 1"
+    ));
+    for t in [
+        "tenants",
+        "users",
+        "tokens",
+        "circuits",
+        "documents",
+        "contents",
+        "inbox",
+        "signatures",
+        "preparations",
+        "absences",
+        "deadlines",
+        "idempotency",
+        "audit_event_runs",
+        "audit_heads",
+        "audit_checkpoints",
+    ] {
+        assert!(tables.iter().any(|x| x == t), "no table {t}: {tables:?}");
+    }
+
+    // Now it serves, and the first start initialises the platform in the database.
+    let (mut server, before, addr) = serve(dir.path(), &["--data", &data_s, "--store", &url]);
+    assert!(addr.is_some(), "a migrated database is served: {before:?}");
+    server.terminate(STEP_TIMEOUT);
+    assert_eq!(
+        sql(&format!("SELECT count(*) FROM {schema}.tenants")),
+        ["1"],
+        "the first tenant is a row of the tenants table"
+    );
+
+    // A schema newer than this binary: serve and migrate both refuse, naming the versions.
+    sql(&format!(
+        "INSERT INTO {schema}.paraph_schema (version) VALUES (99)"
+    ));
+    let (mut server, _, addr) = serve(dir.path(), &["--data", &data_s, "--store", &url]);
+    assert!(addr.is_none(), "served a newer schema");
+    server.terminate(STEP_TIMEOUT);
+    assert!(
+        server_log(dir.path()).contains("newer than this paraph"),
+        "{}",
+        server_log(dir.path())
+    );
+    let refused = paraph(dir.path(), &["admin", "migrate", "--store", &url]);
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.stderr.contains("version 99"),
+        "migrate names the version: {}",
+        refused.stderr
+    );
+    // The password of a URL never appears in what paraph prints.
+    let secret_url = url.replacen("postgres@", "postgres:hunter2@", 1);
+    let out = paraph(dir.path(), &["admin", "migrate", "--store", &secret_url]);
+    assert!(!out.stderr.contains("hunter2") && !out.stdout.contains("hunter2"));
+    sql(&format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+#[test]
+fn an_embedded_store_is_copied_into_postgresql_verified_and_served_from_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_s = data.to_string_lossy().into_owned();
+    let certs = certs().to_string_lossy().into_owned();
+    // An embedded demo store, with a document signed by the demo's officers.
+    let (mut server, before, addr) = serve(
+        dir.path(),
+        &[
+            "--demo",
+            "--certs",
+            &certs,
+            "--json",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            &data_s,
+            "--engine",
+            "sled",
+        ],
+    );
+    let addr = addr.unwrap_or_else(|| panic!("the demo server did not start: {before:?}"));
+    let token = |user: &str| {
+        before
+            .iter()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(user)).then(|| w.next().map(str::to_owned))?
+            })
+            .unwrap_or_else(|| panic!("no demo token for {user}: {before:?}"))
+    };
+    let cli = Cli {
+        dir: dir.path().to_path_buf(),
+        addr: format!("http://{addr}"),
+    };
+    std::fs::write(dir.path().join("mandate.txt"), b"Mandat 42: 1 200,00 EUR").expect("write");
+    let submitted = cli.run(
+        &token("finance"),
+        &[
+            "submit",
+            "mandate.txt",
+            "--type",
+            "MANDATE",
+            "--circuit",
+            "demo",
+            "--title",
+            "Mandat 42",
+            "--tenant",
+            "demo",
+        ],
+    );
+    let id = submitted.ok().trim().to_owned();
+    assert!(!id.is_empty());
+    cli.run(
+        &token("carol"),
+        &["approve", &id, "--comment", "vu", "--tenant", "demo"],
+    )
+    .ok();
+    server.terminate(STEP_TIMEOUT);
+
+    // Copied into an empty database.
+    let (url, schema) = fresh_schema("copy");
+    let report = paraph(
+        dir.path(),
+        &["admin", "copy", "--from", &data_s, "--to", &url, "--json"],
+    )
+    .json();
+    let records = report["records"].as_object().expect("records by kind");
+    let total: u64 = records.values().filter_map(|v| v.as_u64()).sum();
+    assert!(total > 20, "{report}");
+    assert_eq!(report["verified"].as_u64(), Some(total), "{report}");
+    assert!(records["doc"].as_u64() >= Some(1), "{report}");
+    assert!(
+        report["audit_logs_verified"].as_u64() >= Some(1),
+        "{report}"
+    );
+    // Readable by a DBA: the document is a row with its state.
+    let state = sql(&format!(
+        "SELECT record->>'state' FROM {schema}.documents_records WHERE doc_id = '{id}'"
+    ));
+    assert_eq!(state.len(), 1, "the document is one row");
+    // A second copy into the same (now full) database is refused.
+    let again = paraph(
+        dir.path(),
+        &["admin", "copy", "--from", &data_s, "--to", &url],
+    );
+    assert_ne!(again.code, Some(0));
+    assert!(
+        again.stderr.contains("already holds records"),
+        "{}",
+        again.stderr
+    );
+    // `admin check` passes on the copy.
+    paraph(dir.path(), &["admin", "check", "--store", &url]).ok();
+
+    // Served from the database (another data directory: the old one is not used any more),
+    // with the seal and audit key of the old one: the document is there, and carol's visa.
+    let data2 = dir.path().join("data2");
+    let data2_s = data2.to_string_lossy().into_owned();
+    let audit_key = data.join("audit-key.pem");
+    let cmd_args = vec![
+        "--data",
+        &data2_s,
+        "--store",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let seals = data.join("seals.toml");
+    assert!(
+        seals.exists(),
+        "the demo keeps its seal in the data directory"
+    );
+    std::fs::copy(&seals, {
+        std::fs::create_dir_all(&data2).expect("data2");
+        data2.join("seals.toml")
+    })
+    .expect("copy the seal settings");
+    std::fs::copy(&audit_key, data2.join("audit-key.pem")).expect("copy the audit key");
+    for f in ["demo-seal.p12", "demo-seal.password"] {
+        std::fs::copy(data.join(f), data2.join(f)).expect("copy the demo's seal");
+    }
+    let (mut server, before, addr) = serve(dir.path(), &cmd_args);
+    let addr = addr.unwrap_or_else(|| {
+        panic!(
+            "serving the copy failed: {before:?}\n{}",
+            server_log(dir.path())
+        )
+    });
+    assert!(
+        !before.iter().any(|l| l.contains("token")),
+        "a copied store is not initialised again: {before:?}"
+    );
+    let cli = Cli {
+        dir: dir.path().to_path_buf(),
+        addr: format!("http://{addr}"),
+    };
+    let shown = cli.run(&token("finance"), &["show", &id, "--tenant", "demo"]);
+    assert!(shown.ok().contains("Mandat 42"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("carol"), "{}", shown.stdout);
+    server.terminate(STEP_TIMEOUT);
+    sql(&format!("DROP SCHEMA {schema} CASCADE"));
+}
