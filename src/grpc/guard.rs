@@ -27,6 +27,15 @@ const STREAMED_REQUESTS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// Calls whose one request message carries a whole document (header and content): a
+/// message longer than the largest document plus [`INLINE_HEADER_ROOM`] is refused when its
+/// length prefix arrives, with the error a too-large streamed upload gets.
+const WHOLE_DOCUMENT_REQUESTS: &[&str] = &["/paraph.v1.DocumentService/SubmitDocumentInline"];
+
+/// Room for the header beside the content in a request that carries a whole document (the
+/// services' decoding limit is the largest document plus this).
+pub const INLINE_HEADER_ROOM: u64 = 1024 * 1024;
+
 /// The package whose calls need a token.
 const PROTECTED: &str = "/paraph.v1.";
 
@@ -115,6 +124,10 @@ where
         let path = req.uri().path();
         let protected = path.starts_with(PROTECTED);
         let timed = !STREAMED_REQUESTS.contains(&path);
+        let cap = WHOLE_DOCUMENT_REQUESTS.contains(&path).then(|| {
+            let max = gate.svc.limits().max_document_bytes;
+            (max.saturating_add(INLINE_HEADER_ROOM), max)
+        });
         Box::pin(async move {
             if protected {
                 if let Err(status) = super::authenticate(&gate.svc, req.headers()).await {
@@ -122,7 +135,13 @@ where
                     return Ok(status.into_http());
                 }
             }
-            let req = req.map(|b| Body::new(Budgeted::new(b, gate.budget.clone())));
+            let req = req.map(|b| match cap {
+                Some((cap, max)) => Body::new(Budgeted::new(
+                    Body::new(Capped::new(b, cap, max)),
+                    gate.budget.clone(),
+                )),
+                None => Body::new(Budgeted::new(b, gate.budget.clone())),
+            });
             let answer = inner.call(req);
             let resp = if timed {
                 match tokio::time::timeout(gate.timeout, answer).await {
@@ -178,6 +197,62 @@ impl http_body::Body for Counted {
     }
 }
 
+/// A request body whose messages may not be longer than `cap`: one that is, is refused as
+/// soon as its length prefix arrives (never read whole), with the error of a document over
+/// `max_document_bytes` (`max`).
+struct Capped {
+    inner: Body,
+    framing: Framing,
+    cap: u64,
+    max: u64,
+}
+
+impl Capped {
+    fn new(inner: Body, cap: u64, max: u64) -> Capped {
+        Capped {
+            inner,
+            framing: Framing::default(),
+            cap,
+            max,
+        }
+    }
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        if let Some(d) = frame.data_ref() {
+            this.framing.advance(d);
+            if this.framing.largest > this.cap {
+                return Poll::Ready(Some(Err(super::to_status(
+                    crate::service::ServiceError::TooLarge(crate::service::transfers::too_large(
+                        this.max,
+                    )),
+                ))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 type Acquire = BoxFuture<Result<OwnedSemaphorePermit, AcquireError>>;
 
 /// A data frame waiting for room in the budget, for a bounded time.
@@ -194,6 +269,8 @@ struct Framing {
     prefix: [u8; 5],
     have: usize,
     left: u64,
+    /// The greatest message length a prefix declared so far.
+    largest: u64,
 }
 
 impl Framing {
@@ -211,6 +288,7 @@ impl Framing {
                 if self.have == self.prefix.len() {
                     let [_, a, b, c, d] = self.prefix;
                     self.left = u64::from(u32::from_be_bytes([a, b, c, d]));
+                    self.largest = self.largest.max(self.left);
                 }
             } else {
                 let take = usize::try_from(self.left)
