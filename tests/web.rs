@@ -64,6 +64,25 @@ async fn an_officer_day_in_the_browser() {
         .expect("token")
         .token;
 
+    // A circuit PES flows can travel (one ordonnateur signs, no seal), made by the controller.
+    let mut pes_step = common::step(
+        proto::StepKind::Signature,
+        &["alice"],
+        proto::StepMode::All,
+        0,
+    );
+    pes_step.level = 2;
+    platform
+        .circuits(&auditor, None)
+        .create_circuit(proto::CreateCircuitRequest {
+            name: "mandats-pes".into(),
+            fallback: String::new(),
+            steps: vec![common::visa(&["carol"]), pes_step],
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("create the PES circuit");
+
     let shots = Path::new(ROOT).join("target/web-screenshots");
     let mut run = Command::new("node");
     run.arg("tests/e2e.mjs")

@@ -171,13 +171,14 @@ ${bordereau("BORD_2026_2", 2, [piece(1, "ACME")])}
 `;
 }
 
-/** `paraph submit` of a PES flow (the format chosen from the content); returns its id. */
+/** `paraph submit` of a PES flow (the format chosen from the content) to the PES circuit
+ * tests/web.rs made; returns its id. */
 function submitPes(title) {
   const file = join(WORK, `PES_Aller-${++n}.xml`);
   writeFileSync(file, pesFlow(), "utf8");
   const out = execFileSync(
     BIN,
-    ["submit", file, "--type", "MANDATE", "--circuit", "demo", "--title", title],
+    ["submit", file, "--type", "MANDATE", "--circuit", "mandats-pes", "--title", title],
     { env: { PATH: process.env.PATH, PARAPH_ADDR: ADDR, PARAPH_TOKEN: tok.finance }, encoding: "utf8", timeout: TIMEOUT, stdio: ["ignore", "pipe", "pipe"] },
   );
   const id = out.trim();
