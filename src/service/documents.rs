@@ -72,9 +72,6 @@ pub(super) fn submitted_key(doc: &Document) -> String {
 /// Marks that every document stored before the `submitted/` keys existed has its key.
 const SUBMITTED_INDEX_DONE: &str = "meta/submitted-index";
 
-/// One line of a submitter's list: the document, read whole (its steps make the progress).
-pub type SubmittedItem = Document;
-
 /// Stores a transition: the document, its inbox entries, its log entries; returns notices.
 pub(super) fn record(
     tx: &mut Tx<'_>,
@@ -351,7 +348,8 @@ impl Paraph {
         .await
     }
 
-    /// The documents the caller submitted, newest first, those in `state` only when given;
+    /// The documents the caller submitted (read whole: their steps make the progress), newest
+    /// first, those in `state` only when given;
     /// `before` is the previous page's token. A page holds at most `page_size` documents and
     /// looks at no more than [`SUBMITTED_SCAN`] keys, so that a filter matching few documents
     /// still answers quickly: a short page with a token means more may follow.
@@ -361,8 +359,10 @@ impl Paraph {
         page_size: usize,
         before: Option<String>,
         state: Option<crate::domain::DocState>,
-    ) -> Result<(Vec<SubmittedItem>, Option<String>)> {
+    ) -> Result<(Vec<Document>, Option<String>)> {
         caller.require(Role::Submitter)?;
+        // A page of none would hand back the token it was given, forever.
+        let page_size = page_size.max(1);
         if let Some(b) = &before {
             let ok = b.len() == 53
                 && b.as_bytes()[20] == b'/'

@@ -1120,6 +1120,15 @@ async function mineView(): Promise<void> {
     items = [];
     void refresh();
   });
+  // Only submitters have documents of their own (and may upload).
+  try {
+    items = await fetchPage("");
+  } catch (e) {
+    if (e instanceof ConnectError && e.code === Code.Unauthenticated) return signOut();
+    onEvent = null;
+    show(h("h1", {}, t.mineTitle), deniedOr(e));
+    return;
+  }
   // The list follows the documents: a visa, a signature, the seal show at once.
   onEvent = () => {
     void refresh();
@@ -1137,7 +1146,7 @@ async function mineView(): Promise<void> {
     moreBox,
     openByIdForm(),
   );
-  await refresh();
+  renderList();
 }
 
 // ---------- absences ----------

@@ -385,6 +385,9 @@ try {
   await signIn("other");
   await openDoc(doc1);
   check((await page.locator("[data-test=doc-title]").textContent()) === "Document introuvable.", "another tenant's document is not found");
+  await page.getByRole("link", { name: "Mes documents" }).click();
+  await page.getByText("Votre rôle ne donne pas accès à cette partie.").waitFor();
+  check((await page.locator("[data-test=upload-form]").count()) === 0, "an officer has no submissions list and no upload form");
   await signOut();
 
   // --- Batches: carol approves two mandates at once, alice signs both at once. ---
