@@ -363,6 +363,7 @@ async function loadInbox(): Promise<InboxItem[]> {
 
 async function inboxView(): Promise<void> {
   nav();
+  lastList = "#/";
   const list = h("div", { id: "inbox-list" });
   const progress = h("div", { "aria-live": "polite" });
   const liveEl = h("p", { id: "live" });
@@ -505,6 +506,8 @@ async function inboxView(): Promise<void> {
 // ---------- document page ----------
 
 let blobUrl: string | null = null;
+/** The list the user came from (his inbox or his documents), for the way back. */
+let lastList = "#/";
 
 async function documentView(id: string): Promise<void> {
   nav();
@@ -514,7 +517,7 @@ async function documentView(id: string): Promise<void> {
   };
   if (blobUrl) URL.revokeObjectURL(blobUrl);
   blobUrl = null;
-  const back = h("p", {}, h("a", { href: "#/" }, t.back));
+  const back = h("p", {}, lastList === "#/mine" ? h("a", { href: "#/mine" }, t.backMine) : h("a", { href: "#/" }, t.back));
   let d: Document;
   try {
     d = await api.docs.getDocument({ id });
@@ -1025,6 +1028,7 @@ function uploadForm(after: () => Promise<void>): HTMLElement {
 
 async function mineView(): Promise<void> {
   nav();
+  lastList = "#/mine";
   const list = h("div", { "data-test": "mine-list" }, h("p", {}, "…"));
   const msg = h("div", { "aria-live": "assertive", "data-test": "mine-message" });
   const filter = h("select", { name: "state-filter" }) as HTMLSelectElement;

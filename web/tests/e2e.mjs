@@ -358,8 +358,8 @@ try {
   check(await page.getByText("2500.00").isVisible(), "the uploaded document has its amount");
   await page.locator("iframe.preview").waitFor();
   check(true, "the uploaded PDF is shown inline");
-  // He withdraws it from his list.
-  await page.getByRole("link", { name: "Mes documents" }).click();
+  // He withdraws it from his list, where the document page leads back.
+  await page.getByRole("link", { name: "Retour à mes documents" }).click();
   await upRow.locator("[data-test=withdraw-row]").click();
   await upRow.getByLabel("Motif du retrait").fill("Contrat signé sur papier");
   await upRow.getByRole("button", { name: "Confirmer le retrait" }).click();
