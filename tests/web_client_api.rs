@@ -298,6 +298,17 @@ async fn a_submission_in_one_message_takes_the_streamed_path() {
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains(expected), "{e:?}");
+    // The other calls of the service keep gRPC's usual 4 MiB per message.
+    let e = finance
+        .withdraw(proto::WithdrawRequest {
+            id: d.id.clone(),
+            reason: "x".repeat(5 * 1024 * 1024),
+            idempotency_key: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("limit of 4194304 bytes"), "{e:?}");
     // Exactly at the limit is accepted; the header is required; officers may not submit.
     let at_limit = inline(&mut finance, h.clone(), &[b'y'; 1000])
         .await

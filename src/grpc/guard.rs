@@ -1,7 +1,10 @@
 //! The gate in front of every call, before its body is read: a `paraph.v1` call is
 //! authenticated from its headers (a wrong or missing token is answered UNAUTHENTICATED without
 //! reading a byte of the body), request bodies draw on one byte budget for the whole server,
-//! and a call that is not answered in time is cut (DEADLINE_EXCEEDED).
+//! and a call that is not answered in time is cut (DEADLINE_EXCEEDED). A `DocumentService`
+//! request message longer than its call allows (a whole document for SubmitDocumentInline,
+//! gRPC's usual 4 MiB for the others) is refused on its length prefix, before it is read (see
+//! [`Cap`]).
 //!
 //! The services still authenticate each call themselves ([`super::principal`]): this gate is
 //! about resources, not a replacement.
@@ -35,6 +38,12 @@ const WHOLE_DOCUMENT_REQUESTS: &[&str] = &["/paraph.v1.DocumentService/SubmitDoc
 /// Room for the header beside the content in a request that carries a whole document (the
 /// services' decoding limit is the largest document plus this).
 pub const INLINE_HEADER_ROOM: u64 = 1024 * 1024;
+
+/// The service whose decoding limit is raised for [`WHOLE_DOCUMENT_REQUESTS`]: its other
+/// calls keep gRPC's usual limit on one request message ([`MESSAGE_MAX`]), held here.
+const DOCUMENT_SERVICE: &str = "/paraph.v1.DocumentService/";
+/// gRPC's usual limit on one request message (tonic's default decoding limit).
+const MESSAGE_MAX: u64 = 4 * 1024 * 1024;
 
 /// The package whose calls need a token.
 const PROTECTED: &str = "/paraph.v1.";
@@ -124,10 +133,17 @@ where
         let path = req.uri().path();
         let protected = path.starts_with(PROTECTED);
         let timed = !STREAMED_REQUESTS.contains(&path);
-        let cap = WHOLE_DOCUMENT_REQUESTS.contains(&path).then(|| {
+        let cap = if WHOLE_DOCUMENT_REQUESTS.contains(&path) {
             let max = gate.svc.limits().max_document_bytes;
-            (max.saturating_add(INLINE_HEADER_ROOM), max)
-        });
+            Some(Cap::Document {
+                cap: max.saturating_add(INLINE_HEADER_ROOM),
+                max,
+            })
+        } else if path.starts_with(DOCUMENT_SERVICE) {
+            Some(Cap::Message { cap: MESSAGE_MAX })
+        } else {
+            None
+        };
         Box::pin(async move {
             if protected {
                 if let Err(status) = super::authenticate(&gate.svc, req.headers()).await {
@@ -136,8 +152,8 @@ where
                 }
             }
             let req = req.map(|b| match cap {
-                Some((cap, max)) => Body::new(Budgeted::new(
-                    Body::new(Capped::new(b, cap, max)),
+                Some(cap) => Body::new(Budgeted::new(
+                    Body::new(Capped::new(b, cap)),
                     gate.budget.clone(),
                 )),
                 None => Body::new(Budgeted::new(b, gate.budget.clone())),
@@ -197,23 +213,50 @@ impl http_body::Body for Counted {
     }
 }
 
-/// A request body whose messages may not be longer than `cap`: one that is, is refused as
-/// soon as its length prefix arrives (never read whole), with the error of a document over
-/// `max_document_bytes` (`max`).
+/// How long one request message of a call may be, and how a longer one is refused.
+#[derive(Clone, Copy)]
+enum Cap {
+    /// A whole document (`max` = max_document_bytes) and its header: refused as a too-large
+    /// upload is.
+    Document { cap: u64, max: u64 },
+    /// Any other message: refused as gRPC refuses a message over its decoding limit.
+    Message { cap: u64 },
+}
+
+impl Cap {
+    fn bytes(self) -> u64 {
+        match self {
+            Cap::Document { cap, .. } | Cap::Message { cap } => cap,
+        }
+    }
+
+    fn refusal(self, found: u64) -> Status {
+        match self {
+            Cap::Document { max, .. } => super::to_status(crate::service::ServiceError::TooLarge(
+                crate::service::transfers::too_large(max),
+            )),
+            Cap::Message { cap } => Status::out_of_range(format!(
+                "the request message has {found} bytes, more than this method's limit of {cap} \
+                 bytes"
+            )),
+        }
+    }
+}
+
+/// A request body whose messages may not be longer than its [`Cap`]: one that is, is refused
+/// as soon as its length prefix arrives (never read whole).
 struct Capped {
     inner: Body,
     framing: Framing,
-    cap: u64,
-    max: u64,
+    cap: Cap,
 }
 
 impl Capped {
-    fn new(inner: Body, cap: u64, max: u64) -> Capped {
+    fn new(inner: Body, cap: Cap) -> Capped {
         Capped {
             inner,
             framing: Framing::default(),
             cap,
-            max,
         }
     }
 }
@@ -233,12 +276,8 @@ impl http_body::Body for Capped {
         };
         if let Some(d) = frame.data_ref() {
             this.framing.advance(d);
-            if this.framing.largest > this.cap {
-                return Poll::Ready(Some(Err(super::to_status(
-                    crate::service::ServiceError::TooLarge(crate::service::transfers::too_large(
-                        this.max,
-                    )),
-                ))));
+            if this.framing.largest > this.cap.bytes() {
+                return Poll::Ready(Some(Err(this.cap.refusal(this.framing.largest))));
             }
         }
         Poll::Ready(Some(Ok(frame)))
