@@ -319,7 +319,18 @@ pub async fn serve(
         .add_optional_service(reflection_alpha)
         .add_service(AdminServiceServer::new(api.clone()))
         .add_service(CircuitServiceServer::new(api.clone()))
-        .add_service(DocumentServiceServer::new(api.clone()))
+        // SubmitDocumentInline carries a whole document in one message (the gate refuses a
+        // longer one before reading it).
+        .add_service(
+            DocumentServiceServer::new(api.clone()).max_decoding_message_size(
+                usize::try_from(
+                    settings
+                        .max_document_bytes
+                        .saturating_add(crate::grpc::guard::INLINE_HEADER_ROOM),
+                )
+                .unwrap_or(usize::MAX),
+            ),
+        )
         // ValidateSignature carries the document inline: as large as a submission may be.
         .add_service(
             SignatureServiceServer::new(api.clone()).max_decoding_message_size(

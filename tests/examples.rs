@@ -488,7 +488,7 @@ print("authorization" if any("authorization: Bearer" in c for c in comments) els
     cmd.args(["-c", script]).arg(&file);
     let described = ok(&run(cmd, "python3 protobuf"), "python3 protobuf");
     for needle in [
-        "paraph.v1.DocumentService SubmitDocument GetDocument",
+        "paraph.v1.DocumentService SubmitDocument SubmitDocumentInline GetDocument",
         "paraph.v1.SignatureService PrepareSignature CompleteSignature",
         "paraph.v1.AdminService CreateTenant",
         "paraph.v1.AuditService",

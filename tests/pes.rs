@@ -135,6 +135,21 @@ async fn submit_pes(
     submit_file(srv, org, circuit, file, format, content).await
 }
 
+async fn content_summary(
+    srv: &TestServer,
+    token: &str,
+    id: &str,
+    revision: Option<u32>,
+) -> Result<proto::ContentSummary, tonic::Status> {
+    srv.docs(token, None)
+        .get_content_summary(proto::GetContentSummaryRequest {
+            id: id.into(),
+            revision,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
 async fn content_of(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
     srv.content(org.token("audit"), id).await
 }
@@ -461,6 +476,7 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             vec!["B500", "B1"],
         ),
     ];
+    let elsewhere = Org::create(&srv, "ailleurs").await;
     for (what, flow, ids) in samples {
         let d = submit_pes(&srv, &org, "pes", "auto", &flow).await.unwrap();
         assert_eq!(d.signature_format, "xades-pes", "{what}");
@@ -493,6 +509,28 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             text.contains(&format!("  {}  mandates 2026", ids[0])),
             "{text}"
         );
+        // The same summary from the API (GetContentSummary), for the web client.
+        let sum = content_summary(&srv, org.token("alice"), &d.id, None)
+            .await
+            .unwrap();
+        assert_eq!(sum.signature_format, "xades-pes");
+        assert_eq!(sum.content_sha256, d.content_sha256);
+        let got: Vec<&str> = sum.bordereaux.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(got, ids, "{what}");
+        for (b, pieces) in sum.bordereaux.iter().zip(ids_pieces(what)) {
+            assert_eq!(b.pieces, pieces as u32, "{what}");
+            assert_eq!(b.total_cents, pieces as i64 * 12050, "{what}");
+            assert_eq!(b.kind, "PES_DepenseAller");
+            assert_eq!(b.exercise, "2026");
+            assert!(
+                !b.signed && b.signer.is_empty() && b.defect.is_empty(),
+                "{b:?}"
+            );
+        }
+        assert_eq!(
+            sum.bordereaux[0].beneficiaries[0],
+            "B\u{e9}r\u{e9}nice Lef\u{e8}vre"
+        );
         let out = cli_sign(&cli, org.token("alice"), &d.id, "officer-l2-p256.p12");
         assert!(
             out.status.success(),
@@ -511,6 +549,28 @@ async fn an_ordonnateur_signs_every_bordereau_with_paraph_sign_and_xmlsec1_verif
             "{v}"
         );
         assert_eq!(v["bordereaux"][0]["pieces"], ids_pieces(what)[0], "{v}");
+        let sum = content_summary(&srv, org.token("finance"), &d.id, None)
+            .await
+            .unwrap();
+        assert_eq!(sum.bordereaux.len(), ids.len());
+        for b in &sum.bordereaux {
+            assert!(b.signed, "{what}: {b:?}");
+            assert!(b.signer.contains("TEST Officer"), "{what}: {b:?}");
+            assert_eq!(b.claimed_role, "Ordonnateur", "{what}");
+            assert!(!b.signing_time.is_empty(), "{what}");
+            assert!(b.defect.is_empty(), "{what}: {b:?}");
+        }
+        // Revision 0: the flow as submitted, unsigned.
+        let first = content_summary(&srv, org.token("finance"), &d.id, Some(0))
+            .await
+            .unwrap();
+        assert_eq!(first.content_sha256, d.content_sha256);
+        assert!(first.bordereaux.iter().all(|b| !b.signed));
+        // Another tenant's reader does not find it.
+        let e = content_summary(&srv, elsewhere.token("audit"), &d.id, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
         assert_eq!(doc.revision_sha256.len(), 1, "{what}");
         // GetContent serves the signed flow; the submitted bytes are all still there.
         let signed = content_of(&srv, &org, &d.id).await;

@@ -4,7 +4,10 @@
 //! visa, a rejection with its reason, alice's signature with her PKCS#12 in the page (a wrong
 //! passphrase first) up to the seal, a PDF contract shown inline and signed in the page (PAdES),
 //! another tenant's document not found, a delegated document marked in the delegate's inbox
-//! and approved in a batch; batches of visas and signatures with their progress; a submitter's withdrawal; an administrator's read-only pages;
+//! and approved in a batch; batches of visas and signatures with their progress; a submitter's
+//! page (his documents newest first with their progress, a PDF uploaded from the page and
+//! followed live, withdrawn from his list, the state filter) and a withdrawal by id; an
+//! administrator's read-only pages with a circuit's TOML; a PES flow's bordereaux as a table;
 //! an auditor's events and evidence bundle (verified offline with `paraph verify-bundle`);
 //! keyboard sign-in, labels, Paris time, 200 % zoom. Screenshots of the inbox and of a document
 //! page go to `target/web-screenshots/` for reviewers.
@@ -61,6 +64,25 @@ async fn an_officer_day_in_the_browser() {
         .expect("token")
         .token;
 
+    // A circuit PES flows can travel (one ordonnateur signs, no seal), made by the controller.
+    let mut pes_step = common::step(
+        proto::StepKind::Signature,
+        &["alice"],
+        proto::StepMode::All,
+        0,
+    );
+    pes_step.level = 2;
+    platform
+        .circuits(&auditor, None)
+        .create_circuit(proto::CreateCircuitRequest {
+            name: "mandats-pes".into(),
+            fallback: String::new(),
+            steps: vec![common::visa(&["carol"]), pes_step],
+            idempotency_key: String::new(),
+        })
+        .await
+        .expect("create the PES circuit");
+
     let shots = Path::new(ROOT).join("target/web-screenshots");
     let mut run = Command::new("node");
     run.arg("tests/e2e.mjs")
@@ -115,7 +137,12 @@ async fn an_officer_day_in_the_browser() {
         std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
     );
     assert!(stdout.contains("all browser checks passed"), "{stdout}");
-    for shot in ["inbox-carol.png", "document-completed.png"] {
+    for shot in [
+        "inbox-carol.png",
+        "document-completed.png",
+        "document-pes.png",
+        "submitter.png",
+    ] {
         let png = std::fs::read(shots.join(shot)).expect(shot);
         assert!(png.starts_with(b"\x89PNG"), "{shot}");
     }

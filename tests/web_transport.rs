@@ -1,7 +1,8 @@
 //! The web client's side of the server, from a browser's point of view with raw HTTP: the page
 //! and its files are served on the gRPC port over HTTP/1.1 and HTTP/2 with their security
 //! headers and without a token; gRPC-Web calls over HTTP/1.1 reach the same services, and a
-//! gRPC-Web call without a valid token is refused on its headers, before its body is read.
+//! gRPC-Web call without a valid token is refused on its headers, before its body is read; a
+//! whole document submitted in one gRPC-Web message, and one too large refused on its prefix.
 
 mod common;
 
@@ -334,5 +335,77 @@ async fn a_grpc_web_call_without_a_token_is_refused_before_its_body_is_read() {
     let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 200"), "{text}");
     assert!(text.contains("grpc-status: 16"), "{text}");
+    srv.stop().await;
+}
+
+/// A browser submits in one gRPC-Web message (SubmitDocumentInline); one announcing more than
+/// max_document_bytes is refused on its length prefix, with the words of a too-large upload,
+/// without the server waiting for the rest.
+#[tokio::test]
+async fn a_whole_document_over_grpc_web_is_submitted_and_a_too_large_one_refused_on_its_prefix() {
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, |s| {
+        s.max_document_bytes = 1000
+    })
+    .await;
+    let org = Org::create(&srv, "ville-depot").await;
+    create_circuit(&srv, &org, "v", vec![visa(&["alice"])]).await;
+    let path = "/paraph.v1.DocumentService/SubmitDocumentInline";
+    let request = |content: Vec<u8>| paraph::proto::SubmitDocumentInlineRequest {
+        header: Some(header("v", "Déposé par la page", &[("amount", "10.00")])),
+        content,
+    };
+    let body = frame(&request(b"%PDF-1.7 from a browser".to_vec()).encode_to_vec());
+    let a = http1(
+        srv.addr,
+        &grpc_web(srv.addr, path, Some(org.token("finance")), body.len()),
+        &body,
+    )
+    .await;
+    assert_eq!(grpc_status(&a), "0");
+    let (msgs, _) = unframe(&a.body);
+    let doc = paraph::proto::Document::decode(msgs[0].clone()).unwrap();
+    assert_eq!(doc.title, "Déposé par la page");
+    assert_eq!(inbox(&srv, &org, "alice").await, vec![doc.id.clone()]);
+
+    // 100 MB announced, only the prefix and a little sent: answered at once.
+    let announced = 100_000_000u32;
+    let head = grpc_web(
+        srv.addr,
+        path,
+        Some(org.token("finance")),
+        5 + announced as usize,
+    );
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut start = vec![0u8];
+    start.extend_from_slice(&announced.to_be_bytes());
+    start.extend_from_slice(&[0u8; 64]);
+    tcp.write_all(&start).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(WAIT, async {
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+            if text.contains("grpc-message") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer before the body");
+    // In the headers (a trailers-only answer) or in the trailers frame.
+    let text = String::from_utf8_lossy(&raw)
+        .to_ascii_lowercase()
+        .replace("grpc-status: ", "grpc-status:");
+    assert!(text.contains("grpc-status:8"), "{text}");
+    assert!(
+        text.contains("max_document_bytes") && text.contains("1000"),
+        "{text}"
+    );
     srv.stop().await;
 }

@@ -407,6 +407,96 @@ pub fn parse_duration(s: &str) -> Result<u64, DomainError> {
     Ok(total)
 }
 
+impl Circuit {
+    /// The version as a circuit file (the TOML `paraph circuit create` reads), in a canonical
+    /// form: keys in a fixed order, defaults left out, a header comment naming the version.
+    /// Reading it back gives the same definition.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# circuit {} version {}, created by {}",
+            self.name, self.version, self.created_by
+        );
+        let _ = writeln!(out, "name = {}", toml_string(&self.name.to_string()));
+        if let Some(f) = &self.fallback {
+            let _ = writeln!(out, "fallback = {}", toml_string(&f.to_string()));
+        }
+        for s in &self.steps {
+            let _ = writeln!(out, "\n[[steps]]");
+            let _ = writeln!(out, "kind = {}", toml_string(s.kind.as_str()));
+            if !s.actors.is_empty() {
+                let actors: Vec<String> = s
+                    .actors
+                    .iter()
+                    .map(|a| toml_string(&a.to_string()))
+                    .collect();
+                let _ = writeln!(out, "actors = [{}]", actors.join(", "));
+            }
+            match s.mode {
+                Mode::All => {}
+                Mode::Any => {
+                    let _ = writeln!(out, "mode = \"any\"");
+                }
+                Mode::Quorum(k) => {
+                    let _ = writeln!(out, "mode = \"quorum\"\nquorum = {k}");
+                }
+            }
+            if let Some(c) = &s.condition {
+                let _ = writeln!(out, "condition = {}", toml_string(c.source()));
+            }
+            if let Some(l) = s.level {
+                let _ = writeln!(out, "level = {}", l.get());
+            }
+            if let Some(d) = s.deadline_secs {
+                let _ = writeln!(out, "deadline = {}", toml_string(&format_duration(d)));
+            }
+            if let Some(f) = &s.fallback {
+                let _ = writeln!(out, "fallback = {}", toml_string(&f.to_string()));
+            }
+            if s.escalate != Escalate::Notify {
+                let _ = writeln!(out, "escalate = {}", toml_string(s.escalate.as_str()));
+            }
+            if let Some(r) = &s.claimed_role {
+                let _ = writeln!(out, "claimed_role = {}", toml_string(r));
+            }
+            if s.pdf.invisible {
+                let _ = writeln!(out, "visible = false");
+            }
+            if let Some(p) = &s.pdf.stamp {
+                let _ = writeln!(
+                    out,
+                    "stamp = {{ page = {}, x = {}, y = {}, width = {}, height = {} }}",
+                    p.page, p.x, p.y, p.width, p.height
+                );
+            }
+            if s.pdf.certify {
+                let _ = writeln!(out, "certify = true");
+            }
+        }
+        out
+    }
+}
+
+/// `s` as a TOML basic string: quoted, with `"`, `\\` and control characters escaped.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Renders seconds the way [`parse_duration`] reads them.
 pub fn format_duration(mut secs: u64) -> String {
     let mut out = String::new();

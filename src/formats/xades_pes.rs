@@ -1078,3 +1078,44 @@ pub fn summary(bytes: &[u8], max_names: usize) -> Result<Vec<BordereauSummary>, 
     }
     Ok(out)
 }
+
+/// A bordereau's summary with what its signature says, if it has one (see [`bordereaux`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BordereauStatus {
+    pub summary: BordereauSummary,
+    /// The subject of the certificate the signature carries.
+    pub signer: Option<String>,
+    pub claimed_role: Option<String>,
+    pub signing_time: Option<String>,
+    /// `SUB_INDICATION: message` of the first defect of the signature, if any.
+    pub defect: Option<String>,
+}
+
+/// Every bordereau of a PES flow with its signature's signer, role, time and first defect
+/// (its certificate path is not validated here), in document order.
+pub fn bordereaux(bytes: &[u8], max_names: usize) -> Result<Vec<BordereauStatus>, FormatError> {
+    let summaries = summary(bytes, max_names)?;
+    let checks = if summaries.iter().any(|s| s.signed) {
+        check_signatures(bytes)?
+    } else {
+        Vec::new()
+    };
+    Ok(summaries
+        .into_iter()
+        .map(|s| {
+            let check = checks
+                .iter()
+                .find(|c| s.signed && !s.id.is_empty() && c.reference == s.id);
+            BordereauStatus {
+                signer: check
+                    .and_then(|c| c.cert_der.as_deref())
+                    .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+                    .map(|(_, x)| x.subject().to_string()),
+                claimed_role: check.and_then(|c| c.claimed_role.clone()),
+                signing_time: check.and_then(|c| c.signing_time.clone()),
+                defect: check.and_then(|c| c.defect.as_ref().map(|(k, m)| format!("{k}: {m}"))),
+                summary: s,
+            }
+        })
+        .collect())
+}

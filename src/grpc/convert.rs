@@ -300,6 +300,19 @@ pub fn circuit_to(c: &Circuit) -> proto::Circuit {
         steps: c.steps.iter().map(step_def_to).collect(),
         created_at: ts(c.created_at),
         created_by: c.created_by.to_string(),
+        toml: c.to_toml(),
+    }
+}
+
+/// A state a request names (UNSPECIFIED is the caller's "any", handled before).
+pub fn state_from(s: proto::DocumentState) -> DocState {
+    match s {
+        proto::DocumentState::Completed => DocState::Completed,
+        proto::DocumentState::Rejected => DocState::Rejected,
+        proto::DocumentState::Withdrawn => DocState::Withdrawn,
+        proto::DocumentState::InProgress | proto::DocumentState::Unspecified => {
+            DocState::InProgress
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `DocumentService`: submission (streamed), reading, inbox, visas, rejection, withdrawal and
 //! the event stream.
 
-use super::convert::{doc_type_from, doc_type_to, document_to, state_to, ts};
+use super::convert::{doc_type_from, doc_type_to, document_to, state_from, state_to, ts};
 use super::{caller, idem, invalid, to_status, Api};
 use crate::domain::{CircuitName, DocumentId, DomainError, StepKind};
 use crate::proto::{self, document_service_server::DocumentService, submit_document_request::Part};
@@ -74,8 +74,75 @@ impl Stream for Pieces {
     }
 }
 
+/// One line of a submitter's list: the document's progress through its circuit.
+fn submitted_item(d: &crate::domain::Document) -> proto::SubmittedItem {
+    use crate::domain::StepStatus;
+    let active = d.active_step();
+    proto::SubmittedItem {
+        id: d.id.to_string(),
+        r#type: doc_type_to(d.doc_type) as i32,
+        title: d.title.clone(),
+        circuit: d.circuit.0.to_string(),
+        circuit_version: d.circuit.1,
+        state: state_to(d.state) as i32,
+        current_step: active.map_or(-1, |i| i as i32),
+        current_step_kind: active.map_or(proto::StepKind::Unspecified, |i| match d.steps[i].kind {
+            StepKind::Visa => proto::StepKind::Visa,
+            StepKind::Signature => proto::StepKind::Signature,
+            StepKind::Seal => proto::StepKind::Seal,
+        }) as i32,
+        waiting_for: d.waiting_for().iter().map(|u| u.to_string()).collect(),
+        steps_total: d.steps.len() as u32,
+        steps_finished: d
+            .steps
+            .iter()
+            .filter(|s| matches!(s.status, StepStatus::Done | StepStatus::Skipped))
+            .count() as u32,
+        created_at: ts(d.created_at),
+        updated_at: ts(d.updated_at),
+        file_name: d.content.file_name.clone().unwrap_or_default(),
+        signature_format: d.format.as_str().to_owned(),
+    }
+}
+
 fn doc_id(s: &str) -> Result<DocumentId, Status> {
     DocumentId::parse(s).map_err(invalid)
+}
+
+impl Api {
+    /// A submission whose content was received whole, by either call: the same request
+    /// fingerprint (the header and the content's digest) and the same service path, so that a
+    /// retry with the same key gets the same document whichever call made it.
+    async fn submit_received(
+        &self,
+        c: &crate::service::Caller,
+        header: proto::SubmitHeader,
+        content: crate::service::transfers::Received,
+    ) -> Result<Response<proto::Document>, Status> {
+        // The fingerprint covers the header and the content (through its digest), so a retried
+        // submission with the same key but other content is refused.
+        let mut fp = Sha256::new();
+        fp.update(header_fingerprint_bytes(&header));
+        fp.update(content.sha256().as_bytes());
+        let key = idem(
+            &header.idempotency_key,
+            &proto::ContentChunk {
+                data: fp.finalize().to_vec(),
+            },
+        )?;
+        let sub = Submission {
+            doc_type: doc_type_from(header.r#type).map_err(invalid)?,
+            title: header.title,
+            circuit: CircuitName::parse(&header.circuit).map_err(invalid)?,
+            metadata: header.metadata.into_iter().collect(),
+            file_name: Some(header.file_name),
+            format: crate::domain::SignatureFormat::parse(&header.signature_format)
+                .map_err(invalid)?,
+            content,
+        };
+        let doc = self.svc.submit(c, sub, key).await.map_err(to_status)?;
+        Ok(Response::new(document_to(&doc)))
+    }
 }
 
 #[tonic::async_trait]
@@ -112,29 +179,28 @@ impl DocumentService for Api {
             }
         }
         let content = upload.finish().await.map_err(to_status)?;
-        // The fingerprint covers the header and the content (through its digest), so a retried
-        // submission with the same key but other content is refused.
-        let mut fp = Sha256::new();
-        fp.update(header_fingerprint_bytes(&header));
-        fp.update(content.sha256().as_bytes());
-        let key = idem(
-            &header.idempotency_key,
-            &proto::ContentChunk {
-                data: fp.finalize().to_vec(),
-            },
-        )?;
-        let sub = Submission {
-            doc_type: doc_type_from(header.r#type).map_err(invalid)?,
-            title: header.title,
-            circuit: CircuitName::parse(&header.circuit).map_err(invalid)?,
-            metadata: header.metadata.into_iter().collect(),
-            file_name: Some(header.file_name),
-            format: crate::domain::SignatureFormat::parse(&header.signature_format)
-                .map_err(invalid)?,
-            content,
-        };
-        let doc = self.svc.submit(&c, sub, key).await.map_err(to_status)?;
-        Ok(Response::new(document_to(&doc)))
+        self.submit_received(&c, header, content).await
+    }
+
+    async fn submit_document_inline(
+        &self,
+        req: Request<proto::SubmitDocumentInlineRequest>,
+    ) -> Result<Response<proto::Document>, Status> {
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let header = r.header.ok_or_else(|| {
+            invalid(DomainError::invalid(
+                "header",
+                "the submission header is required",
+            ))
+        })?;
+        // The content takes the streamed upload's way: the same limit, budget and hash.
+        let mut upload = self.svc.begin_upload(&c).map_err(to_status)?;
+        if !r.content.is_empty() {
+            upload.push(r.content).await.map_err(to_status)?;
+        }
+        let content = upload.finish().await.map_err(to_status)?;
+        self.submit_received(&c, header, content).await
     }
 
     async fn get_document(
@@ -241,6 +307,76 @@ impl DocumentService for Api {
                 })
                 .collect(),
             next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_submitted(
+        &self,
+        req: Request<proto::ListSubmittedRequest>,
+    ) -> Result<Response<proto::ListSubmittedResponse>, Status> {
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 50,
+            n if n <= 500 => n as usize,
+            _ => {
+                return Err(invalid(DomainError::invalid("page_size", "at most 500")));
+            }
+        };
+        let state = match proto::DocumentState::try_from(r.state) {
+            Ok(proto::DocumentState::Unspecified) => None,
+            Ok(s) => Some(state_from(s)),
+            Err(_) => {
+                return Err(invalid(DomainError::invalid(
+                    "state",
+                    format!("unknown document state {}", r.state),
+                )))
+            }
+        };
+        let before = (!r.page_token.is_empty()).then_some(r.page_token);
+        let (docs, next) = self
+            .svc
+            .submitted(&c, size, before, state)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ListSubmittedResponse {
+            documents: docs.iter().map(submitted_item).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_content_summary(
+        &self,
+        req: Request<proto::GetContentSummaryRequest>,
+    ) -> Result<Response<proto::ContentSummary>, Status> {
+        let c = caller(&self.svc, &req).await?;
+        let r = req.into_inner();
+        let id = doc_id(&r.id)?;
+        let s = self
+            .svc
+            .content_summary(&c, id, r.revision)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(proto::ContentSummary {
+            signature_format: s.format.as_str().to_owned(),
+            content_sha256: s.sha256,
+            bordereaux: s
+                .bordereaux
+                .into_iter()
+                .map(|b| proto::BordereauSummary {
+                    id: b.summary.id,
+                    exercise: b.summary.exercise,
+                    kind: b.summary.kind,
+                    pieces: u32::try_from(b.summary.pieces).unwrap_or(u32::MAX),
+                    total_cents: b.summary.total_cents,
+                    beneficiaries: b.summary.beneficiaries,
+                    signed: b.summary.signed,
+                    signer: b.signer.unwrap_or_default(),
+                    claimed_role: b.claimed_role.unwrap_or_default(),
+                    signing_time: b.signing_time.unwrap_or_default(),
+                    defect: b.defect.unwrap_or_default(),
+                })
+                .collect(),
         }))
     }
 

@@ -1,7 +1,10 @@
 //! The gate in front of every call, before its body is read: a `paraph.v1` call is
 //! authenticated from its headers (a wrong or missing token is answered UNAUTHENTICATED without
 //! reading a byte of the body), request bodies draw on one byte budget for the whole server,
-//! and a call that is not answered in time is cut (DEADLINE_EXCEEDED).
+//! and a call that is not answered in time is cut (DEADLINE_EXCEEDED). A `DocumentService`
+//! request message longer than its call allows (a whole document for SubmitDocumentInline,
+//! gRPC's usual 4 MiB for the others) is refused on its length prefix, before it is read (see
+//! [`Cap`]).
 //!
 //! The services still authenticate each call themselves ([`super::principal`]): this gate is
 //! about resources, not a replacement.
@@ -26,6 +29,21 @@ const STREAMED_REQUESTS: &[&str] = &[
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
+
+/// Calls whose one request message carries a whole document (header and content): a
+/// message longer than the largest document plus [`INLINE_HEADER_ROOM`] is refused when its
+/// length prefix arrives, with the error a too-large streamed upload gets.
+const WHOLE_DOCUMENT_REQUESTS: &[&str] = &["/paraph.v1.DocumentService/SubmitDocumentInline"];
+
+/// Room for the header beside the content in a request that carries a whole document (the
+/// services' decoding limit is the largest document plus this).
+pub const INLINE_HEADER_ROOM: u64 = 1024 * 1024;
+
+/// The service whose decoding limit is raised for [`WHOLE_DOCUMENT_REQUESTS`]: its other
+/// calls keep gRPC's usual limit on one request message ([`MESSAGE_MAX`]), held here.
+const DOCUMENT_SERVICE: &str = "/paraph.v1.DocumentService/";
+/// gRPC's usual limit on one request message (tonic's default decoding limit).
+const MESSAGE_MAX: u64 = 4 * 1024 * 1024;
 
 /// The package whose calls need a token.
 const PROTECTED: &str = "/paraph.v1.";
@@ -115,6 +133,17 @@ where
         let path = req.uri().path();
         let protected = path.starts_with(PROTECTED);
         let timed = !STREAMED_REQUESTS.contains(&path);
+        let cap = if WHOLE_DOCUMENT_REQUESTS.contains(&path) {
+            let max = gate.svc.limits().max_document_bytes;
+            Some(Cap::Document {
+                cap: max.saturating_add(INLINE_HEADER_ROOM),
+                max,
+            })
+        } else if path.starts_with(DOCUMENT_SERVICE) {
+            Some(Cap::Message { cap: MESSAGE_MAX })
+        } else {
+            None
+        };
         Box::pin(async move {
             if protected {
                 if let Err(status) = super::authenticate(&gate.svc, req.headers()).await {
@@ -122,7 +151,13 @@ where
                     return Ok(status.into_http());
                 }
             }
-            let req = req.map(|b| Body::new(Budgeted::new(b, gate.budget.clone())));
+            let req = req.map(|b| match cap {
+                Some(cap) => Body::new(Budgeted::new(
+                    Body::new(Capped::new(b, cap)),
+                    gate.budget.clone(),
+                )),
+                None => Body::new(Budgeted::new(b, gate.budget.clone())),
+            });
             let answer = inner.call(req);
             let resp = if timed {
                 match tokio::time::timeout(gate.timeout, answer).await {
@@ -178,6 +213,85 @@ impl http_body::Body for Counted {
     }
 }
 
+/// How long one request message of a call may be, and how a longer one is refused.
+#[derive(Clone, Copy)]
+enum Cap {
+    /// A whole document (`max` = max_document_bytes) and its header: refused as a too-large
+    /// upload is.
+    Document { cap: u64, max: u64 },
+    /// Any other message: refused as gRPC refuses a message over its decoding limit.
+    Message { cap: u64 },
+}
+
+impl Cap {
+    fn bytes(self) -> u64 {
+        match self {
+            Cap::Document { cap, .. } | Cap::Message { cap } => cap,
+        }
+    }
+
+    fn refusal(self, found: u64) -> Status {
+        match self {
+            Cap::Document { max, .. } => super::to_status(crate::service::ServiceError::TooLarge(
+                crate::service::transfers::too_large(max),
+            )),
+            Cap::Message { cap } => Status::out_of_range(format!(
+                "the request message has {found} bytes, more than this method's limit of {cap} \
+                 bytes"
+            )),
+        }
+    }
+}
+
+/// A request body whose messages may not be longer than its [`Cap`]: one that is, is refused
+/// as soon as its length prefix arrives (never read whole).
+struct Capped {
+    inner: Body,
+    framing: Framing,
+    cap: Cap,
+}
+
+impl Capped {
+    fn new(inner: Body, cap: Cap) -> Capped {
+        Capped {
+            inner,
+            framing: Framing::default(),
+            cap,
+        }
+    }
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        if let Some(d) = frame.data_ref() {
+            this.framing.advance(d);
+            if this.framing.largest > this.cap.bytes() {
+                return Poll::Ready(Some(Err(this.cap.refusal(this.framing.largest))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 type Acquire = BoxFuture<Result<OwnedSemaphorePermit, AcquireError>>;
 
 /// A data frame waiting for room in the budget, for a bounded time.
@@ -194,6 +308,8 @@ struct Framing {
     prefix: [u8; 5],
     have: usize,
     left: u64,
+    /// The greatest message length a prefix declared so far.
+    largest: u64,
 }
 
 impl Framing {
@@ -211,6 +327,7 @@ impl Framing {
                 if self.have == self.prefix.len() {
                     let [_, a, b, c, d] = self.prefix;
                     self.left = u64::from(u32::from_be_bytes([a, b, c, d]));
+                    self.largest = self.largest.max(self.left);
                 }
             } else {
                 let take = usize::try_from(self.left)

@@ -1,7 +1,7 @@
 //! `paraph admin check`: verifies a stopped store end to end and lists what is wrong. Every
 //! record is read (its index checksum, its value-log pointer and the value's CRC) and the
 //! records whose type is known are decoded; the indexes must agree with the records they
-//! point to (inbox, due, circuitlatest, evdoc, sig); each tenant's audit log must recompute to
+//! point to (inbox, due, submitted, circuitlatest, evdoc, sig); each tenant's audit log must recompute to
 //! the root of its head and of its last signed checkpoint (see [`super::audit::check_log`]).
 //!
 //! Owns only the checking: it reads, never repairs, and must not write to the store.
@@ -122,6 +122,10 @@ pub fn check_store(
             ["inbox", t, _, _, id] => {
                 seen.doc_refs
                     .push((key.clone(), (*t).to_owned(), (*id).to_owned(), true));
+            }
+            ["submitted", t, _, _, id] => {
+                seen.doc_refs
+                    .push((key.clone(), (*t).to_owned(), (*id).to_owned(), false));
             }
             ["due", t, _, id] => {
                 seen.doc_refs

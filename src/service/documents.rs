@@ -22,6 +22,19 @@ pub struct Submission {
     pub content: super::transfers::Received,
 }
 
+/// What a document's content holds, read by the server (see [`Paraph::content_summary`]).
+#[derive(Debug, Clone)]
+pub struct ContentSummary {
+    pub format: crate::domain::SignatureFormat,
+    /// The revision summarised.
+    pub sha256: String,
+    /// A PES flow's bordereaux, in document order; empty for the other formats.
+    pub bordereaux: Vec<crate::formats::xades_pes::BordereauStatus>,
+}
+
+/// Beneficiaries named per bordereau in a summary.
+const SUMMARY_NAMES: usize = 3;
+
 /// One line of an inbox.
 #[derive(Debug, Clone)]
 pub struct InboxItem {
@@ -45,6 +58,20 @@ fn inbox_key(doc: &Document, user: &UserName) -> Option<String> {
     ))
 }
 
+/// `submitted/{t}/{user}/{created:020}/{id}`: the submitter's index of his documents.
+pub(super) fn submitted_key(doc: &Document) -> String {
+    format!(
+        "submitted/{}/{}/{:020}/{}",
+        doc.tenant,
+        doc.submitter,
+        doc.created_at.0.max(0),
+        doc.id
+    )
+}
+
+/// Marks that every document stored before the `submitted/` keys existed has its key.
+const SUBMITTED_INDEX_DONE: &str = "meta/submitted-index";
+
 /// Stores a transition: the document, its inbox entries, its log entries; returns notices.
 pub(super) fn record(
     tx: &mut Tx<'_>,
@@ -52,6 +79,9 @@ pub(super) fn record(
     t: &Transition,
 ) -> Result<Vec<Notice>> {
     let doc = &t.document;
+    if before.is_none() {
+        tx.put_raw(&submitted_key(doc), b"")?;
+    }
     if let Some(b) = before {
         for u in b.waiting_for() {
             if let Some(k) = inbox_key(b, &u) {
@@ -158,9 +188,8 @@ impl Paraph {
     ) -> Result<Document> {
         caller.require(Role::Submitter)?;
         if sub.content.len() as u64 > self.limits.max_document_bytes {
-            return Err(ServiceError::TooLarge(format!(
-                "document exceeds {} bytes",
-                self.limits.max_document_bytes
+            return Err(ServiceError::TooLarge(super::transfers::too_large(
+                self.limits.max_document_bytes,
             )));
         }
         if sub.content.is_empty() {
@@ -319,6 +348,164 @@ impl Paraph {
         .await
     }
 
+    /// The documents the caller submitted (read whole: their steps make the progress), newest
+    /// first, those in `state` only when given;
+    /// `before` is the previous page's token. A page holds at most `page_size` documents and
+    /// looks at no more than [`SUBMITTED_SCAN`] keys, so that a filter matching few documents
+    /// still answers quickly: a short page with a token means more may follow.
+    pub async fn submitted(
+        &self,
+        caller: &Caller,
+        page_size: usize,
+        before: Option<String>,
+        state: Option<crate::domain::DocState>,
+    ) -> Result<(Vec<Document>, Option<String>)> {
+        caller.require(Role::Submitter)?;
+        // A page of none would hand back the token it was given, forever.
+        let page_size = page_size.max(1);
+        if let Some(b) = &before {
+            let ok = b.len() == 53
+                && b.as_bytes()[20] == b'/'
+                && b[..20].bytes().all(|c| c.is_ascii_digit())
+                && DocumentId::parse(&b[21..]).is_ok();
+            if !ok {
+                return Err(DomainError::invalid(
+                    "page_token",
+                    "not a token returned by ListSubmitted",
+                )
+                .into());
+            }
+        }
+        let c = caller.clone();
+        self.blocking(move |s| {
+            let prefix = format!("submitted/{}/{}/", c.tenant, c.name);
+            let mut out = Vec::new();
+            let mut cursor = before;
+            let mut looked = 0;
+            loop {
+                let want = (page_size - out.len() + 1).min(SUBMITTED_SCAN - looked);
+                let keys = s.scan_keys_rev(&prefix, cursor.as_deref(), want)?;
+                let exhausted = keys.len() < want;
+                for k in &keys {
+                    looked += 1;
+                    let id = k
+                        .rsplit('/')
+                        .next()
+                        .and_then(|id| DocumentId::parse(id).ok())
+                        .ok_or_else(|| ServiceError::Internal(format!("bad submitted key {k}")))?;
+                    if out.len() == page_size {
+                        // One more exists: the page ends at the last one taken.
+                        return Ok((out, cursor));
+                    }
+                    cursor = Some(k.clone());
+                    let doc = load(Either::Store(s), &c.tenant, &id)?;
+                    if state.is_none_or(|st| doc.state == st) {
+                        out.push(doc);
+                    }
+                }
+                if exhausted {
+                    return Ok((out, None));
+                }
+                if looked >= SUBMITTED_SCAN {
+                    return Ok((out, cursor));
+                }
+            }
+        })
+        .await
+    }
+
+    /// The summary of a document's content (the latest revision, or `revision`): for a PES
+    /// flow, its bordereaux with their signatures. Same readers as the document; the content
+    /// is read like a download (its slot, its digest checked) and parsed on the validation pool.
+    pub async fn content_summary(
+        &self,
+        caller: &Caller,
+        id: DocumentId,
+        revision: Option<u32>,
+    ) -> Result<ContentSummary> {
+        let (doc, mut download) = self.open_content(caller, id, revision).await?;
+        let sha256 = match revision {
+            None => doc.current_content().sha256.clone(),
+            Some(0) => doc.content.sha256.clone(),
+            Some(n) => doc
+                .revisions
+                .get(n as usize - 1)
+                .map(|c| c.sha256.clone())
+                .unwrap_or_default(),
+        };
+        let format = doc.format;
+        if format != crate::domain::SignatureFormat::XadesPes {
+            return Ok(ContentSummary {
+                format,
+                sha256,
+                bordereaux: Vec::new(),
+            });
+        }
+        let mut content = Vec::with_capacity(usize::try_from(download.len()).unwrap_or(0));
+        while let Some(piece) = download.next().await? {
+            content.extend_from_slice(&piece);
+        }
+        drop(download);
+        let bordereaux = self
+            .heavy
+            .run(move || {
+                crate::formats::xades_pes::bordereaux(&content, SUMMARY_NAMES).map_err(|e| {
+                    ServiceError::Internal(format!("the stored PES flow does not parse: {e}"))
+                })
+            })
+            .await?;
+        Ok(ContentSummary {
+            format,
+            sha256,
+            bordereaux,
+        })
+    }
+
+    /// Gives every document stored before the `submitted/` index existed its key, a batch of
+    /// documents per transaction; run when the store is opened, before any request, and only
+    /// until it has completed once (`meta/submitted-index`).
+    pub fn backfill_submitted_blocking(&self) -> Result<usize> {
+        if self.store.get_raw(SUBMITTED_INDEX_DONE)?.is_some() {
+            return Ok(0);
+        }
+        const BATCH: usize = 256;
+        let mut after: Option<String> = None;
+        let mut added = 0;
+        loop {
+            let docs: Vec<(String, Document)> = self.store.scan("doc/", after.as_deref(), BATCH)?;
+            let Some((last, _)) = docs.last() else {
+                break;
+            };
+            after = last.strip_prefix("doc/").map(str::to_owned);
+            let keys: Vec<String> = docs.iter().map(|(_, d)| submitted_key(d)).collect();
+            added += self.store.transact_blocking(move |tx| {
+                let mut n = 0;
+                for k in &keys {
+                    if !tx.exists(k)? {
+                        tx.put_raw(k, b"")?;
+                        n += 1;
+                    }
+                }
+                Ok::<_, ServiceError>(n)
+            })?;
+            if docs.len() < BATCH {
+                break;
+            }
+        }
+        let now = self.clock.now();
+        self.store.transact_blocking(move |tx| {
+            tx.put(SUBMITTED_INDEX_DONE, &now)?;
+            Ok::<_, ServiceError>(())
+        })?;
+        if added > 0 {
+            tracing::info!(
+                documents = added,
+                "indexed the documents stored by an older version under their submitters"
+            );
+        }
+        Ok(added)
+    }
+
     async fn transition(
         &self,
         caller: &Caller,
@@ -395,6 +582,9 @@ impl Paraph {
         .await
     }
 }
+
+/// The most `submitted/` keys one page of [`Paraph::submitted`] looks at.
+const SUBMITTED_SCAN: usize = 2000;
 
 /// The format a submission is signed in: `auto` resolved from the content, and a PES flow
 /// checked (well-formed, root `PES_Aller`, references for every signature) before it is kept;

@@ -99,7 +99,7 @@ impl Paraph {
     /// Creates the platform operator token and a first tenant when the store is empty.
     /// Returns `None` when the store was initialised before (nothing is printed twice).
     /// Also brings records stored by older versions to the current layout (see
-    /// `migrate_absences_blocking`).
+    /// `migrate_absences_blocking`, `backfill_submitted_blocking`).
     pub fn bootstrap_blocking(&self, first_tenant: &str) -> Result<Option<Bootstrap>> {
         let tenant_id = TenantId::parse(first_tenant)?;
         let secret = new_secret()?;
@@ -129,6 +129,7 @@ impl Paraph {
             }))
         })?;
         self.migrate_absences_blocking()?;
+        self.backfill_submitted_blocking()?;
         Ok(out)
     }
 

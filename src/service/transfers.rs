@@ -136,6 +136,12 @@ impl Received {
     }
 }
 
+/// Why a document over `max` bytes (`max_document_bytes`) is refused: the same words
+/// whichever way it came (a streamed upload, one message).
+pub fn too_large(max: u64) -> String {
+    format!("document exceeds max_document_bytes ({max} bytes)")
+}
+
 /// An upload being received.
 pub struct Upload {
     store: Arc<Store>,
@@ -153,10 +159,7 @@ impl Upload {
     pub async fn push(&mut self, bytes: Vec<u8>) -> Result<()> {
         let n = bytes.len() as u64;
         if self.len + n > self.max {
-            return Err(ServiceError::TooLarge(format!(
-                "document exceeds max_document_bytes ({} bytes)",
-                self.max
-            )));
+            return Err(ServiceError::TooLarge(too_large(self.max)));
         }
         self.held.grow(n)?;
         self.len += n;

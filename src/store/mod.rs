@@ -61,6 +61,7 @@
 //! | prefix | value |
 //! |---|---|
 //! | `meta/init` | bootstrap marker |
+//! | `meta/submitted-index` | marker: the documents stored before the `submitted/` keys existed have theirs |
 //! | `tenant/{t}` | Tenant |
 //! | `user/{t}/{user}` | User |
 //! | `userlist/{t}` | every User of the tenant (transactions cannot scan) |
@@ -72,6 +73,7 @@
 //! | `doc/{t}/{id}` | Document |
 //! | `blob/{t}/{sha256}` | document content |
 //! | `inbox/{t}/{user}/{since:020}/{id}` | empty: the document waits for the user |
+//! | `submitted/{t}/{user}/{created:020}/{id}` | empty: the user submitted the document then (seconds); written with the document, and for documents stored by older versions when the store is opened (`meta/submitted-index` marks that done) |
 //! | `evs/{t}/{first:020}` | the canonical bytes of consecutive events of the tenant's log, leaves `first`… (length-prefixed), appended by the transactions of one group up to 32 KiB |
 //! | `ev/{t}/{index:020}` | canonical audit event bytes of leaf `index` alone; read only, written by older versions |
 //! | `mt/{t}/{level:02}/{index:020}` | 32-byte hash of a perfect subtree of the tenant's log, levels 4, 8, 12… only (a leaf's hash is its event's, other levels are recomputed from their children) |
@@ -916,6 +918,37 @@ impl Store {
             out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
             Ok(())
         })?;
+        Ok(out)
+    }
+
+    /// Keys under `prefix` in descending order (values ignored), with the prefix stripped:
+    /// starting strictly before `before` (a key with the prefix stripped) when given, at most
+    /// `limit` of them. One seek per key: for pages of an index, newest first.
+    pub fn scan_keys_rev(
+        &self,
+        prefix: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut high: Option<Vec<u8>> = match before {
+            Some(b) => Some(format!("{prefix}{b}").into_bytes()),
+            None => prefix_end(prefix.as_bytes()),
+        };
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let bound = match &high {
+                Some(h) => std::ops::Bound::Excluded(&h[..]),
+                None => std::ops::Bound::Unbounded,
+            };
+            let Some((k, _)) = self.index.last_in(prefix.as_bytes(), bound)? else {
+                break;
+            };
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            high = Some(k.to_vec());
+        }
         Ok(out)
     }
 

@@ -1,6 +1,8 @@
 // The officers' web client of paraph: sign-in with a token, the inbox (live through
 // WatchEvents), the document page (timeline, content, signatures and their validation), visa,
-// rejection and signature in the page with a PKCS#12 certificate, batch actions, absences.
+// rejection and signature in the page with a PKCS#12 certificate, batch actions, absences;
+// a submitter's documents with their progress, his uploads and withdrawals; circuits as their
+// TOML file; a PES flow's bordereaux.
 // Every text reaches the page through textContent: nothing from the server is parsed as HTML.
 import { ConnectError, Code } from "@connectrpc/connect";
 import * as api from "./api";
@@ -12,6 +14,8 @@ import {
   type Document,
   type DocumentEvent,
   type InboxItem,
+  type SubmittedItem,
+  type BordereauSummary,
 } from "./gen/paraph/v1/document_pb";
 import { StepKind, DocumentType, StepMode, Role } from "./gen/paraph/v1/common_pb";
 import { Indication } from "./gen/paraph/v1/signature_pb";
@@ -229,6 +233,14 @@ function signInView(problem?: string): void {
         // A valid token whose user has no inbox (a submitter, an auditor).
         if (!(err instanceof ConnectError && err.code === Code.PermissionDenied)) throw err;
       });
+      // A submitter who is not an officer starts on his own documents.
+      const me = await api.admin.getMe({}).catch(() => null);
+      const roles = me?.user?.roles ?? [];
+      if (roles.includes(Role.SUBMITTER) && !roles.includes(Role.OFFICER)) {
+        if (location.hash === "#/mine") route();
+        else location.hash = "#/mine";
+        return;
+      }
       goInbox();
     } catch (err) {
       api.clearToken();
@@ -272,6 +284,7 @@ function nav(): void {
   if (api.token()) {
     n.append(
       h("a", { href: "#/" }, t.inbox),
+      h("a", { href: "#/mine" }, t.mine),
       h("a", { href: "#/absences" }, t.absences),
       h("a", { href: "#/admin" }, t.admin),
       on(h("button", { type: "button", class: "secondary", "data-test": "sign-out" }, t.signOut), "click", signOut),
@@ -350,6 +363,7 @@ async function loadInbox(): Promise<InboxItem[]> {
 
 async function inboxView(): Promise<void> {
   nav();
+  lastList = "#/";
   const list = h("div", { id: "inbox-list" });
   const progress = h("div", { "aria-live": "polite" });
   const liveEl = h("p", { id: "live" });
@@ -492,6 +506,8 @@ async function inboxView(): Promise<void> {
 // ---------- document page ----------
 
 let blobUrl: string | null = null;
+/** The list the user came from (his inbox or his documents), for the way back. */
+let lastList = "#/";
 
 async function documentView(id: string): Promise<void> {
   nav();
@@ -501,7 +517,7 @@ async function documentView(id: string): Promise<void> {
   };
   if (blobUrl) URL.revokeObjectURL(blobUrl);
   blobUrl = null;
-  const back = h("p", {}, h("a", { href: "#/" }, t.back));
+  const back = h("p", {}, lastList === "#/mine" ? h("a", { href: "#/mine" }, t.backMine) : h("a", { href: "#/" }, t.back));
   let d: Document;
   try {
     d = await api.docs.getDocument({ id });
@@ -555,6 +571,8 @@ async function documentView(id: string): Promise<void> {
   );
 
   const contentBox = h("div", {}, h("p", {}, "…"));
+  const pes = d.signatureFormat === "xades-pes";
+  const pesBox = pes ? h("div", { "data-test": "bordereaux" }, h("p", {}, "…")) : null;
   const sigBox = h("div", { "data-test": "signatures" }, h("p", {}, "…"));
   const actions = h("section", { "aria-labelledby": "actions-title" });
   if (mine && d.state === DocumentState.IN_PROGRESS) {
@@ -570,10 +588,13 @@ async function documentView(id: string): Promise<void> {
     timeline,
     h("h2", {}, t.content),
     contentBox,
+    pes ? h("h2", { id: "bordereaux-title" }, t.bordereaux) : null,
+    pesBox,
     h("h2", {}, t.signatures),
     sigBox,
     auditSection(d),
   );
+  if (pesBox) void showBordereaux(d.id, pesBox);
   // The content, then the signatures validated over it.
   let content: Uint8Array;
   try {
@@ -628,6 +649,68 @@ async function documentView(id: string): Promise<void> {
   } catch (e) {
     sigBox.replaceChildren(errorBox(e));
   }
+}
+
+/** A PES flow as its bordereaux, one row each: what the officer signs, and who signed. */
+async function showBordereaux(id: string, box: HTMLElement): Promise<void> {
+  let rows: BordereauSummary[];
+  try {
+    rows = (await api.docs.getContentSummary({ id })).bordereaux;
+  } catch (e) {
+    box.replaceChildren(errorBox(e));
+    return;
+  }
+  const euros = (cents: bigint) =>
+    new Intl.NumberFormat(lang === "en" ? "en-GB" : "fr-FR", { style: "currency", currency: "EUR" }).format(Number(cents) / 100);
+  box.replaceChildren(
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        {},
+        h("caption", { class: "skip" }, t.bordereaux),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ...[t.bordereau, t.exercise, t.nature, t.pieces, t.total, t.beneficiaries, t.signer].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
+        h(
+          "tbody",
+          {},
+          ...rows.map((b) =>
+            h(
+              "tr",
+              { "data-bordereau": b.id, "data-signed": b.signed ? "yes" : "no" },
+              h("th", { scope: "row" }, b.id || "—"),
+              h("td", {}, b.exercise),
+              h("td", {}, b.kind === "PES_RecetteAller" ? t.titles : t.mandates),
+              h("td", { class: "num" }, String(b.pieces)),
+              h("td", { class: "num" }, euros(b.totalCents)),
+              h("td", {}, b.beneficiaries.join(", ")),
+              h(
+                "td",
+                {},
+                b.signed
+                  ? h(
+                      "span",
+                      { class: `tag ${b.defect ? "bad" : "ok"}` },
+                      `${t.signedBy} ${b.signer || "?"}` +
+                        (b.claimedRole ? ` (${b.claimedRole})` : "") +
+                        (b.defect ? ` — ${t.defect} : ${b.defect}` : ""),
+                    )
+                  : t.unsigned,
+              ),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 /** Submitters and auditors follow a document by its id (the one `paraph submit` printed). */
@@ -810,6 +893,266 @@ function actionForms(d: Document, item: InboxItem): HTMLElement[] {
   return out;
 }
 
+// ---------- a submitter's documents ----------
+
+/** How far a submitted document went: a progress bar and its words. */
+function progressCell(d: SubmittedItem): HTMLElement {
+  const bar = h("progress", {
+    max: String(Math.max(d.stepsTotal, 1)),
+    value: String(d.stepsFinished),
+    "aria-label": `${t.progressCol} : ${d.title || d.id}`,
+  });
+  let words: string;
+  if (d.currentStep >= 0) {
+    words = `${t.stepOf(d.currentStep + 1, d.stepsTotal)} — ${stepName(d.currentStepKind)}` +
+      (d.waitingFor.length ? ` — ${t.waitingFor} ${d.waitingFor.join(", ")}` : "");
+  } else {
+    words = t.finishedOf(d.stepsFinished, d.stepsTotal);
+  }
+  return h("div", { class: "progress", "data-test": "progress" }, bar, " ", h("span", {}, words));
+}
+
+/** The withdrawal of one document from the list: the button opens a reason and a confirmation. */
+function withdrawCell(d: SubmittedItem, msg: HTMLElement, after: () => Promise<void>): HTMLElement {
+  const cell = h("div", {});
+  const open = on(
+    h("button", { type: "button", class: "danger", "data-test": "withdraw-row", "aria-label": t.withdrawOne(d.title || d.id) }, t.withdraw),
+    "click",
+    () => {
+      const reason = h("input", { type: "text", name: "withdraw-reason", autocomplete: "off" }) as HTMLInputElement;
+      const form = h(
+        "form",
+        { "data-test": "withdraw-row-form" },
+        ...field(t.withdrawReason, reason),
+        h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, t.withdrawConfirm)),
+      );
+      on(form, "submit", async (e) => {
+        e.preventDefault();
+        try {
+          await api.docs.withdraw({ id: d.id, reason: reason.value.trim(), idempotencyKey: api.idemKey() });
+          say(t.withdrawn);
+          msg.replaceChildren(h("p", {}, t.withdrawn));
+          await after();
+        } catch (err) {
+          msg.replaceChildren(deniedOr(err));
+        }
+      });
+      cell.replaceChildren(form);
+      reason.focus();
+    },
+  );
+  cell.append(open);
+  return cell;
+}
+
+/** The upload form: a file, its title, type, circuit and the usual metadata. */
+function uploadForm(after: () => Promise<void>): HTMLElement {
+  const file = h("input", { type: "file", name: "document-file", required: true }) as HTMLInputElement;
+  const title = h("input", { type: "text", name: "title", required: true, autocomplete: "off" }) as HTMLInputElement;
+  const type = h("select", { name: "type" }) as HTMLSelectElement;
+  for (const v of [DocumentType.MANDATE, DocumentType.CONTRACT, DocumentType.OTHER]) {
+    type.append(h("option", { value: String(v) }, typeName(v)));
+  }
+  const circuit = h("select", { name: "circuit", required: true }) as HTMLSelectElement;
+  const amount = h("input", { type: "text", name: "amount", inputmode: "decimal", autocomplete: "off" }) as HTMLInputElement;
+  const beneficiary = h("input", { type: "text", name: "beneficiary", autocomplete: "off" }) as HTMLInputElement;
+  const msg = h("div", { "aria-live": "assertive", "data-test": "upload-message" });
+  const button = h("button", { type: "submit" }, t.uploadButton);
+  on(file, "change", () => {
+    const f = file.files?.[0];
+    if (f && !title.value) title.value = f.name.replace(/\.[^.]+$/, "");
+  });
+  api.circuits
+    .listCircuits({})
+    .then((r) => {
+      if (r.circuits.length === 0) msg.replaceChildren(h("p", {}, t.noCircuit));
+      for (const c of [...r.circuits].sort((a, b) => a.name.localeCompare(b.name))) {
+        circuit.append(h("option", { value: c.name }, `${c.name} (v${c.version})`));
+      }
+    })
+    .catch((e) => msg.replaceChildren(errorBox(e)));
+  const form = h(
+    "form",
+    { "data-test": "upload-form" },
+    ...field(t.uploadFile, file),
+    ...field(t.docTitle, title),
+    ...field(t.docType, type),
+    ...field(t.circuitChoice, circuit),
+    ...field(t.amount, amount),
+    ...field(t.beneficiary, beneficiary),
+    h("div", { class: "actions" }, button),
+    h("p", { class: "notice" }, t.largeHint),
+    msg,
+  );
+  form.setAttribute("novalidate", "");
+  on(form, "submit", async (e) => {
+    e.preventDefault();
+    const f = file.files?.[0];
+    if (!f || !title.value.trim() || !circuit.value) {
+      msg.replaceChildren(h("p", { class: "error", role: "alert" }, t.needFile));
+      return;
+    }
+    const metadata: Record<string, string> = {};
+    if (amount.value.trim()) metadata.amount = amount.value.trim();
+    if (beneficiary.value.trim()) metadata.beneficiary = beneficiary.value.trim();
+    button.setAttribute("disabled", "");
+    msg.replaceChildren(h("p", {}, t.uploading));
+    try {
+      const d = await api.docs.submitDocumentInline({
+        header: {
+          type: Number(type.value) as DocumentType,
+          title: title.value.trim(),
+          circuit: circuit.value,
+          metadata,
+          fileName: f.name,
+          signatureFormat: "",
+          idempotencyKey: api.idemKey(),
+        },
+        content: new Uint8Array(await f.arrayBuffer()),
+      });
+      msg.replaceChildren(h("p", { "data-test": "uploaded", "data-id": d.id }, t.uploaded(d.title)));
+      say(t.uploaded(d.title));
+      file.value = "";
+      title.value = "";
+      amount.value = "";
+      beneficiary.value = "";
+      await after();
+    } catch (err) {
+      msg.replaceChildren(errorBox(err));
+    } finally {
+      button.removeAttribute("disabled");
+    }
+  });
+  return h("section", { "aria-labelledby": "upload-title" }, h("h2", { id: "upload-title" }, t.uploadTitle), form);
+}
+
+async function mineView(): Promise<void> {
+  nav();
+  lastList = "#/mine";
+  const list = h("div", { "data-test": "mine-list" }, h("p", {}, "…"));
+  const msg = h("div", { "aria-live": "assertive", "data-test": "mine-message" });
+  const filter = h("select", { name: "state-filter" }) as HTMLSelectElement;
+  filter.append(h("option", { value: "0" }, t.allStates));
+  for (const st of [DocumentState.IN_PROGRESS, DocumentState.COMPLETED, DocumentState.REJECTED, DocumentState.WITHDRAWN]) {
+    filter.append(h("option", { value: String(st) }, stateName(st)));
+  }
+  const moreBox = h("div", { class: "actions" });
+  let items: SubmittedItem[] = [];
+  let next = "";
+  const fetchPage = async (token: string) => {
+    const r = await api.docs.listSubmitted({ pageSize: 50, pageToken: token, state: Number(filter.value) as DocumentState });
+    next = r.nextPageToken;
+    return r.documents;
+  };
+  const refresh = async () => {
+    try {
+      // The pages already shown, again (a withdrawal or a step changes them).
+      const shown = Math.max(items.length, 1);
+      items = [];
+      let token = "";
+      do {
+        items.push(...(await fetchPage(token)));
+        token = next;
+      } while (token && items.length < shown);
+    } catch (e) {
+      if (e instanceof ConnectError && e.code === Code.Unauthenticated) return signOut();
+      list.replaceChildren(deniedOr(e));
+      return;
+    }
+    renderList();
+  };
+  const renderList = () => {
+    moreBox.replaceChildren();
+    if (next) {
+      moreBox.append(
+        on(h("button", { type: "button", class: "secondary" }, t.more), "click", async () => {
+          try {
+            items.push(...(await fetchPage(next)));
+            renderList();
+          } catch (e) {
+            msg.replaceChildren(errorBox(e));
+          }
+        }),
+      );
+    }
+    if (items.length === 0) {
+      list.replaceChildren(h("p", { "data-test": "none-submitted" }, t.noneSubmitted));
+      return;
+    }
+    const rows = items.map((d) =>
+      h(
+        "tr",
+        { "data-id": d.id },
+        h("td", {}, h("a", { href: `#/doc/${encodeURIComponent(d.id)}` }, d.title || d.id)),
+        h("td", {}, typeName(d.type)),
+        h("td", {}, `${d.circuit} v${d.circuitVersion}`),
+        h("td", {}, h("span", { "data-test": "row-state", "data-state": enumName(DocumentState, d.state) }, stateName(d.state))),
+        h("td", {}, progressCell(d)),
+        h("td", {}, when(d.createdAt?.seconds)),
+        h("td", {}, d.state === DocumentState.IN_PROGRESS ? withdrawCell(d, msg, refresh) : ""),
+      ),
+    );
+    list.replaceChildren(
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          {},
+          h("caption", { class: "skip" }, t.mineTitle),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", { scope: "col" }, t.title),
+              h("th", { scope: "col" }, t.type),
+              h("th", { scope: "col" }, t.circuit),
+              h("th", { scope: "col" }, t.state),
+              h("th", { scope: "col" }, t.progressCol),
+              h("th", { scope: "col" }, t.submittedAt),
+              h("th", { scope: "col" }, h("span", { class: "skip" }, t.actions)),
+            ),
+          ),
+          h("tbody", {}, ...rows),
+        ),
+      ),
+    );
+  };
+  on(filter, "change", () => {
+    items = [];
+    void refresh();
+  });
+  // Only submitters have documents of their own (and may upload).
+  try {
+    items = await fetchPage("");
+  } catch (e) {
+    if (e instanceof ConnectError && e.code === Code.Unauthenticated) return signOut();
+    onEvent = null;
+    show(h("h1", {}, t.mineTitle), deniedOr(e));
+    return;
+  }
+  // The list follows the documents: a visa, a signature, the seal show at once.
+  onEvent = () => {
+    void refresh();
+  };
+  show(
+    h("h1", {}, t.mineTitle),
+    uploadForm(async () => {
+      items = [];
+      await refresh();
+    }),
+    h("h2", { id: "mine-list-title" }, t.mine),
+    h("div", { class: "filters" }, ...field(t.stateFilter, filter)),
+    msg,
+    list,
+    moreBox,
+    openByIdForm(),
+  );
+  renderList();
+}
+
 // ---------- absences ----------
 
 /** A `datetime-local` value read as Europe/Paris wall time, in seconds since the epoch. */
@@ -956,6 +1299,13 @@ async function adminView(): Promise<void> {
               { "data-circuit": c.name },
               h("h3", {}, `${c.name} v${c.version}`),
               h(
+                "div",
+                { class: "circuit-views" },
+                h(
+                  "div",
+                  {},
+                  h("h4", {}, t.circuitSteps),
+                  h(
                 "ol",
                 {},
                 ...c.steps.map((st) => {
@@ -971,6 +1321,14 @@ async function adminView(): Promise<void> {
                       (st.deadlineSeconds ? ` — ${t.deadline} ${Number(st.deadlineSeconds) / 3600} h` : ""),
                   );
                 }),
+                  ),
+                ),
+                h(
+                  "div",
+                  {},
+                  h("h4", { id: `toml-${c.name}` }, t.circuitToml),
+                  h("pre", { class: "toml", "data-test": "circuit-toml", tabindex: "0", "aria-labelledby": `toml-${c.name}` }, c.toml),
+                ),
               ),
             ),
           ),
@@ -1011,6 +1369,7 @@ function route(): void {
   let p: Promise<void>;
   if (doc) p = documentView(decodeURIComponent(doc[1]));
   else if (hash === "/absences") p = absencesView();
+  else if (hash === "/mine") p = mineView();
   else if (hash === "/admin") p = adminView();
   else p = inboxView();
   p.catch((e) => show(errorBox(e)));

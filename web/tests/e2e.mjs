@@ -1,6 +1,6 @@
 // Drives the web client in headless Chromium against a real `paraph serve --demo` (started by
 // tests/web.rs, which passes its address and the demo tokens in the environment). Documents
-// arrive through the real `paraph submit` command. Exits non-zero at the first failed check.
+// arrive through the real `paraph submit` command, and one through the submitter's page. Exits non-zero at the first failed check.
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -156,14 +156,44 @@ async function fitsAtDoubleZoom(what) {
   check(scroll <= width, `${what} reads at 200 % zoom without horizontal scrolling (${scroll} <= ${width})`);
 }
 
-async function signIn(who) {
+/** A PES V2 flow of two bordereaux of mandates (2 and 1 pieces at 120.50 EUR each). */
+function pesFlow() {
+  const piece = (n, name) =>
+    `<Piece><BlocPiece><InfoPce><IdPce V="${n}"/><TypPce V="01"/><Obj V="Fournitures"/></InfoPce></BlocPiece><LigneDePiece><BlocLignePiece><InfoLignePiece><IdLigne V="1"/><Nature V="6067"/><MtHT V="120.50"/></InfoLignePiece></BlocLignePiece><Tiers><InfoTiers><Nom V="${name}"/></InfoTiers></Tiers></LigneDePiece></Piece>`;
+  const bordereau = (id, n, pieces) =>
+    `<Bordereau Id="${id}"><BlocBordereau><Exer V="2026"/><IdBord V="${n}"/><DteBordEm V="2026-12-01"/><TypBord V="01"/><NbrPce V="${pieces.length}"/><MtCumulAnnuel V="0"/></BlocBordereau>${pieces.join("")}</Bordereau>`;
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<PES_Aller><EnTetePES><DteStr V="2026-12-01"/><IdPost V="012345"/><LibelleColBud V="Commune de Testville"/><IdColl V="21690123400017"/></EnTetePES>
+<PES_DepenseAller><EnTeteDepense><IdVer V="2"/><InfoDematerialisee V="0"/></EnTeteDepense>
+${bordereau("BORD_2026_1", 1, [piece(1, "Société Durand"), piece(2, "Zoé Müller")])}
+${bordereau("BORD_2026_2", 2, [piece(1, "ACME")])}
+</PES_DepenseAller></PES_Aller>
+`;
+}
+
+/** `paraph submit` of a PES flow (the format chosen from the content) to the PES circuit
+ * tests/web.rs made; returns its id. */
+function submitPes(title) {
+  const file = join(WORK, `PES_Aller-${++n}.xml`);
+  writeFileSync(file, pesFlow(), "utf8");
+  const out = execFileSync(
+    BIN,
+    ["submit", file, "--type", "MANDATE", "--circuit", "mandats-pes", "--title", title],
+    { env: { PATH: process.env.PATH, PARAPH_ADDR: ADDR, PARAPH_TOKEN: tok.finance }, encoding: "utf8", timeout: TIMEOUT, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const id = out.trim();
+  check(/^[0-9a-f]{32}$/.test(id), `submitted the PES flow "${title}" (${id})`);
+  return id;
+}
+
+async function signIn(who, heading = "Documents en attente") {
   await page.goto(URL);
   // With the keyboard only: the token field has the focus, Enter signs in.
   await page.getByLabel("Jeton d'accès").waitFor();
   check(await page.evaluate(() => document.activeElement?.getAttribute("name") === "token"), "the token field has the focus");
   await page.keyboard.type(tok[who]);
   await page.keyboard.press("Enter");
-  await page.getByRole("heading", { name: "Documents en attente" }).waitFor();
+  await page.getByRole("heading", { name: heading }).waitFor();
   const html = await page.content();
   check(!html.includes(tok[who]), `${who} signed in; the token is nowhere in the page`);
 }
@@ -259,11 +289,27 @@ try {
   await signOut();
 
   // --- The controller: read-only administration, then the audit trail and evidence bundle. ---
+  const pesDoc = submitPes("Bordereaux de mandats 2026-12");
   await signIn("auditor");
   await page.getByRole("link", { name: "Administration" }).click();
   await page.locator('[data-test=admin-users] li[data-user="alice"]').waitFor();
   const circuit = await page.locator('[data-test=admin-circuits] [data-circuit="demo"]').textContent();
   check(circuit.includes("visa — carol") && circuit.includes("signature — alice — niveau RGS **") && circuit.includes("cachet"), "the demo circuit is rendered as its steps");
+  const toml = await page.locator('[data-circuit="demo"] [data-test=circuit-toml]').textContent();
+  check(
+    toml.includes('name = "demo"') && toml.includes('kind = "signature"\nactors = ["alice"]\nlevel = 2') && toml.includes('kind = "seal"'),
+    "the demo circuit is shown as its TOML file beside its steps",
+  );
+  check((await unlabelled()).length === 0, "every control of the administration page has a label");
+  await fitsAtDoubleZoom("the administration page");
+  // A PES flow: its bordereaux as a table, not only a download.
+  await openDoc(pesDoc);
+  await page.locator('[data-test=bordereaux] tr[data-bordereau="BORD_2026_2"]').waitFor();
+  const b1 = await page.locator('[data-test=bordereaux] tr[data-bordereau="BORD_2026_1"]').textContent();
+  check(b1.includes("2026") && b1.includes("mandats") && b1.includes("241,00") && b1.includes("Société Durand, Zoé Müller") && b1.includes("non signé"), `the PES flow shows its first bordereau (${b1})`);
+  const b2 = await page.locator('[data-test=bordereaux] tr[data-bordereau="BORD_2026_2"]').textContent();
+  check(b2.includes("120,50") && b2.includes("ACME"), `the PES flow shows its second bordereau (${b2})`);
+  await page.screenshot({ path: join(SHOTS, "document-pes.png"), fullPage: true });
   await openDoc(doc1);
   await page.getByRole("button", { name: "Afficher les événements" }).click();
   await page.locator("[data-test=audit-events] li").first().waitFor();
@@ -277,7 +323,54 @@ try {
 
   // --- The submitter follows a document by its id and withdraws it. ---
   const doc4 = submit("Mandat 2026-004", "10.00");
-  await signIn("finance");
+  await signIn("finance", "Mes documents déposés");
+  // His documents, newest first, with their progress.
+  await page.locator(`[data-test=mine-list] tr[data-id="${doc4}"]`).waitFor();
+  check((await page.locator("[data-test=mine-list] tbody tr").first().getAttribute("data-id")) === doc4, "the submitter's documents are listed newest first");
+  check((await page.locator(`tr[data-id="${doc1}"] [data-test=row-state]`).getAttribute("data-state")) === "COMPLETED", "a completed document reads so in his list");
+  check((await page.locator(`tr[data-id="${doc4}"] [data-test=progress]`).textContent()).includes("étape 1 sur 3 — visa — attend carol"), "an open document shows its step and who it waits for");
+  check((await unlabelled()).length === 0, "every control of the submitter's page has a label");
+  await fitsAtDoubleZoom("the submitter's page");
+  // He uploads a PDF contract from the page.
+  const upload = join(WORK, "contrat-page.pdf");
+  writeFileSync(upload, pdf("Contrat 2026-020"), "latin1");
+  await page.getByLabel("Fichier (PDF, flux PES ou autre)").setInputFiles(upload);
+  check((await page.getByLabel("Titre du document").inputValue()) === "contrat-page", "the title is proposed from the file name");
+  await page.getByLabel("Titre du document").fill("Contrat 2026-020");
+  await page.getByLabel("Type de document").selectOption({ label: "contrat" });
+  await page.getByLabel("Circuit", { exact: true }).selectOption("demo");
+  await page.getByLabel("Montant (facultatif, ex. 1200.50)").fill("2500.00");
+  await page.getByLabel("Bénéficiaire (facultatif)").fill("ACME");
+  await page.getByRole("button", { name: "Déposer", exact: true }).click();
+  await page.locator("[data-test=uploaded]").waitFor();
+  const uploaded = await page.locator("[data-test=uploaded]").getAttribute("data-id");
+  check(/^[0-9a-f]{32}$/.test(uploaded), `the PDF was submitted from the page (${uploaded})`);
+  const upRow = page.locator(`[data-test=mine-list] tr[data-id="${uploaded}"]`);
+  await upRow.waitFor();
+  check((await page.locator("[data-test=mine-list] tbody tr").first().getAttribute("data-id")) === uploaded, "the uploaded document heads his list");
+  // Its progress follows carol's visa without a reload (WatchEvents).
+  approveAsCarol(uploaded);
+  await upRow.locator("[data-test=progress]", { hasText: "étape 2 sur 3 — signature — attend alice" }).waitFor();
+  check(true, "the progress column follows the circuit live");
+  // The document as uploaded: a PDF (PAdES), its metadata.
+  await openDoc(uploaded);
+  check((await page.locator("[data-test=doc-title]").textContent()) === "Contrat 2026-020", "the uploaded document has its title");
+  check(await page.getByText("2500.00").isVisible(), "the uploaded document has its amount");
+  await page.locator("iframe.preview").waitFor();
+  check(true, "the uploaded PDF is shown inline");
+  // He withdraws it from his list, where the document page leads back.
+  await page.getByRole("link", { name: "Retour à mes documents" }).click();
+  await upRow.locator("[data-test=withdraw-row]").click();
+  await upRow.getByLabel("Motif du retrait").fill("Contrat signé sur papier");
+  await upRow.getByRole("button", { name: "Confirmer le retrait" }).click();
+  await page.locator(`tr[data-id="${uploaded}"] [data-test=row-state][data-state="WITHDRAWN"]`).waitFor();
+  check((await upRow.locator("[data-test=withdraw-row]").count()) === 0, "the submitter withdrew the uploaded document from his list");
+  await page.getByLabel("Afficher").selectOption({ label: "retiré" });
+  await page.locator("[data-test=mine-list] tbody tr").first().waitFor();
+  await page.waitForFunction(() => [...document.querySelectorAll("[data-test=mine-list] [data-test=row-state]")].every((e) => e.getAttribute("data-state") === "WITHDRAWN"));
+  check((await page.locator(`[data-test=mine-list] tr[data-id="${uploaded}"]`).count()) === 1, "the state filter shows the withdrawn documents");
+  await page.screenshot({ path: join(SHOTS, "submitter.png"), fullPage: true });
+  await page.getByRole("link", { name: "Mes documents" }).click();
   await page.getByLabel("Identifiant du document").fill(doc4);
   await page.getByRole("button", { name: "Ouvrir", exact: true }).click();
   await page.locator("[data-test=doc-title]").waitFor();
@@ -292,6 +385,9 @@ try {
   await signIn("other");
   await openDoc(doc1);
   check((await page.locator("[data-test=doc-title]").textContent()) === "Document introuvable.", "another tenant's document is not found");
+  await page.getByRole("link", { name: "Mes documents" }).click();
+  await page.getByText("Votre rôle ne donne pas accès à cette partie.").waitFor();
+  check((await page.locator("[data-test=upload-form]").count()) === 0, "an officer has no submissions list and no upload form");
   await signOut();
 
   // --- Batches: carol approves two mandates at once, alice signs both at once. ---
