@@ -930,24 +930,25 @@ impl Store {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let mut high: Option<Vec<u8>> = match before {
-            Some(b) => Some(format!("{prefix}{b}").into_bytes()),
-            None => prefix_end(prefix.as_bytes()),
+        let mut high: Option<String> = match before {
+            Some(b) => Some(format!("{prefix}{b}")),
+            None => prefix_end(prefix.as_bytes()).and_then(|h| String::from_utf8(h).ok()),
         };
         let mut out = Vec::new();
         while out.len() < limit {
             let bound = match &high {
-                Some(h) => std::ops::Bound::Excluded(&h[..]),
+                Some(h) => std::ops::Bound::Excluded(h.as_str()),
                 None => std::ops::Bound::Unbounded,
             };
-            let Some((k, _)) = self.index.last_in(prefix.as_bytes(), bound)? else {
+            let Some((k, _)) = self.last_raw(prefix, bound)? else {
                 break;
             };
             if !k.starts_with(prefix.as_bytes()) {
                 break;
             }
-            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
-            high = Some(k.to_vec());
+            let k = String::from_utf8_lossy(&k).into_owned();
+            out.push(k[prefix.len()..].to_owned());
+            high = Some(k);
         }
         Ok(out)
     }
