@@ -500,10 +500,11 @@ async fn a_real_evidence_bundle_verifies_offline_and_tampering_is_named() {
     srv.stop().await;
 }
 
-/// Rewrites the record of document `id` of `tenant` in a stopped server's data directory,
-/// through the store (so with a valid checksum), as someone with access to the disk could.
+/// Rewrites the record of document `id` of `tenant` in a stopped server's store, through the
+/// store (so with a valid checksum), as someone with access to the disk (or to the database,
+/// on PostgreSQL) could.
 fn rewrite_record(data: &std::path::Path, tenant: &str, id: &str, change: fn(&mut Document)) {
-    let store = paraph::store::Store::open(data).unwrap();
+    let store = open_test_store(data);
     let key = format!("doc/{tenant}/{id}");
     store
         .transact_blocking(move |tx| {

@@ -1,8 +1,9 @@
 //! `paraph bench` end to end: the real `paraph serve` on a loopback port with a temporary data
 //! directory, `paraph bench --documents 20 --concurrency 4 --json` for each key algorithm, its
 //! report checked, then the documents checked independently of the bench: listed from the
-//! data directory once the server has stopped, and read back through the API of a restarted
-//! server (completed, one signature by the bench's signing officer each). Every wait is bounded.
+//! store (the data directory, or its PostgreSQL schema) once the server has stopped, and read
+//! back through the API of a restarted server (completed, one signature by the bench's signing
+//! officer each). Every wait is bounded.
 
 mod common;
 
@@ -157,23 +158,36 @@ fn check_report(r: &Value, key_alg: &str, engine: &str) {
     assert!(tenant.starts_with("bench-"), "{tenant}");
 }
 
+/// On the tests' store: sled (the default engine) or, when the tests run on PostgreSQL, there.
 #[test]
 fn bench_pushes_every_document_through_the_visa_and_the_signature() {
-    bench_case(&[], &["ecdsa-p256", "rsa-2048"], "sled");
+    let store = if common::on_postgres() {
+        "postgresql"
+    } else {
+        "sled"
+    };
+    bench_case(&["ecdsa-p256", "rsa-2048"], store);
 }
 
+/// On redb whatever store the other tests use: this one is about the choice of the engine.
 #[test]
 fn bench_pushes_every_document_through_on_redb() {
-    bench_case(&["--engine", "redb"], &["ecdsa-p256"], "redb");
+    bench_case(&["ecdsa-p256"], "redb");
 }
 
-/// Serves with `serve_args` (which give the server the storage engine `engine`, whose file it
-/// leaves in the data directory), runs the bench once per key algorithm, then reads every
-/// document back; the restart that reads them names no engine.
-fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
-    let engine_file = if engine == "redb" { "index.redb" } else { "db" };
+/// Serves on the store `store` (`sled`, `redb`, whose file the server leaves in the data
+/// directory, or `postgresql`, the schema of the tests' database for this directory), runs the
+/// bench once per key algorithm, then reads every document back; the restart that reads them
+/// names no engine.
+fn bench_case(key_algs: &[&str], store: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
+    let serve_args: Vec<String> = match store {
+        "postgresql" => common::cli::store_args(&data),
+        "redb" => vec!["--engine".into(), "redb".into()],
+        _ => Vec::new(),
+    };
+    let engine = store;
 
     // --- The real server, on any free port. ---
     let mut server = Proc(Some(
@@ -182,7 +196,7 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
             .arg(&data)
             .arg("--config")
             .arg(common::isolated_config(tmp.path()))
-            .args(serve_args)
+            .args(&serve_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -214,7 +228,14 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
         .expect("listening line")
         .to_owned();
 
-    assert!(data.join(engine_file).exists(), "{engine_file}");
+    match engine {
+        "redb" => assert!(data.join("index.redb").exists()),
+        "sled" => assert!(data.join("db").exists()),
+        _ => assert!(
+            !data.join("db").exists() && !data.join("index.redb").exists(),
+            "an embedded store in the data directory of a server on PostgreSQL"
+        ),
+    }
 
     // --- One run per key algorithm, each in its own fresh tenant. ---
     let mut tenants: Vec<String> = Vec::new();
@@ -227,7 +248,7 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
     }
 
     // A soak run: a set duration, the server read every second (a line each on stderr).
-    if engine == "sled" {
+    if engine != "redb" {
         let r = bench_with(
             &addr,
             &operator,
@@ -308,7 +329,11 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
     // --- The documents each tenant holds, read from the data directory itself. ---
     let mut ids: Vec<(String, Vec<String>)> = Vec::new();
     {
-        let store = paraph::store::Store::open(&data).expect("open the data directory");
+        let store = if engine == "postgresql" {
+            common::open_test_store(&data)
+        } else {
+            paraph::store::Store::open(&data).expect("open the data directory")
+        };
         for tenant in &tenants {
             let docs = store
                 .scan_keys(&format!("doc/{tenant}/"), None, usize::MAX)
@@ -322,7 +347,13 @@ fn bench_case(serve_args: &[&str], key_algs: &[&str], engine: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         // The directory's own engine, found.
-        let srv = TestServer::start_with(tmp, Some(operator.clone()), |s| s.engine = None).await;
+        let srv = TestServer::start_with(tmp, Some(operator.clone()), |s| {
+            s.engine = None;
+            if engine != "postgresql" {
+                common::embedded_store(s);
+            }
+        })
+        .await;
         for (tenant, docs) in &ids {
             let mut reader = srv.docs(&operator, Some(tenant));
             let mut sigs = SignatureServiceClient::with_interceptor(

@@ -741,6 +741,7 @@ fn a_paraph_toml_in_the_working_directory_does_not_reach_the_tests_servers() {
     let probe = probe
         .args(["admin", "init", "--json", "--data"])
         .arg(dir.join("probe"))
+        .args(common::cli::store_args(&dir.join("probe")))
         .current_dir(&dir)
         .output()
         .expect("run paraph admin init");

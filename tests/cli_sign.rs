@@ -6,6 +6,8 @@
 //! (wrong passphrase, a certificate bound to someone else, other data), `sign --all`, the trust
 //! settings and certificate bindings, and `pki verify`. Every wait is bounded.
 
+mod common;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -246,6 +248,7 @@ fn a_newcomer_signs_in_the_demo_and_checks_the_signatures() {
         child: server_cmd
             .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
             .arg(dir.join("data"))
+            .args(common::cli::store_args(&dir.join("data")))
             .arg("--config")
             .arg(&settings)
             .arg("--json")

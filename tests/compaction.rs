@@ -74,9 +74,11 @@ async fn content(srv: &TestServer, org: &Org, id: &str) -> Vec<u8> {
     srv.content(org.token("alice"), id).await
 }
 
+/// On the embedded engines whatever store the other tests use: the value log and its
+/// compaction are theirs alone.
 #[tokio::test]
 async fn compaction_reclaims_dead_values_and_a_crash_at_any_step_loses_nothing() {
-    let srv = TestServer::start().await;
+    let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, embedded_store).await;
     let org = Org::create(&srv, "ville-c1").await;
     create_circuit(
         &srv,
@@ -162,7 +164,7 @@ async fn compaction_reclaims_dead_values_and_a_crash_at_any_step_loses_nothing()
     assert!(everything(&data) == expected);
 
     // The server serves the compacted directory and writes to it.
-    let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
+    let srv = TestServer::start_with(dir, Some(operator), embedded_store).await;
     for (id, body) in docs.iter().step_by(7) {
         assert_eq!(&content(&srv, &org, id).await, body);
         let d = approve(&srv, &org, "carol", id, None).await.unwrap();

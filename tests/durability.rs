@@ -45,9 +45,14 @@ async fn restart_keeps_tenants_users_tokens_circuits_documents_and_inboxes() {
     srv.stop().await;
 }
 
+/// On the embedded engines whatever store the other tests use: the conversion from sled to redb
+/// is theirs alone.
 #[tokio::test]
 async fn a_sled_directory_converted_to_redb_keeps_everything() {
-    let sled = |s: &mut paraph::config::Settings| s.engine = Some(paraph::store::EngineKind::Sled);
+    let sled = |s: &mut paraph::config::Settings| {
+        embedded_store(s);
+        s.engine = Some(paraph::store::EngineKind::Sled);
+    };
     let srv = TestServer::start_with(tempfile::tempdir().unwrap(), None, sled).await;
     let org = Org::create(&srv, "ville-c").await;
     create_circuit(&srv, &org, "two", vec![visa(&["alice"]), visa(&["bob"])]).await;
@@ -75,7 +80,11 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
         "a second conversion is refused"
     );
 
-    let srv = TestServer::start_with(dir, Some(operator), |s| s.engine = None).await;
+    let srv = TestServer::start_with(dir, Some(operator), |s| {
+        embedded_store(s);
+        s.engine = None;
+    })
+    .await;
     assert_eq!(get(&srv, &org, "audit", &d.id).await.unwrap(), before);
     assert_eq!(inbox(&srv, &org, "bob").await, vec![d.id.clone()]);
     let done = approve(&srv, &org, "bob", &d.id, Some(1)).await.unwrap();
@@ -83,6 +92,7 @@ async fn a_sled_directory_converted_to_redb_keeps_everything() {
     srv.stop().await;
 }
 
+/// Embedded only (it names its engines), whatever store the other tests use.
 #[test]
 fn a_directory_keeps_its_engine_and_serving_it_with_another_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,23 +178,46 @@ fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (Proc, Option<String>
     }
 }
 
+/// On the default engine, sled, or on PostgreSQL when the tests run there.
 #[tokio::test]
 async fn sigkill_never_loses_an_acknowledged_action() {
-    sigkill_case(&[], "db").await;
+    if on_postgres() {
+        sigkill_case(None, None).await;
+    } else {
+        sigkill_case(Some("sled"), Some("db")).await;
+    }
 }
 
+/// On redb whatever store the other tests use: its own writer and files are what is tested.
 #[tokio::test]
 async fn sigkill_never_loses_an_acknowledged_action_on_redb() {
-    sigkill_case(&["--engine", "redb"], "index.redb").await;
+    sigkill_case(Some("redb"), Some("index.redb")).await;
 }
 
-/// Starts the server with `first_start`, which must leave the engine's file `engine_file` in the
-/// data directory. The restart names no engine: the directory's own is found.
-async fn sigkill_case(first_start: &[&str], engine_file: &str) {
+/// Starts the server on the engine `engine` (the default when `sled`), which must leave its file
+/// `engine_file` in the data directory, or on the tests' PostgreSQL store when `None`. The
+/// restart names no engine: the directory's own is found (or the same PostgreSQL store).
+async fn sigkill_case(engine: Option<&str>, engine_file: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut p, token) = spawn_server(&data, first_start);
-    assert!(data.join(engine_file).exists(), "{engine_file}");
+    let store = match engine {
+        None => common::cli::store_args(&data),
+        Some("sled") => Vec::new(),
+        Some(e) => vec!["--engine".to_string(), e.to_string()],
+    };
+    // A restart names no engine; on PostgreSQL it names the same store.
+    let restart = match engine {
+        None => store.clone(),
+        Some(_) => Vec::new(),
+    };
+    fn as_strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let (mut p, token) = spawn_server(&data, &as_strs(&store));
+    match engine_file {
+        Some(f) => assert!(data.join(f).exists(), "{f}"),
+        None => assert!(!data.join("db").exists() && !data.join("index.redb").exists()),
+    }
     let operator = token.expect("first start prints the operator token");
     let srv = TestServer::attach(p.addr, operator.clone()).await;
     let org = Org::create(&srv, "default").await;
@@ -238,7 +271,7 @@ async fn sigkill_case(first_start: &[&str], engine_file: &str) {
     p.child.wait().unwrap();
     drop(srv);
 
-    let (mut p2, token2) = spawn_server(&data, &[]);
+    let (mut p2, token2) = spawn_server(&data, &as_strs(&restart));
     assert!(token2.is_none(), "a restart must not bootstrap again");
     let srv = TestServer::attach(p2.addr, operator).await;
     for (id, approvals) in &acked {

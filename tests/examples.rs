@@ -131,7 +131,7 @@ impl Demo {
                 .arg(common::isolated_config(dir))
                 .arg("--certs")
                 .arg(root("certs-test"))
-                .args(common::cli::engine_args())
+                .args(common::cli::store_args(&dir.join("data")))
                 .current_dir(dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

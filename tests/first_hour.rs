@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cli::{engine_args, lines, next_line, start_server, Cli, Out, Proc, BIN};
+use common::cli::{lines, next_line, start_server, store_args, Cli, Out, Proc, BIN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,7 +78,8 @@ fn run_as(cli: &Cli, token: &str, args: &[&str], env: &[(&str, &str)]) -> Out {
     run_bounded(cmd, &format!("paraph {}", args.join(" ")))
 }
 
-/// A `paraph serve` command with a clean environment.
+/// A `paraph serve` command with a clean environment, on the tests' store for the data
+/// directory `dir/data` (the one every server of this file uses).
 fn serve_cmd(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
@@ -87,7 +88,7 @@ fn serve_cmd(dir: &Path) -> Command {
         }
     }
     cmd.arg("serve")
-        .args(engine_args())
+        .args(store_args(&dir.join("data")))
         .current_dir(dir)
         .stdin(Stdio::null());
     cmd

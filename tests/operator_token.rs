@@ -179,6 +179,20 @@ async fn the_last_operator_token_cannot_be_revoked_and_tenants_cannot_touch_oper
     server.terminate(STOP);
 }
 
+/// `paraph admin operator-token --data DATA EXTRA` on the tests' store for `data`.
+fn operator_token_offline(cli: &Cli, data: &std::path::Path, extra: &[&str]) -> common::cli::Out {
+    let store = common::cli::existing_store_args(data);
+    let mut args = vec![
+        "admin",
+        "operator-token",
+        "--data",
+        data.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(store.iter().map(String::as_str));
+    cli.run("", &args)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn whoever_holds_the_data_directory_recovers_an_operator_token_only_while_the_server_is_stopped(
 ) {
@@ -186,11 +200,10 @@ async fn whoever_holds_the_data_directory_recovers_an_operator_token_only_while_
     let (mut server, _out, operator, addr) = start_server(tmp.path());
     let cli = cli(tmp.path(), &addr);
     let data = tmp.path().join("data");
-    let data = data.to_str().expect("path");
+    let data = data.as_path();
 
     // The running server holds the directory: refused, nothing issued.
-    cli.run("", &["admin", "operator-token", "--data", data])
-        .fails(5, &["in use", "stop the server"]);
+    operator_token_offline(&cli, data, &[]).fails(5, &["in use", "stop the server"]);
     assert_eq!(operator_tokens(&cli, &operator).len(), 1);
     let old_id = operator_tokens(&cli, &operator)[0]["token_id"]
         .as_str()
@@ -199,19 +212,7 @@ async fn whoever_holds_the_data_directory_recovers_an_operator_token_only_while_
     assert_eq!(server.terminate(STOP).code(), Some(0));
 
     // Stopped: a new token, printed once, the leaked one revoked.
-    let out = cli
-        .run(
-            "",
-            &[
-                "admin",
-                "operator-token",
-                "--data",
-                data,
-                "--revoke-others",
-                "--json",
-            ],
-        )
-        .json();
+    let out = operator_token_offline(&cli, data, &["--revoke-others", "--json"]).json();
     let recovered = token_of(&out);
     assert!(recovered.starts_with("pph_"), "{out}");
     assert_eq!(out["revoked"], serde_json::json!([old_id]));
@@ -238,14 +239,5 @@ async fn whoever_holds_the_data_directory_recovers_an_operator_token_only_while_
     // A directory that holds no store is refused.
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).expect("mkdir");
-    cli.run(
-        "",
-        &[
-            "admin",
-            "operator-token",
-            "--data",
-            empty.to_str().expect("path"),
-        ],
-    )
-    .fails(1, &["never initialised"]);
+    operator_token_offline(&cli, &empty, &[]).fails(1, &["never initialised"]);
 }

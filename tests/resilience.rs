@@ -1,5 +1,5 @@
 //! Bad days for the store, from outside: a real server process on a filesystem that fills up,
-//! and data directories with damaged bytes.
+//! and data directories (or, on PostgreSQL, rows) with damaged bytes.
 mod common;
 
 use common::*;
@@ -167,6 +167,8 @@ fn content(i: usize) -> Vec<u8> {
     c
 }
 
+/// On the embedded engines whatever store the other tests use: the disk that fills up is the
+/// one of their files (a PostgreSQL's own disk is its operator's).
 #[tokio::test]
 async fn a_full_disk_refuses_writes_clearly_reports_not_serving_and_recovers_when_space_returns() {
     use tonic_health::pb::health_check_response::ServingStatus;
@@ -317,11 +319,12 @@ async fn a_full_disk_refuses_writes_clearly_reports_not_serving_and_recovers_whe
     assert!(!log.contains("%PDF-1.7 document"), "{log}");
 }
 
-/// Runs `paraph admin check --data DATA`.
+/// Runs `paraph admin check --data DATA` on the tests' store for DATA.
 fn admin_check(data: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_paraph"))
         .args(["admin", "check", "--data"])
         .arg(data)
+        .args(common::cli::existing_store_args(data))
         .arg("--config")
         .arg(isolated_config(data.parent().expect("data has a parent")))
         .env("RUST_LOG", "error")
@@ -404,6 +407,36 @@ async fn stopped_store() -> (tempfile::TempDir, PathBuf, Vec<String>, String, Or
     (dir, data, ids, operator, org)
 }
 
+/// On PostgreSQL, what someone with access to the database could do to the stopped store of
+/// `data`: one bit of the content of document 2 flipped, and the record of document `ids[1]`
+/// replaced by bytes that are not one. Returns the keys of the two records.
+async fn damage_in_postgres(data: &Path, ids: &[String]) -> (String, String) {
+    use sha2::Digest as _;
+    let blob = format!(
+        "blob/acme/{}",
+        hex::encode(sha2::Sha256::digest(content(2)))
+    );
+    let mut flipped = content(2);
+    flipped[3] ^= 0x01;
+    let changed = run_sql(
+        data,
+        "UPDATE contents SET value = $1 WHERE store_key = $2",
+        &[&flipped, &blob],
+    )
+    .await;
+    assert_eq!(changed, 1, "{blob}");
+    let doc = format!("doc/acme/{}", ids[1]);
+    let garbage: &[u8] = b"{\"id\": \"damag";
+    let changed = run_sql(
+        data,
+        "UPDATE documents SET value = $1 WHERE store_key = $2",
+        &[&garbage, &doc],
+    )
+    .await;
+    assert_eq!(changed, 1, "{doc}");
+    (blob, doc)
+}
+
 #[tokio::test]
 async fn admin_check_passes_a_clean_store_and_names_flipped_bytes_in_the_value_log_and_the_index() {
     let (dir, data, ids, _, _) = stopped_store().await;
@@ -416,6 +449,24 @@ async fn admin_check_passes_a_clean_store_and_names_flipped_bytes_in_the_value_l
     );
     assert!(out.starts_with("ok: "), "{out}");
     assert!(out.contains("2 audit logs"), "{out}");
+    if on_postgres() {
+        // No value log nor index file: the same damage, made through SQL, is named too.
+        let (blob, doc) = damage_in_postgres(&data, &ids).await;
+        let damaged = admin_check(&data);
+        let out = String::from_utf8_lossy(&damaged.stdout);
+        assert_eq!(damaged.status.code(), Some(1), "{out}");
+        assert!(
+            out.contains(&format!(
+                "problem: {blob}: the content does not match its digest"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("problem: {doc}: the record does not decode")),
+            "{out}"
+        );
+        return;
+    }
 
     // A document's content in the value log.
     let values = dir.path().join("values-damaged");
@@ -458,16 +509,23 @@ async fn admin_check_passes_a_clean_store_and_names_flipped_bytes_in_the_value_l
 #[tokio::test]
 async fn a_request_on_a_damaged_record_answers_an_error_naming_it_never_not_found() {
     let (dir, data, ids, operator, org) = stopped_store().await;
-    flip_in(&data.join("values.log"), b"%PDF-1.7 document 2 ", 3, &[]);
     let key = format!("doc/acme/{}", ids[1]);
-    // redb only: sled checks its own pages, and may drop the writes after a damaged message
-    // of its log on opening (the document and its audit chain then both vanish, undetectable).
-    let redb = data.join("index.redb").exists();
-    if redb {
-        assert!(flip_in(&index_file(&data), key.as_bytes(), key.len() - 1, &[b"ev"]) > 0);
-    }
+    // Document 1's record damaged: on redb (sled checks its own pages, and may drop the writes
+    // after a damaged message of its log on opening: the document and its audit chain then
+    // both vanish, undetectable), and on PostgreSQL.
+    let document_damaged = if on_postgres() {
+        damage_in_postgres(&data, &ids).await;
+        true
+    } else {
+        flip_in(&data.join("values.log"), b"%PDF-1.7 document 2 ", 3, &[]);
+        let redb = data.join("index.redb").exists();
+        if redb {
+            assert!(flip_in(&index_file(&data), key.as_bytes(), key.len() - 1, &[b"ev"]) > 0);
+        }
+        redb
+    };
     let srv = TestServer::start_with(dir, Some(operator), |_| {}).await;
-    // The content of document 2: damaged in the value log.
+    // The content of document 2: damaged in the value log (or its row).
     let mut content = srv
         .docs(org.token("finance"), None)
         .get_content(proto::GetContentRequest {
@@ -489,8 +547,8 @@ async fn a_request_on_a_damaged_record_answers_an_error_naming_it_never_not_foun
         "{}",
         status.message()
     );
-    if redb {
-        // Document 1: its key damaged in the index.
+    if document_damaged {
+        // Document 1: its key damaged in the index (or its row).
         let lost = get(&srv, &org, "finance", &ids[1]).await;
         let status = lost.expect_err("a damaged document");
         assert_ne!(status.code(), Code::NotFound, "{}", status.message());

@@ -770,8 +770,14 @@ async fn only_the_platform_operator_reads_the_server_statistics() {
     // The operator, outside any tenant or acting in one.
     for tenant in [None, Some("ville-a")] {
         let s = stats(&srv.operator, tenant).await.unwrap();
-        let engine = common::test_engine().map_or("sled".to_string(), |e| e.to_string());
+        // The store the server keeps its records in: the engine, or PostgreSQL.
+        let engine = if common::on_postgres() {
+            "postgresql".to_string()
+        } else {
+            common::test_engine().map_or("sled".to_string(), |e| e.to_string())
+        };
         assert_eq!(s.storage_engine, engine);
+        assert!(s.store_bytes > 0, "{s:?}");
         if cfg!(target_os = "linux") {
             assert!(s.rss_bytes > 0, "{s:?}");
             assert!(s.peak_rss_bytes >= s.rss_bytes, "{s:?}");

@@ -5,7 +5,7 @@
 //! refused before any cryptographic work, and store reads answer while validations run.
 mod common;
 
-use common::cli::{engine_args, lines, next_line, token_of, Proc, BIN};
+use common::cli::{lines, next_line, store_args, token_of, Proc, BIN};
 use common::*;
 use paraph::proto;
 use std::path::Path;
@@ -36,7 +36,7 @@ async fn serve(dir: &Path, env: &[(&str, &str)]) -> (Proc, TestServer) {
             .arg(dir.join("data"))
             .arg("--config")
             .arg(isolated_config(dir))
-            .args(engine_args())
+            .args(store_args(&dir.join("data")))
             .arg("--json")
             .current_dir(dir)
             .stdin(Stdio::null())

@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::cli::{engine_args, lines, next_line, token_of, Proc, BIN};
+use common::cli::{lines, next_line, store_args, token_of, Proc, BIN};
 use common::TestServer;
 use std::future::Future as _;
 use std::net::SocketAddr;
@@ -116,7 +116,7 @@ fn serve(dir: &Path, env: &[(&str, &str)], nofile: Option<u64>) -> (Proc, String
         .arg(dir.join("data"))
         .arg("--config")
         .arg(common::isolated_config(dir))
-        .args(engine_args())
+        .args(store_args(&dir.join("data")))
         .arg("--json")
         .current_dir(dir)
         .stdin(Stdio::null())

@@ -803,7 +803,12 @@ fn admin_operator_token(a: OperatorTokenArgs) -> Result<(), CliError> {
     let settings = local_settings_with(a.config.as_deref(), a.data, None, a.store)?;
     let out =
         crate::server::admin_operator_token(&settings, a.revoke_others).map_err(|e| match e {
+            // The data directory in use, whether the records are in it or in PostgreSQL.
             crate::server::ServerError::Store {
+                source: crate::store::StoreError::InUse(_),
+                ..
+            }
+            | crate::server::ServerError::Database {
                 source: crate::store::StoreError::InUse(_),
                 ..
             } => CliError::Precondition(format!(

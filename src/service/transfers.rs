@@ -14,7 +14,7 @@
 
 use super::{Caller, Result, ServiceError};
 use crate::domain::{Role, TenantId};
-use crate::store::{SpoolFile, Store, ValueReader};
+use crate::store::{SpoolFile, Store, StoreError, ValueReader};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -222,6 +222,8 @@ pub struct Download {
     expected: String,
     hash: Sha256,
     id: String,
+    /// The content's record (`blob/TENANT/SHA256`), named when it is damaged.
+    key: String,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -255,11 +257,14 @@ impl Download {
         let done = reader.remaining() == 0;
         self.reader = Some(reader);
         if done && hex::encode(self.hash.clone().finalize()) != self.expected {
+            // The record is damaged (on PostgreSQL, where no checksum of ours guards it, this
+            // is the only check): named, as every damaged record is, never served.
             self.reader = None;
-            return Err(ServiceError::Internal(format!(
-                "content of {} does not match its digest",
-                self.id
-            )));
+            tracing::error!(document = %self.id, "a document's content does not match its digest");
+            return Err(StoreError::Damaged {
+                key: self.key.clone(),
+            }
+            .into());
         }
         Ok(Some(bytes))
     }
@@ -344,14 +349,15 @@ impl super::Paraph {
             })?,
         };
         let key = format!("blob/{}/{}", caller.tenant, content.sha256);
+        let read = key.clone();
         let reader = self
-            .blocking(move |s| Ok(s.value_reader(&key)?))
+            .blocking(move |s| Ok(s.value_reader(&read)?))
             .await?
             .ok_or_else(|| ServiceError::Internal(format!("content of {id} is missing")))?;
         if reader.len() != content.size {
-            return Err(ServiceError::Internal(format!(
-                "content of {id} does not have its recorded size"
-            )));
+            // Damaged (see `Download::next`): named, never served.
+            tracing::error!(document = %id, "a document's content does not have its recorded size");
+            return Err(StoreError::Damaged { key }.into());
         }
         let download = Download {
             reader: Some(reader),
@@ -359,6 +365,7 @@ impl super::Paraph {
             expected: content.sha256.clone(),
             hash: Sha256::new(),
             id: id.to_string(),
+            key,
             _slot: slot,
         };
         Ok((doc, download))

@@ -813,11 +813,15 @@ impl Pg {
         all
     }
 
-    /// The database's size on disk.
+    /// The store's size on disk: the tables of its schema, with their indexes and TOAST.
     pub(super) fn size(&self) -> Result<u64, StoreError> {
-        let rows = self
-            .reader()?
-            .query("SELECT pg_database_size(current_database())", &[])?;
+        // The store's schema only: the database may hold other stores (and anything else).
+        let rows = self.reader()?.query(
+            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            &[],
+        )?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
     }
 

@@ -31,6 +31,16 @@ pub fn store_args(data: &Path) -> Vec<String> {
     }
 }
 
+/// `--store URL` when the tests run on PostgreSQL, else nothing: for the commands that open an
+/// existing store and find its engine in the data directory (`admin check`, `admin
+/// operator-token`), which take no `--engine`.
+pub fn existing_store_args(data: &Path) -> Vec<String> {
+    match super::test_store_url(data) {
+        Some(url) => vec!["--store".into(), url],
+        None => Vec::new(),
+    }
+}
+
 pub fn token_of(v: &Value) -> String {
     v["token"].as_str().expect("token").to_owned()
 }

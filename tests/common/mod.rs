@@ -126,6 +126,53 @@ pub fn test_store_url(data: &std::path::Path) -> Option<String> {
     Some(url)
 }
 
+/// A [`TestServer::start_with`] tweak for the tests of what only the embedded engines have
+/// (their files, the value log, compaction, conversion, a full disk): the store stays in the
+/// data directory, on the engine of [`test_engine`], also when the tests run on PostgreSQL.
+pub fn embedded_store(settings: &mut Settings) {
+    settings.store.url = None;
+}
+
+/// The store of the data directory `data` of a stopped server, opened by the test itself where
+/// the tests keep it: the PostgreSQL schema of [`test_store_url`], else the directory.
+pub fn open_test_store(data: &std::path::Path) -> paraph::store::Store {
+    match test_store_url(data) {
+        Some(url) => paraph::store::Store::open_postgres(
+            data,
+            &paraph::store::PgOptions {
+                url,
+                pool_size: 1,
+                statement_timeout: std::time::Duration::from_secs(60),
+                connect_wait: Some(std::time::Duration::from_secs(20)),
+            },
+        )
+        .expect("open the test's PostgreSQL store"),
+        None => paraph::store::Store::open(data).expect("open the data directory"),
+    }
+}
+
+/// Runs `statement` with `params` in the PostgreSQL schema of the data directory `data` (the
+/// tests on PostgreSQL only), as someone with access to the database could: returns the number
+/// of rows it changed.
+pub async fn run_sql(
+    data: &std::path::Path,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> u64 {
+    let url = test_store_url(data).expect("the tests run on PostgreSQL");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    let driver = tokio::spawn(connection);
+    let changed = client
+        .execute(statement, params)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    drop(client);
+    let _ = driver.await;
+    changed
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(tempfile::tempdir().unwrap(), None, |_| {}).await
