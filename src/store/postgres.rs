@@ -1022,13 +1022,19 @@ pub(super) fn writer_loop(
             conn = Some(c.clone());
             c.batch("BEGIN")?;
             let place = pg.place()?;
-            let rows = c.query(
-                "SELECT pg_advisory_xact_lock($1, $2), (SELECT groups FROM paraph_writes)",
-                &[&WRITE_LOCK, &place.lock],
-            );
+            // The count is read by a statement of its own, after the lock is held: a
+            // statement reads what was committed when it started (READ COMMITTED), so one
+            // that waited for the lock would read the count of before the wait and keep a
+            // cache another replica made stale meanwhile.
+            let rows = c
+                .query(
+                    "SELECT pg_advisory_xact_lock($1, $2)",
+                    &[&WRITE_LOCK, &place.lock],
+                )
+                .and_then(|_| c.query("SELECT groups FROM paraph_writes", &[]));
             match rows {
                 Ok(rows) => {
-                    let groups = rows.first().map(|r| r.get::<_, i64>(1));
+                    let groups = rows.first().map(|r| r.get::<_, i64>(0));
                     Ok((c, groups))
                 }
                 Err(e) => {
