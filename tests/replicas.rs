@@ -501,6 +501,36 @@ async fn the_scheduler_on_every_replica_handles_each_due_item_once() {
     assert!(inbox(&p.b, &org, "carol").await.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_with_another_audit_key_refuses_to_start() {
+    let p = pair().await;
+    let org = Org::create(&p.b, "ville-rx").await;
+    let url = pg_store_url(&p.a.dir.as_ref().unwrap().path().join("data"));
+    // Its own data directory, where it would make a key of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = paraph::config::Settings {
+        data: dir.path().join("data"),
+        store: paraph::config::StoreSettings {
+            url: Some(url),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let clock = std::sync::Arc::new(paraph::clock::ManualClock::new(T0));
+    let refused = paraph::server::open(&settings, clock)
+        .err()
+        .map(|e| e.to_string());
+    let message = refused.expect("a replica with another audit key is refused");
+    assert!(message.contains("same audit key"), "{message}");
+    assert!(message.contains("audit_key"), "{message}");
+    // The replicas with the shared key sign on.
+    let mut aud = audit(&p.a, org.token("audit"));
+    let key = log_key(&mut aud).await;
+    create_circuit(&p.b, &org, "one", vec![visa(&["alice"])]).await;
+    checkpoint(&mut aud, &key, "ville-rx").await;
+    checkpoint(&mut audit(&p.b, org.token("audit")), &key, "ville-rx").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real processes.
 
