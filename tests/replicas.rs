@@ -9,7 +9,8 @@
 //!
 //! These tests only make sense on PostgreSQL: they run whatever `PARAPH_TEST_STORE` says, on
 //! the database at `PARAPH_TEST_PG_URL` (each in schemas of its own), and fail when none
-//! answers there. The database-restart test starts a throwaway PostgreSQL of its own.
+//! answers there. The database-restart tests start a throwaway PostgreSQL of their own (its
+//! programs in `PARAPH_TEST_PG_BIN`, run as the `postgres` user: the tests run as root).
 
 mod common;
 use common::cli::{lines, next_line, Proc, BIN};
@@ -790,7 +791,10 @@ async fn a_replica_killed_under_load_loses_nothing_acknowledged_and_the_other_se
 // ---------------------------------------------------------------------------------------------
 // A throwaway PostgreSQL of the test's own, to restart.
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The directory of PostgreSQL's programs: `PARAPH_TEST_PG_BIN`, else Debian's for version 15.
+fn pg_bin() -> String {
+    std::env::var("PARAPH_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+}
 
 /// A PostgreSQL cluster in a temporary directory owned by `postgres`, stopped when dropped.
 struct OwnPg {
@@ -822,7 +826,8 @@ impl OwnPg {
             .port();
         let pg = OwnPg { dir, port };
         let out = as_postgres(&format!(
-            "{PG_BIN}/initdb -D {}/db -A trust -U postgres",
+            "{}/initdb -D {}/db -A trust -U postgres",
+            pg_bin(),
             pg.dir.path().display()
         ));
         assert!(
@@ -837,7 +842,8 @@ impl OwnPg {
     fn start(&self) {
         let d = self.dir.path().display();
         let out = as_postgres(&format!(
-            "{PG_BIN}/pg_ctl -D {d}/db -w -o '-p {} -k {d} -c listen_addresses=127.0.0.1' -l {d}/log start",
+            "{}/pg_ctl -D {d}/db -w -o '-p {} -k {d} -c listen_addresses=127.0.0.1' -l {d}/log start",
+            pg_bin(),
             self.port
         ));
         assert!(
@@ -850,7 +856,8 @@ impl OwnPg {
 
     fn stop(&self, mode: &str) {
         let out = as_postgres(&format!(
-            "{PG_BIN}/pg_ctl -D {}/db -w -m {mode} stop",
+            "{}/pg_ctl -D {}/db -w -m {mode} stop",
+            pg_bin(),
             self.dir.path().display()
         ));
         assert!(
@@ -868,7 +875,8 @@ impl OwnPg {
 impl Drop for OwnPg {
     fn drop(&mut self) {
         let _ = as_postgres(&format!(
-            "{PG_BIN}/pg_ctl -D {}/db -m immediate stop",
+            "{}/pg_ctl -D {}/db -m immediate stop",
+            pg_bin(),
             self.dir.path().display()
         ));
     }
