@@ -207,6 +207,25 @@ pub fn open_waiting(
     let boot = svc
         .bootstrap_blocking(&settings.first_tenant)
         .map_err(ServerError::Bootstrap)?;
+    if settings.store.url.is_some() {
+        // Replicas share one database: a replica with another audit key than the others'
+        // would sign their logs with a key their verifiers do not know.
+        let other = svc
+            .checkpoints_signed_by_another_key()
+            .map_err(ServerError::Bootstrap)?;
+        if let Some(tenant) = other {
+            return Err(ServerError::AuditKey {
+                path: settings
+                    .audit_key
+                    .clone()
+                    .unwrap_or_else(|| settings.data.join("audit-key.pem")),
+                reason: format!(
+                    "it did not sign the stored checkpoint of tenant {tenant}: every replica \
+                     on the database must use the same audit key (the audit_key setting)"
+                ),
+            });
+        }
+    }
     Ok((svc, boot))
 }
 

@@ -76,6 +76,13 @@ fn store_status(e: &StoreError) -> Option<Status> {
                 "the server's storage cannot write for now: the write was not made",
             ))
         }
+        StoreError::Database(_) => {
+            tracing::warn!(error = %e, "the database failed the call");
+            Some(Status::unavailable(
+                "the server's database cannot be reached for now: retry (with the same \
+                 idempotency key)",
+            ))
+        }
         StoreError::Damaged { key }
         | StoreError::Missing { key, .. }
         | StoreError::Corrupt { key, .. }

@@ -610,6 +610,28 @@ impl Paraph {
             .ok_or_else(|| ServiceError::Internal("no audit key is configured".into()))
     }
 
+    /// A tenant whose stored checkpoint this server's audit key did not sign, if any (the
+    /// first tenant holding one is looked at: one key signs every tenant's log). Replicas
+    /// must all sign with the same key: one started with another would sign the same logs
+    /// with a key their verifiers do not know.
+    pub fn checkpoints_signed_by_another_key(&self) -> Result<Option<TenantId>> {
+        let Some(key) = &self.audit_key else {
+            return Ok(None);
+        };
+        for t in self.store.scan_keys("tenant/", None, usize::MAX)? {
+            let tenant = TenantId::parse(&t)
+                .map_err(|_| ServiceError::Internal(format!("bad tenant key {t}")))?;
+            if let Some(raw) = self.store.get_raw(&checkpoint_key(&tenant))? {
+                let signed = SignedCheckpoint::decode(&raw)?;
+                return Ok(signed
+                    .verify(key.public_key(), &origin(&tenant))
+                    .is_err()
+                    .then_some(tenant));
+            }
+        }
+        Ok(None)
+    }
+
     /// The log's public key (PEM), to verify checkpoints offline.
     pub fn audit_public_key_pem(&self) -> Result<Vec<u8>> {
         let key = self

@@ -95,35 +95,57 @@ pub fn on_postgres() -> bool {
     }
 }
 
+/// The database of the tests on PostgreSQL: `PARAPH_TEST_PG_URL`, else the development one.
+pub fn test_pg_base() -> String {
+    match std::env::var("PARAPH_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => "postgresql://postgres@127.0.0.1:5433/paraph_tests".into(),
+    }
+}
+
 /// The `[store] url` of the data directory `data` when the tests run on PostgreSQL: a schema
 /// of its own (named after the directory's path), created and migrated on first use, so that
 /// every data directory of every test is a separate store, as a directory of its own is on
 /// the embedded engines. `None` on the embedded engines.
 pub fn test_store_url(data: &std::path::Path) -> Option<String> {
+    on_postgres().then(|| pg_store_url(data))
+}
+
+/// The `[store] url` of a schema of its own for the data directory `data` in the tests'
+/// database ([`test_pg_base`]), whatever `PARAPH_TEST_STORE` says: for the tests that only
+/// make sense on PostgreSQL. Panics, saying so, when no PostgreSQL answers there.
+pub fn pg_store_url(data: &std::path::Path) -> String {
+    pg_schema_url(&test_pg_base(), data)
+}
+
+/// A schema of its own for the data directory `data` in the database at `base`, created and
+/// migrated on first use (see [`test_store_url`]).
+pub fn pg_schema_url(base: &str, data: &std::path::Path) -> String {
     use sha2::Digest as _;
     static MIGRATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    if !on_postgres() {
-        return None;
-    }
-    let base = std::env::var("PARAPH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5433/paraph_tests".into());
     let absolute = std::path::absolute(data).expect("absolute data path");
     let digest = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
     let schema = format!("t_{}", hex::encode(&digest[..10]));
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
     let mut done = MIGRATED.lock().unwrap_or_else(|e| e.into_inner());
-    if !done.contains(&schema) {
-        paraph::store::migrate(&paraph::store::PgOptions {
+    let key = format!("{base} {schema}");
+    if !done.contains(&key) {
+        if let Err(e) = paraph::store::migrate(&paraph::store::PgOptions {
             url: url.clone(),
             pool_size: 1,
             statement_timeout: std::time::Duration::from_secs(60),
             connect_wait: Some(std::time::Duration::from_secs(20)),
-        })
-        .expect("migrate the test schema");
-        done.push(schema);
+        }) {
+            panic!(
+                "these tests need a PostgreSQL: none could be used at {} ({e}); start one, \
+                 or name another with PARAPH_TEST_PG_URL",
+                paraph::store::redact(base)
+            );
+        }
+        done.push(key);
     }
-    Some(url)
+    url
 }
 
 /// A [`TestServer::start_with`] tweak for the tests of what only the embedded engines have
