@@ -205,7 +205,7 @@ async fn documents_stored_before_the_index_existed_are_listed_after_a_restart() 
     let (dir, operator) = srv.stop().await;
     // What an older version left: the documents without their `submitted/` keys.
     {
-        let store = paraph::store::Store::open(&dir.path().join("data")).unwrap();
+        let store = common::open_test_store(&dir.path().join("data"));
         let keys = store.scan_keys("submitted/", None, usize::MAX).unwrap();
         assert_eq!(keys.len(), 3, "{keys:?}");
         store

@@ -159,9 +159,7 @@ pub fn check_store(
                     problems.push(format!("{key}: the content does not match its digest"));
                 }
             }
-            ["token" | "trust" | "absences" | "userlist" | "prep", ..]
-                if !value.is_empty() =>
-            {
+            ["token" | "trust" | "absences" | "userlist" | "prep", ..] if !value.is_empty() => {
                 decodes::<serde_json::Value>(&key, &value, problems);
             }
             _ => {}

@@ -107,14 +107,17 @@ fn indexed_since(
 ) -> Result<Vec<Absence>> {
     // Keys after `{since - 1}` and its NUL: every `{t}/…` with `t >= since`.
     let after = key_time(Timestamp(since.0.saturating_sub(1)));
-    let mut out = Vec::new();
-    for k in s.scan_keys(prefix, Some(&after), usize::MAX)? {
-        let Some(id) = id_in(&k) else { continue };
-        if let Some(a) = s.get::<Absence>(&absence_key(tenant, &id))? {
-            out.push(a);
-        }
-    }
-    Ok(out)
+    let keys: Vec<String> = s
+        .scan_keys(prefix, Some(&after), usize::MAX)?
+        .iter()
+        .filter_map(|k| id_in(k))
+        .map(|id| absence_key(tenant, &id))
+        .collect();
+    // Read together: one query for them all on a database.
+    Ok(s.get_many::<Absence>(&keys)?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// The absences that may still change where a document goes at `now`: not over a day ago and

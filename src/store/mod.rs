@@ -459,6 +459,8 @@ pub struct ValueReader {
 
 enum ReaderSource {
     Inline(IVec),
+    /// Read from the database piece by piece (the value is never held whole).
+    Database(Arc<postgres::Pg>),
     Log {
         values: Arc<ValueLog>,
         pointer: Pointer,
@@ -495,6 +497,16 @@ impl ValueReader {
                 v.get(start..start.saturating_add(n))
                     .map(<[u8]>::to_vec)
                     .unwrap_or_default()
+            }
+            ReaderSource::Database(pg) => {
+                let piece = pg.piece(&self.key, from, n)?;
+                if piece.len() != n {
+                    return Err(StoreError::Missing {
+                        key: self.key.clone(),
+                        witness: format!("its reader, at byte {from} of {}", self.len),
+                    });
+                }
+                piece
             }
             ReaderSource::Log {
                 values,
@@ -756,15 +768,34 @@ impl Store {
         }
     }
 
+    /// The records under `keys`, in the same order (`None`: no record there): one query per
+    /// kind of record on PostgreSQL instead of one per key.
+    pub fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        let raw: Vec<Option<IVec>> = match &self.backend {
+            Backend::Embedded { .. } => keys
+                .iter()
+                .map(|k| self.get_raw(k))
+                .collect::<Result<_, _>>()?,
+            Backend::Postgres(pg) => pg.get_many(keys)?,
+        };
+        keys.iter()
+            .zip(raw)
+            .map(|(k, v)| v.map(|v| decode(k.as_bytes(), &v)).transpose())
+            .collect()
+    }
+
     /// The value under `key` as a reader of pieces (for large values: see [`ValueReader`]).
     pub fn value_reader(&self, key: &str) -> Result<Option<ValueReader>, StoreError> {
         let (index, values) = match &self.backend {
             Backend::Embedded { index, values } => (index, values),
             Backend::Postgres(pg) => {
-                return Ok(pg.get(key)?.map(|v| ValueReader {
+                return Ok(pg.length(key)?.map(|len| ValueReader {
                     key: key.to_owned(),
-                    len: v.len() as u64,
-                    source: ReaderSource::Inline(v),
+                    len,
+                    source: ReaderSource::Database(pg.clone()),
                     at: 0,
                 }))
             }

@@ -785,6 +785,50 @@ impl Pg {
         self.reader()?.get(key)
     }
 
+    /// The values under `keys`, in their order: one query per table.
+    pub(super) fn get_many(&self, keys: &[String]) -> Result<Vec<Option<IVec>>, StoreError> {
+        let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for k in keys {
+            by_table.entry(table_of(k)).or_default().push(k);
+        }
+        let conn = self.reader()?;
+        let mut found: HashMap<String, IVec> = HashMap::new();
+        for (table, ks) in by_table {
+            let sql = format!("SELECT store_key, value FROM {table} WHERE store_key = ANY($1)");
+            for r in conn.query(&sql, &[&ks])? {
+                found.insert(r.get::<_, String>(0), IVec::from(r.get::<_, &[u8]>(1)));
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    /// The length of the value under `key`, if any.
+    pub(super) fn length(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let sql = format!(
+            "SELECT octet_length(value)::bigint FROM {} WHERE store_key = $1",
+            table_of(key)
+        );
+        let rows = self.reader()?.query(&sql, &[&key])?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
+    /// Bytes `from`… of the value under `key`, at most `n` (contents are stored uncompressed
+    /// out of line, so a piece costs what it holds).
+    pub(super) fn piece(&self, key: &str, from: u64, n: usize) -> Result<Vec<u8>, StoreError> {
+        let sql = format!(
+            "SELECT substring(value from $2 for $3) FROM {} WHERE store_key = $1",
+            table_of(key)
+        );
+        let start = i32::try_from(from + 1)
+            .map_err(|_| StoreError::Database(format!("{key}: a piece beyond 2 GiB")))?;
+        let len = i32::try_from(n).unwrap_or(i32::MAX);
+        let rows = self.reader()?.query(&sql, &[&key, &start, &len])?;
+        Ok(rows
+            .first()
+            .map(|r| r.get::<_, Vec<u8>>(0))
+            .unwrap_or_default())
+    }
+
     pub(super) fn last_in(
         &self,
         low: &str,

@@ -165,6 +165,8 @@ CREATE TABLE contents (
     sha256 text GENERATED ALWAYS AS (split_part(store_key, '/', 3)) STORED,
     CHECK (store_key LIKE 'blob/%')
 );
+-- Uncompressed, out of line: a download reads its pieces without decompressing from the start.
+ALTER TABLE contents ALTER COLUMN value SET STORAGE EXTERNAL;
 COMMENT ON TABLE contents IS 'Document contents by SHA-256 (each revision kept once).';
 
 -- inbox/: The documents waiting for each user, oldest first (the inbox's index).
