@@ -1,8 +1,9 @@
 //! PostgreSQL as the store, from the operator's side: the schema's versions (`admin migrate`,
 //! `serve` refusing a database it cannot use), the schema a DBA reads, and moving an embedded
 //! store in (`admin copy`, then serving from the copy). These tests need a PostgreSQL: the
-//! database at `PARAPH_TEST_PG_URL` (default `postgresql://postgres@127.0.0.1:5433/paraph_tests`),
-//! whatever `PARAPH_TEST_STORE` says; each test works in schemas of its own.
+//! database at `PARAPH_TEST_PG_URL` (else one the tests start themselves, see
+//! `common::test_pg_base`), whatever `PARAPH_TEST_STORE` says; each test works in schemas of
+//! its own.
 
 mod common;
 
@@ -12,8 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 fn base_url() -> String {
-    std::env::var("PARAPH_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5433/paraph_tests".into())
+    common::test_pg_base()
 }
 
 /// A URL naming a fresh schema (which nothing created yet) in the tests' database.

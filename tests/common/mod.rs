@@ -85,8 +85,8 @@ pub fn test_engine() -> Option<paraph::store::EngineKind> {
 }
 
 /// Whether the tests keep their stores in PostgreSQL: `PARAPH_TEST_STORE=postgres` (CI runs
-/// the tests a third time so). The database is `PARAPH_TEST_PG_URL` (default
-/// `postgresql://postgres@127.0.0.1:5433/paraph_tests`), which must exist.
+/// the tests a third time so). The database is `PARAPH_TEST_PG_URL`, else a PostgreSQL the
+/// tests start themselves (see [`test_pg_base`]).
 pub fn on_postgres() -> bool {
     match std::env::var("PARAPH_TEST_STORE").as_deref() {
         Err(_) | Ok("") | Ok("embedded") => false,
@@ -95,12 +95,116 @@ pub fn on_postgres() -> bool {
     }
 }
 
-/// The database of the tests on PostgreSQL: `PARAPH_TEST_PG_URL`, else the development one.
+/// The database of the tests on PostgreSQL: `PARAPH_TEST_PG_URL`, else the tests' own.
 pub fn test_pg_base() -> String {
     match std::env::var("PARAPH_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => u,
-        _ => "postgresql://postgres@127.0.0.1:5433/paraph_tests".into(),
+        _ => local_postgres(),
     }
+}
+
+/// Without `PARAPH_TEST_PG_URL`: a PostgreSQL of the tests' own, started on first need (its
+/// programs in `PARAPH_TEST_PG_BIN`, Debian's for version 15 by default) in a directory of
+/// the system's temporary directory named after this build, and left running for the next
+/// tests and runs (`pg_ctl -D DIR/data stop` stops it; DIR is in the panic message of a
+/// failure and in `DIR/port`'s path). Test processes running at once agree through a file
+/// lock: one starts it, the others wait and use it.
+fn local_postgres() -> String {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let tag = hex::encode(&sha2::Sha256::digest(env!("CARGO_TARGET_TMPDIR").as_bytes())[..6]);
+    let dir = std::env::temp_dir().join(format!("paraph-test-postgres-{tag}"));
+    let url = |port: &str| format!("postgresql://postgres@127.0.0.1:{port}/paraph_tests");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join(format!("paraph-test-postgres-{tag}.lock")))
+        .expect("the local test PostgreSQL's lock file");
+    fs2::FileExt::lock_exclusive(&lock).expect("lock the local test PostgreSQL");
+    if let Ok(port) = std::fs::read_to_string(dir.join("port")) {
+        let port = port.trim().to_owned();
+        if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+            return url(&port);
+        }
+    }
+    let bin =
+        std::env::var("PARAPH_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let root = unsafe { libc::geteuid() } == 0;
+    // PostgreSQL refuses to run as root: then as the `postgres` user, which owns the directory.
+    let run = |program: &str, args: &[&str]| {
+        let program = format!("{bin}/{program}");
+        let out = if root {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", &program])
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(args).output()
+        };
+        let out = out.unwrap_or_else(|e| {
+            panic!("the PostgreSQL tests need {program} (or PARAPH_TEST_PG_URL): {e}")
+        });
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the local test PostgreSQL's directory");
+    if root {
+        let ok = std::process::Command::new("chown")
+            .args(["postgres:", &dir.to_string_lossy()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown postgres {}", dir.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let data = dir.join("data");
+    let (data_s, dir_s) = (data.to_string_lossy(), dir.to_string_lossy());
+    run("initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres"]);
+    let options = format!(
+        "-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c max_connections=300 \
+         -c fsync=on -c synchronous_commit=on"
+    );
+    let log = dir.join("log");
+    run(
+        "pg_ctl",
+        &[
+            "-D",
+            &data_s,
+            "-l",
+            &log.to_string_lossy(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            "-o",
+            &options,
+        ],
+    );
+    run(
+        "createdb",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "paraph_tests",
+        ],
+    );
+    let mut f = std::fs::File::create(dir.join("port.partial")).expect("port file");
+    f.write_all(port.as_bytes()).expect("port file");
+    std::fs::rename(dir.join("port.partial"), dir.join("port")).expect("port file");
+    url(&port)
 }
 
 /// The `[store] url` of the data directory `data` when the tests run on PostgreSQL: a schema

@@ -29,6 +29,9 @@ CREATE TABLE paraph_changes (
     removed boolean[] NOT NULL,
     vals bytea[] NOT NULL
 );
+-- Short-lived: kept uncompressed (compressing it cost more than writing it).
+ALTER TABLE paraph_changes ALTER COLUMN vals SET STORAGE EXTERNAL;
+ALTER TABLE paraph_changes ALTER COLUMN keys SET STORAGE EXTERNAL;
 
 -- Decodes a JSON record for the views (NULL when the value is not JSON, e.g. an emptied one).
 CREATE FUNCTION paraph_json(v bytea) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
