@@ -1345,43 +1345,7 @@ fn writer_loop(
             }
             continue;
         }
-        let mut writes = Writes::new();
-        let mut marks: Vec<String> = Vec::new();
-        let mut deliveries = Vec::with_capacity(group.len());
-        for job in group {
-            let mut tx = Tx::new(&base, &ahead, Some(&writes), &recent);
-            // A mutation that panics (a bug) loses its writes and its answer (its caller sees
-            // the writer as stopped for that call); the writer and the group go on.
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-            let Ok((keep, deliver)) = run else {
-                tracing::error!("a mutation panicked; its writes are discarded");
-                continue;
-            };
-            deliveries.push(deliver);
-            if keep {
-                let (w, m) = (tx.writes, tx.marks);
-                writes.extend(w);
-                for note in m {
-                    if !marks.contains(&note) {
-                        marks.push(note);
-                    }
-                }
-            }
-        }
-        let mut failed = None;
-        if !marks.is_empty() {
-            let hook = hook.lock().ok().and_then(|h| h.clone());
-            if let Some(hook) = hook {
-                let mut tx = Tx::new(&base, &ahead, Some(&writes), &recent);
-                match hook(&mut tx, &marks) {
-                    Ok(()) => {
-                        let w = tx.writes;
-                        writes.extend(w);
-                    }
-                    Err(e) => failed = Some(format!("commit hook: {e}")),
-                }
-            }
-        }
+        let (writes, deliveries, failed) = run_group(&base, &ahead, group, hook, &recent);
         let writes = Arc::new(if failed.is_some() {
             Writes::new()
         } else {
@@ -1405,6 +1369,57 @@ fn writer_loop(
             return;
         }
     }
+}
+
+/// Runs a group's mutations one after the other over `base` (and the groups `ahead`), each
+/// reading through the writes kept before it, then the commit hook if any mutation left a
+/// mark: the group's writes, the answers to deliver, and why the hook failed (the group must
+/// then keep nothing). Shared by the writers of every backend.
+fn run_group(
+    base: &dyn Base,
+    ahead: &[(u64, Arc<Writes>)],
+    group: Vec<Job>,
+    hook: &Mutex<Option<Arc<CommitHook>>>,
+    recent: &RefCell<Recent>,
+) -> (Writes, Vec<Deliver>, Option<String>) {
+    let mut writes = Writes::new();
+    let mut marks: Vec<String> = Vec::new();
+    let mut deliveries = Vec::with_capacity(group.len());
+    for job in group {
+        let mut tx = Tx::new(base, ahead, Some(&writes), recent);
+        // A mutation that panics (a bug) loses its writes and its answer (its caller sees
+        // the writer as stopped for that call); the writer and the group go on.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+        let Ok((keep, deliver)) = run else {
+            tracing::error!("a mutation panicked; its writes are discarded");
+            continue;
+        };
+        deliveries.push(deliver);
+        if keep {
+            let (w, m) = (tx.writes, tx.marks);
+            writes.extend(w);
+            for note in m {
+                if !marks.contains(&note) {
+                    marks.push(note);
+                }
+            }
+        }
+    }
+    let mut failed = None;
+    if !marks.is_empty() {
+        let hook = hook.lock().ok().and_then(|h| h.clone());
+        if let Some(hook) = hook {
+            let mut tx = Tx::new(base, ahead, Some(&writes), recent);
+            match hook(&mut tx, &marks) {
+                Ok(()) => {
+                    let w = tx.writes;
+                    writes.extend(w);
+                }
+                Err(e) => failed = Some(format!("commit hook: {e}")),
+            }
+        }
+    }
+    (writes, deliveries, failed)
 }
 
 /// The applier thread: applies each built group, hands it to the flusher. After a failure

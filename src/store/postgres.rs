@@ -1245,41 +1245,8 @@ pub(super) fn writer_loop(
             }
         }
         let base = TxBase { conn: &c };
-        let mut writes = Writes::new();
-        let mut marks: Vec<String> = Vec::new();
-        let mut deliveries = Vec::with_capacity(group.len());
-        for job in group {
-            let mut tx = Tx::new(&base, &[], Some(&writes), &recent);
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
-            let Ok((keep, deliver)) = run else {
-                tracing::error!("a mutation panicked; its writes are discarded");
-                continue;
-            };
-            deliveries.push(deliver);
-            if keep {
-                let (w, m) = (tx.writes, tx.marks);
-                writes.extend(w);
-                for note in m {
-                    if !marks.contains(&note) {
-                        marks.push(note);
-                    }
-                }
-            }
-        }
-        let mut failed: Option<StoreError> = None;
-        if !marks.is_empty() {
-            let hook = hook.lock().ok().and_then(|h| h.clone());
-            if let Some(hook) = hook {
-                let mut tx = Tx::new(&base, &[], Some(&writes), &recent);
-                match hook(&mut tx, &marks) {
-                    Ok(()) => {
-                        let w = tx.writes;
-                        writes.extend(w);
-                    }
-                    Err(e) => failed = Some(StoreError::Commit(format!("commit hook: {e}"))),
-                }
-            }
-        }
+        let (writes, deliveries, failed) = super::run_group(&base, &[], group, hook, &recent);
+        let failed = failed.map(StoreError::Commit);
         let committed = match failed {
             Some(e) => {
                 let _ = c.batch("ROLLBACK");
