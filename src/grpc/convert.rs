@@ -56,7 +56,7 @@ pub fn doc_type_to(t: DocumentType) -> proto::DocumentType {
     }
 }
 
-fn kind_to(k: StepKind) -> proto::StepKind {
+pub(super) fn kind_to(k: StepKind) -> proto::StepKind {
     match k {
         StepKind::Visa => proto::StepKind::Visa,
         StepKind::Signature => proto::StepKind::Signature,

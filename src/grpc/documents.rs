@@ -3,7 +3,7 @@
 
 use super::convert::{doc_type_from, doc_type_to, document_to, state_from, state_to, ts};
 use super::{caller, idem, invalid, to_status, Api};
-use crate::domain::{CircuitName, DocumentId, DomainError, StepKind};
+use crate::domain::{CircuitName, DocumentId, DomainError};
 use crate::proto::{self, document_service_server::DocumentService, submit_document_request::Part};
 use crate::service::documents::Submission;
 use crate::service::ServiceError;
@@ -86,10 +86,8 @@ fn submitted_item(d: &crate::domain::Document) -> proto::SubmittedItem {
         circuit_version: d.circuit.1,
         state: state_to(d.state) as i32,
         current_step: active.map_or(-1, |i| i as i32),
-        current_step_kind: active.map_or(proto::StepKind::Unspecified, |i| match d.steps[i].kind {
-            StepKind::Visa => proto::StepKind::Visa,
-            StepKind::Signature => proto::StepKind::Signature,
-            StepKind::Seal => proto::StepKind::Seal,
+        current_step_kind: active.map_or(proto::StepKind::Unspecified, |i| {
+            super::convert::kind_to(d.steps[i].kind)
         }) as i32,
         waiting_for: d.waiting_for().iter().map(|u| u.to_string()).collect(),
         steps_total: d.steps.len() as u32,
@@ -267,13 +265,7 @@ impl DocumentService for Api {
     ) -> Result<Response<proto::ListInboxResponse>, Status> {
         let c = caller(&self.svc, &req).await?;
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 50,
-            n if n <= 500 => n as usize,
-            _ => {
-                return Err(invalid(DomainError::invalid("page_size", "at most 500")));
-            }
-        };
+        let size = page_size(r.page_size)?;
         let after = (!r.page_token.is_empty()).then_some(r.page_token);
         let (items, next) = self.svc.inbox(&c, size, after).await.map_err(to_status)?;
         Ok(Response::new(proto::ListInboxResponse {
@@ -288,11 +280,7 @@ impl DocumentService for Api {
                         title: d.title.clone(),
                         circuit: d.circuit.0.to_string(),
                         step: i.step as u32,
-                        step_kind: match s.kind {
-                            StepKind::Visa => proto::StepKind::Visa,
-                            StepKind::Signature => proto::StepKind::Signature,
-                            StepKind::Seal => proto::StepKind::Seal,
-                        } as i32,
+                        step_kind: super::convert::kind_to(s.kind) as i32,
                         waiting_since: s.activated_at.and_then(ts),
                         due_at: s.due_at.and_then(ts),
                         on_behalf_of: i
@@ -316,13 +304,7 @@ impl DocumentService for Api {
     ) -> Result<Response<proto::ListSubmittedResponse>, Status> {
         let c = caller(&self.svc, &req).await?;
         let r = req.into_inner();
-        let size = match r.page_size {
-            0 => 50,
-            n if n <= 500 => n as usize,
-            _ => {
-                return Err(invalid(DomainError::invalid("page_size", "at most 500")));
-            }
-        };
+        let size = page_size(r.page_size)?;
         let state = match proto::DocumentState::try_from(r.state) {
             Ok(proto::DocumentState::Unspecified) => None,
             Ok(s) => Some(state_from(s)),
@@ -515,6 +497,15 @@ fn header_fingerprint_bytes(h: &proto::SubmitHeader) -> Vec<u8> {
     }
     out.extend(prost::Message::encode_to_vec(&after));
     out
+}
+
+/// A list call's `page_size`: 50 when unset, at most 500.
+fn page_size(n: u32) -> Result<usize, Status> {
+    match n {
+        0 => Ok(50),
+        n if n <= 500 => Ok(n as usize),
+        _ => Err(invalid(DomainError::invalid("page_size", "at most 500"))),
+    }
 }
 
 #[cfg(test)]
