@@ -364,3 +364,167 @@ fn an_embedded_store_is_copied_into_postgresql_verified_and_served_from_there() 
     server.terminate(STEP_TIMEOUT);
     sql(&format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+/// A store on a fresh migrated schema, as `serve` opens it.
+fn fresh_store(dir: &Path, tag: &str) -> paraph::store::Store {
+    let (url, _) = fresh_schema(tag);
+    let options = paraph::store::PgOptions {
+        url,
+        pool_size: 2,
+        statement_timeout: std::time::Duration::from_secs(60),
+        connect_wait: Some(std::time::Duration::from_secs(20)),
+    };
+    paraph::store::migrate(&options).expect("migrate");
+    paraph::store::Store::open_postgres(dir, &options).expect("open the PostgreSQL store")
+}
+
+/// A connection is driven by the thread that reads (no task of its own): answers of thousands
+/// of rows, which the client library hands over in many pieces, and values of megabytes come
+/// through whole, on the writer's connection and on the readers'.
+#[test]
+fn large_answers_come_through_whole_on_every_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = fresh_store(dir.path(), "line");
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let written = big.clone();
+    store
+        .transact_blocking(move |tx| {
+            for i in 0..5000 {
+                tx.put(&format!("k/{i:05}"), &format!("value {i}"))?;
+            }
+            tx.put_raw("k/big", &written)?;
+            Ok::<_, paraph::store::StoreError>(())
+        })
+        .expect("write");
+    // Read back inside a mutation (the writer's connection)...
+    let seen = store
+        .transact_blocking(|tx| {
+            let keys = tx.scan_keys("k/", "", 10_000)?;
+            let big = tx.get_raw("k/big")?.map(|v| v.len());
+            Ok::<_, paraph::store::StoreError>((keys.len(), big))
+        })
+        .expect("read in a mutation");
+    assert_eq!(seen, (5001, Some(3 << 20)));
+    // ...and outside, from several threads at once (the readers' pool).
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let all = store.scan_raw("k/", None, 10_000).expect("scan");
+                    assert_eq!(all.len(), 5001);
+                    let keys: Vec<String> = (0..3000).map(|i| format!("k/{i:05}")).collect();
+                    let many: Vec<Option<String>> = store.get_many(&keys).expect("get_many");
+                    assert_eq!(many.len(), 3000);
+                    assert_eq!(many[2999].as_deref(), Some("value 2999"));
+                    assert!(many.iter().all(Option::is_some));
+                    let raw = store.get_raw("k/big").expect("get").expect("present");
+                    assert!(raw == big[..], "the large value is whole");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("reader thread");
+        }
+    });
+}
+
+/// What a mutation says it will read is fetched with its group's lock (see `Reads`): it must
+/// see exactly what reading without saying sees, whichever replica last changed the records,
+/// inside and outside the declared range, and for a range too long to be fetched whole.
+#[test]
+fn declared_reads_see_what_undeclared_reads_see_across_replicas() {
+    use paraph::store::{Reads, StoreError, Tx};
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (url, _) = fresh_schema("reads");
+    let options = paraph::store::PgOptions {
+        url,
+        pool_size: 2,
+        statement_timeout: std::time::Duration::from_secs(60),
+        connect_wait: Some(std::time::Duration::from_secs(20)),
+    };
+    paraph::store::migrate(&options).expect("migrate");
+    let a = paraph::store::Store::open_postgres(dir_a.path(), &options).expect("replica a");
+    let b = paraph::store::Store::open_postgres(dir_b.path(), &options).expect("replica b");
+    a.transact_blocking(|tx| {
+        for k in [
+            "r/a/01",
+            "r/a/03",
+            "r/a/05",
+            "r/a/07",
+            "r/a/09",
+            "r/b/01",
+            "one/present",
+        ] {
+            tx.put(k, &k.to_owned())?;
+        }
+        for i in 0..100 {
+            tx.put(&format!("many/{i:03}"), &i)?;
+        }
+        Ok::<_, StoreError>(())
+    })
+    .expect("write on a");
+    let look = |tx: &mut Tx<'_>| {
+        let keys = tx.scan_keys("r/a/", "r/a/03", 100)?;
+        let floor_in = tx.floor_raw("r/a/", "r/a/08")?.map(|(k, _)| k.to_vec());
+        let floor_out = tx.floor_raw("r/a/", "r/a/02")?.map(|(k, _)| k.to_vec());
+        let many = tx.scan_keys("many/", "", 1000)?.len();
+        let values: Vec<Option<String>> = [
+            "one/present",
+            "one/absent",
+            "one/late",
+            "r/a/06",
+            "never/read",
+        ]
+        .iter()
+        .map(|k| tx.get::<String>(k))
+        .collect::<Result<_, _>>()?;
+        Ok::<_, StoreError>((keys, floor_in, floor_out, many, values))
+    };
+    a.transact_blocking(|tx| tx.scan_keys("r/a/", "", 100).map(|_| ()))
+        .expect("first look on a");
+    // Replica b changes the range and the keys.
+    b.transact_blocking(|tx| {
+        tx.remove("r/a/05")?;
+        tx.remove("r/a/07")?;
+        tx.put("r/a/06", &"six".to_owned())?;
+        tx.put("r/a/08", &"eight".to_owned())?;
+        tx.put("one/present", &"changed".to_owned())?;
+        tx.put("one/late", &"late".to_owned())?;
+        tx.put("many/100", &100)?;
+        Ok::<_, StoreError>(())
+    })
+    .expect("write on b");
+    let reads = Reads::new()
+        .key("one/present")
+        .key("one/absent")
+        .key("one/late")
+        .key("r/a/06")
+        .key("never/read")
+        .range("r/a/", "r/a/03")
+        .range("many/", "many/");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let declared = rt
+        .block_on(a.transact_reading(reads, look))
+        .expect("declared");
+    let undeclared = a.transact_blocking(look).expect("undeclared");
+    assert_eq!(declared, undeclared);
+    let expected = (
+        vec!["03".to_owned(), "06".into(), "08".into(), "09".into()],
+        Some(b"r/a/08".to_vec()),
+        Some(b"r/a/01".to_vec()),
+        101,
+        vec![
+            Some("changed".to_owned()),
+            None,
+            Some("late".to_owned()),
+            Some("six".to_owned()),
+            None,
+        ],
+    );
+    assert_eq!(declared, expected);
+}

@@ -13,7 +13,7 @@ use crate::domain::{
     Absence, AbsenceId, AbsenceRequest, Document, DocumentId, DomainError, Member, Reassignment,
     RgsLevel, Role, Roster, TenantId, Timestamp, Transition, User, UserName,
 };
-use crate::store::{Store, Tx};
+use crate::store::{Reads, Store, Tx};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `absences/{t}`: the tenant's whole list, as older versions kept it (rewritten at each
@@ -85,7 +85,7 @@ fn id_in(key: &str) -> Option<AbsenceId> {
 /// The live absences under a live index `prefix` (the tenant's or one user's), inside a
 /// transaction.
 fn live_in(tx: &Tx<'_>, tenant: &TenantId, prefix: &str, now: Timestamp) -> Result<Vec<Absence>> {
-    let from = format!("{prefix}{}", key_time(Timestamp(now.0.saturating_add(1))));
+    let from = live_from(prefix, now);
     let mut out = Vec::new();
     for k in tx.scan_keys(prefix, &from, usize::MAX)? {
         let Some(id) = id_in(&k) else { continue };
@@ -96,6 +96,19 @@ fn live_in(tx: &Tx<'_>, tenant: &TenantId, prefix: &str, now: Timestamp) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Where [`live_in`] starts under `prefix` at `now`.
+fn live_from(prefix: &str, now: Timestamp) -> String {
+    format!("{prefix}{}", key_time(Timestamp(now.0.saturating_add(1))))
+}
+
+/// What routing a step at `now` reads (see [`reroute_in`]): the tenant's live absences, said
+/// before a mutation that may route runs (see [`Reads`]).
+pub(super) fn routing_reads(reads: Reads, tenant: &TenantId, now: Timestamp) -> Reads {
+    let prefix = live_prefix(tenant);
+    let from = live_from(&prefix, now);
+    reads.range(prefix, from)
 }
 
 /// The absences in `store` under index `prefix` whose key instant is at or after `since`.

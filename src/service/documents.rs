@@ -5,7 +5,7 @@ use crate::domain::{
     CircuitName, ContentRef, Document, DocumentId, DocumentType, DomainError, NewDocument, Role,
     TenantId, Transition, User, UserName,
 };
-use crate::store::{Store, Tx};
+use crate::store::{Reads, Store, Tx};
 use std::collections::BTreeMap;
 
 /// A submission as received at the edge: its content received whole (see
@@ -211,6 +211,7 @@ impl Paraph {
         )?;
         let now = self.clock.now();
         let id = DocumentId::from_random(ordered_id16()?);
+        let trail = format!("evdoc/{}/{id}", caller.tenant);
         let sha = sub.content.sha256.clone();
         let tenant = caller.tenant.clone();
         let submitter = caller.name.clone();
@@ -234,11 +235,19 @@ impl Paraph {
         };
         let circuit_name = sub.circuit;
         let seal = self.seals.get(&tenant).cloned();
+        // The content (stored once per tenant), the new document's audit trail (none yet) and
+        // what routing its first step reads.
+        let reads = super::delegation::routing_reads(
+            Reads::new().key(format!("blob/{tenant}/{sha}")).key(trail),
+            &tenant,
+            now,
+        );
         let stored = self
-            .mutate(
+            .mutate_reading(
                 format!("{tenant}/{submitter}"),
                 "SubmitDocument",
                 idem,
+                reads,
                 move |tx| {
                     let circuit = {
                         // Circuits are immutable once written: reading outside the transaction is safe.
@@ -523,10 +532,16 @@ impl Paraph {
         let now = self.clock.now();
         let c = caller.clone();
         let seal = self.seals.get(&caller.tenant).cloned();
-        self.mutate(
+        let reads = super::delegation::routing_reads(
+            Reads::new().key(doc_key(&caller.tenant, &id)),
+            &caller.tenant,
+            now,
+        );
+        self.mutate_reading(
             format!("{}/{}", caller.tenant, caller.name),
             method,
             idem,
+            reads,
             move |tx| {
                 let before = load(Either::Tx(&*tx), &c.tenant, &id)?;
                 let t = f(before.clone(), &c.name, now)?;

@@ -25,7 +25,7 @@ pub use auth::{Caller, Principal};
 
 use crate::clock::Clock;
 use crate::domain::{DocState, DocumentId, DomainError, Event, IdempotencyKey, TenantId, UserName};
-use crate::store::{Store, StoreError, Tx};
+use crate::store::{Reads, Store, StoreError, Tx};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -359,11 +359,29 @@ impl Paraph {
     where
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.mutate_reading(scope, method, idem, Reads::new(), f)
+            .await
+    }
+
+    /// [`Paraph::mutate`] for a mutation that says beforehand what it will read besides its
+    /// idempotency record (see [`Reads`]).
+    async fn mutate_reading<R>(
+        &self,
+        scope: String,
+        method: &'static str,
+        idem: Option<Idem>,
+        reads: Reads,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<(R, Vec<Notice>)> + Send + 'static,
+    ) -> Result<R>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         let (r, ()) = self
             .mutate_with(
                 scope,
                 method,
                 idem,
+                reads,
                 move |tx| f(tx).map(|(r, notices)| (r, (), notices)),
                 |_, _| Ok(()),
             )
@@ -380,6 +398,7 @@ impl Paraph {
         scope: String,
         method: &'static str,
         idem: Option<Idem>,
+        reads: Reads,
         f: impl FnOnce(&mut Tx<'_>) -> Result<(R, X, Vec<Notice>)> + Send + 'static,
         reread: impl FnOnce(&Tx<'_>, &R) -> Result<X> + Send + 'static,
     ) -> Result<(R, X)>
@@ -391,9 +410,13 @@ impl Paraph {
             .as_ref()
             .map(|i| format!("idem/{scope}/{method}/{}", i.key.as_str()));
         let fingerprint = idem.as_ref().map(|i| hex::encode(i.fingerprint));
+        let reads = match &idem_key {
+            Some(k) => reads.key(k.clone()),
+            None => reads,
+        };
         let (response, notices) = self
             .store
-            .transact(move |tx| {
+            .transact_reading(reads, move |tx| {
                 if let (Some(k), Some(fp)) = (&idem_key, &fingerprint) {
                     if let Some(stored) = tx.get_raw(k)? {
                         let first: R = IdemRecord::answer(&stored, fp)?;

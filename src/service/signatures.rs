@@ -14,7 +14,7 @@ use crate::crypto::{self, cades, SignerPart};
 use crate::domain::{
     Document, DocumentId, DomainError, Role, TenantId, Timestamp, Transition, User, UserName,
 };
-use crate::store::Tx;
+use crate::store::{Reads, Tx};
 use crate::validation::{validate_chain, ChainRefusal, Der, TrustSettings};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -956,11 +956,22 @@ impl Paraph {
         };
         let seal = self.seals.get(&tenant).cloned();
         let reread_tenant = tenant.clone();
+        // The preparation, the document, its signatures so far, what routing its next step
+        // reads.
+        let mut reads = Reads::new().key(pkey.clone());
+        if let Some((prep, ..)) = &prepared {
+            let sigs = sig_prefix(&tenant, &prep.document);
+            reads = reads
+                .key(format!("doc/{tenant}/{}", prep.document))
+                .range(sigs.clone(), sigs);
+        }
+        let reads = super::delegation::routing_reads(reads, &tenant, now);
         let (answer, signature) = self
             .mutate_with(
                 format!("{tenant}/{actor}"),
                 "CompleteSignature",
                 idem,
+                reads,
                 move |tx| {
                     // A spent preparation's record is emptied: one record per preparation,
                     // and what it held lives on in the signature record.

@@ -33,6 +33,7 @@
 //! lost during COMMIT leaves the outcome unknown to the callers, as a crash would: a retry
 //! with the same idempotency key gets the first answer if it was committed.
 
+use super::pg_line::Line;
 use super::{
     prefix_end, CommitHook, Job, KeyWatch, Recent, StoreError, Tx, Watches, Writes, MAX_GROUP,
     RECENT_BUDGET,
@@ -45,10 +46,10 @@ use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{NoTls, Statement};
 
 /// The schema version this binary reads and writes, and the migrations up to it, in order.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -240,7 +241,7 @@ fn wanted_schema(conn: &Conn) -> Result<String, StoreError> {
     Ok(first.to_owned())
 }
 
-fn db_error(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
     // The database's own message (code and text), never the statement's parameters.
     match e.as_db_error() {
         Some(d) => StoreError::Database(format!("{}: {}", d.code().code(), d.message())),
@@ -254,49 +255,21 @@ fn utf8(k: &[u8]) -> Result<&str, StoreError> {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Waiting on the client's futures from synchronous code.
-
-/// Wakes the thread that waits in [`block_on`].
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Runs `fut` to completion on this thread. The client's futures only exchange messages with
-/// the connection's task, which runs on the backend's own runtime: waiting on them needs no
-/// runtime here, so this works on any thread (a runtime's worker included, which it blocks for
-/// the round trip, as a read from the embedded engines blocks it for the disk).
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// The parameters of one statement.
 type Params<'w> = Vec<Box<dyn ToSql + Sync + 'w>>;
 
 /// Runs every future at once (the client pipelines their statements on one connection) and
 /// returns the first error, if any.
-fn join_all(futs: Vec<BoxFut<'_, Result<u64, tokio_postgres::Error>>>) -> Result<(), StoreError> {
+fn join_all(
+    line: &Line,
+    futs: Vec<BoxFut<'_, Result<u64, tokio_postgres::Error>>>,
+) -> Result<(), StoreError> {
     // Each future is polled first in the order given (which is the order the statements are
     // sent in), and never moved.
     let mut futs: Vec<Option<BoxFut<'_, _>>> = futs.into_iter().map(Some).collect();
     let mut first_err = None;
-    block_on(std::future::poll_fn(move |cx| {
+    line.run(std::future::poll_fn(move |cx| {
         for slot in futs.iter_mut() {
             if let Some(f) = slot {
                 if let Poll::Ready(r) = f.as_mut().poll(cx) {
@@ -315,17 +288,17 @@ fn join_all(futs: Vec<BoxFut<'_, Result<u64, tokio_postgres::Error>>>) -> Result
         } else {
             Poll::Pending
         }
-    }))
+    }))?
 }
 
 type Rows = Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>;
 
 /// Runs every query at once, each sent in the order given, and returns their results in
 /// that order.
-fn queries(futs: Vec<BoxFut<'_, Rows>>) -> Vec<Rows> {
+fn queries(line: &Line, futs: Vec<BoxFut<'_, Rows>>) -> Result<Vec<Rows>, StoreError> {
     let mut futs: Vec<Option<BoxFut<'_, Rows>>> = futs.into_iter().map(Some).collect();
     let mut done: Vec<Option<Rows>> = futs.iter().map(|_| None).collect();
-    block_on(std::future::poll_fn(|cx| {
+    line.run(std::future::poll_fn(|cx| {
         for (slot, out) in futs.iter_mut().zip(done.iter_mut()) {
             if let Some(f) = slot {
                 if let Poll::Ready(r) = f.as_mut().poll(cx) {
@@ -339,8 +312,8 @@ fn queries(futs: Vec<BoxFut<'_, Rows>>) -> Vec<Rows> {
         } else {
             Poll::Pending
         }
-    }));
-    done.into_iter().flatten().collect()
+    }))?;
+    Ok(done.into_iter().flatten().collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,7 +321,7 @@ fn queries(futs: Vec<BoxFut<'_, Rows>>) -> Vec<Rows> {
 
 /// One connection with its prepared statements.
 pub(super) struct Conn {
-    client: Client,
+    line: Line,
     statements: Mutex<HashMap<String, Statement>>,
 }
 
@@ -360,7 +333,10 @@ impl Conn {
                 return Ok(s.clone());
             }
         }
-        let s = block_on(self.client.prepare(sql)).map_err(db_error)?;
+        let s = self
+            .line
+            .run(self.line.client.prepare(sql))?
+            .map_err(db_error)?;
         if let Ok(mut cache) = self.statements.lock() {
             cache.insert(sql.to_owned(), s.clone());
         }
@@ -373,15 +349,19 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let s = self.statement(sql)?;
-        block_on(self.client.query(&s, params)).map_err(db_error)
+        self.line
+            .run(self.line.client.query(&s, params))?
+            .map_err(db_error)
     }
 
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
-        block_on(self.client.batch_execute(sql)).map_err(db_error)
+        self.line
+            .run(self.line.client.batch_execute(sql))?
+            .map_err(db_error)
     }
 
     fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.line.is_closed()
     }
 
     /// The value under `key`.
@@ -538,24 +518,26 @@ impl Conn {
         let mut futs: Vec<BoxFut<'_, _>> = statements
             .iter()
             .zip(params.iter())
-            .map(|((s, _), p)| Box::pin(self.client.execute(s, p)) as BoxFut<'_, _>)
+            .map(|((s, _), p)| Box::pin(self.line.client.execute(s, p)) as BoxFut<'_, _>)
             .collect();
         if let Some(sql) = last {
             futs.push(Box::pin(async move {
-                self.client.batch_execute(sql).await.map(|()| 0)
+                self.line.client.batch_execute(sql).await.map(|()| 0)
             }));
         }
-        join_all(futs)
+        join_all(&self.line, futs)
     }
 
     /// Opens a group's transaction and takes the write lock, in one round trip: the count of
-    /// committed groups, and what the groups after `known` wrote when the change log still
-    /// has them all.
+    /// committed groups, what the groups after `known` wrote when the change log still has
+    /// them all, and what the group's mutations said they would read (`wanted`), read after
+    /// the lock is held.
     fn begin_group(
         &self,
         place: &Where,
         known: Option<i64>,
-    ) -> Result<(i64, Option<Vec<MissedGroup>>), StoreError> {
+        wanted: &Wanted,
+    ) -> Result<Begun, StoreError> {
         let lock = self.statement("SELECT pg_advisory_xact_lock($1, $2)::text")?;
         // Read in a statement of its own, after the lock is held: a statement's snapshot is
         // taken when it starts, and the lock's may be older than the last commit.
@@ -563,54 +545,187 @@ impl Conn {
         let changes = self.statement(
             "SELECT keys, removed, vals FROM paraph_changes WHERE groups > $1 ORDER BY groups",
         )?;
+        let mut key_reads = Vec::with_capacity(wanted.keys.len());
+        for (table, keys) in &wanted.keys {
+            let sql = keys_sql(table);
+            key_reads.push((self.statement(&sql)?, keys));
+        }
+        let mut range_reads = Vec::with_capacity(wanted.ranges.len());
+        for (prefix, from) in &wanted.ranges {
+            let Some(end) = prefix_end(prefix.as_bytes()).and_then(|e| String::from_utf8(e).ok())
+            else {
+                continue;
+            };
+            let sql = format!(
+                "SELECT store_key, value FROM {} WHERE store_key >= $1 AND store_key < $2 \
+                 ORDER BY store_key LIMIT $3",
+                table_of(prefix)
+            );
+            range_reads.push((self.statement(&sql)?, prefix, from, end));
+        }
         let k = known.unwrap_or(i64::MAX);
         let lock_params: [&(dyn ToSql + Sync); 2] = [&WRITE_LOCK, &place.lock];
         let missed_params: [&(dyn ToSql + Sync); 1] = [&k];
-        let begin = Box::pin(async {
-            self.client
-                .batch_execute("BEGIN")
-                .await
-                .map(|()| Vec::new())
-        }) as BoxFut<'_, _>;
-        let mut out = queries(vec![
-            begin,
-            Box::pin(self.client.query(&lock, &lock_params)),
-            Box::pin(self.client.query(&count, &[])),
-            Box::pin(self.client.query(&changes, &missed_params)),
-        ])
-        .into_iter();
+        let client = &self.line.client;
+        let key_params: Vec<[&(dyn ToSql + Sync); 1]> =
+            key_reads.iter().map(|(_, keys)| [*keys as _]).collect();
+        let range_params: Vec<[&(dyn ToSql + Sync); 3]> = range_reads
+            .iter()
+            .map(|(_, _, from, end)| [*from as _, end as _, &RANGE_READ_ROWS as _])
+            .collect();
+        let mut futs: Vec<BoxFut<'_, Rows>> = vec![
+            Box::pin(async { client.batch_execute("BEGIN").await.map(|()| Vec::new()) }),
+            Box::pin(client.query(&lock, &lock_params)),
+            Box::pin(client.query(&count, &[])),
+            Box::pin(client.query(&changes, &missed_params)),
+        ];
+        for ((statement, _), params) in key_reads.iter().zip(&key_params) {
+            futs.push(Box::pin(client.query(statement, params)));
+        }
+        for ((statement, ..), params) in range_reads.iter().zip(&range_params) {
+            futs.push(Box::pin(client.query(statement, params)));
+        }
+        let mut out = queries(&self.line, futs)?.into_iter();
         let mut next = || out.next().ok_or(StoreError::Stopped)?.map_err(db_error);
         next()?;
         next()?;
         let groups = next()?.first().map(|r| r.get::<_, i64>(0)).ok_or_else(|| {
             StoreError::Database("paraph_writes has no row: the schema is damaged".into())
         })?;
-        let missed = next();
-        let rows = missed?;
-        if known.is_none() {
-            return Ok((groups, None));
-        }
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let keys: Vec<String> = r.get(0);
-            let removed: Vec<bool> = r.get(1);
-            let vals: Vec<Option<Vec<u8>>> = r.get(2);
-            let change = keys
+        let rows = next()?;
+        let missed = known.map(|_| {
+            rows.into_iter()
+                .map(|r| {
+                    let keys: Vec<String> = r.get(0);
+                    let removed: Vec<bool> = r.get(1);
+                    let vals: Vec<Option<Vec<u8>>> = r.get(2);
+                    keys.into_iter()
+                        .zip(removed)
+                        .zip(vals)
+                        .map(|((k, gone), v)| {
+                            let m = match (gone, v) {
+                                (true, _) => Missed::Removed,
+                                (false, Some(v)) => Missed::Value(IVec::from(v)),
+                                (false, None) => Missed::Unknown,
+                            };
+                            (k.into_bytes(), m)
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        let mut read = Vec::new();
+        for (_, keys) in &key_reads {
+            let mut found: HashMap<String, IVec> = next()?
                 .into_iter()
-                .zip(removed)
-                .zip(vals)
-                .map(|((k, gone), v)| {
-                    let m = match (gone, v) {
-                        (true, _) => Missed::Removed,
-                        (false, Some(v)) => Missed::Value(IVec::from(v)),
-                        (false, None) => Missed::Unknown,
-                    };
-                    (k.into_bytes(), m)
+                .filter_map(|r| {
+                    let v = r.get::<_, Option<&[u8]>>(1)?;
+                    Some((r.get::<_, String>(0), IVec::from(v)))
                 })
                 .collect();
-            out.push(change);
+            for k in keys.iter() {
+                let v = found.remove(k);
+                read.push((k.clone().into_bytes(), v));
+            }
         }
-        Ok((groups, Some(out)))
+        let mut ranges = Vec::new();
+        for (_, prefix, from, _) in &range_reads {
+            let rows = next()?;
+            let complete = (rows.len() as i64) < RANGE_READ_ROWS;
+            let mut keys = BTreeMap::new();
+            for r in rows {
+                let k = r.get::<_, String>(0).into_bytes();
+                let v = IVec::from(r.get::<_, &[u8]>(1));
+                read.push((k.clone(), Some(v)));
+                keys.insert(k, ());
+            }
+            if complete {
+                ranges.push(ReadRange {
+                    prefix: prefix.as_bytes().to_vec(),
+                    from: from.as_bytes().to_vec(),
+                    keys,
+                });
+            }
+        }
+        Ok(Begun {
+            groups,
+            missed,
+            read,
+            ranges,
+        })
+    }
+}
+
+/// Each key of the array `$1` with the value of `table` under it (NULL: none), each looked up
+/// through the primary key by a subquery of its own. (`store_key = ANY($1)`, or a join with
+/// the keys, leaves the plan to the table's statistics when the statement is first prepared:
+/// on a young table never analysed, a sequential scan was chosen and stayed in use on the
+/// connection as the table grew, ten to thirty times slower.)
+fn keys_sql(table: &str) -> String {
+    format!(
+        "SELECT k.key, (SELECT value FROM {table} WHERE store_key = k.key) \
+         FROM unnest($1::text[]) AS k(key)"
+    )
+}
+
+/// The most rows a declared range read brings (a longer range is read as undeclared).
+const RANGE_READ_ROWS: i64 = 64;
+
+/// What a group's mutations said they would read, by table, less what the cache holds.
+#[derive(Default)]
+struct Wanted {
+    keys: BTreeMap<&'static str, Vec<String>>,
+    ranges: Vec<(String, String)>,
+}
+
+impl Wanted {
+    fn of(group: &[Job], recent: &RefCell<Recent>) -> Wanted {
+        let mut wanted = Wanted::default();
+        let mut recent = recent.borrow_mut();
+        let mut seen = std::collections::HashSet::new();
+        for job in group {
+            for k in &job.reads.keys {
+                if recent.get(k.as_bytes()).is_none() && seen.insert(k.as_str()) {
+                    wanted.keys.entry(table_of(k)).or_default().push(k.clone());
+                }
+            }
+            for r in &job.reads.ranges {
+                if !wanted.ranges.contains(r) {
+                    wanted.ranges.push(r.clone());
+                }
+            }
+        }
+        wanted
+    }
+}
+
+/// What [`Conn::begin_group`] found.
+struct Begun {
+    /// The count of committed groups.
+    groups: i64,
+    /// What the groups after the one known wrote, when the change log still has them all.
+    missed: Option<Vec<MissedGroup>>,
+    /// The declared records, and the records of the declared ranges (`None`: no record).
+    read: Vec<(Vec<u8>, Option<IVec>)>,
+    /// The declared ranges read whole.
+    ranges: Vec<ReadRange>,
+}
+
+/// Every key under `prefix` from `from` on, as the group's transaction started.
+struct ReadRange {
+    prefix: Vec<u8>,
+    from: Vec<u8>,
+    keys: BTreeMap<Vec<u8>, ()>,
+}
+
+impl ReadRange {
+    /// Whether every key from `low` (included) up to `high` is known here.
+    fn covers(&self, low: &[u8], high: Bound<&[u8]>) -> bool {
+        let inside = match high {
+            Bound::Included(h) | Bound::Excluded(h) => h.starts_with(&self.prefix),
+            Bound::Unbounded => false,
+        };
+        inside && low.starts_with(&self.prefix) && low >= self.from.as_slice()
     }
 }
 
@@ -627,6 +742,8 @@ pub(super) struct Pg {
     place: Mutex<Option<Where>>,
     /// The notices other replicas announce.
     notices: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
+    /// The notices waiting to go to the other replicas (see [`Pg::announce`]).
+    outbox: Mutex<Option<mpsc::Sender<String>>>,
 }
 
 impl Drop for Pg {
@@ -665,6 +782,7 @@ impl Pg {
             replica: hex::encode(id),
             place: Mutex::new(None),
             notices,
+            outbox: Mutex::new(None),
         });
         let first = pg.connect_waiting()?;
         let Some(schema) = current_schema(&first)? else {
@@ -683,6 +801,7 @@ impl Pg {
             }
         }
         pg.listen(watches);
+        pg.start_outbox()?;
         Ok(pg)
     }
 
@@ -693,52 +812,26 @@ impl Pg {
             .ok_or(StoreError::Closed)
     }
 
-    /// A new connection.
+    /// A new connection, driven by the threads that use it (see `pg_line`).
     pub(super) fn connect(&self) -> Result<Arc<Conn>, StoreError> {
-        let config = self.config.clone();
         let timeout = self.options.statement_timeout;
-        let handle = self.handle()?.clone();
-        let (send, receive) = mpsc::sync_channel(1);
-        self.handle()?.spawn(async move {
-            let connected = tokio::time::timeout(Duration::from_secs(10), config.connect(NoTls))
-                .await
-                .map_err(|_| StoreError::Database("connecting timed out".into()))
-                .and_then(|r| r.map_err(db_error));
-            let out = match connected {
-                Ok((client, connection)) => {
-                    handle.spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "a database connection ended");
-                        }
-                    });
-                    // The server commits synchronously: an answered change is on its disk.
-                    let setup = format!(
-                        "SET statement_timeout = {}; SET synchronous_commit = on; \
-                         SET lock_timeout = {}",
-                        timeout.as_millis(),
-                        timeout.as_millis()
-                    );
-                    match client.batch_execute(&setup).await {
-                        Ok(()) => {
-                            // lz4 compresses large records several times faster than the
-                            // default (pglz), where the server was built with it.
-                            let _ = client
-                                .batch_execute("SET default_toast_compression = 'lz4'")
-                                .await;
-                            Ok(client)
-                        }
-                        Err(e) => Err(db_error(e)),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            let _ = send.send(out);
-        });
-        let client = receive.recv().map_err(|_| StoreError::Stopped)??;
-        Ok(Arc::new(Conn {
-            client,
+        // A statement ends by the database's own timeout first; silence beyond that means the
+        // database or the network is gone.
+        let line = Line::connect(&self.config, timeout + Duration::from_secs(10))?;
+        let conn = Conn {
+            line,
             statements: Mutex::new(HashMap::new()),
-        }))
+        };
+        // The server commits synchronously: an answered change is on its disk.
+        conn.batch(&format!(
+            "SET statement_timeout = {}; SET synchronous_commit = on; SET lock_timeout = {}",
+            timeout.as_millis(),
+            timeout.as_millis()
+        ))?;
+        // lz4 compresses large records several times faster than the default (pglz), where
+        // the server was built with it.
+        let _ = conn.batch("SET default_toast_compression = 'lz4'");
+        Ok(Arc::new(conn))
     }
 
     /// [`Pg::connect`], retried while the database cannot be reached, with a log line each
@@ -771,25 +864,47 @@ impl Pg {
         }
     }
 
-    /// A connection for reads (connected again if it was lost).
-    pub(super) fn reader(&self) -> Result<Arc<Conn>, StoreError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let slot = &self.readers[i];
-        let mut s = slot
-            .lock()
-            .map_err(|_| StoreError::Database("connection pool lock poisoned".into()))?;
-        match &*s {
-            Some(c) if !c.is_closed() => Ok(c.clone()),
-            _ => {
-                let c = self.connect()?;
-                *s = Some(c.clone());
-                Ok(c)
+    /// Runs `read` on a connection of the pool that no other thread is using (waiting for
+    /// one when all are busy), connected again first if it was lost.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let n = self.readers.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut slot = None;
+        for i in 0..n {
+            match self.readers[(first + i) % n].try_lock() {
+                Ok(g) => {
+                    slot = Some(g);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    slot = Some(p.into_inner());
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {}
             }
         }
+        let mut slot = match slot {
+            Some(s) => s,
+            None => self.readers[first]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        };
+        let conn = match &*slot {
+            Some(c) if !c.is_closed() => c.clone(),
+            _ => {
+                let c = self.connect()?;
+                *slot = Some(c.clone());
+                c
+            }
+        };
+        read(&conn)
     }
 
     pub(super) fn get(&self, key: &str) -> Result<Option<IVec>, StoreError> {
-        self.reader()?.get(key)
+        self.with_reader(|c| c.get(key))
     }
 
     /// The values under `keys`, in their order: one query per table.
@@ -798,14 +913,18 @@ impl Pg {
         for k in keys {
             by_table.entry(table_of(k)).or_default().push(k);
         }
-        let conn = self.reader()?;
-        let mut found: HashMap<String, IVec> = HashMap::new();
-        for (table, ks) in by_table {
-            let sql = format!("SELECT store_key, value FROM {table} WHERE store_key = ANY($1)");
-            for r in conn.query(&sql, &[&ks])? {
-                found.insert(r.get::<_, String>(0), IVec::from(r.get::<_, &[u8]>(1)));
+        let found = self.with_reader(|conn| {
+            let mut found: HashMap<String, IVec> = HashMap::new();
+            for (table, ks) in by_table {
+                let sql = keys_sql(table);
+                for r in conn.query(&sql, &[&ks])? {
+                    if let Some(v) = r.get::<_, Option<&[u8]>>(1) {
+                        found.insert(r.get::<_, String>(0), IVec::from(v));
+                    }
+                }
             }
-        }
+            Ok(found)
+        })?;
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
@@ -815,7 +934,7 @@ impl Pg {
             "SELECT octet_length(value)::bigint FROM {} WHERE store_key = $1",
             table_of(key)
         );
-        let rows = self.reader()?.query(&sql, &[&key])?;
+        let rows = self.with_reader(|c| c.query(&sql, &[&key]))?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0).max(0) as u64))
     }
 
@@ -829,7 +948,7 @@ impl Pg {
         let start = i32::try_from(from + 1)
             .map_err(|_| StoreError::Database(format!("{key}: a piece beyond 2 GiB")))?;
         let len = i32::try_from(n).unwrap_or(i32::MAX);
-        let rows = self.reader()?.query(&sql, &[&key, &start, &len])?;
+        let rows = self.with_reader(|c| c.query(&sql, &[&key, &start, &len]))?;
         Ok(rows
             .first()
             .map(|r| r.get::<_, Vec<u8>>(0))
@@ -841,7 +960,7 @@ impl Pg {
         low: &str,
         high: Bound<&str>,
     ) -> Result<Option<(IVec, IVec)>, StoreError> {
-        self.reader()?.last_in(low, high, true)
+        self.with_reader(|c| c.last_in(low, high, true))
     }
 
     pub(super) fn walk(
@@ -851,7 +970,7 @@ impl Pg {
         limit: usize,
         with_value: bool,
     ) -> Result<Vec<(IVec, IVec)>, StoreError> {
-        self.reader()?.walk(prefix, start, limit, with_value)
+        self.with_reader(|c| c.walk(prefix, start, limit, with_value))
     }
 
     /// Every record of the store, read in one consistent snapshot (a REPEATABLE READ
@@ -867,25 +986,83 @@ impl Pg {
     /// The store's size on disk: the tables of its schema, with their indexes and TOAST.
     pub(super) fn size(&self) -> Result<u64, StoreError> {
         // The store's schema only: the database may hold other stores (and anything else).
-        let rows = self.reader()?.query(
-            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = current_schema() AND c.relkind = 'r'",
-            &[],
-        )?;
+        let rows = self.with_reader(|c| {
+            c.query(
+                "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                &[],
+            )
+        })?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
     }
 
     /// Sends `notice` to the other replicas (see [`Pg::notices`]).
+    ///
+    /// Queued: a thread of its own sends the notices waiting, together, in one statement,
+    /// so that the request that announces does not wait for a round trip (the change the
+    /// notice describes is already committed; a notice lost with its connection only delays
+    /// the other replicas' live updates until the next change).
     pub(super) fn announce(&self, notice: &[u8]) -> Result<(), StoreError> {
-        let place = self.place()?;
         let payload = format!(
             "{} n {}",
             self.replica,
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, notice)
         );
-        self.reader()?
-            .query("SELECT pg_notify($1, $2)", &[&place.channel, &payload])?;
+        let outbox = self
+            .outbox
+            .lock()
+            .map_err(|_| StoreError::Database("the notices' queue lock is poisoned".into()))?;
+        match outbox.as_ref() {
+            Some(out) => out.send(payload).map_err(|_| StoreError::Stopped),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Starts the thread that sends [`Pg::announce`]'s notices, for as long as the backend
+    /// lives.
+    fn start_outbox(self: &Arc<Self>) -> Result<(), StoreError> {
+        let (send, queue) = mpsc::channel::<String>();
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("paraph-notices".into())
+            .spawn(move || {
+                let mut conn: Option<Arc<Conn>> = None;
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match queue.try_recv() {
+                            Ok(n) => batch.push(n),
+                            Err(_) => break,
+                        }
+                    }
+                    let Some(pg) = weak.upgrade() else {
+                        return;
+                    };
+                    let sent = (|| {
+                        let c = match conn.take() {
+                            Some(c) if !c.is_closed() => c,
+                            _ => pg.connect()?,
+                        };
+                        conn = Some(c.clone());
+                        let place = pg.place()?;
+                        c.query(
+                            "SELECT count(pg_notify($1, n)) FROM unnest($2::text[]) AS n",
+                            &[&place.channel, &batch],
+                        )
+                    })();
+                    if let Err(e) = sent {
+                        tracing::warn!(
+                            error = %e,
+                            notices = batch.len(),
+                            "notices could not reach the other replicas"
+                        );
+                    }
+                }
+            })?;
+        if let Ok(mut outbox) = self.outbox.lock() {
+            *outbox = Some(send);
+        }
         Ok(())
     }
 
@@ -1106,6 +1283,7 @@ impl Pg {
             replica: String::new(),
             place: Mutex::new(None),
             notices,
+            outbox: Mutex::new(None),
         }))
     }
 }
@@ -1113,9 +1291,11 @@ impl Pg {
 // ---------------------------------------------------------------------------------------------
 // The writer.
 
-/// What a mutation reads inside its group's transaction.
+/// What a mutation reads inside its group's transaction: the ranges read when it began, else
+/// the database.
 struct TxBase<'c> {
     conn: &'c Conn,
+    ranges: &'c [ReadRange],
 }
 
 impl super::Base for TxBase<'_> {
@@ -1124,6 +1304,18 @@ impl super::Base for TxBase<'_> {
     }
 
     fn last_key_in(&self, low: &[u8], high: Bound<&[u8]>) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(r) = self.ranges.iter().find(|r| r.covers(low, high)) {
+            let high = match high {
+                Bound::Included(h) => Bound::Included(h.to_vec()),
+                Bound::Excluded(h) => Bound::Excluded(h.to_vec()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            return Ok(r
+                .keys
+                .range((Bound::Included(low.to_vec()), high))
+                .next_back()
+                .map(|(k, _)| k.clone()));
+        }
         let high = match high {
             Bound::Included(h) => Bound::Included(utf8(h)?),
             Bound::Excluded(h) => Bound::Excluded(utf8(h)?),
@@ -1136,6 +1328,19 @@ impl super::Base for TxBase<'_> {
     }
 
     fn first_key_from(&self, start: &[u8], prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let from = start.max(prefix);
+        let known = self.ranges.iter().find(|r| {
+            prefix.starts_with(&r.prefix) && from.starts_with(&r.prefix) && from >= &r.from[..]
+        });
+        if let Some(r) = known {
+            return Ok(r
+                .keys
+                .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+                .next()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with(prefix))
+                .cloned());
+        }
         let start = after_bound(start)?;
         Ok(self
             .conn
@@ -1192,6 +1397,7 @@ pub(super) fn writer_loop(
                 Err(_) => break,
             }
         }
+        let wanted = Wanted::of(&group, &recent);
         // The connection, and the group's transaction with the write lock.
         let begun = (|| {
             let c = match conn.take() {
@@ -1200,15 +1406,15 @@ pub(super) fn writer_loop(
             };
             conn = Some(c.clone());
             let place = pg.place()?;
-            match c.begin_group(&place, known) {
-                Ok((groups, missed)) => Ok((c, groups, missed)),
+            match c.begin_group(&place, known, &wanted) {
+                Ok(b) => Ok((c, b)),
                 Err(e) => {
                     let _ = c.batch("ROLLBACK");
                     Err(e)
                 }
             }
         })();
-        let (c, groups, missed) = match begun {
+        let (c, begun) = match begun {
             Ok(b) => b,
             Err(e) => {
                 known = None;
@@ -1218,12 +1424,18 @@ pub(super) fn writer_loop(
                 let down = Down(why.clone());
                 for job in group {
                     let mut tx = Tx::new(&down, &[], None, &recent);
-                    let (_, deliver) = job(&mut tx);
+                    let (_, deliver) = (job.run)(&mut tx);
                     deliver(Some(StoreError::Database(why.clone())));
                 }
                 continue;
             }
         };
+        let Begun {
+            groups,
+            missed,
+            read,
+            ranges,
+        } = begun;
         if Some(groups) != known {
             // Another replica committed since this one last did: its writes are brought into
             // the cache when the change log still holds every group missed, else the cache is
@@ -1244,7 +1456,17 @@ pub(super) fn writer_loop(
                 _ => *recent = Recent::new(RECENT_BUDGET),
             }
         }
-        let base = TxBase { conn: &c };
+        {
+            // Read under the lock: the latest committed state.
+            let mut recent = recent.borrow_mut();
+            for (k, v) in read {
+                recent.put(k, v);
+            }
+        }
+        let base = TxBase {
+            conn: &c,
+            ranges: &ranges,
+        };
         let (writes, deliveries, failed) = super::run_group(&base, &[], group, hook, &recent);
         let failed = failed.map(StoreError::Commit);
         let committed = match failed {
