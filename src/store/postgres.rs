@@ -1564,7 +1564,7 @@ fn commit(
 
 /// The largest value the change log carries (a larger one is named, and the other replicas
 /// forget it).
-const LOGGED_VALUE_MAX: usize = 16 * 1024;
+const LOGGED_VALUE_MAX: usize = 512;
 /// Groups the change log keeps (a replica further behind drops its cache).
 const CHANGES_KEPT: i64 = 4096;
 
