@@ -680,17 +680,28 @@ impl Paraph {
             let pes = self.limits.pes.for_tenant(tenant.as_str());
             let pades = self.limits.pades.clone();
             self.blocking(move |s| {
-                let doc: Document = s
-                    .get(&format!("doc/{tenant}/{id}"))?
-                    .ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?;
+                // The document and the officer in one round trip.
+                let (doc_key, user_key) = (
+                    format!("doc/{tenant}/{id}"),
+                    format!("user/{tenant}/{actor}"),
+                );
+                let mut both = s
+                    .get_many_raw(&[doc_key.clone(), user_key.clone()])?
+                    .into_iter();
+                let (doc, user) = (both.next().flatten(), both.next().flatten());
+                let doc: Document = crate::store::decode(
+                    doc_key.as_bytes(),
+                    &doc.ok_or_else(|| DomainError::NotFound(format!("document '{id}'")))?,
+                )?;
                 let (who, level) = doc.signable_step(&actor, step)?;
                 let leaf_key = crypto::certificate_public_key(&leaf).map_err(|e| {
                     DomainError::invalid("certificate_chain", format!("signer certificate: {e}"))
                 })?;
                 let fp = hex::encode(sha2::Sha256::digest(&leaf));
-                let user: User = s
-                    .get(&format!("user/{tenant}/{actor}"))?
-                    .ok_or(ServiceError::Unauthenticated)?;
+                let user: User = crate::store::decode(
+                    user_key.as_bytes(),
+                    &user.ok_or(ServiceError::Unauthenticated)?,
+                )?;
                 if !user.signs_with(&fp) {
                     return Err(refused(ChainRefusal {
                         code: "NOT_BOUND".into(),
@@ -829,14 +840,15 @@ impl Paraph {
             let chains = self.chains.clone();
             let trusts = self.trusts.clone();
             self.blocking(move |s| {
-                let stored = s
-                    .get_raw(&pkey)?
-                    .ok_or_else(|| DomainError::NotFound(format!("preparation '{prep_id}'")))?;
                 // Older versions marked a spent preparation with its `used` flag or a
                 // `prepused/` record. No version writes those any more, so reading them here,
-                // outside the writer, cannot race.
+                // outside the writer, cannot race. Both are read in one round trip.
                 let legacy_used = format!("prepused/{tenant}/{prep_id}");
-                let spent = stored.is_empty() || s.get_raw(&legacy_used)?.is_some();
+                let mut both = s.get_many_raw(&[pkey.clone(), legacy_used])?.into_iter();
+                let (stored, used) = (both.next().flatten(), both.next().flatten());
+                let stored = stored
+                    .ok_or_else(|| DomainError::NotFound(format!("preparation '{prep_id}'")))?;
+                let spent = stored.is_empty() || used.is_some();
                 let prep: Option<Preparation> = if spent {
                     None
                 } else {

@@ -816,17 +816,19 @@ impl Store {
         &self,
         keys: &[String],
     ) -> Result<Vec<Option<T>>, StoreError> {
-        let raw: Vec<Option<IVec>> = match &self.backend {
-            Backend::Embedded { .. } => keys
-                .iter()
-                .map(|k| self.get_raw(k))
-                .collect::<Result<_, _>>()?,
-            Backend::Postgres(pg) => pg.get_many(keys)?,
-        };
+        let raw = self.get_many_raw(keys)?;
         keys.iter()
             .zip(raw)
             .map(|(k, v)| v.map(|v| decode(k.as_bytes(), &v)).transpose())
             .collect()
+    }
+
+    /// The raw values under `keys`, in the same order: one round trip on PostgreSQL.
+    pub fn get_many_raw(&self, keys: &[String]) -> Result<Vec<Option<IVec>>, StoreError> {
+        match &self.backend {
+            Backend::Embedded { .. } => keys.iter().map(|k| self.get_raw(k)).collect(),
+            Backend::Postgres(pg) => pg.get_many(keys),
+        }
     }
 
     /// The value under `key` as a reader of pieces (for large values: see [`ValueReader`]).

@@ -668,6 +668,27 @@ fn keys_sql(table: &str) -> String {
     )
 }
 
+/// The most keys [`Pg::get_many`] reads by one statement of a column per key.
+const FEW_KEYS: usize = 4;
+
+/// One row of a column per key: the value under `$i` in its table (NULL: none), each looked
+/// up through the primary key. The text depends only on the tables, so a connection
+/// prepares it once per sequence of kinds.
+fn few_keys_sql(keys: &[String]) -> String {
+    let columns: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "(SELECT value FROM {} WHERE store_key = ${})",
+                table_of(k),
+                i + 1
+            )
+        })
+        .collect();
+    format!("SELECT {}", columns.join(", "))
+}
+
 /// The most rows a declared range read brings (a longer range is read as undeclared).
 const RANGE_READ_ROWS: i64 = 64;
 
@@ -907,17 +928,44 @@ impl Pg {
         self.with_reader(|c| c.get(key))
     }
 
-    /// The values under `keys`, in their order: one query per table.
+    /// The values under `keys`, in their order, in one round trip: a few keys by one
+    /// statement looking each up through its table's primary key, more by one query per
+    /// table, all sent at once.
     pub(super) fn get_many(&self, keys: &[String]) -> Result<Vec<Option<IVec>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if keys.len() <= FEW_KEYS {
+            let sql = few_keys_sql(keys);
+            let params: Vec<&(dyn ToSql + Sync)> = keys.iter().map(|k| k as _).collect();
+            let rows = self.with_reader(|conn| conn.query(&sql, &params))?;
+            let Some(row) = rows.first() else {
+                return Ok(keys.iter().map(|_| None).collect());
+            };
+            return Ok((0..keys.len())
+                .map(|i| row.get::<_, Option<&[u8]>>(i).map(IVec::from))
+                .collect());
+        }
         let mut by_table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for k in keys {
             by_table.entry(table_of(k)).or_default().push(k);
         }
         let found = self.with_reader(|conn| {
+            let statements = by_table
+                .keys()
+                .map(|table| conn.statement(&keys_sql(table)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let params: Vec<[&(dyn ToSql + Sync); 1]> =
+                by_table.values().map(|ks| [ks as _]).collect();
+            let client = &conn.line.client;
+            let futs: Vec<BoxFut<'_, Rows>> = statements
+                .iter()
+                .zip(&params)
+                .map(|(s, p)| Box::pin(client.query(s, p)) as BoxFut<'_, Rows>)
+                .collect();
             let mut found: HashMap<String, IVec> = HashMap::new();
-            for (table, ks) in by_table {
-                let sql = keys_sql(table);
-                for r in conn.query(&sql, &[&ks])? {
+            for rows in queries(&conn.line, futs)? {
+                for r in rows.map_err(db_error)? {
                     if let Some(v) = r.get::<_, Option<&[u8]>>(1) {
                         found.insert(r.get::<_, String>(0), IVec::from(v));
                     }
