@@ -168,7 +168,8 @@ pub struct StoreSettings {
     /// (migrated with `paraph admin migrate`); the data directory then keeps only this
     /// process's lock and the uploads in progress. Unset: the embedded engine.
     pub url: Option<String>,
-    /// Connections each process opens for reads (the writer has its own).
+    /// Connections each process opens for reads (the writer has its own); each carries one
+    /// read at a time.
     pub pool_size: usize,
     /// The longest a statement may run, in seconds (also bounds the wait for the write lock).
     pub statement_timeout_secs: u64,

@@ -142,7 +142,8 @@ fn tables_under(prefix: &str) -> Vec<&'static str> {
 pub struct PgOptions {
     /// `postgresql://user:password@host:port/database` (or a libpq key=value string).
     pub url: String,
-    /// Connections for reads outside the writer (each carries many requests at once).
+    /// Connections for reads outside the writer (each carries one read at a time; more reads
+    /// at once wait for one to be free).
     pub pool_size: usize,
     /// The longest any statement may run (also bounds the wait for the write lock).
     pub statement_timeout: Duration,
