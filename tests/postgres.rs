@@ -528,3 +528,147 @@ fn declared_reads_see_what_undeclared_reads_see_across_replicas() {
     );
     assert_eq!(declared, expected);
 }
+
+/// Counts the tests' database's sessions of `application` that use TLS and that do not.
+fn sessions_by_tls(application: &str) -> (u32, u32) {
+    let count = |ssl: bool| -> u32 {
+        sql(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = '{application}' AND s.ssl = {ssl}"
+        ))[0]
+            .parse()
+            .expect("a count")
+    };
+    (count(true), count(false))
+}
+
+/// The link to the database is secured as the URL's `sslmode` says, with libpq's meaning:
+/// `verify-full` takes the server's certificate only from the CA named by `sslrootcert` and
+/// for the host name the URL connects to; `verify-ca` checks the chain only; `disable` sends
+/// everything in clear. A database whose certificate is refused is refused at once, with the
+/// reason, instead of being waited for. The tests' database serves a certificate for the name
+/// `localhost` only, from a CA of its own.
+#[test]
+fn the_database_link_is_encrypted_and_its_certificate_checked_as_the_url_says() {
+    let ca = common::test_pg_ca().to_string_lossy().into_owned();
+    let other_ca = certs().join("chain.pem").to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, _) = fresh_schema("tls");
+    assert!(
+        url.contains("@127.0.0.1:"),
+        "the tests' database is reached at 127.0.0.1: {url}"
+    );
+    let by_name = url.replacen("@127.0.0.1:", "@localhost:", 1);
+
+    // Serves the store at `url` from the data directory `name` and counts its database
+    // sessions over TLS and in clear.
+    let sessions_of_a_server = |url: &str, name: &str| {
+        let data = dir.path().join(name);
+        let served = format!("{url}&application_name=paraph_{name}");
+        let (mut server, _, addr) = serve(
+            dir.path(),
+            &[
+                "--data",
+                &data.to_string_lossy(),
+                "--store",
+                &served,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        assert!(addr.is_some(), "{}", server_log(dir.path()));
+        let counted = sessions_by_tls(&format!("paraph_{name}"));
+        server.terminate(STEP_TIMEOUT);
+        counted
+    };
+
+    // verify-full under the certificate's name: migrated and served over TLS only.
+    let full = format!("{by_name}&sslmode=verify-full&sslrootcert={ca}");
+    paraph(dir.path(), &["admin", "migrate", "--store", &full]).ok();
+    let (tls, clear) = sessions_of_a_server(&full, "tls_full");
+    assert!(
+        tls >= 2 && clear == 0,
+        "{tls} sessions over TLS, {clear} in clear"
+    );
+
+    // disable: in clear (the count above could tell them apart). A schema of its own (a
+    // replica of the first would need its audit key).
+    let (clear_url, _) = fresh_schema("tlsoff");
+    let clear_url = format!("{clear_url}&sslmode=disable");
+    paraph(dir.path(), &["admin", "migrate", "--store", &clear_url]).ok();
+    let (tls, clear) = sessions_of_a_server(&clear_url, "tls_off");
+    assert!(
+        tls == 0 && clear >= 2,
+        "{tls} sessions over TLS, {clear} in clear"
+    );
+
+    // verify-ca does not look at the name; verify-full does.
+    let by_address = format!("{url}&sslmode=verify-ca&sslrootcert={ca}");
+    paraph(dir.path(), &["admin", "migrate", "--store", &by_address]).ok();
+    let wrong_name = format!("{url}&sslmode=verify-full&sslrootcert={ca}");
+    let out = paraph(dir.path(), &["admin", "migrate", "--store", &wrong_name]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a certificate for another name was accepted"
+    );
+    let said = out.stderr.to_lowercase();
+    assert!(
+        said.contains("certificate is refused") && said.contains("address mismatch"),
+        "{}",
+        out.stderr
+    );
+
+    // A CA that did not issue the database's certificate: refused, and serve stops at once
+    // rather than waiting for a database that will never be accepted.
+    let impostor = format!("{by_name}&sslmode=verify-full&sslrootcert={other_ca}");
+    let out = paraph(dir.path(), &["admin", "migrate", "--store", &impostor]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "a certificate from another CA was accepted"
+    );
+    assert!(
+        out.stderr.contains("certificate is refused")
+            && out
+                .stderr
+                .contains("unable to get local issuer certificate"),
+        "{}",
+        out.stderr
+    );
+    let data = dir.path().join("impostor");
+    let (mut server, _, addr) = serve(
+        dir.path(),
+        &[
+            "--data",
+            &data.to_string_lossy(),
+            "--store",
+            &impostor,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(
+        addr.is_none(),
+        "served a database whose certificate is refused"
+    );
+    assert!(!server.terminate(STEP_TIMEOUT).success());
+    assert!(
+        server_log(dir.path()).contains("certificate is refused"),
+        "{}",
+        server_log(dir.path())
+    );
+
+    // A verifying mode without its CA is refused by name.
+    let out = paraph(
+        dir.path(),
+        &[
+            "admin",
+            "migrate",
+            "--store",
+            &format!("{by_name}&sslmode=verify-full"),
+        ],
+    );
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("sslrootcert"), "{}", out.stderr);
+}

@@ -76,7 +76,7 @@ fn store_status(e: &StoreError) -> Option<Status> {
                 "the server's storage cannot write for now: the write was not made",
             ))
         }
-        StoreError::Database(_) => {
+        StoreError::Database(_) | StoreError::DatabaseRefused(_) => {
             tracing::warn!(error = %e, "the database failed the call");
             Some(Status::unavailable(
                 "the server's database cannot be reached for now: retry (with the same \

@@ -98,6 +98,7 @@ mod compact;
 mod engine;
 mod files;
 mod pg_line;
+mod pg_tls;
 mod postgres;
 mod recent;
 mod spool;
@@ -175,6 +176,10 @@ pub enum StoreError {
     Unwritable(String),
     #[error("the database failed: {0}")]
     Database(String),
+    /// The database's TLS certificate failed the check the `[store] url` asks for: not
+    /// something waiting cures.
+    #[error("the database's certificate is refused: {0}")]
+    DatabaseRefused(String),
     #[error("{0}")]
     Schema(String),
 }

@@ -11,14 +11,16 @@
 //! holds several. The statements of one call are still pipelined: every future given to
 //! [`Line::run`] sends its request before any answer is awaited.
 //!
-//! Supported: TCP hosts (with `hostaddr`) and Unix sockets, no TLS (as the store's other
-//! connections). A connection that fails or stays silent past the line's patience is closed:
+//! Supported: TCP hosts (with `hostaddr`) and Unix sockets, TLS on TCP as the URL's `sslmode`
+//! says (see `pg_tls`). A connection that fails or stays silent past the line's patience is closed:
 //! the caller gets [`StoreError::Database`] and the pool connects again.
 //!
 //! `unsafe` here is one `poll(2)` call on the connection's own socket (see [`wait_on`]).
 #![allow(unsafe_code)]
 
+use super::pg_tls::Target;
 use super::StoreError;
+use postgres_openssl::TlsStream;
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::ToSocketAddrs;
@@ -29,9 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::config::Host;
-use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{Client, Config, Connection, NoTls};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config, Connection};
 
 /// The socket under a connection.
 enum Socket {
@@ -122,7 +123,7 @@ impl AsyncWrite for Stream {
 
 /// What a line drives: the connection's half of the client library.
 struct Wire {
-    connection: Option<Connection<Stream, NoTlsStream>>,
+    connection: Option<Connection<Stream, TlsStream<Stream>>>,
     fd: RawFd,
     blocked_write: Arc<AtomicBool>,
 }
@@ -137,12 +138,23 @@ pub(super) struct Line {
 
 impl Line {
     /// Connects to the first reachable host `config` names and logs in.
-    pub(super) fn connect(config: &Config, patience: Duration) -> Result<Line, StoreError> {
+    pub(super) fn connect(target: &Target, patience: Duration) -> Result<Line, StoreError> {
+        let config = &target.config;
         let connect_timeout = config
             .get_connect_timeout()
             .copied()
             .unwrap_or(Duration::from_secs(10));
-        let socket = open_socket(config, connect_timeout)?;
+        let (socket, host) = open_socket(config, connect_timeout)?;
+        // No TLS over a Unix socket (as libpq).
+        let unix_config;
+        let config = match (&socket, target.wants_tls()) {
+            (Socket::Unix(_), true) => {
+                unix_config = config.clone().ssl_mode(SslMode::Disable).to_owned();
+                &unix_config
+            }
+            _ => config,
+        };
+        let tls = target.tls(&host)?;
         let fd = socket.fd();
         let blocked_write = Arc::new(AtomicBool::new(false));
         let stream = Stream {
@@ -151,12 +163,15 @@ impl Line {
         };
         // The log-in: the startup future drives the stream itself.
         let deadline = Instant::now() + connect_timeout;
-        let mut startup = std::pin::pin!(config.connect_raw(stream, NoTls));
+        let mut startup = std::pin::pin!(config.connect_raw(stream, tls));
         let mut cx = Context::from_waker(Waker::noop());
         let (client, connection) = loop {
             blocked_write.store(false, Ordering::Relaxed);
             if let Poll::Ready(r) = startup.as_mut().poll(&mut cx) {
-                break r.map_err(super::postgres::db_error)?;
+                break r.map_err(|e| match refused_certificate(&e) {
+                    Some(why) => StoreError::DatabaseRefused(why),
+                    None => super::postgres::db_error(e),
+                })?;
             }
             wait_on(fd, blocked_write.load(Ordering::Relaxed), deadline)?;
         };
@@ -280,7 +295,24 @@ fn wait_on(fd: RawFd, write: bool, deadline: Instant) -> Result<(), StoreError> 
 }
 
 /// A non-blocking socket to the first host of `config` that answers.
-fn open_socket(config: &Config, timeout: Duration) -> Result<Socket, StoreError> {
+/// Why the TLS handshake refused the server's certificate, when that is what `e` is (and not
+/// a connection lost during the handshake, which waiting may cure).
+fn refused_certificate(e: &tokio_postgres::Error) -> Option<String> {
+    // The handshake's own error says what OpenSSL's check found (e.g. "unable to get local
+    // issuer certificate", "hostname mismatch").
+    let handshake = std::error::Error::source(e)?;
+    let mut cause = Some(handshake);
+    while let Some(c) = cause {
+        if let Some(ssl) = c.downcast_ref::<openssl::ssl::Error>() {
+            return ssl.ssl_error().map(|_| handshake.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The socket of the first reachable host, with the name TLS checks for it.
+fn open_socket(config: &Config, timeout: Duration) -> Result<(Socket, String), StoreError> {
     let ports = config.get_ports();
     let port_of = |i: usize| {
         ports
@@ -309,8 +341,14 @@ fn open_socket(config: &Config, timeout: Duration) -> Result<Socket, StoreError>
             }
             (None, None) => continue,
         };
+        // The name the server's certificate must carry: the host's, else the address's.
+        let name = match (hosts.get(i), addrs.get(i)) {
+            (Some(Host::Tcp(name)), _) => name.clone(),
+            (_, Some(ip)) => ip.to_string(),
+            _ => String::new(),
+        };
         match attempt {
-            Ok(s) => return Ok(s),
+            Ok(s) => return Ok((s, name)),
             Err(e) => last = e,
         }
     }

@@ -34,6 +34,7 @@
 //! with the same idempotency key gets the first answer if it was committed.
 
 use super::pg_line::Line;
+use super::pg_tls::Target;
 use super::{
     prefix_end, CommitHook, Job, KeyWatch, Recent, StoreError, Tx, Watches, Writes, MAX_GROUP,
     RECENT_BUDGET,
@@ -49,7 +50,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Statement};
+use tokio_postgres::Statement;
 
 /// The schema version this binary reads and writes, and the migrations up to it, in order.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -246,7 +247,16 @@ pub(super) fn db_error(e: tokio_postgres::Error) -> StoreError {
     // The database's own message (code and text), never the statement's parameters.
     match e.as_db_error() {
         Some(d) => StoreError::Database(format!("{}: {}", d.code().code(), d.message())),
-        None => StoreError::Database(e.to_string()),
+        None => {
+            // The client library's own message, with its causes (a TLS handshake says why).
+            let mut m = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                m = format!("{m}: {c}");
+                cause = c.source();
+            }
+            StoreError::Database(m)
+        }
     }
 }
 
@@ -754,7 +764,7 @@ impl ReadRange {
 /// The database of a store: its connections and the runtime their tasks run on.
 pub(super) struct Pg {
     runtime: Option<tokio::runtime::Runtime>,
-    config: tokio_postgres::Config,
+    target: Target,
     options: PgOptions,
     readers: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
@@ -781,9 +791,7 @@ impl Pg {
     /// Connects (waiting as `options.connect_wait` says), checks the schema version, and starts
     /// listening to the other replicas' notifications.
     pub(super) fn open(options: &PgOptions, watches: Watches) -> Result<Arc<Pg>, StoreError> {
-        let config: tokio_postgres::Config = options.url.parse().map_err(|e| {
-            StoreError::Database(format!("[store] url {}: {e}", redact(&options.url)))
-        })?;
+        let target = Target::parse(&options.url, &redact(&options.url))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("paraph-postgres")
@@ -795,7 +803,7 @@ impl Pg {
         let (notices, _) = tokio::sync::broadcast::channel(4096);
         let pg = Arc::new(Pg {
             runtime: Some(runtime),
-            config,
+            target,
             options: options.clone(),
             readers: (0..options.pool_size.max(1))
                 .map(|_| Mutex::new(None))
@@ -839,7 +847,7 @@ impl Pg {
         let timeout = self.options.statement_timeout;
         // A statement ends by the database's own timeout first; silence beyond that means the
         // database or the network is gone.
-        let line = Line::connect(&self.config, timeout + Duration::from_secs(10))?;
+        let line = Line::connect(&self.target, timeout + Duration::from_secs(10))?;
         let conn = Conn {
             line,
             statements: Mutex::new(HashMap::new()),
@@ -864,6 +872,7 @@ impl Pg {
         loop {
             match self.connect() {
                 Ok(c) => return Ok(c),
+                Err(e @ StoreError::DatabaseRefused(_)) => return Err(e),
                 Err(e) => {
                     if let Some(wait) = self.options.connect_wait {
                         if started.elapsed() >= wait {
@@ -1145,7 +1154,8 @@ impl Pg {
                 let Some(pg) = weak.upgrade() else {
                     return;
                 };
-                let config = pg.config.clone();
+                let config = pg.target.config.clone();
+                let tls = pg.target.make_tls();
                 let replica = pg.replica.clone();
                 let notices = pg.notices.clone();
                 let Ok(place) = pg.place() else {
@@ -1157,7 +1167,7 @@ impl Pg {
                 }
                 first = false;
                 let Ok(Ok((client, mut connection))) =
-                    tokio::time::timeout(Duration::from_secs(10), config.connect(NoTls)).await
+                    tokio::time::timeout(Duration::from_secs(10), config.connect(tls)).await
                 else {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -1315,9 +1325,7 @@ pub fn migrate(options: &PgOptions) -> Result<Migrated, StoreError> {
 impl Pg {
     /// A backend that neither checks the schema nor listens (for the migrations).
     fn bare(options: &PgOptions) -> Result<Arc<Pg>, StoreError> {
-        let config: tokio_postgres::Config = options.url.parse().map_err(|e| {
-            StoreError::Database(format!("[store] url {}: {e}", redact(&options.url)))
-        })?;
+        let target = Target::parse(&options.url, &redact(&options.url))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -1325,7 +1333,7 @@ impl Pg {
         let (notices, _) = tokio::sync::broadcast::channel(1);
         Ok(Arc::new(Pg {
             runtime: Some(runtime),
-            config,
+            target,
             options: options.clone(),
             readers: vec![Mutex::new(None)],
             next: AtomicUsize::new(0),

@@ -103,6 +103,31 @@ pub fn test_pg_base() -> String {
     }
 }
 
+/// The CA that issued the certificate of the tests' database (which serves TLS for the name
+/// `localhost` only): `PARAPH_TEST_PG_CA` with `PARAPH_TEST_PG_URL`, else the tests' own.
+pub fn test_pg_ca() -> std::path::PathBuf {
+    match std::env::var("PARAPH_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => std::env::var("PARAPH_TEST_PG_CA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                panic!(
+                    "PARAPH_TEST_PG_URL names the tests' database: PARAPH_TEST_PG_CA must name \
+                     the CA of its TLS certificate (for the name localhost; .ci/run makes both)"
+                )
+            }),
+        _ => {
+            local_postgres();
+            local_postgres_dir().join("ca.pem")
+        }
+    }
+}
+
+fn local_postgres_dir() -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let tag = hex::encode(&sha2::Sha256::digest(env!("CARGO_TARGET_TMPDIR").as_bytes())[..6]);
+    std::env::temp_dir().join(format!("paraph-test-postgres-{tag}"))
+}
+
 /// Without `PARAPH_TEST_PG_URL`: a PostgreSQL of the tests' own, started on first need (its
 /// programs in `PARAPH_TEST_PG_BIN`, Debian's for version 15 by default) in a directory of
 /// the system's temporary directory named after this build, and left running for the next
@@ -113,7 +138,7 @@ fn local_postgres() -> String {
     use sha2::Digest as _;
     use std::io::Write as _;
     let tag = hex::encode(&sha2::Sha256::digest(env!("CARGO_TARGET_TMPDIR").as_bytes())[..6]);
-    let dir = std::env::temp_dir().join(format!("paraph-test-postgres-{tag}"));
+    let dir = local_postgres_dir();
     let url = |port: &str| format!("postgresql://postgres@127.0.0.1:{port}/paraph_tests");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -125,7 +150,26 @@ fn local_postgres() -> String {
     if let Ok(port) = std::fs::read_to_string(dir.join("port")) {
         let port = port.trim().to_owned();
         if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
-            return url(&port);
+            if dir.join("ca.pem").exists() {
+                return url(&port);
+            }
+            // Started by an older version of the tests, without TLS: replaced.
+            let _ = std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!(
+                    "{}/pg_ctl",
+                    std::env::var("PARAPH_TEST_PG_BIN")
+                        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into())
+                ))
+                .args([
+                    "-D",
+                    &dir.join("data").to_string_lossy(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ])
+                .output();
         }
     }
     let bin =
@@ -169,9 +213,27 @@ fn local_postgres() -> String {
     let data = dir.join("data");
     let (data_s, dir_s) = (data.to_string_lossy(), dir.to_string_lossy());
     run("initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres"]);
+    // The database's certificate is for the name localhost only (see `test_pg_ca`).
+    make_tls_material_for(&dir, "DNS:localhost");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("server.key's mode");
+    }
+    if root {
+        let ok = std::process::Command::new("chown")
+            .args(["postgres:", &dir.join("server.key").to_string_lossy()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown postgres {}/server.key", dir.display());
+    }
     let options = format!(
         "-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c max_connections=300 \
-         -c fsync=on -c synchronous_commit=on"
+         -c fsync=on -c synchronous_commit=on -c ssl=on -c ssl_cert_file={dir_s}/server.pem \
+         -c ssl_key_file={dir_s}/server.key"
     );
     let log = dir.join("log");
     run(
@@ -749,6 +811,11 @@ pub fn assert_code<T: std::fmt::Debug>(r: Result<T, Status>, code: Code, needle:
 /// Makes a CA, a server certificate for 127.0.0.1/localhost and a client certificate with the
 /// openssl command line (`ca.pem`, `server.pem`/`server.key`, `client.pem`/`client.key` in `dir`).
 pub fn make_tls_material(dir: &std::path::Path) {
+    make_tls_material_for(dir, "DNS:localhost,IP:127.0.0.1");
+}
+
+/// [`make_tls_material`] with the server certificate's subjectAltName `names`.
+pub fn make_tls_material_for(dir: &std::path::Path, names: &str) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -784,7 +851,7 @@ pub fn make_tls_material(dir: &std::path::Path) {
     ]);
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:false\n",
+        format!("subjectAltName={names}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:false\n"),
     )
     .expect("write");
     std::fs::write(
