@@ -803,3 +803,93 @@ fn oids_under_arc_2_are_read_and_written_correctly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_pass_the_server_remembers_never_outlives_a_date_or_a_trust_change_it_depended_on() {
+    // The server keeps passed path validations to answer the same chain again quickly: asked
+    // again and again about the same signatures, at times and under trust that differ only in
+    // what the verdict depends on, it must answer each time what a fresh validation would.
+    let pki = Pki::new();
+    let srv = TestServer::start().await;
+    let org = Org::create(&srv, "ville-memo").await;
+    let revoked_later = backdated(&pki, vec![]);
+    let clean = cades(
+        &key("officer-l2-p256"),
+        cert_der("officer-l2-p256"),
+        BEFORE_REVOCATION,
+        vec![cert_der("signing-ca")],
+        vec![],
+    );
+    let ask = |cms: &[u8], at: i64| {
+        let mut v = sigs(&srv, org.token("audit"));
+        let req = proto::ValidateSignatureRequest {
+            data: DATA.to_vec(),
+            signature: cms.to_vec(),
+            at: Some(proto::Timestamp { seconds: at }),
+            required_level: 2,
+            document_id: String::new(),
+        };
+        async move {
+            let r = v.validate_signature(req).await.unwrap().into_inner();
+            (r.indication, r.sub_indication)
+        }
+    };
+    let passed = (proto::Indication::TotalPassed as i32, String::new());
+    let in_2026 = T0.0; // before the 2026-06-01 CRL was issued
+                        // Both CRLs of the signing CA are configured: which one is in force depends on the time.
+    set_trust(
+        &srv,
+        &org,
+        vec![
+            certs("root-ca.crl.pem"),
+            pki.pem("crl-before.pem"),
+            pki.pem("crl-after.pem"),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(ask(&revoked_later, in_2026).await, passed);
+    }
+    // Same signature, same trust, later time: the newer CRL (issued in between) lists the key.
+    for _ in 0..2 {
+        assert_eq!(
+            ask(&revoked_later, NOW).await,
+            (
+                proto::Indication::Indeterminate as i32,
+                "REVOKED_NO_POE".to_string()
+            )
+        );
+    }
+    assert_eq!(ask(&revoked_later, in_2026).await, passed);
+    // The clean officer: passes up to its certificate's last second, not one second after.
+    let not_after = 2_524_607_999; // 2049-12-31T23:59:59Z
+    let crl_next = 2_521_929_600; // 2049-12-01T00:00:00Z, the CRLs' nextUpdate
+    assert_eq!(ask(&clean, in_2026).await, passed);
+    assert_eq!(ask(&clean, crl_next - 1).await, passed);
+    let (indication, sub) = ask(&clean, crl_next + 1).await;
+    assert_ne!(indication, passed.0, "CRLs past their nextUpdate: {sub}");
+    let (indication, sub) = ask(&clean, not_after + 1).await;
+    assert_ne!(indication, passed.0, "certificate expired: {sub}");
+    assert_eq!(ask(&clean, in_2026).await, passed);
+    // A trust change: without the 2025 CRL, no CRL of the signing CA was issued by 2026-01-01.
+    set_trust(
+        &srv,
+        &org,
+        vec![certs("root-ca.crl.pem"), pki.pem("crl-after.pem")],
+    )
+    .await;
+    for cms in [&clean, &revoked_later] {
+        let (indication, sub) = ask(cms, in_2026).await;
+        assert_ne!(indication, passed.0, "no CRL in force yet: {sub}");
+    }
+    // And back: the same answers as before.
+    set_trust(
+        &srv,
+        &org,
+        vec![certs("root-ca.crl.pem"), pki.pem("crl-before.pem")],
+    )
+    .await;
+    assert_eq!(ask(&revoked_later, in_2026).await, passed);
+    assert_eq!(ask(&revoked_later, NOW).await, passed);
+    srv.stop().await;
+}

@@ -22,9 +22,16 @@
 //! path's CA). Of the CRLs of one scope (issuer, distribution point, complete or delta), only
 //! the newest issued by the validation time is kept: an older CRL, still inside its
 //! nextUpdate, cannot hide a revocation that a newer one lists.
+//!
+//! # Validating the same chain again
+//!
+//! A pass judged at the current time is remembered by [`super::verdicts`] with its exact
+//! inputs and only for the instants where no date it depends on is crossed; everything else
+//! (refusals, judgements at a proof of existence) runs in full every time.
 
-use super::material::{self, CrlInfo};
+use super::material::{self, CertInfo, CrlInfo};
 use super::trust::TrustSettings;
+use super::verdicts;
 use crate::pki::{self, Crl, Refusal};
 use openssl::x509::X509;
 use std::collections::BTreeMap;
@@ -104,9 +111,9 @@ fn refuse(code: &str, message: String) -> ChainRefusal {
 fn decode_certs<'a>(
     ders: impl Iterator<Item = &'a [u8]>,
     what: &str,
-) -> Result<Vec<X509>, ChainRefusal> {
+) -> Result<Vec<CertInfo>, ChainRefusal> {
     ders.map(|d| {
-        material::certificate(d).map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
+        material::certificate_info(d).map_err(|e| refuse("FORMAT_FAILURE", format!("{what}: {e}")))
     })
     .collect()
 }
@@ -120,7 +127,7 @@ pub fn validate_chain_at(
     time: ValidationTime,
     required_level: Option<u8>,
 ) -> Result<ChainOk, ChainRefusal> {
-    let leaf = material::certificate(leaf)
+    let leaf = material::certificate_info(leaf)
         .map_err(|e| refuse("FORMAT_FAILURE", format!("signer certificate: {e}")))?;
     let anchors = decode_certs(trust.anchors.iter().map(|d| d.0.as_slice()), "trust anchor")?;
     let untrusted = decode_certs(
@@ -137,32 +144,61 @@ pub fn validate_chain_at(
         .map(|d| material::crl(&d.0).map_err(|e| refuse("FORMAT_FAILURE", format!("CRL: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     // A CRL carried by the signature that cannot be parsed is ignored, like one that does not
-    // verify: it is material offered by the signer, not a reason to fail. One that is already
-    // configured needs no second look.
-    let carried: Vec<CrlInfo> = extra_crls
+    // verify: it is material offered by the signer, not a reason to fail.
+    let offered: Vec<CrlInfo> = extra_crls
         .iter()
         .filter_map(|d| material::crl(d).ok())
-        .filter(|c| !configured.iter().any(|k| k.sha256 == c.sha256))
-        .filter(|c| {
-            anchors
-                .iter()
-                .chain(untrusted.iter())
-                .chain(std::iter::once(&leaf))
-                .any(|ca| signs_crl(ca, &c.crl))
-        })
         .collect();
+    let judged_now = time.judged_at() >= time.now;
+    let verdict = judged_now.then(|| {
+        verdicts::Inputs {
+            leaf: &leaf,
+            anchors: &anchors,
+            untrusted: &untrusted,
+            configured: &configured,
+            offered: &offered,
+            policy_levels: &trust.policy_levels,
+            required_level,
+        }
+        .key()
+    });
+    if let Some(ok) = verdict.as_ref().and_then(|k| verdicts::get(k, time.now)) {
+        return Ok(ok);
+    }
+    // One that is already configured needs no second look.
+    let signers: Vec<&X509> = anchors
+        .iter()
+        .chain(untrusted.iter())
+        .chain(std::iter::once(&leaf))
+        .map(|c| &c.cert)
+        .collect();
+    let carried: Vec<CrlInfo> = offered
+        .iter()
+        .filter(|c| !configured.iter().any(|k| k.sha256 == c.sha256))
+        .filter(|c| signers.iter().any(|ca| signs_crl(ca, &c.crl)))
+        .cloned()
+        .collect();
+    let instants = verdicts::instants(&leaf, &anchors, &untrusted, &configured, &carried);
     let crls = newest_per_scope(configured.into_iter().chain(carried).collect(), time.now);
+    let leaf = leaf.cert;
+    let anchors: Vec<X509> = anchors.into_iter().map(|c| c.cert).collect();
+    let untrusted: Vec<X509> = untrusted.into_iter().map(|c| c.cert).collect();
 
     let mut opts = pki::VerifyOptions::new(time.judged_at(), pki::Profile::Rgs);
     opts.trust_anchors = anchors;
     opts.untrusted = untrusted;
     opts.policy_levels = trust.policy_levels.clone();
     opts.required_level = required_level;
-    let proven_earlier = time.judged_at() < time.now;
-    if !proven_earlier {
+    if judged_now {
         opts.crls = crls;
         return match pki::verify(&leaf, &opts) {
-            Ok(v) => chain_ok(&v),
+            Ok(v) => {
+                let ok = chain_ok(&v)?;
+                if let (Some(key), Some(instants)) = (verdict, instants) {
+                    verdicts::put(key, &ok, time.now, &instants);
+                }
+                Ok(ok)
+            }
             Err(r @ Refusal::Revoked { .. }) if time.poe.is_none() => Err(refuse(
                 "REVOKED_NO_POE",
                 format!(

@@ -3,10 +3,9 @@
 //! checking a signature, and a tenant validates against the same few anchors, intermediates
 //! and CRLs again and again.
 //!
-//! Only decodings are kept — the same bytes always decode to the same object — never a
-//! validation result: every validation runs its path checks, signatures, validity and
-//! revocation against its own time. A different byte is a different entry; each map is
-//! emptied when full.
+//! Only decodings are kept here — the same bytes always decode to the same object. (What a
+//! path validation concluded is remembered elsewhere, by `chain`, under rules of its own.) A
+//! different byte is a different entry; each map is emptied when full.
 
 use crate::pki::Crl;
 use openssl::x509::X509;
@@ -28,9 +27,21 @@ pub struct CrlInfo {
     pub idp: Vec<u8>,
     pub delta: bool,
     pub this_update: i64,
+    /// `None` when the CRL has no nextUpdate.
+    pub next_update: Option<i64>,
 }
 
-static CERTS: Mutex<Option<HashMap<[u8; 32], X509>>> = Mutex::new(None);
+/// A certificate with its identity and validity period, read once.
+#[derive(Clone, Debug)]
+pub struct CertInfo {
+    pub cert: X509,
+    pub sha256: [u8; 32],
+    /// notBefore and notAfter, `None` when they cannot be read here (OpenSSL still judges
+    /// them; only the verdict cache needs them).
+    pub validity: Option<(i64, i64)>,
+}
+
+static CERTS: Mutex<Option<HashMap<[u8; 32], CertInfo>>> = Mutex::new(None);
 static CRLS: Mutex<Option<HashMap<[u8; 32], CrlInfo>>> = Mutex::new(None);
 
 fn cached<T: Clone>(
@@ -58,9 +69,25 @@ fn cached<T: Clone>(
 
 /// The certificate of `der`, decoded once.
 pub fn certificate(der: &[u8]) -> Result<X509, String> {
+    certificate_info(der).map(|c| c.cert)
+}
+
+/// The certificate of `der` with its SHA-256 and validity period, decoded once.
+pub fn certificate_info(der: &[u8]) -> Result<CertInfo, String> {
     let id: [u8; 32] = Sha256::digest(der).into();
     cached(&CERTS, id, || {
-        X509::from_der(der).map_err(|e| crate::crypto::openssl_reason(&e))
+        let cert = X509::from_der(der).map_err(|e| crate::crypto::openssl_reason(&e))?;
+        let validity = x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| {
+            (
+                c.validity().not_before.timestamp(),
+                c.validity().not_after.timestamp(),
+            )
+        });
+        Ok(CertInfo {
+            cert,
+            sha256: id,
+            validity,
+        })
     })
 }
 
@@ -85,6 +112,7 @@ pub fn crl(der: &[u8]) -> Result<CrlInfo, String> {
             idp,
             delta,
             this_update: parsed.last_update().timestamp(),
+            next_update: parsed.next_update().map(|t| t.timestamp()),
             sha256: id,
             crl,
         })

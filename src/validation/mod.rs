@@ -10,6 +10,7 @@ pub mod chain;
 pub mod material;
 pub mod report;
 pub mod trust;
+mod verdicts;
 
 pub use chain::{validate_chain, validate_chain_at, ChainOk, ChainRefusal, ValidationTime};
 pub use report::{
