@@ -243,6 +243,12 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("complete/validate_chain/{label}"), |b| {
             b.iter(|| validate_chain(&trust, &cert, &[], &[], AT, Some(3)).unwrap())
         });
+        c.bench_function(&format!("complete/validate_chain/first/{label}"), |b| {
+            b.iter(|| {
+                paraph::validation::forget_remembered_passes();
+                validate_chain(&trust, &cert, &[], &[], AT, Some(3)).unwrap()
+            })
+        });
         let ok = validate_chain(&trust, &cert, &[], &[], AT, Some(3)).unwrap();
         let part = SignerPart {
             cert_der: cert.clone(),
@@ -291,6 +297,15 @@ fn bench(c: &mut Criterion) {
         );
         c.bench_function(&format!("validate_signature/{label}"), |b| {
             b.iter(|| {
+                let r = paraph::validation::validate_cms(&trust, &data, &cms, AT, &[], None);
+                assert_eq!(r.indication, paraph::validation::Indication::TotalPassed);
+            })
+        });
+        // The same, with the remembered pass forgotten before each call: a chain's first
+        // validation (decoded material is still kept).
+        c.bench_function(&format!("validate_signature/first/{label}"), |b| {
+            b.iter(|| {
+                paraph::validation::forget_remembered_passes();
                 let r = paraph::validation::validate_cms(&trust, &data, &cms, AT, &[], None);
                 assert_eq!(r.indication, paraph::validation::Indication::TotalPassed);
             })

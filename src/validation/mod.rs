@@ -18,3 +18,4 @@ pub use report::{
     ProofOfExistence, Report, SignerReport,
 };
 pub use trust::{Der, TrustSettings};
+pub use verdicts::forget as forget_remembered_passes;
