@@ -34,6 +34,7 @@ fn trust() -> TrustSettings {
         .collect(),
         signature_policy: None,
         generation: 1,
+        owner: String::new(),
     }
 }
 

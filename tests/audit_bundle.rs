@@ -69,6 +69,7 @@ fn server_trust() -> TrustSettings {
             .collect(),
         signature_policy: None,
         generation: 1,
+        owner: String::new(),
     }
 }
 

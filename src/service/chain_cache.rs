@@ -162,6 +162,7 @@ mod tests {
                 .collect(),
             signature_policy: None,
             generation,
+            owner: String::new(),
         }
     }
 

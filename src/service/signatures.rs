@@ -437,7 +437,10 @@ pub(super) fn settle_seals(
     while let Some(step) = t.document.awaits_seal() {
         let key =
             seal.ok_or_else(|| DomainError::WrongState("the tenant has no seal key".into()))?;
-        let trust: TrustSettings = tx.get(&trust_key(&t.document.tenant))?.unwrap_or_default();
+        let trust = tx
+            .get::<TrustSettings>(&trust_key(&t.document.tenant))?
+            .unwrap_or_default()
+            .owned_by(t.document.tenant.as_str());
         let digest = content_digest(&t.document)?;
         // A format that embeds the CMS (PAdES) seals inside the current revision.
         let format = crate::formats::implementation(t.document.format).map_err(format_refusal)?;

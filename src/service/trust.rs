@@ -117,7 +117,8 @@ impl TrustCache {
         let t = std::sync::Arc::new(
             store
                 .get::<TrustSettings>(&trust_key(tenant))?
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .owned_by(tenant.as_str()),
         );
         self.put(tenant.clone(), epoch, t.clone());
         Ok(t)
@@ -180,6 +181,7 @@ impl Paraph {
             policy_levels: input.policy_levels,
             signature_policy: input.signature_policy,
             generation: 0,
+            owner: String::new(),
         };
         let stored = self
             .mutate(format!("{tenant}/{actor}"), "SetTrust", idem, move |tx| {
@@ -239,8 +241,13 @@ impl Paraph {
     /// The tenant's trust settings (empty when never set: nothing is trusted).
     pub async fn load_trust(&self, tenant: &TenantId) -> Result<TrustSettings> {
         let key = trust_key(tenant);
-        self.blocking(move |s| Ok(s.get::<TrustSettings>(&key)?.unwrap_or_default()))
-            .await
+        let owner = tenant.as_str().to_owned();
+        self.blocking(move |s| {
+            Ok(s.get::<TrustSettings>(&key)?
+                .unwrap_or_default()
+                .owned_by(&owner))
+        })
+        .await
     }
 
     /// Pins a signing certificate to a user of the caller's tenant.

@@ -159,6 +159,7 @@ pub fn validate_chain_at(
             offered: &offered,
             policy_levels: &trust.policy_levels,
             required_level,
+            owner: &trust.owner,
         }
         .key()
     });

@@ -41,12 +41,23 @@ pub struct TrustSettings {
     pub signature_policy: Option<SignaturePolicy>,
     /// Bumped at every change: validation caches key on it.
     pub generation: u64,
+    /// Whose trust this is (the tenant; empty offline). Not stored: set when the settings are
+    /// read, so that passes remembered for one tenant never answer another's validations
+    /// (whose timing would tell it what the first one validated).
+    #[serde(skip)]
+    pub owner: String,
 }
 
 impl TrustSettings {
     /// Whether certificate signatures can be validated at all.
     pub fn usable(&self) -> bool {
         !self.anchors.is_empty() && !self.policy_levels.is_empty()
+    }
+
+    /// These settings as `owner`'s.
+    pub fn owned_by(mut self, owner: &str) -> TrustSettings {
+        owner.clone_into(&mut self.owner);
+        self
     }
 }
 

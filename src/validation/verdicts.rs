@@ -8,6 +8,8 @@
 //! - **Only passes, only judged at the current time.** A refusal is always recomputed (so its
 //!   message and code are always those of a fresh run), and so is a validation at a proof of
 //!   existence earlier than now, which also depends on revocation dates.
+//! - **Kept apart per tenant** (the trust settings' owner): a tenant cannot learn from the
+//!   speed of an answer what another tenant validated.
 //! - **The key is every input, exactly**: the SHA-256 of the signer's certificate, of every
 //!   anchor and intermediate (configured or carried by the signature), of every configured CRL
 //!   and of every CRL the signature carries (whether or not it verifies: which ones do is a
@@ -41,6 +43,8 @@ pub(crate) struct Inputs<'a> {
     pub offered: &'a [CrlInfo],
     pub policy_levels: &'a BTreeMap<String, u8>,
     pub required_level: Option<u8>,
+    /// Whose validation this is: passes are never shared between owners.
+    pub owner: &'a str,
 }
 
 /// A remembered pass: valid for validation times strictly between `after` and `before`.
@@ -58,6 +62,8 @@ impl Inputs<'_> {
     pub fn key(&self) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(b"paraph chain verdict v1");
+        h.update((self.owner.len() as u64).to_be_bytes());
+        h.update(self.owner.as_bytes());
         h.update([self.required_level.map_or(0, |l| l.saturating_add(1))]);
         h.update((self.policy_levels.len() as u64).to_be_bytes());
         for (oid, level) in self.policy_levels {
@@ -185,6 +191,41 @@ mod tests {
             "before a notBefore or a thisUpdate"
         );
         assert!(get(&[8u8; 32], 150).is_none(), "another key");
+    }
+
+    #[test]
+    fn each_owner_and_each_input_has_a_key_of_its_own() {
+        let der = |f: &str| {
+            let pem = std::fs::read(format!("certs-test/{f}")).expect("test PKI");
+            openssl::x509::X509::from_pem(&pem)
+                .expect("PEM")
+                .to_der()
+                .expect("DER")
+        };
+        let leaf = crate::validation::material::certificate_info(&der("officer-l2-p256.cert.pem"))
+            .expect("leaf");
+        let root =
+            crate::validation::material::certificate_info(&der("root-ca.cert.pem")).expect("root");
+        let levels: BTreeMap<String, u8> = [("1.2.3".to_string(), 2)].into_iter().collect();
+        let key = |owner: &str, anchors: &[CertInfo], required_level: Option<u8>| {
+            Inputs {
+                leaf: &leaf,
+                anchors,
+                untrusted: &[],
+                configured: &[],
+                offered: &[],
+                policy_levels: &levels,
+                required_level,
+                owner,
+            }
+            .key()
+        };
+        let anchors = [root];
+        let a = key("ville-a", &anchors, Some(2));
+        assert_eq!(a, key("ville-a", &anchors, Some(2)));
+        assert_ne!(a, key("ville-b", &anchors, Some(2)), "another tenant");
+        assert_ne!(a, key("ville-a", &[], Some(2)), "other anchors");
+        assert_ne!(a, key("ville-a", &anchors, Some(3)), "another level");
     }
 
     #[test]
