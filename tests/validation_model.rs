@@ -121,6 +121,18 @@ fn backdated(pki: &Pki, carried_crls: Vec<Vec<u8>>) -> Vec<u8> {
     )
 }
 
+/// A signature by an officer whose certificate was never revoked, with a signing-time long
+/// before the CRL in force, carrying the CRLs given.
+fn clean_officer(crls: Vec<Vec<u8>>) -> Vec<u8> {
+    cades(
+        &key("officer-l2-p256"),
+        cert_der("officer-l2-p256"),
+        BEFORE_REVOCATION,
+        vec![cert_der("signing-ca")],
+        crls,
+    )
+}
+
 fn levels() -> Vec<String> {
     [(L1, 1), (L2, 2), (L3, 3)]
         .iter()
@@ -353,13 +365,7 @@ fn a_backdated_signature_by_a_key_revoked_since_is_refused_like_openssl_and_pyha
 fn a_genuine_older_signature_passes_against_the_current_crls() {
     let pki = Pki::new();
     // An officer whose certificate was never revoked, signing-time long before the CRL in force.
-    let cms = cades(
-        &key("officer-l2-p256"),
-        cert_der("officer-l2-p256"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
-        vec![],
-    );
+    let cms = clean_officer(vec![]);
     let after = pki.path("crl-after.pem");
     let sca = signing_ca();
     let root = root_crl();
@@ -424,13 +430,7 @@ fn a_proof_of_existence_decides_whether_a_later_revocation_counts() {
     assert_eq!(other.sub_indication, "REVOKED_NO_POE");
     // A CRL carried by the signature that no configured CA signed is ignored: the rogue CA's
     // CRL (same kind of material, wrong issuer) changes nothing.
-    let with_rogue = cades(
-        &key("officer-l2-p256"),
-        cert_der("officer-l2-p256"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
-        vec![test_crl_der("rogue-ca.crl.pem")],
-    );
+    let with_rogue = clean_officer(vec![test_crl_der("rogue-ca.crl.pem")]);
     let r = validate_cms(&t, DATA, &with_rogue, NOW, &[], None);
     assert_eq!(r.indication, Indication::TotalPassed, "{r:?}");
 }
@@ -813,13 +813,7 @@ async fn a_pass_the_server_remembers_never_outlives_a_date_or_a_trust_change_it_
     let srv = TestServer::start().await;
     let org = Org::create(&srv, "ville-memo").await;
     let revoked_later = backdated(&pki, vec![]);
-    let clean = cades(
-        &key("officer-l2-p256"),
-        cert_der("officer-l2-p256"),
-        BEFORE_REVOCATION,
-        vec![cert_der("signing-ca")],
-        vec![],
-    );
+    let clean = clean_officer(vec![]);
     let ask = |cms: &[u8], at: i64| {
         let mut v = sigs(&srv, org.token("audit"));
         let req = proto::ValidateSignatureRequest {
